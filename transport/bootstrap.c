@@ -1,0 +1,434 @@
+/*
+ * Bootstrap front end and the local launcher backend.
+ *
+ * The local launcher is the smallest thing that behaves like srun: the
+ * caller forks the ranks and serves their collectives over one socketpair
+ * per rank.  Ranks send {op, len} then len bytes; the server answers an
+ * allgather only when every rank has asked for the same thing, so a rank
+ * that dies or disagrees fails the others instead of hanging them.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "transport_priv.h"
+
+static const char *const kind_names[] = {
+	[HETSGD_BOOT_AUTO] = "auto",
+	[HETSGD_BOOT_PMIX] = "pmix",
+	[HETSGD_BOOT_PMI2] = "pmi2",
+	[HETSGD_BOOT_LOCAL] = "local",
+};
+
+int hetsgd_boot_kind_parse(const char *name, enum hetsgd_boot_kind *kind)
+{
+	size_t i;
+
+	for (i = 0; name && i < sizeof(kind_names) / sizeof(kind_names[0]); i++) {
+		if (!strcmp(name, kind_names[i])) {
+			*kind = (enum hetsgd_boot_kind)i;
+			return 0;
+		}
+	}
+	return hetsgd_err(-EINVAL,
+			  "unknown bootstrap '%s': use auto, pmix, pmi2 or local",
+			  name ? name : "(null)");
+}
+
+const char *hetsgd_boot_kind_name(enum hetsgd_boot_kind kind)
+{
+	if ((unsigned)kind >= sizeof(kind_names) / sizeof(kind_names[0]))
+		return "invalid";
+	return kind_names[kind];
+}
+
+int hetsgd_boot_rank(const struct hetsgd_boot *boot)
+{
+	return boot->rank;
+}
+
+int hetsgd_boot_size(const struct hetsgd_boot *boot)
+{
+	return boot->size;
+}
+
+enum hetsgd_boot_kind hetsgd_boot_get_kind(const struct hetsgd_boot *boot)
+{
+	return boot->kind;
+}
+
+static enum hetsgd_boot_kind detect_kind(void)
+{
+	/* Slurm's pmix plugin exports PMIX_RANK; its pmi2 plugin, PMI_FD. */
+	if (getenv("PMIX_RANK") || getenv("PMIX_NAMESPACE"))
+		return HETSGD_BOOT_PMIX;
+	if (getenv("PMI_FD"))
+		return HETSGD_BOOT_PMI2;
+	return HETSGD_BOOT_AUTO;
+}
+
+int hetsgd_boot_open(enum hetsgd_boot_kind kind, struct hetsgd_boot **out)
+{
+	struct hetsgd_boot *boot;
+	int ret;
+
+	if (kind == HETSGD_BOOT_AUTO) {
+		kind = detect_kind();
+		if (kind == HETSGD_BOOT_AUTO)
+			return hetsgd_err(-ENOENT,
+					  "no launcher found in the environment (neither PMIX_RANK nor PMI_FD is set): "
+					  "start the ranks with srun --mpi=pmix or srun --mpi=pmi2, or use the local launcher");
+	}
+	if (kind == HETSGD_BOOT_LOCAL)
+		return hetsgd_err(-EINVAL,
+				  "the local bootstrap cannot be opened: its ranks get their handle from hetsgd_boot_local_run()");
+	if (kind != HETSGD_BOOT_PMIX && kind != HETSGD_BOOT_PMI2)
+		return hetsgd_err(-EINVAL, "invalid bootstrap kind %d", (int)kind);
+
+	boot = calloc(1, sizeof(*boot));
+	if (!boot)
+		return hetsgd_err(-ENOMEM, "out of memory allocating the bootstrap handle");
+	boot->kind = kind;
+	boot->fd = -1;
+	ret = kind == HETSGD_BOOT_PMIX ? hetsgd_boot_pmix_open(boot)
+				       : hetsgd_boot_pmi2_open(boot);
+	if (ret) {
+		free(boot);
+		return ret;
+	}
+	*out = boot;
+	return 0;
+}
+
+int hetsgd_boot_allgather(struct hetsgd_boot *boot, const void *mine,
+			  void *all, size_t len)
+{
+	if (len > HETSGD_BOOT_MAX_LEN)
+		return hetsgd_err(-EMSGSIZE,
+				  "allgather of %zu bytes per rank exceeds the bootstrap limit of %u bytes: "
+				  "exchange connection data through the bootstrap and bulk data through the transport",
+				  len, HETSGD_BOOT_MAX_LEN);
+	if (len && (!mine || !all))
+		return hetsgd_err(-EINVAL, "allgather called with a NULL buffer");
+	boot->seq++;
+	return boot->ops->allgather(boot, mine, all, len);
+}
+
+int hetsgd_boot_barrier(struct hetsgd_boot *boot)
+{
+	boot->seq++;
+	return boot->ops->barrier(boot);
+}
+
+void hetsgd_boot_close(struct hetsgd_boot *boot)
+{
+	if (!boot)
+		return;
+	if (boot->ops && boot->ops->close)
+		boot->ops->close(boot);
+	free(boot);
+}
+
+/* ---- local launcher ---------------------------------------------------- */
+
+enum { LOCAL_OP_ALLGATHER = 1, LOCAL_OP_BARRIER = 2, LOCAL_OP_ERROR = 3 };
+
+struct local_msg {
+	uint32_t op;
+	uint32_t pad;
+	uint64_t len;
+};
+
+/* 0, or -errno; -EPIPE on a clean end of stream. */
+static int read_full(int fd, void *buf, size_t len)
+{
+	char *p = buf;
+
+	while (len) {
+		ssize_t n = read(fd, p, len);
+
+		if (n == 0)
+			return -EPIPE;
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int write_full(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+
+	while (len) {
+		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int local_collective(struct hetsgd_boot *boot, uint32_t op,
+			    const void *mine, void *all, size_t len)
+{
+	struct local_msg msg = { .op = op, .len = len };
+	int ret;
+
+	ret = write_full(boot->fd, &msg, sizeof(msg));
+	if (!ret && len)
+		ret = write_full(boot->fd, mine, len);
+	if (!ret)
+		ret = read_full(boot->fd, &msg, sizeof(msg));
+	if (ret)
+		return hetsgd_err(-ECONNRESET,
+				  "rank %d lost the local launcher during collective %u (%s): "
+				  "another rank exited early or the launcher died",
+				  boot->rank, boot->seq, strerror(-ret));
+	if (msg.op == LOCAL_OP_ERROR)
+		return hetsgd_err(-EPROTO,
+				  "rank %d: the ranks called different collectives at step %u "
+				  "(operation or length differ): every rank must make the same calls in the same order",
+				  boot->rank, boot->seq);
+	if (msg.op != op || msg.len != (uint64_t)len * (uint64_t)boot->size)
+		return hetsgd_err(-EPROTO, "rank %d: malformed reply from the local launcher", boot->rank);
+	if (len) {
+		ret = read_full(boot->fd, all, len * (size_t)boot->size);
+		if (ret)
+			return hetsgd_err(-ECONNRESET, "rank %d: local launcher closed mid-reply", boot->rank);
+	}
+	return 0;
+}
+
+static int local_allgather(struct hetsgd_boot *boot, const void *mine,
+			   void *all, size_t len)
+{
+	return local_collective(boot, LOCAL_OP_ALLGATHER, mine, all, len);
+}
+
+static int local_barrier(struct hetsgd_boot *boot)
+{
+	return local_collective(boot, LOCAL_OP_BARRIER, NULL, NULL, 0);
+}
+
+static void local_close(struct hetsgd_boot *boot)
+{
+	if (boot->fd >= 0)
+		close(boot->fd);
+	boot->fd = -1;
+}
+
+static const struct hetsgd_boot_ops local_ops = {
+	.allgather = local_allgather,
+	.barrier = local_barrier,
+	.close = local_close,
+};
+
+/*
+ * Serve rounds of collectives until every rank has hung up.  Returns 0 when
+ * all ranks hung up together between collectives, -EPROTO otherwise (the
+ * survivors are cut off so that they fail instead of waiting forever).
+ */
+static int local_serve(int nranks, int *fds)
+{
+	struct local_msg *req = calloc((size_t)nranks, sizeof(*req));
+	char *gathered = NULL;
+	int ret = 0, r;
+
+	if (!req)
+		return -ENOMEM;
+	for (;;) {
+		int hung_up = 0, asked = 0, agree = 1;
+		size_t len;
+
+		for (r = 0; r < nranks; r++) {
+			if (read_full(fds[r], &req[r], sizeof(req[r]))) {
+				req[r].op = 0;
+				hung_up++;
+				continue;
+			}
+			asked++;
+			if (req[r].op != LOCAL_OP_ALLGATHER && req[r].op != LOCAL_OP_BARRIER)
+				req[r].op = 0, agree = 0;
+		}
+		if (hung_up == nranks)
+			break;
+		if (hung_up) {
+			ret = -EPROTO;
+			break;
+		}
+		for (r = 1; r < nranks; r++)
+			if (req[r].op != req[0].op || req[r].len != req[0].len)
+				agree = 0;
+		if (!agree || req[0].len > HETSGD_BOOT_MAX_LEN) {
+			/* Drain what was sent so the replies are not misread. */
+			struct local_msg err = { .op = LOCAL_OP_ERROR };
+			char sink[4096];
+
+			for (r = 0; r < nranks; r++) {
+				uint64_t left = req[r].op ? req[r].len : 0;
+
+				while (left && left <= HETSGD_BOOT_MAX_LEN) {
+					size_t n = left < sizeof(sink) ? left : sizeof(sink);
+
+					if (read_full(fds[r], sink, n))
+						break;
+					left -= n;
+				}
+				write_full(fds[r], &err, sizeof(err));
+			}
+			continue;
+		}
+		len = req[0].len;
+		free(gathered);
+		gathered = len ? malloc(len * (size_t)nranks) : NULL;
+		if (len && !gathered) {
+			ret = -ENOMEM;
+			break;
+		}
+		for (r = 0; r < nranks && len; r++)
+			if (read_full(fds[r], gathered + (size_t)r * len, len))
+				break;
+		if (r < nranks && len) {
+			ret = -EPROTO;
+			break;
+		}
+		for (r = 0; r < nranks; r++) {
+			struct local_msg rep = { .op = req[0].op,
+						 .len = (uint64_t)len * (uint64_t)nranks };
+
+			if (write_full(fds[r], &rep, sizeof(rep)) ||
+			    (len && write_full(fds[r], gathered, len * (size_t)nranks)))
+				ret = -EPROTO;
+		}
+		(void)asked;
+		if (ret)
+			break;
+	}
+	free(gathered);
+	free(req);
+	/* Cut off every survivor: a blocked rank then fails instead of hanging. */
+	for (r = 0; r < nranks; r++)
+		shutdown(fds[r], SHUT_RDWR);
+	return ret;
+}
+
+int hetsgd_boot_local_run(int nranks, hetsgd_rank_fn fn, void *arg,
+			  int *statuses)
+{
+	int *fds, *peer_fds, r, ret = 0, served;
+	pid_t *pids;
+	char first[256] = "";
+
+	if (nranks < 1 || nranks > 4096)
+		return hetsgd_err(-EINVAL, "local launcher: %d ranks requested; use 1 to 4096", nranks);
+	if (!fn)
+		return hetsgd_err(-EINVAL, "local launcher: no rank function given");
+
+	fds = malloc(sizeof(int) * (size_t)nranks);
+	peer_fds = malloc(sizeof(int) * (size_t)nranks);
+	pids = calloc((size_t)nranks, sizeof(pid_t));
+	if (!fds || !peer_fds || !pids) {
+		ret = hetsgd_err(-ENOMEM, "local launcher: out of memory");
+		goto free_arrays;
+	}
+	for (r = 0; r < nranks; r++) {
+		int sv[2];
+
+		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv)) {
+			ret = hetsgd_err(-errno, "local launcher: socketpair: %s (raise ulimit -n?)",
+					 strerror(errno));
+			while (r--)
+				close(fds[r]), close(peer_fds[r]);
+			goto free_arrays;
+		}
+		fds[r] = sv[0];
+		peer_fds[r] = sv[1];
+	}
+
+	/* Buffered output would otherwise be printed once per child as well. */
+	fflush(NULL);
+	for (r = 0; r < nranks; r++) {
+		pid_t pid = fork();
+
+		if (pid < 0) {
+			ret = hetsgd_err(-errno, "local launcher: fork of rank %d: %s", r, strerror(errno));
+			break;
+		}
+		if (pid == 0) {
+			struct hetsgd_boot boot = {
+				.ops = &local_ops, .kind = HETSGD_BOOT_LOCAL,
+				.rank = r, .size = nranks, .fd = peer_fds[r],
+			};
+			int i, rc;
+
+			for (i = 0; i < nranks; i++) {
+				close(fds[i]);
+				if (i != r)
+					close(peer_fds[i]);
+			}
+			rc = fn(&boot, arg);
+			local_close(&boot);
+			fflush(NULL);
+			_exit(rc < 0 ? 1 : rc > 255 ? 255 : rc);
+		}
+		pids[r] = pid;
+	}
+	for (r = 0; r < nranks; r++)
+		close(peer_fds[r]);
+	if (ret) {
+		/* Children already forked see their peers' sockets close and fail. */
+		for (r = 0; r < nranks; r++)
+			shutdown(fds[r], SHUT_RDWR);
+		served = 0;
+	} else {
+		served = local_serve(nranks, fds);
+	}
+	for (r = 0; r < nranks; r++)
+		close(fds[r]);
+
+	for (r = 0; r < nranks; r++) {
+		int st = 0;
+
+		if (!pids[r])
+			continue;
+		while (waitpid(pids[r], &st, 0) < 0 && errno == EINTR)
+			;
+		if (statuses)
+			statuses[r] = st;
+		if (!first[0] && !(WIFEXITED(st) && WEXITSTATUS(st) == 0)) {
+			if (WIFSIGNALED(st))
+				snprintf(first, sizeof(first), "rank %d was killed by signal %d (%s)",
+					 r, WTERMSIG(st), strsignal(WTERMSIG(st)));
+			else
+				snprintf(first, sizeof(first), "rank %d exited with status %d",
+					 r, WEXITSTATUS(st));
+		}
+	}
+	if (!ret && first[0])
+		ret = hetsgd_err(-ECHILD, "local launcher: %s; see its output above", first);
+	else if (!ret && served)
+		ret = hetsgd_err(-ECHILD,
+				 "local launcher: the ranks did not finish the same collectives (one returned before the others)");
+free_arrays:
+	free(pids);
+	free(peer_fds);
+	free(fds);
+	return ret;
+}
