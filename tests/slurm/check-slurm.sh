@@ -1,0 +1,43 @@
+#!/bin/bash
+# Slurm test: start a private single-node Slurm, run hetsgd-boot-check with
+# srun -n 4 under --mpi=pmix and --mpi=pmi2 (each rank reads its rank and
+# size from the launcher and exchanges a value with every other rank),
+# check that every rank reported, stop the daemons.  Fails, never skips,
+# when Slurm or a PMI flavour is missing: this is the test of that path.
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+builddir=${HETSGD_BUILDDIR:-$PWD}
+prog=$builddir/tests/slurm/hetsgd-boot-check
+ntasks=${HETSGD_SLURM_NTASKS:-4}
+[ -x "$prog" ] || { echo "check-slurm: $prog not built: run make check-slurm from the build tree" >&2; exit 1; }
+[ "$(id -u)" -eq 0 ] || { echo "check-slurm: must run as root (private slurmd and munged); rerun with sudo" >&2; exit 1; }
+
+bed=$(mktemp -d "${TMPDIR:-/tmp}/hetsgd-slurm.XXXXXX")
+rmdir "$bed"
+trap 'bash "$here/slurm-bed.sh" stop "$bed" >/dev/null 2>&1; rm -rf "$bed"' EXIT
+bash "$here/slurm-bed.sh" start "$bed" || { echo "check-slurm: FAIL: could not start the private Slurm" >&2; exit 1; }
+# shellcheck disable=SC1091
+. "$bed/env"
+
+pass=0 fail=0
+echo "check-slurm: srun --mpi=list:"; srun --mpi=list 2>&1 | sed 's/^/  /'
+# Each flavour once by name and once found by the auto-detection.
+for run in pmix:pmix pmi2:pmi2 pmix:auto pmi2:auto; do
+	mpi=${run%%:*} kind=${run#*:}
+	out=$(timeout 120 srun -n "$ntasks" --mpi="$mpi" "$prog" "$kind" "$ntasks" 2>&1)
+	rc=$?
+	echo "$out" | sed "s/^/  [$mpi\/$kind] /"
+	got=$(echo "$out" | grep -c "^boot-check: $mpi rank [0-9]* of $ntasks .*all verified$")
+	ranks=$(echo "$out" | sed -n "s/^boot-check: $mpi rank \([0-9]*\) of .*/\1/p" | sort -n | uniq | tr '\n' ' ')
+	ranks=${ranks% }
+	want=$(seq 0 $((ntasks - 1)) | tr '\n' ' '); want=${want% }
+	if [ $rc -eq 0 ] && [ "$got" -eq "$ntasks" ] && [ "$ranks" = "$want" ]; then
+		echo "PASS: srun -n $ntasks --mpi=$mpi, bootstrap $kind: ranks $ranks exchanged and verified"
+		pass=$((pass + 1))
+	else
+		echo "FAIL: srun -n $ntasks --mpi=$mpi, bootstrap $kind: exit $rc, $got of $ntasks ranks verified (ranks seen: $ranks)"
+		fail=$((fail + 1))
+	fi
+done
+echo "check-slurm: $pass passed, $fail failed"
+[ $fail -eq 0 ]
