@@ -1,0 +1,49 @@
+#!/bin/bash
+# Every test the README promises, in order, with one closing summary line:
+#   1. make check        unit tests (Criterion, TAP) and device tests that
+#                        SKIP visibly here when no RDMA device exists
+#   2. check-sanitizers  unit tests again under ASan + UBSan (as a distcheck)
+#   3. check-rdma        the RDMA tests on real soft-RoCE (qemu if needed)
+#   4. check-slurm       srun with PMIx and PMI2 on a private Slurm
+# Every stage runs even when an earlier one failed, so one CI log shows all.
+set -u
+make=${1:-make}
+pass=0 fail=0 skip=0 failed_stages=()
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+
+count() { grep -cE "^$1: " "$log" || true; }
+
+stage() {
+	local name=$1 rc; shift
+	echo "===== check-all: $name"
+	"$@" 2>&1 | tee "$log"
+	rc=${PIPESTATUS[0]}
+	local p f s
+	case $name in
+	check|check-sanitizers)
+		# automake's per-test lines (the TAP driver prints one per Criterion test)
+		p=$(count PASS); f=$(( $(count FAIL) + $(count ERROR) + $(count XPASS) )); s=$(count SKIP) ;;
+	*)
+		p=$(count PASS); f=$(count FAIL); s=0 ;;
+	esac
+	# A stage that failed without naming a failing test still counts once.
+	if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+	if [ "$rc" -eq 0 ] && [ "$p" -eq 0 ]; then
+		echo "check-all: $name ran no test"; f=$((f + 1))
+	fi
+	pass=$((pass + p)) fail=$((fail + f)) skip=$((skip + s))
+	[ "$rc" -eq 0 ] && [ "$f" -eq 0 ] || failed_stages+=("$name")
+	echo "===== check-all: $name: $p passed, $f failed, $s skipped"
+}
+
+stage check $make check
+stage check-sanitizers $make check-sanitizers
+stage check-rdma $make check-rdma
+stage check-slurm $make check-slurm
+
+if [ ${#failed_stages[@]} -gt 0 ]; then
+	echo "check-all: failed stages: ${failed_stages[*]}"
+fi
+echo "check-all: $pass passed, $fail failed, $skip skipped"
+[ "$fail" -eq 0 ] && [ ${#failed_stages[@]} -eq 0 ]
