@@ -25,6 +25,7 @@ static const char *const kind_names[] = {
 	[HETSGD_BOOT_PMIX] = "pmix",
 	[HETSGD_BOOT_PMI2] = "pmi2",
 	[HETSGD_BOOT_LOCAL] = "local",
+	[HETSGD_BOOT_TCP] = "tcp",
 };
 
 int hetsgd_boot_kind_parse(const char *name, enum hetsgd_boot_kind *kind)
@@ -38,7 +39,7 @@ int hetsgd_boot_kind_parse(const char *name, enum hetsgd_boot_kind *kind)
 		}
 	}
 	return hetsgd_err(-EINVAL,
-			  "unknown bootstrap '%s': use auto, pmix, pmi2 or local",
+			  "unknown bootstrap '%s': use auto, pmix, pmi2, tcp or local",
 			  name ? name : "(null)");
 }
 
@@ -71,6 +72,9 @@ static enum hetsgd_boot_kind detect_kind(void)
 		return HETSGD_BOOT_PMIX;
 	if (getenv("PMI_FD"))
 		return HETSGD_BOOT_PMI2;
+	/* srun --mpi=none, or a user-made launch: rank and size only. */
+	if (getenv("HETSGD_RANK") || getenv("SLURM_PROCID"))
+		return HETSGD_BOOT_TCP;
 	return HETSGD_BOOT_AUTO;
 }
 
@@ -83,13 +87,13 @@ int hetsgd_boot_open(enum hetsgd_boot_kind kind, struct hetsgd_boot **out)
 		kind = detect_kind();
 		if (kind == HETSGD_BOOT_AUTO)
 			return hetsgd_err(-ENOENT,
-					  "no launcher found in the environment (neither PMIX_RANK nor PMI_FD is set): "
-					  "start the ranks with srun --mpi=pmix or srun --mpi=pmi2, or use the local launcher");
+					  "no launcher found in the environment (none of PMIX_RANK, PMI_FD, SLURM_PROCID, HETSGD_RANK is set): "
+					  "start the ranks with srun (--mpi=pmix, --mpi=pmi2 or plain), or use the local launcher");
 	}
 	if (kind == HETSGD_BOOT_LOCAL)
 		return hetsgd_err(-EINVAL,
 				  "the local bootstrap cannot be opened: its ranks get their handle from hetsgd_boot_local_run()");
-	if (kind != HETSGD_BOOT_PMIX && kind != HETSGD_BOOT_PMI2)
+	if (kind != HETSGD_BOOT_PMIX && kind != HETSGD_BOOT_PMI2 && kind != HETSGD_BOOT_TCP)
 		return hetsgd_err(-EINVAL, "invalid bootstrap kind %d", (int)kind);
 
 	boot = calloc(1, sizeof(*boot));
@@ -98,7 +102,8 @@ int hetsgd_boot_open(enum hetsgd_boot_kind kind, struct hetsgd_boot **out)
 	boot->kind = kind;
 	boot->fd = -1;
 	ret = kind == HETSGD_BOOT_PMIX ? hetsgd_boot_pmix_open(boot)
-				       : hetsgd_boot_pmi2_open(boot);
+	    : kind == HETSGD_BOOT_PMI2 ? hetsgd_boot_pmi2_open(boot)
+				       : hetsgd_boot_tcp_open(boot);
 	if (ret) {
 		free(boot);
 		return ret;

@@ -3,7 +3,7 @@
  * exchanges a value with every other rank (allgather) and checks them all,
  * then a payload large enough to need several PMI2 keys, then a barrier.
  *
- *   hetsgd-boot-check KIND EXPECTED_SIZE      KIND = pmix | pmi2 | auto
+ *   hetsgd-boot-check KIND EXPECTED_SIZE      KIND = pmix | pmi2 | tcp | auto
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -29,7 +29,7 @@ int main(int argc, char **argv)
 	char host[64] = "?";
 
 	if (argc != 3 || hetsgd_boot_kind_parse(argv[1], &kind) || (expect = atoi(argv[2])) < 1) {
-		fprintf(stderr, "usage: hetsgd-boot-check pmix|pmi2|auto EXPECTED_SIZE\n");
+		fprintf(stderr, "usage: hetsgd-boot-check pmix|pmi2|tcp|auto EXPECTED_SIZE\n");
 		return 2;
 	}
 	rc = hetsgd_boot_open(kind, &b);

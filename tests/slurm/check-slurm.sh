@@ -1,8 +1,9 @@
 #!/bin/bash
 # Slurm test: start a private single-node Slurm, run hetsgd-boot-check with
-# srun -n 4 under --mpi=pmix and --mpi=pmi2 (each rank reads its rank and
-# size from the launcher and exchanges a value with every other rank),
-# check that every rank reported, stop the daemons.  Fails, never skips,
+# srun -n 4 under --mpi=pmix, --mpi=pmi2 and --mpi=none (the TCP rendezvous:
+# rank and size from SLURM_PROCID/SLURM_NTASKS, rank 0 on the first node,
+# admission by HETSGD_SECRET); each rank exchanges a value with every other
+# rank; check that every rank reported, stop the daemons.  Fails, never skips,
 # when Slurm or a PMI flavour is missing: this is the test of that path.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
@@ -21,14 +22,20 @@ bash "$here/slurm-bed.sh" start "$bed" || { echo "check-slurm: FAIL: could not s
 
 pass=0 fail=0
 echo "check-slurm: srun --mpi=list:"; srun --mpi=list 2>&1 | sed 's/^/  /'
-# Each flavour once by name and once found by the auto-detection.
-for run in pmix:pmix pmi2:pmi2 pmix:auto pmi2:auto; do
+# The TCP rendezvous admits only ranks that know the job's secret; srun
+# passes the environment on to every rank.
+HETSGD_SECRET=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
+export HETSGD_SECRET
+# Each flavour once by name and once found by the auto-detection; with
+# --mpi=none the bootstrap (and the name the ranks print) is tcp.
+for run in pmix:pmix pmi2:pmi2 pmix:auto pmi2:auto none:tcp none:auto; do
 	mpi=${run%%:*} kind=${run#*:}
+	case $mpi in none) name=tcp ;; *) name=$mpi ;; esac
 	out=$(timeout 120 srun -n "$ntasks" --mpi="$mpi" "$prog" "$kind" "$ntasks" 2>&1)
 	rc=$?
 	echo "$out" | sed "s/^/  [$mpi\/$kind] /"
-	got=$(echo "$out" | grep -c "^boot-check: $mpi rank [0-9]* of $ntasks .*all verified$")
-	ranks=$(echo "$out" | sed -n "s/^boot-check: $mpi rank \([0-9]*\) of .*/\1/p" | sort -n | uniq | tr '\n' ' ')
+	got=$(echo "$out" | grep -c "^boot-check: $name rank [0-9]* of $ntasks .*all verified$")
+	ranks=$(echo "$out" | sed -n "s/^boot-check: $name rank \([0-9]*\) of .*/\1/p" | sort -n | uniq | tr '\n' ' ')
 	ranks=${ranks% }
 	want=$(seq 0 $((ntasks - 1)) | tr '\n' ' '); want=${want% }
 	if [ $rc -eq 0 ] && [ "$got" -eq "$ntasks" ] && [ "$ranks" = "$want" ]; then
