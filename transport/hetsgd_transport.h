@@ -10,6 +10,7 @@
 #define HETSGD_TRANSPORT_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -27,16 +28,20 @@ enum hetsgd_boot_kind {
 	HETSGD_BOOT_PMIX,	/* srun --mpi=pmix, prterun, mpirun */
 	HETSGD_BOOT_PMI2,	/* srun --mpi=pmi2 */
 	HETSGD_BOOT_LOCAL,	/* ranks forked by hetsgd_boot_local_run() */
+	HETSGD_BOOT_TCP,	/* Slurm environment (or HETSGD_RANK/HETSGD_SIZE)
+				 * plus a TCP rendezvous at rank 0 that admits
+				 * only peers presenting HETSGD_SECRET */
 };
 
 struct hetsgd_boot;
 
-/* "auto", "pmix", "pmi2" or "local"; -EINVAL for anything else. */
+/* "auto", "pmix", "pmi2", "local" or "tcp"; -EINVAL for anything else. */
 int hetsgd_boot_kind_parse(const char *name, enum hetsgd_boot_kind *kind);
 const char *hetsgd_boot_kind_name(enum hetsgd_boot_kind kind);
 
 /*
- * Join the job that launched this process.  HETSGD_BOOT_LOCAL cannot be
+ * Join the job that launched this process.  AUTO tries PMIx, PMI2, then
+ * the Slurm environment (TCP rendezvous).  HETSGD_BOOT_LOCAL cannot be
  * opened this way: local ranks receive their handle from
  * hetsgd_boot_local_run().  -ENOTSUP when the backend was not built in,
  * -ENOENT when AUTO finds no launcher in the environment.
@@ -49,7 +54,8 @@ enum hetsgd_boot_kind hetsgd_boot_get_kind(const struct hetsgd_boot *boot);
 
 /*
  * Every rank contributes len bytes; all receives size * len bytes ordered
- * by rank.  Every rank must call with the same len, in the same order of
+ * by rank.  On failure `all` may be partly written (collectives gather in
+ * place).  Every rank must call with the same len, in the same order of
  * collectives; a mismatch is reported (-EPROTO) where the backend can see it.
  */
 int hetsgd_boot_allgather(struct hetsgd_boot *boot, const void *mine,
@@ -71,6 +77,231 @@ void hetsgd_boot_close(struct hetsgd_boot *boot);
 typedef int (*hetsgd_rank_fn)(struct hetsgd_boot *boot, void *arg);
 int hetsgd_boot_local_run(int nranks, hetsgd_rank_fn fn, void *arg,
 			  int *statuses);
+
+/*
+ * Sparse blocks: the unit the transport moves.  Wire format (all fields
+ * little-endian, values IEEE-754 binary32):
+ *
+ *   struct hetsgd_block_hdr   (40 bytes)
+ *   DENSE:    float val[count]                 covers [first, first+count)
+ *   INDEXED:  uint32_t idx[count]; float val[count]   idx strictly increasing
+ *   MASKED:   float val[count]                 at the indices of the shared
+ *                                              mask (seed, round, count, dim)
+ */
+#define HETSGD_BLOCK_MAGIC 0x4853u	/* "SH" little-endian */
+#define HETSGD_BLOCK_VERSION 1u
+
+enum hetsgd_enc {
+	HETSGD_ENC_DENSE = 1,
+	HETSGD_ENC_INDEXED = 2,
+	HETSGD_ENC_MASKED = 3,
+};
+
+struct hetsgd_block_hdr {
+	uint16_t magic;
+	uint8_t version;
+	uint8_t encoding;	/* enum hetsgd_enc */
+	uint16_t kind;		/* the caller's message kind */
+	uint16_t reserved;	/* 0 */
+	uint32_t sender;	/* rank */
+	uint32_t count;		/* values carried */
+	uint32_t dim;		/* model dimension d */
+	uint32_t first;		/* DENSE: index of val[0]; otherwise 0 */
+	uint64_t round;		/* round or model version */
+	uint64_t seed;		/* MASKED: mask seed; otherwise 0 */
+};
+
+/* Everything a block says, with pointers into the received buffer. */
+struct hetsgd_block {
+	enum hetsgd_enc encoding;
+	uint16_t kind;
+	uint32_t sender;
+	uint32_t count;
+	uint32_t dim;
+	uint32_t first;
+	uint64_t round;
+	uint64_t seed;
+	const uint32_t *idx;	/* INDEXED only, else NULL */
+	const float *val;
+};
+
+/* What the receiver accepts; a block outside these limits is rejected. */
+struct hetsgd_block_limits {
+	uint32_t dim;		/* the receiver's model dimension: must match */
+	uint32_t nranks;	/* sender must be < nranks */
+	size_t max_bytes;	/* the slot size */
+};
+
+/* Bytes of a block with this encoding and count (0 for a bad encoding). */
+size_t hetsgd_block_bytes(enum hetsgd_enc enc, uint32_t count);
+
+/*
+ * Encoders write a complete block into buf (cap bytes) and its length into
+ * *len.  hdr supplies kind, sender, round, dim (and seed for masked); the
+ * encoder fills magic, version, encoding, count, first.  -ENOSPC when cap
+ * is too small, -EINVAL for inconsistent input (index >= dim, unsorted).
+ *
+ * encode_sparse picks the smaller of INDEXED and DENSE (zeros filled in).
+ * encode_masked gathers x[mask->idx[j]] for j < mask->k, x of length dim;
+ * hdr->seed and hdr->round must be those the mask was drawn with.
+ * Encoders refuse NaN and infinite values (-EINVAL, naming the coordinate).
+ */
+int hetsgd_block_encode_dense(void *buf, size_t cap,
+			      const struct hetsgd_block_hdr *hdr,
+			      const float *val, uint32_t first, uint32_t count,
+			      size_t *len);
+int hetsgd_block_encode_sparse(void *buf, size_t cap,
+			       const struct hetsgd_block_hdr *hdr,
+			       const uint32_t *idx, const float *val,
+			       uint32_t count, size_t *len);
+struct hetsgd_mask;
+int hetsgd_block_encode_masked(void *buf, size_t cap,
+			       const struct hetsgd_block_hdr *hdr,
+			       const struct hetsgd_mask *mask, const float *x,
+			       size_t *len);
+
+/*
+ * Check every field of a received block against lim and describe it.
+ * Never reads outside [buf, buf+len).  -EBADMSG (with the reason in
+ * hetsgd_errmsg()) for a malformed block, -EPROTO for a wrong version,
+ * -EINVAL when buf is not 4-byte aligned (staging slots always are).
+ * out->idx and out->val point into buf, so decoding is for little-endian
+ * hosts (x86_64, aarch64, ppc64le); elsewhere it returns -ENOTSUP.
+ * A masked block's count is the sender's k: the caller checks it against
+ * its own mask before regenerating it from (seed, round).
+ */
+int hetsgd_block_decode(const void *buf, size_t len,
+			const struct hetsgd_block_limits *lim,
+			struct hetsgd_block *out);
+
+/*
+ * Shared random mask: k distinct coordinates of [0, d), sorted ascending,
+ * drawn from (seed, round) in O(k) time and memory, with integer
+ * arithmetic only, so that every rank, compiler and machine draws the same.
+ */
+struct hetsgd_mask {
+	uint32_t k;
+	uint32_t d;
+	uint32_t *idx;		/* k entries, ascending */
+	void *scratch;		/* private */
+	uint64_t seed;		/* of the last draw */
+	uint64_t round;
+	int drawn;		/* 0 until the first successful draw */
+};
+
+int hetsgd_mask_init(struct hetsgd_mask *mask, uint32_t k, uint32_t d);
+int hetsgd_mask_draw(struct hetsgd_mask *mask, uint64_t seed, uint64_t round);
+void hetsgd_mask_fini(struct hetsgd_mask *mask);
+
+/*
+ * The one-sided block transport.
+ *
+ * Every rank registers, per peer, a ring of fixed-size staging slots that
+ * the peer writes into, and advertises it once at open.  A put copies a
+ * send buffer into the peer's next slot: RDMA_WRITE_WITH_IMM on verbs (the
+ * immediate names the slot and the kind; its completion at the receiver is
+ * the only sign that data has landed), memcpy plus a release-store
+ * doorbell on shm.  The receiver hands each landed block to its caller
+ * through hetsgd_tp_progress() and gets the slot back with
+ * hetsgd_tp_release(), which returns one credit to the sender; a sender
+ * with no credit gets -EAGAIN instead of overwriting an unconsumed slot.
+ *
+ * One thread drives an endpoint (put, progress, release); it is not
+ * thread-safe.  open and close are collective over the bootstrap.
+ */
+enum hetsgd_provider {
+	HETSGD_PROV_SHM = 1,	/* processes on one host */
+	HETSGD_PROV_VERBS = 2,	/* libibverbs + librdmacm: IB, RoCE, rxe */
+};
+
+/* "shm" or "verbs"; -EINVAL otherwise. */
+int hetsgd_provider_parse(const char *name, enum hetsgd_provider *prov);
+const char *hetsgd_provider_name(enum hetsgd_provider prov);
+
+struct hetsgd_tp_attr {
+	enum hetsgd_provider provider;
+	size_t slot_bytes;	/* bytes per staging slot (0: 64 KiB + 64) */
+	uint32_t slots;		/* ring depth per peer = credits (0: 8) */
+	uint32_t tx_bufs;	/* send buffers (0: 2 * slots) */
+	/* verbs only; NULL/-1 = from $HETSGD_IB_DEV, $HETSGD_GID_INDEX,
+	 * $HETSGD_IB_ADDR, else the first active port's RoCE v2 IPv4 GID */
+	const char *device;
+	int gid_index;
+	const char *addr;
+};
+
+/* attr with every field at its default (provider shm). */
+void hetsgd_tp_attr_init(struct hetsgd_tp_attr *attr);
+
+struct hetsgd_tp;
+
+/* A registered send buffer, slot_bytes long. */
+struct hetsgd_tx {
+	void *data;
+	size_t cap;
+};
+
+enum hetsgd_ev_type {
+	HETSGD_EV_RECV = 1,	/* a block landed: release its slot when done */
+	HETSGD_EV_SENT = 2,	/* a put completed locally */
+};
+
+struct hetsgd_ev {
+	enum hetsgd_ev_type type;
+	int peer;		/* sender (RECV) or destination (SENT) */
+	uint8_t kind;		/* the put's kind */
+	uint32_t slot;		/* RECV: pass to hetsgd_tp_release() */
+	const void *data;	/* RECV: the block, valid until released */
+	size_t len;		/* RECV: bytes landed */
+	struct hetsgd_tx *tx;	/* SENT: the buffer of that put */
+};
+
+/*
+ * Open an endpoint over every rank of boot (collective).  Registers the
+ * staging rings, connects every pair and exchanges addresses and keys.
+ */
+int hetsgd_tp_open(struct hetsgd_boot *boot, const struct hetsgd_tp_attr *attr,
+		   struct hetsgd_tp **tp);
+
+/*
+ * Collective.  Waits for this rank's own puts to complete, then for every
+ * rank to arrive, then releases every resource.  NULL is accepted.
+ */
+int hetsgd_tp_close(struct hetsgd_tp *tp);
+
+int hetsgd_tp_rank(const struct hetsgd_tp *tp);
+int hetsgd_tp_size(const struct hetsgd_tp *tp);
+size_t hetsgd_tp_slot_bytes(const struct hetsgd_tp *tp);
+/* A line describing the endpoint (provider, device, GID, MTU). */
+const char *hetsgd_tp_describe(const struct hetsgd_tp *tp);
+
+/* Take a free send buffer; -EAGAIN when all are in use or in flight. */
+int hetsgd_tp_tx_get(struct hetsgd_tp *tp, struct hetsgd_tx **tx);
+/*
+ * Give the buffer back.  It returns to the pool once every put from it
+ * has completed; the caller must not touch it afterwards.
+ */
+void hetsgd_tp_tx_put(struct hetsgd_tp *tp, struct hetsgd_tx *tx);
+
+/*
+ * Write len bytes of tx into peer's next staging slot.  -EAGAIN when the
+ * peer has no free slot (or the send queue is full): drive progress and
+ * retry.  tx may be put to several peers before it is given back.  A
+ * HETSGD_EV_SENT event reports each put's local completion.
+ */
+int hetsgd_tp_put(struct hetsgd_tp *tp, int peer, struct hetsgd_tx *tx,
+		  size_t len, uint8_t kind);
+
+/*
+ * Drain completions into at most max events; returns how many (0 when
+ * nothing happened) or a negative errno when the endpoint failed (a
+ * work-completion error, a malformed immediate); the endpoint is then
+ * unusable and hetsgd_errmsg() says what happened and to which peer.
+ */
+int hetsgd_tp_progress(struct hetsgd_tp *tp, struct hetsgd_ev *ev, int max);
+
+/* The caller is done with a received block: its slot goes back to peer. */
+int hetsgd_tp_release(struct hetsgd_tp *tp, int peer, uint32_t slot);
 
 #ifdef __cplusplus
 }

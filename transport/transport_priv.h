@@ -32,8 +32,102 @@ struct hetsgd_boot {
 /* Backends fill *boot; each returns 0 or a negative errno. */
 int hetsgd_boot_pmix_open(struct hetsgd_boot *boot);
 int hetsgd_boot_pmi2_open(struct hetsgd_boot *boot);
+int hetsgd_boot_tcp_open(struct hetsgd_boot *boot);
+
+/* Exported for the unit tests of the TCP rendezvous. */
+int hetsgd_boot_tcp_first_host(const char *nodelist, char *out, size_t outlen);
+uint64_t hetsgd_boot_tcp_siphash(const uint8_t key[16], const void *msg, size_t len);
 
 /* Largest contribution a rank may make to one allgather. */
 #define HETSGD_BOOT_MAX_LEN (64u << 20)
+
+/* ---- transport endpoint ---------------------------------------------- */
+
+/* A send buffer as the transport sees it. */
+struct tp_tx {
+	struct hetsgd_tx pub;	/* first: callers hold &pub */
+	uint32_t index;
+	uint32_t inflight;	/* puts not yet completed */
+	int held;		/* the caller has not given it back */
+	struct tp_tx *next_free;
+};
+
+struct hetsgd_tp;
+
+struct tp_provider {
+	const char *name;
+	/* Set up staging, connect every pair; tp->rank/size/attr are set. */
+	int (*open)(struct hetsgd_tp *tp);
+	/* Post one put; 0 or -EAGAIN (no credit, queue full) or -errno. */
+	int (*put)(struct hetsgd_tp *tp, int peer, struct tp_tx *tx, size_t len, uint8_t kind);
+	/* Move completions into the event FIFO (never more than it can take). */
+	int (*progress)(struct hetsgd_tp *tp);
+	int (*release)(struct hetsgd_tp *tp, int peer, uint32_t slot);
+	/* Wait until this rank's own writes have completed. */
+	int (*quiesce)(struct hetsgd_tp *tp);
+	void (*close)(struct hetsgd_tp *tp);
+};
+
+extern const struct tp_provider hetsgd_tp_shm;
+extern const struct tp_provider hetsgd_tp_verbs;
+
+struct hetsgd_tp {
+	const struct tp_provider *prov;
+	struct hetsgd_boot *boot;
+	struct hetsgd_tp_attr attr;	/* defaults resolved */
+	int rank;
+	int size;
+	int failed;			/* a fatal error happened: refuse work */
+	char desc[256];
+
+	/* send buffers */
+	struct tp_tx *txs;
+	void *tx_mem;			/* tx_bufs * slot_bytes, page aligned */
+	struct tp_tx *tx_free;
+	uint32_t inflight_puts;		/* posted, SENT not yet queued */
+
+	/* receive bookkeeping, per sender: which slots the caller still holds */
+	uint64_t *recvd;		/* blocks handed out, per peer */
+	uint64_t *rel_head;		/* contiguous prefix released, per peer */
+	uint8_t *held;			/* size * slots: 1 while the caller holds it */
+
+	/* events waiting to be returned by hetsgd_tp_progress() */
+	struct hetsgd_ev *evq;
+	uint32_t evq_cap, evq_head, evq_len;
+
+	void *priv;			/* provider state */
+};
+
+/* Room left in the event FIFO. */
+static inline uint32_t tp_evq_room(const struct hetsgd_tp *tp)
+{
+	return tp->evq_cap - tp->evq_len;
+}
+
+/* Providers queue events here; the FIFO is sized so this cannot fail
+ * when they respect tp_evq_room(). */
+void tp_evq_push(struct hetsgd_tp *tp, const struct hetsgd_ev *ev);
+
+/* A block from peer landed in slot: queue the RECV event, mark it held. */
+int tp_recv_landed(struct hetsgd_tp *tp, int peer, uint32_t slot,
+		   const void *data, size_t len, uint8_t kind);
+/* A put of tx to peer completed: queue SENT, recycle tx when free. */
+void tp_put_completed(struct hetsgd_tp *tp, int peer, struct tp_tx *tx, uint8_t kind);
+
+/*
+ * Mark slot released; returns the new contiguous released count for peer
+ * (what the sender may reuse), or a negative errno for a bad release.
+ */
+int64_t tp_release_slot(struct hetsgd_tp *tp, int peer, uint32_t slot);
+
+/*
+ * Collective: every rank learns whether every rank succeeded at stage, so
+ * that one rank's failure fails the open everywhere instead of hanging
+ * the others.  Returns this rank's ret, or the first failing rank's.
+ */
+int tp_agree(struct hetsgd_tp *tp, int ret, const char *stage);
+
+/* Allocate page-aligned zeroed memory; free with free(). */
+void *tp_alloc_pages(size_t bytes);
 
 #endif

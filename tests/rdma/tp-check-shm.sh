@@ -1,0 +1,10 @@
+#!/bin/sh
+# shm provider integration: 2, 4 and 8 processes, thousands of puts under
+# back-pressure with a random schedule (the seed is printed; rerun a
+# failure with --seed).  Needs no device, so it runs in make check.
+set -e
+prog="${HETSGD_BUILDDIR:-.}/tests/rdma/hetsgd-tp-check"
+seed=${HETSGD_TEST_SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}
+"$prog" --provider shm --ranks 2 --puts 5000 --slots 1 --seed "$seed" --quiet
+"$prog" --provider shm --ranks 4 --puts 1000 --slots 3 --seed "$seed" --quiet
+"$prog" --provider shm --ranks 8 --puts 200 --slots 2 --slot-bytes 8192 --seed "$seed" --quiet

@@ -1,0 +1,222 @@
+/*
+ * Transport semantics on the shm provider with real processes: credits
+ * and back-pressure, out-of-order release, argument errors; and the verbs
+ * provider's error when no device exists.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <infiniband/verbs.h>
+
+#include "hetsgd_transport.h"
+
+#define CHECK(cond, code) do { if (!(cond)) { fprintf(stderr, "line %d: %s: %s\n", __LINE__, #cond, \
+						hetsgd_errmsg()); return code; } } while (0)
+
+static int open_shm(struct hetsgd_boot *b, uint32_t slots, struct hetsgd_tp **tp)
+{
+	struct hetsgd_tp_attr a;
+
+	hetsgd_tp_attr_init(&a);
+	a.provider = HETSGD_PROV_SHM;
+	a.slots = slots;
+	a.slot_bytes = 256;
+	a.tx_bufs = 4;
+	return hetsgd_tp_open(b, &a, tp);
+}
+
+static int put_byte(struct hetsgd_tp *tp, int peer, uint8_t v)
+{
+	struct hetsgd_tx *tx;
+	int ret = hetsgd_tp_tx_get(tp, &tx);
+
+	if (ret)
+		return ret;
+	memset(tx->data, v, 100);
+	ret = hetsgd_tp_put(tp, peer, tx, 100, v);
+	hetsgd_tp_tx_put(tp, tx);
+	return ret;
+}
+
+/* Receive exactly n blocks (spinning on progress), recording slots and bytes. */
+static int recv_n(struct hetsgd_tp *tp, int n, uint32_t *slots, uint8_t *vals)
+{
+	struct hetsgd_ev ev[8];
+	int got = 0, i, r, spins = 0;
+
+	while (got < n) {
+		r = hetsgd_tp_progress(tp, ev, 8);
+		if (r < 0)
+			return r;
+		for (i = 0; i < r; i++) {
+			if (ev[i].type != HETSGD_EV_RECV)
+				continue;
+			if (got == n || ev[i].len != 100 || ((const uint8_t *)ev[i].data)[99] != ev[i].kind)
+				return -EBADMSG;
+			slots[got] = ev[i].slot;
+			vals[got] = ev[i].kind;
+			got++;
+		}
+		if (++spins > 50000000)
+			return -ETIMEDOUT;
+	}
+	return 0;
+}
+
+static int credits_rank(struct hetsgd_boot *b, void *arg)
+{
+	struct hetsgd_tp *tp;
+	uint32_t slots[4];
+	uint8_t vals[4];
+
+	(void)arg;
+	CHECK(open_shm(b, 2, &tp) == 0, 10);
+	if (hetsgd_boot_rank(b) == 0) {
+		CHECK(put_byte(tp, 1, 'A') == 0, 11);
+		CHECK(put_byte(tp, 1, 'B') == 0, 12);
+		CHECK(put_byte(tp, 1, 'C') == -EAGAIN, 13);	/* ring full */
+		hetsgd_boot_barrier(b);				/* 1: receiver takes both */
+		hetsgd_boot_barrier(b);				/* 2: it released B only */
+		CHECK(put_byte(tp, 1, 'C') == -EAGAIN, 14);	/* A's slot still held */
+		hetsgd_boot_barrier(b);
+		hetsgd_boot_barrier(b);				/* 4: A released too */
+		CHECK(put_byte(tp, 1, 'C') == 0, 15);
+		CHECK(put_byte(tp, 1, 'D') == 0, 16);
+		CHECK(put_byte(tp, 1, 'E') == -EAGAIN, 17);
+		hetsgd_boot_barrier(b);
+	} else {
+		hetsgd_boot_barrier(b);
+		CHECK(recv_n(tp, 2, slots, vals) == 0, 20);
+		CHECK(vals[0] == 'A' && vals[1] == 'B' && slots[0] == 0 && slots[1] == 1, 21);
+		CHECK(hetsgd_tp_release(tp, 0, slots[1]) == 0, 22);
+		CHECK(hetsgd_tp_release(tp, 0, slots[1]) == -EINVAL, 23);	/* twice */
+		CHECK(strstr(hetsgd_errmsg(), "exactly once"), 24);
+		hetsgd_boot_barrier(b);
+		hetsgd_boot_barrier(b);
+		CHECK(hetsgd_tp_release(tp, 0, slots[0]) == 0, 25);
+		hetsgd_boot_barrier(b);
+		hetsgd_boot_barrier(b);
+		CHECK(recv_n(tp, 2, slots, vals) == 0, 26);
+		CHECK(vals[0] == 'C' && vals[1] == 'D' && slots[0] == 0 && slots[1] == 1, 27);
+		CHECK(hetsgd_tp_release(tp, 0, slots[0]) == 0, 28);
+		CHECK(hetsgd_tp_release(tp, 0, slots[1]) == 0, 29);
+	}
+	CHECK(hetsgd_tp_close(tp) == 0, 30);
+	return 0;
+}
+
+Test(tp_shm, credits_and_out_of_order_release, .timeout = 30)
+{
+	int st[2];
+
+	cr_assert_eq(hetsgd_boot_local_run(2, credits_rank, NULL, st), 0, "%s (statuses %x %x)",
+		     hetsgd_errmsg(), st[0], st[1]);
+}
+
+static int errors_rank(struct hetsgd_boot *b, void *arg)
+{
+	struct hetsgd_tp *tp;
+	struct hetsgd_tx *tx, fake = { 0 };
+	struct hetsgd_ev ev;
+	int me = hetsgd_boot_rank(b);
+
+	(void)arg;
+	CHECK(open_shm(b, 2, &tp) == 0, 10);
+	CHECK(hetsgd_tp_slot_bytes(tp) == 256 && hetsgd_tp_size(tp) == 2 && hetsgd_tp_rank(tp) == me, 11);
+	CHECK(strstr(hetsgd_tp_describe(tp), "shm"), 12);
+	CHECK(hetsgd_tp_tx_get(tp, &tx) == 0, 13);
+	CHECK(hetsgd_tp_put(tp, me, tx, 8, 0) == -EINVAL, 14);			/* to self */
+	CHECK(hetsgd_tp_put(tp, 2, tx, 8, 0) == -EINVAL, 15);			/* no such rank */
+	CHECK(hetsgd_tp_put(tp, 1 - me, tx, 257, 0) == -EMSGSIZE, 16);		/* beyond the slot */
+	CHECK(strstr(hetsgd_errmsg(), "slot_bytes"), 17);
+	CHECK(hetsgd_tp_put(tp, 1 - me, &fake, 8, 0) == -EINVAL, 18);		/* not from the pool */
+	CHECK(hetsgd_tp_release(tp, 1 - me, 0) == -EINVAL, 19);		/* nothing held */
+	CHECK(hetsgd_tp_release(tp, 1 - me, 99) == -EINVAL, 20);
+	CHECK(hetsgd_tp_progress(tp, &ev, 0) == 0, 21);
+	CHECK(hetsgd_tp_progress(tp, NULL, 1) == -EINVAL, 22);
+	hetsgd_tp_tx_put(tp, tx);
+	/* Four buffers, then the pool is empty: -EAGAIN, not a crash. */
+	{
+		struct hetsgd_tx *t[5];
+		int i;
+
+		for (i = 0; i < 4; i++)
+			CHECK(hetsgd_tp_tx_get(tp, &t[i]) == 0, 23);
+		CHECK(hetsgd_tp_tx_get(tp, &t[4]) == -EAGAIN, 24);
+		for (i = 0; i < 4; i++)
+			hetsgd_tp_tx_put(tp, t[i]);
+		CHECK(hetsgd_tp_tx_get(tp, &t[0]) == 0, 25);
+		hetsgd_tp_tx_put(tp, t[0]);
+	}
+	CHECK(hetsgd_tp_close(tp) == 0, 30);
+	return 0;
+}
+
+Test(tp_shm, argument_errors, .timeout = 30)
+{
+	cr_assert_eq(hetsgd_boot_local_run(2, errors_rank, NULL, NULL), 0, "%s", hetsgd_errmsg());
+}
+
+static int bad_attr_rank(struct hetsgd_boot *b, void *arg)
+{
+	struct hetsgd_tp_attr a;
+	struct hetsgd_tp *tp = NULL;
+
+	(void)arg;
+	hetsgd_tp_attr_init(&a);
+	a.slot_bytes = 100;
+	CHECK(hetsgd_tp_open(b, &a, &tp) == -EINVAL && !tp, 1);
+	CHECK(strstr(hetsgd_errmsg(), "multiple of 64"), 2);
+	hetsgd_tp_attr_init(&a);
+	a.slots = 100000;
+	CHECK(hetsgd_tp_open(b, &a, &tp) == -EINVAL, 3);
+	return 0;
+}
+
+Test(tp_shm, bad_attributes_are_refused)
+{
+	cr_assert_eq(hetsgd_boot_local_run(1, bad_attr_rank, NULL, NULL), 0, "%s", hetsgd_errmsg());
+}
+
+Test(tp, provider_names)
+{
+	enum hetsgd_provider p;
+
+	cr_assert_eq(hetsgd_provider_parse("verbs", &p), 0);
+	cr_assert_eq(p, HETSGD_PROV_VERBS);
+	cr_assert_eq(hetsgd_provider_parse("shm", &p), 0);
+	cr_assert_eq(p, HETSGD_PROV_SHM);
+	cr_assert_eq(hetsgd_provider_parse("ucx", &p), -EINVAL);
+	cr_assert(strstr(hetsgd_errmsg(), "'ucx'"));
+	cr_assert_str_eq(hetsgd_provider_name(HETSGD_PROV_VERBS), "verbs");
+}
+
+static int verbs_nodev_rank(struct hetsgd_boot *b, void *arg)
+{
+	struct hetsgd_tp_attr a;
+	struct hetsgd_tp *tp = NULL;
+	int ret;
+
+	(void)arg;
+	hetsgd_tp_attr_init(&a);
+	a.provider = HETSGD_PROV_VERBS;
+	ret = hetsgd_tp_open(b, &a, &tp);
+	CHECK(ret == -ENODEV && !tp, 1);
+	CHECK(strstr(hetsgd_errmsg(), "rdma link add"), 2);
+	return 0;
+}
+
+Test(tp_verbs, no_device_is_a_clear_error)
+{
+	int n = 0;
+	struct ibv_device **d = ibv_get_device_list(&n);
+
+	if (d)
+		ibv_free_device_list(d);
+	if (n > 0)
+		cr_skip_test("this host has an RDMA device; the verbs tests run in make check-rdma");
+	cr_assert_eq(hetsgd_boot_local_run(1, verbs_nodev_rank, NULL, NULL), 0, "%s", hetsgd_errmsg());
+}

@@ -1,0 +1,401 @@
+/*
+ * Transport front end: attributes, send-buffer pool, the receive-side
+ * slot bookkeeping shared by every provider, and the event FIFO.
+ *
+ * Credits: a sender may write slot (n mod slots) of a peer's ring only when
+ * the peer has released the first n - slots + 1 blocks.  Releases may come
+ * in any order, so the receiver reports the length of the *contiguous*
+ * released prefix: a slot released early is reported once every older one
+ * is released too, and no slot the caller still holds is ever reused.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "transport_priv.h"
+
+#define DEFAULT_SLOT_BYTES ((size_t)64 * 1024 + 64)
+#define DEFAULT_SLOTS 8u
+#define MAX_SLOTS 4096u		/* the immediate has 16 bits for the slot */
+#define MAX_SLOT_BYTES ((size_t)1 << 30)
+
+static const char *const prov_names[] = {
+	[HETSGD_PROV_SHM] = "shm",
+	[HETSGD_PROV_VERBS] = "verbs",
+};
+
+int hetsgd_provider_parse(const char *name, enum hetsgd_provider *prov)
+{
+	if (name && !strcmp(name, "shm")) {
+		*prov = HETSGD_PROV_SHM;
+		return 0;
+	}
+	if (name && !strcmp(name, "verbs")) {
+		*prov = HETSGD_PROV_VERBS;
+		return 0;
+	}
+	return hetsgd_err(-EINVAL, "unknown provider '%s': use verbs (InfiniBand, RoCE, rxe) or shm (one host)",
+			  name ? name : "(null)");
+}
+
+const char *hetsgd_provider_name(enum hetsgd_provider prov)
+{
+	if (prov == HETSGD_PROV_SHM || prov == HETSGD_PROV_VERBS)
+		return prov_names[prov];
+	return "invalid";
+}
+
+void hetsgd_tp_attr_init(struct hetsgd_tp_attr *attr)
+{
+	memset(attr, 0, sizeof(*attr));
+	attr->provider = HETSGD_PROV_SHM;
+	attr->slot_bytes = DEFAULT_SLOT_BYTES;
+	attr->slots = DEFAULT_SLOTS;
+	attr->tx_bufs = 2 * DEFAULT_SLOTS;
+	attr->gid_index = -1;
+}
+
+void *tp_alloc_pages(size_t bytes)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	size_t rounded;
+	void *p;
+
+	if (page <= 0)
+		page = 4096;
+	rounded = (bytes + (size_t)page - 1) / (size_t)page * (size_t)page;
+	if (!rounded || posix_memalign(&p, (size_t)page, rounded))
+		return NULL;
+	memset(p, 0, rounded);
+	return p;
+}
+
+void tp_evq_push(struct hetsgd_tp *tp, const struct hetsgd_ev *ev)
+{
+	uint32_t tail = (tp->evq_head + tp->evq_len) % tp->evq_cap;
+
+	tp->evq[tail] = *ev;
+	tp->evq_len++;
+}
+
+int tp_recv_landed(struct hetsgd_tp *tp, int peer, uint32_t slot,
+		   const void *data, size_t len, uint8_t kind)
+{
+	uint32_t expect = (uint32_t)(tp->recvd[peer] % tp->attr.slots);
+	struct hetsgd_ev ev = { .type = HETSGD_EV_RECV, .peer = peer, .kind = kind,
+				.slot = slot, .data = data, .len = len };
+
+	/* A peer that skips or reuses a slot breaks the credit protocol. */
+	if (slot != expect || tp->held[(size_t)peer * tp->attr.slots + slot])
+		return hetsgd_err(-EPROTO,
+				  "rank %d wrote slot %u of its ring here, expected slot %u%s: "
+				  "the peers run incompatible transports or memory was corrupted",
+				  peer, slot, expect,
+				  tp->held[(size_t)peer * tp->attr.slots + slot] ? " (still held)" : "");
+	if (len > tp->attr.slot_bytes)
+		return hetsgd_err(-EPROTO, "rank %d wrote %zu bytes into a %zu-byte slot",
+				  peer, len, tp->attr.slot_bytes);
+	tp->held[(size_t)peer * tp->attr.slots + slot] = 1;
+	tp->recvd[peer]++;
+	tp_evq_push(tp, &ev);
+	return 0;
+}
+
+static void tx_recycle(struct hetsgd_tp *tp, struct tp_tx *tx)
+{
+	if (!tx->held && !tx->inflight) {
+		tx->next_free = tp->tx_free;
+		tp->tx_free = tx;
+	}
+}
+
+void tp_put_completed(struct hetsgd_tp *tp, int peer, struct tp_tx *tx, uint8_t kind)
+{
+	struct hetsgd_ev ev = { .type = HETSGD_EV_SENT, .peer = peer, .kind = kind,
+				.tx = &tx->pub };
+
+	tx->inflight--;
+	tp->inflight_puts--;
+	tp_evq_push(tp, &ev);
+	tx_recycle(tp, tx);
+}
+
+int64_t tp_release_slot(struct hetsgd_tp *tp, int peer, uint32_t slot)
+{
+	uint32_t S = tp->attr.slots;
+	uint8_t *held = tp->held + (size_t)peer * S;
+
+	if (slot >= S || held[slot] != 1)
+		return hetsgd_err(-EINVAL,
+				  "release of slot %u from rank %d, which the caller does not hold: "
+				  "release each received block exactly once",
+				  slot, peer);
+	held[slot] = 2;		/* released, waiting for the older ones */
+	while (tp->rel_head[peer] < tp->recvd[peer] && held[tp->rel_head[peer] % S] == 2) {
+		held[tp->rel_head[peer] % S] = 0;
+		tp->rel_head[peer]++;
+	}
+	return (int64_t)tp->rel_head[peer];
+}
+
+int tp_agree(struct hetsgd_tp *tp, int ret, const char *stage)
+{
+	int *all = calloc((size_t)tp->size, sizeof(int)), r, bad = 0;
+
+	if (!all)
+		return hetsgd_err(-ENOMEM, "out of memory");
+	if (hetsgd_boot_allgather(tp->boot, &ret, all, sizeof(int))) {
+		free(all);
+		return -EIO;
+	}
+	for (r = 0; r < tp->size && !bad; r++) {
+		bad = all[r];
+		if (bad && r != tp->rank && !ret)
+			hetsgd_err(bad, "%s transport: rank %d failed to %s (%s); see that rank's message",
+				   tp->prov->name, r, stage, strerror(-bad));
+	}
+	free(all);
+	return ret ? ret : bad;
+}
+
+static int check_attr(const struct hetsgd_tp_attr *a)
+{
+	if (a->provider != HETSGD_PROV_SHM && a->provider != HETSGD_PROV_VERBS)
+		return hetsgd_err(-EINVAL, "transport provider %d is neither shm nor verbs", (int)a->provider);
+	if (a->slots < 1 || a->slots > MAX_SLOTS)
+		return hetsgd_err(-EINVAL, "%u slots per peer: use 1 to %u", a->slots, MAX_SLOTS);
+	if (a->slot_bytes < 64 || a->slot_bytes > MAX_SLOT_BYTES || a->slot_bytes % 64)
+		return hetsgd_err(-EINVAL,
+				  "slot size %zu bytes: use a multiple of 64 between 64 and %zu",
+				  a->slot_bytes, MAX_SLOT_BYTES);
+	if (a->tx_bufs < 1 || a->tx_bufs > 65535)
+		return hetsgd_err(-EINVAL, "%u send buffers: use 1 to 65535", a->tx_bufs);
+	return 0;
+}
+
+int hetsgd_tp_open(struct hetsgd_boot *boot, const struct hetsgd_tp_attr *attr,
+		   struct hetsgd_tp **out)
+{
+	struct hetsgd_tp *tp;
+	struct hetsgd_tp_attr a;
+	uint32_t i;
+	int ret;
+
+	if (!boot || !out)
+		return hetsgd_err(-EINVAL, "hetsgd_tp_open: NULL bootstrap or output");
+	hetsgd_tp_attr_init(&a);
+	if (attr) {
+		a = *attr;
+		if (!a.slot_bytes)
+			a.slot_bytes = DEFAULT_SLOT_BYTES;
+		if (!a.slots)
+			a.slots = DEFAULT_SLOTS;
+		if (!a.tx_bufs)
+			a.tx_bufs = 2 * a.slots;
+	}
+	ret = check_attr(&a);
+	if (ret)
+		return ret;
+
+	tp = calloc(1, sizeof(*tp));
+	if (!tp)
+		return hetsgd_err(-ENOMEM, "out of memory");
+	tp->boot = boot;
+	tp->attr = a;
+	tp->rank = hetsgd_boot_rank(boot);
+	tp->size = hetsgd_boot_size(boot);
+	tp->prov = a.provider == HETSGD_PROV_SHM ? &hetsgd_tp_shm : &hetsgd_tp_verbs;
+
+	tp->txs = calloc(a.tx_bufs, sizeof(*tp->txs));
+	tp->tx_mem = tp_alloc_pages(a.tx_bufs * a.slot_bytes);
+	tp->recvd = calloc((size_t)tp->size, sizeof(uint64_t));
+	tp->rel_head = calloc((size_t)tp->size, sizeof(uint64_t));
+	tp->held = calloc((size_t)tp->size * a.slots, 1);
+	/* Room for every block that can be outstanding plus every put. */
+	tp->evq_cap = (uint32_t)tp->size * a.slots * 2 + a.tx_bufs + 16;
+	tp->evq = calloc(tp->evq_cap, sizeof(*tp->evq));
+	if (!tp->txs || !tp->tx_mem || !tp->recvd || !tp->rel_head || !tp->held || !tp->evq) {
+		ret = hetsgd_err(-ENOMEM, "out of memory for the transport's bookkeeping (%d ranks, %u slots of %zu bytes)",
+				 tp->size, a.slots, a.slot_bytes);
+		goto free_mem;
+	}
+	for (i = a.tx_bufs; i-- > 0;) {
+		tp->txs[i].index = i;
+		tp->txs[i].pub.data = (char *)tp->tx_mem + (size_t)i * a.slot_bytes;
+		tp->txs[i].pub.cap = a.slot_bytes;
+		tp->txs[i].next_free = tp->tx_free;
+		tp->tx_free = &tp->txs[i];
+	}
+
+	ret = tp->prov->open(tp);
+	if (ret)
+		goto free_mem;
+	*out = tp;
+	return 0;
+
+free_mem:
+	free(tp->evq);
+	free(tp->held);
+	free(tp->rel_head);
+	free(tp->recvd);
+	free(tp->tx_mem);
+	free(tp->txs);
+	free(tp);
+	return ret;
+}
+
+int hetsgd_tp_close(struct hetsgd_tp *tp)
+{
+	int ret = 0, r;
+
+	if (!tp)
+		return 0;
+	if (!tp->failed)
+		ret = tp->prov->quiesce(tp);
+	/* Nobody frees memory a peer may still be writing into. */
+	r = hetsgd_boot_barrier(tp->boot);
+	if (!ret)
+		ret = r;
+	tp->prov->close(tp);
+	free(tp->evq);
+	free(tp->held);
+	free(tp->rel_head);
+	free(tp->recvd);
+	free(tp->tx_mem);
+	free(tp->txs);
+	free(tp);
+	return ret;
+}
+
+int hetsgd_tp_rank(const struct hetsgd_tp *tp)
+{
+	return tp->rank;
+}
+
+int hetsgd_tp_size(const struct hetsgd_tp *tp)
+{
+	return tp->size;
+}
+
+size_t hetsgd_tp_slot_bytes(const struct hetsgd_tp *tp)
+{
+	return tp->attr.slot_bytes;
+}
+
+const char *hetsgd_tp_describe(const struct hetsgd_tp *tp)
+{
+	return tp->desc;
+}
+
+int hetsgd_tp_tx_get(struct hetsgd_tp *tp, struct hetsgd_tx **out)
+{
+	struct tp_tx *tx;
+
+	if (tp->failed)
+		return hetsgd_err(-EIO, "the transport failed earlier; close it");
+	if (!tp->tx_free) {
+		int ret = tp->prov->progress(tp);
+
+		if (ret)
+			return ret;
+		if (!tp->tx_free)
+			return -EAGAIN;
+	}
+	tx = tp->tx_free;
+	tp->tx_free = tx->next_free;
+	tx->next_free = NULL;
+	tx->held = 1;
+	*out = &tx->pub;
+	return 0;
+}
+
+static struct tp_tx *tx_of(struct hetsgd_tp *tp, struct hetsgd_tx *pub)
+{
+	struct tp_tx *tx = (struct tp_tx *)pub;
+
+	if (!pub || tx < tp->txs || tx >= tp->txs + tp->attr.tx_bufs || &tx->pub != pub)
+		return NULL;
+	return tx;
+}
+
+void hetsgd_tp_tx_put(struct hetsgd_tp *tp, struct hetsgd_tx *pub)
+{
+	struct tp_tx *tx = tx_of(tp, pub);
+
+	if (!tx || !tx->held)
+		return;
+	tx->held = 0;
+	tx_recycle(tp, tx);
+}
+
+int hetsgd_tp_put(struct hetsgd_tp *tp, int peer, struct hetsgd_tx *pub,
+		  size_t len, uint8_t kind)
+{
+	struct tp_tx *tx = tx_of(tp, pub);
+	int ret;
+
+	if (tp->failed)
+		return hetsgd_err(-EIO, "the transport failed earlier; close it");
+	if (peer < 0 || peer >= tp->size || peer == tp->rank)
+		return hetsgd_err(-EINVAL, "put to rank %d: use another rank in 0..%d", peer, tp->size - 1);
+	if (!tx || !tx->held)
+		return hetsgd_err(-EINVAL, "put from a buffer not taken with hetsgd_tp_tx_get()");
+	if (len > tp->attr.slot_bytes)
+		return hetsgd_err(-EMSGSIZE, "put of %zu bytes exceeds the %zu-byte slot: open the transport with a larger slot_bytes",
+				  len, tp->attr.slot_bytes);
+	/*
+	 * Every in-flight put will queue a SENT event, and every slot a peer
+	 * may fill a RECV event: keep room for all of them plus this one.
+	 */
+	if (tp_evq_room(tp) < (uint32_t)tp->size * tp->attr.slots + tp->inflight_puts + 1)
+		return -EAGAIN;
+	tx->inflight++;
+	tp->inflight_puts++;
+	ret = tp->prov->put(tp, peer, tx, len, kind);
+	if (ret == 0)
+		return 0;
+	tx->inflight--;
+	tp->inflight_puts--;
+	if (ret != -EAGAIN)
+		tp->failed = 1;
+	return ret;
+}
+
+int hetsgd_tp_progress(struct hetsgd_tp *tp, struct hetsgd_ev *ev, int max)
+{
+	int n = 0, ret;
+
+	if (tp->failed)
+		return hetsgd_err(-EIO, "the transport failed earlier; close it");
+	if (max < 0 || (max > 0 && !ev))
+		return hetsgd_err(-EINVAL, "hetsgd_tp_progress: bad event array");
+	ret = tp->prov->progress(tp);
+	if (ret) {
+		tp->failed = 1;
+		return ret;
+	}
+	while (n < max && tp->evq_len) {
+		ev[n++] = tp->evq[tp->evq_head];
+		tp->evq_head = (tp->evq_head + 1) % tp->evq_cap;
+		tp->evq_len--;
+	}
+	return n;
+}
+
+int hetsgd_tp_release(struct hetsgd_tp *tp, int peer, uint32_t slot)
+{
+	int ret;
+
+	if (tp->failed)
+		return hetsgd_err(-EIO, "the transport failed earlier; close it");
+	if (peer < 0 || peer >= tp->size || peer == tp->rank)
+		return hetsgd_err(-EINVAL, "release for rank %d: no such peer", peer);
+	ret = tp->prov->release(tp, peer, slot);
+	if (ret && ret != -EINVAL)
+		tp->failed = 1;
+	return ret;
+}

@@ -1,0 +1,318 @@
+/*
+ * shm provider: the same one-sided semantics between processes of one host.
+ *
+ * Every rank creates one POSIX shared-memory segment holding a ring per
+ * sender.  A sender maps its peers' segments, copies a block into its ring
+ * there, records length and kind, then publishes it with a release-store
+ * of its `written` counter (the doorbell).  The receiver's progress
+ * acquire-loads `written`; its release-stores of `released` are the
+ * credits.  Each counter has one writer and its own cache line.
+ * Segments are unlinked as soon as every rank has mapped them, so a crash
+ * leaves nothing behind in /dev/shm.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "transport_priv.h"
+
+#define SHM_MAGIC 0x6865747367647368ull	/* "hetsgdsh" */
+#define SHM_VERSION 1u
+#define CACHELINE 64u
+
+struct seg_hdr {
+	uint64_t magic;
+	uint32_t version;
+	uint32_t size;
+	uint32_t slots;
+	uint32_t pad;
+	uint64_t slot_bytes;
+};
+
+struct slot_meta {
+	uint32_t len;
+	uint32_t kind;
+};
+
+struct shm_state {
+	uint64_t token;
+	size_t ring_bytes, meta_off, data_off, seg_bytes;
+	char **segs;		/* segs[r]: rank r's segment, mapped here */
+	uint64_t *sent;		/* puts made to each peer */
+};
+
+static size_t round_up(size_t x, size_t a)
+{
+	return (x + a - 1) / a * a;
+}
+
+/* The ring that `sender` writes inside `seg`. */
+static char *ring(struct shm_state *st, char *seg, int sender)
+{
+	return seg + CACHELINE + (size_t)sender * st->ring_bytes;
+}
+
+static uint64_t *ring_written(char *r) { return (uint64_t *)r; }
+static uint64_t *ring_released(char *r) { return (uint64_t *)(r + CACHELINE); }
+
+static struct slot_meta *ring_meta(struct shm_state *st, char *r)
+{
+	return (struct slot_meta *)(r + st->meta_off);
+}
+
+static char *ring_slot(struct shm_state *st, struct hetsgd_tp *tp, char *r, uint32_t slot)
+{
+	return r + st->data_off + (size_t)slot * tp->attr.slot_bytes;
+}
+
+static void seg_name(char *buf, size_t len, uint64_t token, int rank)
+{
+	snprintf(buf, len, "/hetsgd-%016" PRIx64 "-%d", token, rank);
+}
+
+static void shm_unmap_all(struct hetsgd_tp *tp, struct shm_state *st)
+{
+	int r;
+
+	for (r = 0; st->segs && r < tp->size; r++)
+		if (st->segs[r] && st->segs[r] != MAP_FAILED)
+			munmap(st->segs[r], st->seg_bytes);
+}
+
+static int create_own(struct hetsgd_tp *tp, struct shm_state *st)
+{
+	char name[64];
+	struct seg_hdr *h;
+	int fd, ret;
+
+	seg_name(name, sizeof(name), st->token, tp->rank);
+	fd = shm_open(name, O_CREAT | O_EXCL | O_RDWR, 0600);
+	if (fd < 0)
+		return hetsgd_err(-errno, "shm_open(%s): %s: is /dev/shm mounted and writable?",
+				  name, strerror(errno));
+	/* Reserve now: a short /dev/shm must fail here, not SIGBUS later. */
+	ret = posix_fallocate(fd, 0, (off_t)st->seg_bytes);
+	if (ret) {
+		close(fd);
+		shm_unlink(name);
+		return hetsgd_err(-ret,
+				  "cannot reserve %zu MiB in /dev/shm for rank %d's staging rings (%s): "
+				  "free or enlarge /dev/shm (mount -o remount,size=..., or docker --shm-size), "
+				  "or use fewer/smaller slots",
+				  st->seg_bytes >> 20, tp->rank, strerror(ret));
+	}
+	st->segs[tp->rank] = mmap(NULL, st->seg_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	close(fd);
+	if (st->segs[tp->rank] == MAP_FAILED) {
+		st->segs[tp->rank] = NULL;
+		shm_unlink(name);
+		return hetsgd_err(-errno, "mmap of %zu bytes of shared memory: %s", st->seg_bytes, strerror(errno));
+	}
+	h = (struct seg_hdr *)st->segs[tp->rank];
+	h->version = SHM_VERSION;
+	h->size = (uint32_t)tp->size;
+	h->slots = tp->attr.slots;
+	h->slot_bytes = tp->attr.slot_bytes;
+	__atomic_store_n(&h->magic, SHM_MAGIC, __ATOMIC_RELEASE);
+	return 0;
+}
+
+static int map_peer(struct hetsgd_tp *tp, struct shm_state *st, int r)
+{
+	char name[64];
+	struct stat sb;
+	struct seg_hdr *h;
+	int fd;
+
+	seg_name(name, sizeof(name), st->token, r);
+	fd = shm_open(name, O_RDWR, 0);
+	if (fd < 0)
+		return hetsgd_err(-errno, "shm_open(%s) of rank %d: %s: do all ranks run on this host as the same user?",
+				  name, r, strerror(errno));
+	if (fstat(fd, &sb) || (size_t)sb.st_size != st->seg_bytes) {
+		close(fd);
+		return hetsgd_err(-EPROTO, "rank %d's segment is %lld bytes, expected %zu: "
+				  "all ranks must open the transport with the same slots and slot_bytes",
+				  r, (long long)sb.st_size, st->seg_bytes);
+	}
+	st->segs[r] = mmap(NULL, st->seg_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	close(fd);
+	if (st->segs[r] == MAP_FAILED) {
+		st->segs[r] = NULL;
+		return hetsgd_err(-errno, "mmap of rank %d's segment: %s", r, strerror(errno));
+	}
+	h = (struct seg_hdr *)st->segs[r];
+	if (__atomic_load_n(&h->magic, __ATOMIC_ACQUIRE) != SHM_MAGIC || h->version != SHM_VERSION ||
+	    h->size != (uint32_t)tp->size || h->slots != tp->attr.slots ||
+	    h->slot_bytes != tp->attr.slot_bytes)
+		return hetsgd_err(-EPROTO,
+				  "rank %d's segment has version %u, %u ranks, %u slots of %llu bytes; this rank expects "
+				  "version %u, %d ranks, %u slots of %zu bytes: run the same build and settings on every rank",
+				  r, h->version, h->size, h->slots, (unsigned long long)h->slot_bytes,
+				  SHM_VERSION, tp->size, tp->attr.slots, tp->attr.slot_bytes);
+	return 0;
+}
+
+static int shm_open_tp(struct hetsgd_tp *tp)
+{
+	struct shm_state *st = calloc(1, sizeof(*st));
+	uint64_t mine = 0, *tokens = NULL;
+	char name[64];
+	int ret, r;
+
+	if (!st)
+		return hetsgd_err(-ENOMEM, "out of memory");
+	st->meta_off = 2 * CACHELINE;
+	st->data_off = round_up(st->meta_off + tp->attr.slots * sizeof(struct slot_meta), CACHELINE);
+	st->ring_bytes = st->data_off + (size_t)tp->attr.slots * tp->attr.slot_bytes;
+	st->seg_bytes = CACHELINE + (size_t)tp->size * st->ring_bytes;
+	st->segs = calloc((size_t)tp->size, sizeof(char *));
+	st->sent = calloc((size_t)tp->size, sizeof(uint64_t));
+	tokens = calloc((size_t)tp->size, sizeof(uint64_t));
+	ret = (!st->segs || !st->sent || !tokens) ? hetsgd_err(-ENOMEM, "out of memory") : 0;
+
+	/* Rank 0's random token names this job's segments. */
+	if (!ret && getrandom(&mine, sizeof(mine), 0) != sizeof(mine))
+		ret = hetsgd_err(-errno, "getrandom: %s", strerror(errno));
+	if (hetsgd_boot_allgather(tp->boot, &mine, tokens ? tokens : &mine,
+				  tokens ? sizeof(mine) : 0)) {
+		ret = ret ? ret : -EIO;
+		goto fail;
+	}
+	if (tokens)
+		st->token = tokens[0];
+	if (!ret)
+		ret = create_own(tp, st);
+	ret = tp_agree(tp, ret, "create its shared-memory segment");
+	for (r = 0; !ret && r < tp->size; r++)
+		if (r != tp->rank)
+			ret = map_peer(tp, st, r);
+	ret = tp_agree(tp, ret, "map its peers' shared-memory segments");
+	if (st->segs && st->segs[tp->rank]) {
+		seg_name(name, sizeof(name), st->token, tp->rank);
+		shm_unlink(name);
+	}
+	if (ret)
+		goto fail;
+	free(tokens);
+	tp->priv = st;
+	snprintf(tp->desc, sizeof(tp->desc),
+		 "shm: %d ranks, %u slots of %zu bytes per peer, %zu KiB segment per rank",
+		 tp->size, tp->attr.slots, tp->attr.slot_bytes, st->seg_bytes >> 10);
+	return hetsgd_boot_barrier(tp->boot) ? -EIO : 0;
+
+fail:
+	shm_unmap_all(tp, st);
+	free(tokens);
+	free(st->segs);
+	free(st->sent);
+	free(st);
+	return ret;
+}
+
+static int shm_put(struct hetsgd_tp *tp, int peer, struct tp_tx *tx, size_t len, uint8_t kind)
+{
+	struct shm_state *st = tp->priv;
+	char *r = ring(st, st->segs[peer], tp->rank);
+	uint64_t rel = __atomic_load_n(ring_released(r), __ATOMIC_ACQUIRE);
+	uint32_t slot;
+
+	if (rel > st->sent[peer])
+		return hetsgd_err(-EPROTO, "rank %d released %llu blocks of ours but we sent %llu",
+				  peer, (unsigned long long)rel, (unsigned long long)st->sent[peer]);
+	if (st->sent[peer] - rel >= tp->attr.slots)
+		return -EAGAIN;
+	slot = (uint32_t)(st->sent[peer] % tp->attr.slots);
+	memcpy(ring_slot(st, tp, r, slot), tx->pub.data, len);
+	ring_meta(st, r)[slot].len = (uint32_t)len;
+	ring_meta(st, r)[slot].kind = kind;
+	st->sent[peer]++;
+	__atomic_store_n(ring_written(r), st->sent[peer], __ATOMIC_RELEASE);
+	/* The copy is done: the source buffer is free again at once. */
+	tp_put_completed(tp, peer, tx, kind);
+	return 0;
+}
+
+static int shm_progress(struct hetsgd_tp *tp)
+{
+	struct shm_state *st = tp->priv;
+	char *own = st->segs[tp->rank];
+	int s, ret;
+
+	for (s = 0; s < tp->size; s++) {
+		char *r;
+		uint64_t w;
+
+		if (s == tp->rank)
+			continue;
+		r = ring(st, own, s);
+		w = __atomic_load_n(ring_written(r), __ATOMIC_ACQUIRE);
+		if (w < tp->recvd[s] || w - tp->rel_head[s] > tp->attr.slots)
+			return hetsgd_err(-EPROTO,
+					  "rank %d's ring here says %llu blocks written; %llu received and %llu released "
+					  "allow at most %u: the peer broke the credit protocol",
+					  s, (unsigned long long)w, (unsigned long long)tp->recvd[s],
+					  (unsigned long long)tp->rel_head[s], tp->attr.slots);
+		while (tp->recvd[s] < w) {
+			uint32_t slot = (uint32_t)(tp->recvd[s] % tp->attr.slots);
+			struct slot_meta m = ring_meta(st, r)[slot];
+
+			if (m.kind > 255)
+				return hetsgd_err(-EPROTO, "rank %d wrote kind %u (> 255)", s, m.kind);
+			ret = tp_recv_landed(tp, s, slot, ring_slot(st, tp, r, slot), m.len, (uint8_t)m.kind);
+			if (ret)
+				return ret;
+		}
+	}
+	return 0;
+}
+
+static int shm_release(struct hetsgd_tp *tp, int peer, uint32_t slot)
+{
+	struct shm_state *st = tp->priv;
+	int64_t head = tp_release_slot(tp, peer, slot);
+
+	if (head < 0)
+		return (int)head;
+	__atomic_store_n(ring_released(ring(st, st->segs[tp->rank], peer)), (uint64_t)head,
+			 __ATOMIC_RELEASE);
+	return 0;
+}
+
+static int shm_quiesce(struct hetsgd_tp *tp)
+{
+	(void)tp;
+	return 0;	/* every put is a completed copy */
+}
+
+static void shm_close(struct hetsgd_tp *tp)
+{
+	struct shm_state *st = tp->priv;
+
+	if (!st)
+		return;
+	shm_unmap_all(tp, st);
+	free(st->segs);
+	free(st->sent);
+	free(st);
+	tp->priv = NULL;
+}
+
+const struct tp_provider hetsgd_tp_shm = {
+	.name = "shm",
+	.open = shm_open_tp,
+	.put = shm_put,
+	.progress = shm_progress,
+	.release = shm_release,
+	.quiesce = shm_quiesce,
+	.close = shm_close,
+};

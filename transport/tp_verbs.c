@@ -1,0 +1,1033 @@
+/*
+ * verbs provider: one RC queue pair per pair of ranks, set up with rdma_cm.
+ *
+ * Memory, registered once at open and advertised through the bootstrap:
+ *   staging  size rings of `slots` slots; ring s is where rank s writes
+ *   credits  one 64-byte line per peer p; p RDMA-writes there how many of
+ *            our blocks it has released (contiguous prefix, monotonic)
+ *   csrc     the source words of the credit writes we send
+ *   tx       the send buffers
+ * A put is one signalled RDMA_WRITE_WITH_IMM into the peer's ring; the
+ * immediate carries a tag, the kind and the slot, and its receive
+ * completion is the only sign that the data landed.  A release is one
+ * RDMA_WRITE of a counter, sent once half a ring has been released and
+ * mostly unsignalled; one in every sq_depth/2 is signalled so that the
+ * send queue always drains.
+ *
+ * Queue pairs are created by us and moved to RTR/RTS by hand (not by
+ * rdma_cm) so that the path MTU is the minimum of both ends' active MTU
+ * and the RoCE GID is the one we chose; rnr_retry is 7 (infinite) since a
+ * WRITE_WITH_IMM consumes a receive and we re-post them as they are used.
+ */
+#include <config.h>
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <ifaddrs.h>
+#include <inttypes.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <infiniband/verbs.h>
+#include <rdma/rdma_cma.h>
+
+#include "transport_priv.h"
+
+#define IMM_TAG 0xB7u
+#define INFO_MAGIC 0x68677662u		/* "bvgh" */
+#define INFO_VERSION 1u
+#define CONN_MAGIC 0x6867u
+#define CREDIT_STRIDE 64u		/* one cache line per peer */
+#define POLL_BATCH 32
+
+enum { SIG_DATA = 1, SIG_CREDIT = 2 };
+
+struct sig_rec {			/* one signalled work request */
+	uint64_t sq_seq;		/* WRs posted on the QP up to and including it */
+	uint32_t tx;
+	uint8_t type;
+	uint8_t kind;
+};
+
+struct vpeer {
+	struct rdma_cm_id *id;
+	struct ibv_qp *qp;
+	int established;
+	uint64_t sent;			/* data puts posted */
+	uint64_t sq_posted, sq_done;
+	uint32_t unsig;			/* unsignalled WRs since the last signalled one */
+	struct sig_rec *sig;		/* sq_depth records, FIFO */
+	uint64_t sig_head, sig_tail;
+	uint64_t credit_val;		/* newest released count to tell the peer */
+	uint64_t credit_sent;		/* last value written */
+	uint32_t max_inline;		/* bytes a put may send inline */
+};
+
+/* What each rank advertises; fixed-size fields only (it crosses machines). */
+struct vinfo {
+	uint32_t magic, version;
+	uint32_t ipv4;			/* network order */
+	uint16_t port;			/* network order */
+	uint16_t pad;
+	uint64_t staging;
+	uint32_t staging_rkey;
+	uint32_t credits_rkey;
+	uint64_t credits;
+	uint64_t slot_bytes;
+	uint32_t slots;
+	uint32_t active_mtu;		/* enum ibv_mtu */
+	char dev[32];
+};
+
+struct conn_pdata {
+	uint16_t magic;
+	uint16_t pad;
+	uint32_t rank;
+};
+
+struct verbs_state {
+	struct rdma_event_channel *ec;
+	struct rdma_cm_id *listen;
+	struct ibv_context *ctx;
+	struct ibv_pd *pd;
+	struct ibv_cq *cq;
+	struct ibv_mr *staging_mr, *credits_mr, *csrc_mr, *tx_mr;
+	char *staging;
+	char *credits;
+	char *csrc;
+	size_t staging_bytes;
+	struct vpeer *peers;
+	struct vinfo *info;		/* every rank's, by rank */
+	uint32_t sq_depth;
+	uint8_t port;
+	int gid_index;			/* -1: leave rdma_cm's choice (InfiniBand) */
+	enum ibv_mtu active_mtu;
+	int link_ethernet;
+	char dev[32];
+	struct sockaddr_in addr;
+};
+
+static double now_s(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static int env_int(const char *name, int lo, int hi, int *out)
+{
+	const char *v = getenv(name);
+	char *end;
+	long x;
+
+	if (!v || !*v)
+		return 1;	/* not set */
+	errno = 0;
+	x = strtol(v, &end, 10);
+	if (errno || *end || x < lo || x > hi)
+		return hetsgd_err(-EINVAL, "%s=%s: expected an integer in %d..%d", name, v, lo, hi);
+	*out = (int)x;
+	return 0;
+}
+
+/* ---- choosing device, port, GID and address ------------------------------ */
+
+static int gid_ipv4(const union ibv_gid *g, uint32_t *ip)
+{
+	static const uint8_t prefix[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+
+	if (memcmp(g->raw, prefix, sizeof(prefix)))
+		return 0;
+	memcpy(ip, g->raw + 12, 4);
+	return 1;
+}
+
+/* The IPv4 address of an IPoIB netdev of this device (InfiniBand). */
+static int ib_netdev_ipv4(const char *dev, uint32_t *ip)
+{
+	char path[256];
+	struct ifaddrs *ifa, *i;
+	struct dirent *de;
+	DIR *d;
+	int found = 0;
+
+	snprintf(path, sizeof(path), "/sys/class/infiniband/%s/device/net", dev);
+	d = opendir(path);
+	if (!d || getifaddrs(&ifa)) {
+		if (d)
+			closedir(d);
+		return 0;
+	}
+	while (!found && (de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		for (i = ifa; i && !found; i = i->ifa_next)
+			if (i->ifa_addr && i->ifa_addr->sa_family == AF_INET && !strcmp(i->ifa_name, de->d_name)) {
+				*ip = ((struct sockaddr_in *)i->ifa_addr)->sin_addr.s_addr;
+				found = 1;
+			}
+	}
+	freeifaddrs(ifa);
+	closedir(d);
+	return found;
+}
+
+static int choose_endpoint(struct hetsgd_tp *tp, struct verbs_state *st)
+{
+	const char *want = tp->attr.device ? tp->attr.device : getenv("HETSGD_IB_DEV");
+	const char *addr = tp->attr.addr ? tp->attr.addr : getenv("HETSGD_IB_ADDR");
+	int gid_index = tp->attr.gid_index, ndev = 0, i, ret;
+	char names[256] = "";
+	struct ibv_device **devs;
+	uint32_t ip = 0;
+
+	if (gid_index < 0) {
+		ret = env_int("HETSGD_GID_INDEX", 0, 65535, &gid_index);
+		if (ret < 0)
+			return ret;
+		if (ret > 0)
+			gid_index = -1;
+	}
+	if (addr && inet_pton(AF_INET, addr, &ip) != 1)
+		return hetsgd_err(-EINVAL, "HETSGD_IB_ADDR/addr '%s' is not an IPv4 address", addr);
+
+	devs = ibv_get_device_list(&ndev);
+	if (!devs || ndev == 0) {
+		if (devs)
+			ibv_free_device_list(devs);
+		return hetsgd_err(-ENODEV,
+				  "no RDMA device found: load the NIC's driver, or create a soft-RoCE device "
+				  "(modprobe rdma_rxe; rdma link add rxe0 type rxe netdev eth0), or use the shm provider");
+	}
+	ret = -ENODEV;
+	for (i = 0; i < ndev && ret; i++) {
+		const char *name = ibv_get_device_name(devs[i]);
+		struct ibv_device_attr dattr;
+		struct ibv_context *ctx;
+		uint8_t p;
+
+		snprintf(names + strlen(names), sizeof(names) - strlen(names), "%s%s", i ? ", " : "", name);
+		if (want && strcmp(want, name))
+			continue;
+		ctx = ibv_open_device(devs[i]);
+		if (!ctx || ibv_query_device(ctx, &dattr)) {
+			if (ctx)
+				ibv_close_device(ctx);
+			continue;
+		}
+		for (p = 1; p <= dattr.phys_port_cnt && ret; p++) {
+			struct ibv_port_attr pattr;
+			int g, gi = -1;
+
+			if (ibv_query_port(ctx, p, &pattr) || pattr.state != IBV_PORT_ACTIVE)
+				continue;
+			st->link_ethernet = pattr.link_layer == IBV_LINK_LAYER_ETHERNET;
+			st->active_mtu = pattr.active_mtu;
+			if (st->link_ethernet) {
+				/* RoCE: a v2 GID with our IPv4 address in it. */
+				for (g = 0; g < pattr.gid_tbl_len; g++) {
+					struct ibv_gid_entry ent;
+					uint32_t gip;
+
+					if (gid_index >= 0 && g != gid_index)
+						continue;
+					if (ibv_query_gid_ex(ctx, p, (uint32_t)g, &ent, 0))
+						continue;
+					if (ent.gid_type != IBV_GID_TYPE_ROCE_V2 || !gid_ipv4(&ent.gid, &gip))
+						continue;
+					if (addr && gip != ip)
+						continue;
+					gi = g;
+					if (!addr)
+						ip = gip;
+					break;
+				}
+				if (gi < 0)
+					continue;
+			} else if (!addr && !ib_netdev_ipv4(name, &ip)) {
+				continue;
+			}
+			st->port = p;
+			st->gid_index = st->link_ethernet ? gi : -1;
+			snprintf(st->dev, sizeof(st->dev), "%s", name);
+			ret = 0;
+		}
+		ibv_close_device(ctx);
+	}
+	ibv_free_device_list(devs);
+	if (ret) {
+		if (want && !strstr(names, want))
+			return hetsgd_err(-ENODEV, "RDMA device '%s' not found; this host has: %s", want, names);
+		return hetsgd_err(-ENODEV,
+				  "no usable RDMA port on %s (have: %s): need an ACTIVE port with %s%s%s; "
+				  "check ibv_devinfo, or set HETSGD_IB_DEV, HETSGD_GID_INDEX or HETSGD_IB_ADDR",
+				  want ? want : "any device", names,
+				  gid_index >= 0 ? "the requested GID index as RoCE v2 IPv4" :
+				  "a RoCE v2 IPv4-mapped GID (RoCE) or an IPoIB address (InfiniBand)",
+				  addr ? " matching address " : "", addr ? addr : "");
+	}
+	st->addr.sin_family = AF_INET;
+	st->addr.sin_addr.s_addr = ip;
+	return 0;
+}
+
+/* ---- memory ---------------------------------------------------------------- */
+
+static int check_memlock(struct hetsgd_tp *tp, size_t need)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_MEMLOCK, &rl) || rl.rlim_cur == RLIM_INFINITY || geteuid() == 0)
+		return 0;
+	if ((size_t)rl.rlim_cur >= need)
+		return 0;
+	return hetsgd_err(-ENOMEM,
+			  "RLIMIT_MEMLOCK is %llu KiB; rank %d needs %zu KiB to register its staging rings and send buffers: "
+			  "raise it with ulimit -l (limits.conf memlock), under Slurm with PropagateResourceLimits "
+			  "or srun --propagate=MEMLOCK, or use fewer/smaller slots",
+			  (unsigned long long)rl.rlim_cur >> 10, tp->rank, need >> 10);
+}
+
+static struct ibv_mr *reg(struct hetsgd_tp *tp, struct verbs_state *st, void *p, size_t len, int access,
+			  const char *what)
+{
+	struct ibv_mr *mr = ibv_reg_mr(st->pd, p, len, access);
+
+	if (!mr)
+		hetsgd_err(-errno, "ibv_reg_mr of %zu KiB (%s) on %s failed: %s%s", len >> 10, what, st->dev,
+			   strerror(errno),
+			   errno == ENOMEM ? ": RLIMIT_MEMLOCK too low? raise it with ulimit -l "
+					     "(under Slurm: PropagateResourceLimits)" : "");
+	(void)tp;
+	return mr;
+}
+
+/* ---- queue pairs ------------------------------------------------------------ */
+
+static int post_recv(struct verbs_state *st, int peer)
+{
+	struct ibv_recv_wr wr = { .wr_id = (uint64_t)peer }, *bad;
+	int ret = ibv_post_recv(st->peers[peer].qp, &wr, &bad);
+
+	return ret ? hetsgd_err(-ret, "ibv_post_recv for rank %d: %s", peer, strerror(ret)) : 0;
+}
+
+static int create_qp(struct hetsgd_tp *tp, struct verbs_state *st, int peer, struct rdma_cm_id *id)
+{
+	struct ibv_qp_init_attr ia = { 0 };
+	struct ibv_qp_attr qa = { 0 };
+	int mask = 0, ret;
+	uint32_t i;
+
+	ia.send_cq = st->cq;
+	ia.recv_cq = st->cq;
+	ia.qp_type = IBV_QPT_RC;
+	ia.sq_sig_all = 0;
+	ia.cap.max_send_wr = st->sq_depth;
+	ia.cap.max_recv_wr = tp->attr.slots;
+	ia.cap.max_send_sge = 1;
+	ia.cap.max_recv_sge = 1;
+	/* Small blocks go inline: no memory-key lookup on the send side. */
+	ia.cap.max_inline_data = 128;
+	st->peers[peer].qp = ibv_create_qp(st->pd, &ia);
+	if (!st->peers[peer].qp && errno == EINVAL) {
+		ia.cap.max_inline_data = 0;
+		st->peers[peer].qp = ibv_create_qp(st->pd, &ia);
+	}
+	if (st->peers[peer].qp)
+		st->peers[peer].max_inline = ia.cap.max_inline_data;
+	if (!st->peers[peer].qp)
+		return hetsgd_err(-errno, "ibv_create_qp for rank %d (send %u, recv %u WRs): %s",
+				  peer, st->sq_depth, tp->attr.slots, strerror(errno));
+	st->peers[peer].id = id;
+	id->context = (void *)(intptr_t)peer;
+
+	qa.qp_state = IBV_QPS_INIT;
+	ret = rdma_init_qp_attr(id, &qa, &mask);
+	if (ret)
+		return hetsgd_err(-errno, "rdma_init_qp_attr(INIT) for rank %d: %s", peer, strerror(errno));
+	qa.qp_access_flags = IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_LOCAL_WRITE;
+	ret = ibv_modify_qp(st->peers[peer].qp, &qa, mask | IBV_QP_ACCESS_FLAGS);
+	if (ret)
+		return hetsgd_err(-ret, "QP to INIT for rank %d: %s", peer, strerror(ret));
+	/* Receives go up before RTR: a write may arrive right after. */
+	for (i = 0; i < tp->attr.slots; i++) {
+		ret = post_recv(st, peer);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+static int qp_rtr_rts(struct verbs_state *st, int peer)
+{
+	struct vpeer *p = &st->peers[peer];
+	struct ibv_qp_attr qa = { 0 };
+	enum ibv_mtu mtu;
+	int mask = 0, ret;
+
+	qa.qp_state = IBV_QPS_RTR;
+	if (rdma_init_qp_attr(p->id, &qa, &mask))
+		return hetsgd_err(-errno, "rdma_init_qp_attr(RTR) for rank %d: %s", peer, strerror(errno));
+	/* Both ends must use the same MTU: the smaller one. */
+	mtu = st->active_mtu < (enum ibv_mtu)st->info[peer].active_mtu ? st->active_mtu
+								       : (enum ibv_mtu)st->info[peer].active_mtu;
+	if (qa.path_mtu > mtu || qa.path_mtu == 0)
+		qa.path_mtu = mtu;
+	if (st->gid_index >= 0 && qa.ah_attr.is_global)
+		qa.ah_attr.grh.sgid_index = (uint8_t)st->gid_index;
+	ret = ibv_modify_qp(p->qp, &qa, mask | IBV_QP_PATH_MTU);
+	if (ret)
+		return hetsgd_err(-ret, "QP to RTR for rank %d (path MTU %d, GID index %d): %s", peer,
+				  128 << qa.path_mtu, st->gid_index, strerror(ret));
+
+	memset(&qa, 0, sizeof(qa));
+	mask = 0;
+	qa.qp_state = IBV_QPS_RTS;
+	if (rdma_init_qp_attr(p->id, &qa, &mask))
+		return hetsgd_err(-errno, "rdma_init_qp_attr(RTS) for rank %d: %s", peer, strerror(errno));
+	qa.rnr_retry = 7;
+	qa.retry_cnt = 7;
+	ret = ibv_modify_qp(p->qp, &qa, mask | IBV_QP_RNR_RETRY | IBV_QP_RETRY_CNT);
+	if (ret)
+		return hetsgd_err(-ret, "QP to RTS for rank %d: %s", peer, strerror(ret));
+	return 0;
+}
+
+/* ---- connection set-up ---------------------------------------------------- */
+
+static const char *cm_hint(enum rdma_cm_event_type e)
+{
+	switch (e) {
+	case RDMA_CM_EVENT_ADDR_ERROR:
+		return "the peer's address is not reachable from this RDMA device: check the routes and HETSGD_IB_ADDR";
+	case RDMA_CM_EVENT_ROUTE_ERROR:
+		return "no route: on RoCE check that both ends use RoCE v2 and the same subnet/VLAN";
+	case RDMA_CM_EVENT_UNREACHABLE:
+		return "the peer did not answer: a firewall, a wrong GID (HETSGD_GID_INDEX) or a dead rank";
+	case RDMA_CM_EVENT_REJECTED:
+		return "the peer rejected the connection: do all ranks run the same hetsgd?";
+	default:
+		return "see the peer's own error";
+	}
+}
+
+static int connect_all(struct hetsgd_tp *tp, struct verbs_state *st)
+{
+	int me = tp->rank, want = tp->size - 1, done = 0, j, ret = 0, timeout_s = 60;
+	double deadline;
+
+	if (env_int("HETSGD_CONNECT_TIMEOUT", 1, 86400, &timeout_s) < 0)
+		return -EINVAL;
+	deadline = now_s() + timeout_s;
+
+	/* Lower ranks listen, higher ranks connect: each pair once. */
+	for (j = 0; j < me; j++) {
+		struct sockaddr_in dst = { .sin_family = AF_INET };
+		struct sockaddr_in src = st->addr;
+		struct rdma_cm_id *id;
+
+		dst.sin_addr.s_addr = st->info[j].ipv4;
+		dst.sin_port = st->info[j].port;
+		src.sin_port = 0;
+		if (rdma_create_id(st->ec, &id, (void *)(intptr_t)j, RDMA_PS_TCP))
+			return hetsgd_err(-errno, "rdma_create_id: %s", strerror(errno));
+		st->peers[j].id = id;
+		if (rdma_resolve_addr(id, (struct sockaddr *)&src, (struct sockaddr *)&dst, 5000))
+			return hetsgd_err(-errno, "rdma_resolve_addr to rank %d: %s", j, strerror(errno));
+	}
+
+	while (done < want) {
+		struct rdma_cm_event *ev;
+		struct pollfd pfd = { .fd = st->ec->fd, .events = POLLIN };
+		double left = deadline - now_s();
+		int peer;
+
+		if (left <= 0)
+			return hetsgd_err(-ETIMEDOUT,
+					  "rank %d connected to %d of %d peers in %d s: a peer is missing or unreachable "
+					  "(HETSGD_CONNECT_TIMEOUT to wait longer)", me, done, want, timeout_s);
+		if (poll(&pfd, 1, (int)(left * 1000) + 1) <= 0)
+			continue;
+		if (rdma_get_cm_event(st->ec, &ev))
+			return hetsgd_err(-errno, "rdma_get_cm_event: %s", strerror(errno));
+		peer = (int)(intptr_t)ev->id->context;
+
+		switch (ev->event) {
+		case RDMA_CM_EVENT_ADDR_RESOLVED:
+			if (rdma_resolve_route(ev->id, 5000))
+				ret = hetsgd_err(-errno, "rdma_resolve_route to rank %d: %s", peer, strerror(errno));
+			break;
+		case RDMA_CM_EVENT_ROUTE_RESOLVED: {
+			struct conn_pdata pd = { .magic = htons(CONN_MAGIC), .rank = htonl((uint32_t)me) };
+			struct rdma_conn_param cp = { 0 };
+
+			ret = create_qp(tp, st, peer, ev->id);
+			if (ret)
+				break;
+			cp.private_data = &pd;
+			cp.private_data_len = sizeof(pd);
+			cp.responder_resources = 1;
+			cp.initiator_depth = 1;
+			cp.retry_count = 7;
+			cp.rnr_retry_count = 7;
+			cp.qp_num = st->peers[peer].qp->qp_num;
+			if (rdma_connect(ev->id, &cp))
+				ret = hetsgd_err(-errno, "rdma_connect to rank %d: %s", peer, strerror(errno));
+			break;
+		}
+		case RDMA_CM_EVENT_CONNECT_RESPONSE:
+			ret = qp_rtr_rts(st, peer);
+			if (!ret && rdma_establish(ev->id))
+				ret = hetsgd_err(-errno, "rdma_establish with rank %d: %s", peer, strerror(errno));
+			if (!ret) {
+				st->peers[peer].established = 1;
+				done++;
+			}
+			break;
+		case RDMA_CM_EVENT_CONNECT_REQUEST: {
+			const struct conn_pdata *in = ev->param.conn.private_data;
+			struct conn_pdata pd = { .magic = htons(CONN_MAGIC), .rank = htonl((uint32_t)me) };
+			struct rdma_conn_param cp = { 0 };
+			uint32_t r;
+
+			if (!in || ev->param.conn.private_data_len < sizeof(*in) || ntohs(in->magic) != CONN_MAGIC ||
+			    (r = ntohl(in->rank)) <= (uint32_t)me || r >= (uint32_t)tp->size ||
+			    st->peers[r].id) {
+				fprintf(stderr, "hetsgd: verbs: rank %d rejected a connection request that is not from "
+					"an expected hetsgd rank\n", me);
+				rdma_reject(ev->id, NULL, 0);
+				break;
+			}
+			peer = (int)r;
+			ret = create_qp(tp, st, peer, ev->id);
+			if (!ret)
+				ret = qp_rtr_rts(st, peer);
+			if (ret)
+				break;
+			cp.private_data = &pd;
+			cp.private_data_len = sizeof(pd);
+			cp.responder_resources = 1;
+			cp.initiator_depth = 1;
+			cp.rnr_retry_count = 7;
+			cp.qp_num = st->peers[peer].qp->qp_num;
+			if (rdma_accept(ev->id, &cp))
+				ret = hetsgd_err(-errno, "rdma_accept from rank %d: %s", peer, strerror(errno));
+			break;
+		}
+		case RDMA_CM_EVENT_ESTABLISHED:
+			if (peer > me && !st->peers[peer].established) {
+				st->peers[peer].established = 1;
+				done++;
+			}
+			break;
+		default:
+			ret = hetsgd_err(-ECONNREFUSED, "rank %d: connection with rank %d failed: %s (status %d): %s",
+					 me, peer, rdma_event_str(ev->event), ev->status, cm_hint(ev->event));
+			break;
+		}
+		rdma_ack_cm_event(ev);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+/* ---- open / close ------------------------------------------------------- */
+
+static void verbs_teardown(struct hetsgd_tp *tp, struct verbs_state *st)
+{
+	int j;
+
+	for (j = 0; st->peers && j < tp->size; j++) {
+		if (st->peers[j].id && st->peers[j].established)
+			rdma_disconnect(st->peers[j].id);
+	}
+	/* Ack whatever arrives (DISCONNECTED, TIMEWAIT_EXIT) for a short while. */
+	if (st->ec) {
+		double end = now_s() + 2.0;
+		int pending = 0;
+
+		for (j = 0; st->peers && j < tp->size; j++)
+			pending += st->peers[j].established;
+		while (pending > 0 && now_s() < end) {
+			struct pollfd pfd = { .fd = st->ec->fd, .events = POLLIN };
+			struct rdma_cm_event *ev;
+
+			if (poll(&pfd, 1, 100) <= 0)
+				continue;
+			if (rdma_get_cm_event(st->ec, &ev))
+				break;
+			if (ev->event == RDMA_CM_EVENT_DISCONNECTED)
+				pending--;
+			rdma_ack_cm_event(ev);
+		}
+	}
+	for (j = 0; st->peers && j < tp->size; j++) {
+		if (st->peers[j].qp)
+			ibv_destroy_qp(st->peers[j].qp);
+		if (st->peers[j].id)
+			rdma_destroy_id(st->peers[j].id);
+		free(st->peers[j].sig);
+	}
+	if (st->tx_mr)
+		ibv_dereg_mr(st->tx_mr);
+	if (st->csrc_mr)
+		ibv_dereg_mr(st->csrc_mr);
+	if (st->credits_mr)
+		ibv_dereg_mr(st->credits_mr);
+	if (st->staging_mr)
+		ibv_dereg_mr(st->staging_mr);
+	if (st->cq)
+		ibv_destroy_cq(st->cq);
+	if (st->pd)
+		ibv_dealloc_pd(st->pd);
+	if (st->listen)
+		rdma_destroy_id(st->listen);
+	if (st->ec)
+		rdma_destroy_event_channel(st->ec);
+	free(st->staging);
+	free(st->credits);
+	free(st->csrc);
+	free(st->peers);
+	free(st->info);
+	free(st);
+}
+
+static int verbs_setup_local(struct hetsgd_tp *tp, struct verbs_state *st, struct vinfo *mine)
+{
+	size_t S = tp->attr.slots, nb = (size_t)tp->size;
+	struct ibv_device_attr da;
+	int cqe, j;
+
+	if (ibv_is_fork_initialized() == IBV_FORK_DISABLED) {
+		/* Launchers fork; without this a child could corrupt our pinned pages. */
+		int ret = ibv_fork_init();
+
+		if (ret)
+			return hetsgd_err(-ret, "ibv_fork_init: %s: open the verbs transport before any "
+					  "other verbs use in this process", strerror(ret));
+	}
+	int ret = choose_endpoint(tp, st);
+	if (ret)
+		return ret;
+
+	st->ec = rdma_create_event_channel();
+	if (!st->ec)
+		return hetsgd_err(-errno, "rdma_create_event_channel: %s (is rdma_ucm loaded? /dev/infiniband/rdma_cm)",
+				  strerror(errno));
+	if (rdma_create_id(st->ec, &st->listen, (void *)(intptr_t)-1, RDMA_PS_TCP))
+		return hetsgd_err(-errno, "rdma_create_id: %s", strerror(errno));
+	if (rdma_bind_addr(st->listen, (struct sockaddr *)&st->addr))
+		return hetsgd_err(-errno, "rdma_bind_addr(%s): %s: is it the address of an RDMA netdev (rdma link show)?",
+				  inet_ntoa(st->addr.sin_addr), strerror(errno));
+	if (rdma_listen(st->listen, tp->size))
+		return hetsgd_err(-errno, "rdma_listen: %s", strerror(errno));
+	st->ctx = st->listen->verbs;
+	if (!st->ctx || strcmp(ibv_get_device_name(st->ctx->device), st->dev))
+		return hetsgd_err(-EINVAL, "address %s belongs to RDMA device %s, not %s: set HETSGD_IB_ADDR to an "
+				  "address of %s", inet_ntoa(st->addr.sin_addr),
+				  st->ctx ? ibv_get_device_name(st->ctx->device) : "(none)", st->dev, st->dev);
+
+	st->sq_depth = 2 * tp->attr.slots + 8;
+	if (ibv_query_device(st->ctx, &da))
+		return hetsgd_err(-EIO, "ibv_query_device(%s) failed", st->dev);
+	cqe = (int)((nb - 1) * (st->sq_depth + S) + 1);
+	if ((int)st->sq_depth > da.max_qp_wr || (int)S > da.max_qp_wr || cqe > da.max_cqe)
+		return hetsgd_err(-EINVAL, "%s allows %d WRs per queue and %d CQ entries; %u slots with %d ranks need "
+				  "%u and %d: use fewer slots", st->dev, da.max_qp_wr, da.max_cqe, tp->attr.slots,
+				  tp->size, st->sq_depth, cqe);
+
+	st->staging_bytes = nb * S * tp->attr.slot_bytes;
+	ret = check_memlock(tp, st->staging_bytes + (size_t)tp->attr.tx_bufs * tp->attr.slot_bytes +
+				    2 * nb * CREDIT_STRIDE + 3 * 4096);
+	if (ret)
+		return ret;
+	st->pd = ibv_alloc_pd(st->ctx);
+	if (!st->pd)
+		return hetsgd_err(-errno, "ibv_alloc_pd(%s): %s", st->dev, strerror(errno));
+	st->cq = ibv_create_cq(st->ctx, cqe, NULL, NULL, 0);
+	if (!st->cq)
+		return hetsgd_err(-errno, "ibv_create_cq(%d entries) on %s: %s", cqe, st->dev, strerror(errno));
+	st->staging = tp_alloc_pages(st->staging_bytes);
+	st->credits = tp_alloc_pages(nb * CREDIT_STRIDE);
+	st->csrc = tp_alloc_pages(nb * CREDIT_STRIDE);
+	if (!st->staging || !st->credits || !st->csrc)
+		return hetsgd_err(-ENOMEM, "out of memory for %zu KiB of staging rings", st->staging_bytes >> 10);
+	st->staging_mr = reg(tp, st, st->staging, st->staging_bytes,
+			     IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE, "staging rings");
+	if (!st->staging_mr)
+		return -ENOMEM;
+	st->credits_mr = reg(tp, st, st->credits, nb * CREDIT_STRIDE,
+			     IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE, "credit words");
+	if (!st->credits_mr)
+		return -ENOMEM;
+	st->csrc_mr = reg(tp, st, st->csrc, nb * CREDIT_STRIDE, IBV_ACCESS_LOCAL_WRITE, "credit sources");
+	if (!st->csrc_mr)
+		return -ENOMEM;
+	st->tx_mr = reg(tp, st, tp->tx_mem, (size_t)tp->attr.tx_bufs * tp->attr.slot_bytes,
+			IBV_ACCESS_LOCAL_WRITE, "send buffers");
+	if (!st->tx_mr)
+		return -ENOMEM;
+	for (j = 0; j < tp->size; j++) {
+		st->peers[j].sig = calloc(st->sq_depth, sizeof(struct sig_rec));
+		if (!st->peers[j].sig)
+			return hetsgd_err(-ENOMEM, "out of memory");
+	}
+
+	memset(mine, 0, sizeof(*mine));
+	mine->magic = INFO_MAGIC;
+	mine->version = INFO_VERSION;
+	mine->ipv4 = st->addr.sin_addr.s_addr;
+	mine->port = rdma_get_src_port(st->listen);
+	mine->staging = (uintptr_t)st->staging;
+	mine->staging_rkey = st->staging_mr->rkey;
+	mine->credits = (uintptr_t)st->credits;
+	mine->credits_rkey = st->credits_mr->rkey;
+	mine->slot_bytes = tp->attr.slot_bytes;
+	mine->slots = tp->attr.slots;
+	mine->active_mtu = (uint32_t)st->active_mtu;
+	snprintf(mine->dev, sizeof(mine->dev), "%s", st->dev);
+	return 0;
+}
+
+static int verbs_open(struct hetsgd_tp *tp)
+{
+	struct verbs_state *st = calloc(1, sizeof(*st));
+	struct vinfo mine;
+	int ret, r;
+
+	if (!st)
+		return hetsgd_err(-ENOMEM, "out of memory");
+	st->peers = calloc((size_t)tp->size, sizeof(*st->peers));
+	st->info = calloc((size_t)tp->size, sizeof(*st->info));
+	ret = (!st->peers || !st->info) ? hetsgd_err(-ENOMEM, "out of memory") : 0;
+	memset(&mine, 0, sizeof(mine));
+	if (!ret)
+		ret = verbs_setup_local(tp, st, &mine);
+	ret = tp_agree(tp, ret, "set up its RDMA device");
+	if (ret)
+		goto fail;
+	if (hetsgd_boot_allgather(tp->boot, &mine, st->info, sizeof(mine))) {
+		ret = -EIO;
+		goto fail;
+	}
+	for (r = 0; r < tp->size && !ret; r++) {
+		struct vinfo *in = &st->info[r];
+
+		if (in->magic != INFO_MAGIC || in->version != INFO_VERSION)
+			ret = hetsgd_err(-EPROTO, "rank %d runs an incompatible hetsgd (transport info version %u, ours %u)",
+					 r, in->version, INFO_VERSION);
+		else if (in->slots != tp->attr.slots || in->slot_bytes != tp->attr.slot_bytes)
+			ret = hetsgd_err(-EINVAL, "rank %d uses %u slots of %llu bytes, this rank %u of %zu: "
+					 "every rank must use the same transport settings",
+					 r, in->slots, (unsigned long long)in->slot_bytes, tp->attr.slots,
+					 tp->attr.slot_bytes);
+	}
+	if (!ret)
+		ret = connect_all(tp, st);
+	ret = tp_agree(tp, ret, "connect to its peers");
+	if (ret)
+		goto fail;
+	tp->priv = st;
+	{
+		char ip[INET_ADDRSTRLEN];
+
+		inet_ntop(AF_INET, &st->addr.sin_addr, ip, sizeof(ip));
+		snprintf(tp->desc, sizeof(tp->desc),
+			 "verbs: %s port %u, %s, %s %d, active MTU %d, %d ranks, %u slots of %zu bytes per peer",
+			 st->dev, st->port, ip, st->link_ethernet ? "RoCE v2 GID index" : "InfiniBand, GID index",
+			 st->gid_index, 128 << st->active_mtu, tp->size, tp->attr.slots, tp->attr.slot_bytes);
+	}
+	return hetsgd_boot_barrier(tp->boot) ? -EIO : 0;
+
+fail:
+	verbs_teardown(tp, st);
+	return ret;
+}
+
+/* ---- data path -------------------------------------------------------------- */
+
+static uint32_t sq_room(struct verbs_state *st, struct vpeer *p)
+{
+	return st->sq_depth - (uint32_t)(p->sq_posted - p->sq_done);
+}
+
+static int post_write(struct hetsgd_tp *tp, struct verbs_state *st, int peer, struct ibv_send_wr *wr,
+		      int signal, uint8_t type, uint32_t tx, uint8_t kind)
+{
+	struct vpeer *p = &st->peers[peer];
+	struct ibv_send_wr *bad;
+	int ret;
+
+	if (signal) {
+		struct sig_rec *rec = &p->sig[p->sig_tail % st->sq_depth];
+
+		rec->sq_seq = p->sq_posted + 1;
+		rec->type = type;
+		rec->tx = tx;
+		rec->kind = kind;
+		wr->send_flags |= IBV_SEND_SIGNALED;
+		wr->wr_id = (uint64_t)peer;
+	}
+	ret = ibv_post_send(p->qp, wr, &bad);
+	if (ret)
+		return hetsgd_err(-ret, "ibv_post_send to rank %d: %s", peer, strerror(ret));
+	p->sq_posted++;
+	if (signal) {
+		p->sig_tail++;
+		p->unsig = 0;
+	} else {
+		p->unsig++;
+	}
+	(void)tp;
+	return 0;
+}
+
+/* Tell peer how many of its blocks we released, if it does not know yet. */
+static int flush_credit(struct hetsgd_tp *tp, struct verbs_state *st, int peer, int force_signal)
+{
+	struct vpeer *p = &st->peers[peer];
+	uint64_t *src = (uint64_t *)(st->csrc + (size_t)peer * CREDIT_STRIDE);
+	struct ibv_sge sge = { .addr = (uintptr_t)src, .length = sizeof(uint64_t), .lkey = st->csrc_mr->lkey };
+	struct ibv_send_wr wr = { 0 };
+	int signal, ret;
+
+	if (p->credit_val == p->credit_sent && !force_signal)
+		return 0;
+	/*
+	 * Credits go out in batches of half a ring: a blocked sender has a
+	 * full ring outstanding, so it always learns of a batch once the
+	 * caller has released half of it, and a ping-pong pays one credit
+	 * write per slots/2 blocks instead of one per block.
+	 */
+	if (!force_signal && p->credit_val - p->credit_sent < (tp->attr.slots + 1) / 2)
+		return 0;
+	if (sq_room(st, p) < 1)
+		return 0;	/* retried from progress once the queue drains */
+	/* The word only grows, so a NIC reading a newer value is still right. */
+	__atomic_store_n(src, p->credit_val, __ATOMIC_RELEASE);
+	wr.opcode = IBV_WR_RDMA_WRITE;
+	wr.sg_list = &sge;
+	wr.num_sge = 1;
+	wr.wr.rdma.remote_addr = st->info[peer].credits + (uint64_t)tp->rank * CREDIT_STRIDE;
+	wr.wr.rdma.rkey = st->info[peer].credits_rkey;
+	signal = force_signal || p->unsig + 1 >= st->sq_depth / 2;
+	ret = post_write(tp, st, peer, &wr, signal, SIG_CREDIT, 0, 0);
+	if (!ret)
+		p->credit_sent = p->credit_val;
+	return ret;
+}
+
+static int verbs_put(struct hetsgd_tp *tp, int peer, struct tp_tx *tx, size_t len, uint8_t kind)
+{
+	struct verbs_state *st = tp->priv;
+	struct vpeer *p = &st->peers[peer];
+	uint64_t rel = __atomic_load_n((uint64_t *)(st->credits + (size_t)peer * CREDIT_STRIDE), __ATOMIC_ACQUIRE);
+	struct ibv_sge sge = { .addr = (uintptr_t)tx->pub.data, .length = (uint32_t)len, .lkey = st->tx_mr->lkey };
+	struct ibv_send_wr wr = { 0 };
+	uint32_t slot;
+	int ret;
+
+	if (rel > p->sent)
+		return hetsgd_err(-EPROTO, "rank %d says it released %llu of our blocks, but we sent %llu",
+				  peer, (unsigned long long)rel, (unsigned long long)p->sent);
+	if (p->sent - rel >= tp->attr.slots || sq_room(st, p) < 2)
+		return -EAGAIN;
+	slot = (uint32_t)(p->sent % tp->attr.slots);
+	wr.opcode = IBV_WR_RDMA_WRITE_WITH_IMM;
+	if (len <= p->max_inline)
+		wr.send_flags = IBV_SEND_INLINE;
+	wr.imm_data = htonl(IMM_TAG << 24 | (uint32_t)kind << 16 | slot);
+	wr.sg_list = &sge;
+	wr.num_sge = 1;
+	wr.wr.rdma.remote_addr = st->info[peer].staging +
+				 ((uint64_t)tp->rank * tp->attr.slots + slot) * tp->attr.slot_bytes;
+	wr.wr.rdma.rkey = st->info[peer].staging_rkey;
+	ret = post_write(tp, st, peer, &wr, 1, SIG_DATA, tx->index, kind);
+	if (ret)
+		return ret;
+	p->sent++;
+	return 0;
+}
+
+static const char *wc_hint(enum ibv_wc_status s)
+{
+	switch (s) {
+	case IBV_WC_RETRY_EXC_ERR:
+		return "the peer stopped answering: it died, or the GID/MTU do not match (HETSGD_GID_INDEX)";
+	case IBV_WC_RNR_RETRY_EXC_ERR:
+		return "the peer had no receive posted";
+	case IBV_WC_REM_ACCESS_ERR:
+		return "the peer's memory key or address was refused";
+	case IBV_WC_WR_FLUSH_ERR:
+		return "the queue pair was already in error";
+	default:
+		return "see ibv_wc_status_str";
+	}
+}
+
+/* Handle one completion; events go to the FIFO. */
+static int handle_wc(struct hetsgd_tp *tp, struct verbs_state *st, struct ibv_wc *wc, int deliver)
+{
+	int peer = (int)wc->wr_id;
+
+	if (peer < 0 || peer >= tp->size)
+		return hetsgd_err(-EPROTO, "completion with unknown wr_id %" PRIu64, wc->wr_id);
+	if (wc->status != IBV_WC_SUCCESS)
+		return hetsgd_err(-EIO, "%s rank %d failed: %s (vendor error 0x%x): %s",
+				  (wc->opcode & IBV_WC_RECV) ? "receive from" : "write to", peer,
+				  ibv_wc_status_str(wc->status), wc->vendor_err, wc_hint(wc->status));
+	if (wc->opcode == IBV_WC_RECV_RDMA_WITH_IMM) {
+		uint32_t imm = ntohl(wc->imm_data), slot = imm & 0xffff;
+		int ret;
+
+		if (!(wc->wc_flags & IBV_WC_WITH_IMM) || imm >> 24 != IMM_TAG || slot >= tp->attr.slots)
+			return hetsgd_err(-EPROTO, "rank %d sent immediate 0x%08x, not a hetsgd block "
+					  "(tag 0x%02x, slot < %u)", peer, imm, IMM_TAG, tp->attr.slots);
+		if (!deliver)
+			return 0;
+		ret = tp_recv_landed(tp, peer, slot,
+				     st->staging + ((size_t)peer * tp->attr.slots + slot) * tp->attr.slot_bytes,
+				     wc->byte_len, (uint8_t)(imm >> 16));
+		return ret ? ret : post_recv(st, peer);
+	}
+	if (wc->opcode == IBV_WC_RDMA_WRITE) {
+		struct vpeer *p = &st->peers[peer];
+		struct sig_rec *rec;
+
+		if (p->sig_head == p->sig_tail)
+			return hetsgd_err(-EPROTO, "unexpected send completion for rank %d", peer);
+		rec = &p->sig[p->sig_head++ % st->sq_depth];
+		p->sq_done = rec->sq_seq;
+		if (rec->type == SIG_DATA)
+			tp_put_completed(tp, peer, &tp->txs[rec->tx], rec->kind);
+		return 0;
+	}
+	return hetsgd_err(-EPROTO, "unexpected completion opcode %d from rank %d", wc->opcode, peer);
+}
+
+static int verbs_progress(struct hetsgd_tp *tp)
+{
+	struct verbs_state *st = tp->priv;
+	struct ibv_wc wc[POLL_BATCH];
+	int j, n, i, ret;
+
+	for (;;) {
+		int max = (int)tp_evq_room(tp);
+
+		if (max > POLL_BATCH)
+			max = POLL_BATCH;
+		if (max <= 0)
+			break;
+		n = ibv_poll_cq(st->cq, max, wc);
+		if (n < 0)
+			return hetsgd_err(-EIO, "ibv_poll_cq on %s failed", st->dev);
+		for (i = 0; i < n; i++) {
+			ret = handle_wc(tp, st, &wc[i], 1);
+			if (ret)
+				return ret;
+		}
+		if (n < max)
+			break;
+	}
+	/* Credits that found the send queue full go out now. */
+	for (j = 0; j < tp->size; j++) {
+		if (j == tp->rank)
+			continue;
+		ret = flush_credit(tp, st, j, 0);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+static int verbs_release(struct hetsgd_tp *tp, int peer, uint32_t slot)
+{
+	struct verbs_state *st = tp->priv;
+	int64_t head = tp_release_slot(tp, peer, slot);
+
+	if (head < 0)
+		return (int)head;
+	st->peers[peer].credit_val = (uint64_t)head;
+	return flush_credit(tp, st, peer, 0);
+}
+
+static int verbs_quiesce(struct hetsgd_tp *tp)
+{
+	struct verbs_state *st = tp->priv;
+	double deadline = now_s() + 30;
+	int j, ret, busy = 1;
+
+	while (busy) {
+		struct ibv_wc wc[POLL_BATCH];
+		int n, i;
+
+		busy = 0;
+		for (j = 0; j < tp->size; j++) {
+			struct vpeer *p = &st->peers[j];
+
+			if (j == tp->rank)
+				continue;
+			/* A signalled write at the tail proves all before it completed. */
+			if (p->credit_val != p->credit_sent || (p->unsig && p->sq_posted > p->sq_done &&
+								 p->sig_head == p->sig_tail)) {
+				ret = flush_credit(tp, st, j, 1);
+				if (ret)
+					return ret;
+			}
+			if (p->sq_posted != p->sq_done)
+				busy = 1;
+		}
+		if (!busy)
+			break;
+		if (now_s() > deadline)
+			return hetsgd_err(-ETIMEDOUT, "rank %d: own writes did not complete within 30 s at close",
+					  tp->rank);
+		n = ibv_poll_cq(st->cq, POLL_BATCH, wc);
+		if (n < 0)
+			return hetsgd_err(-EIO, "ibv_poll_cq failed");
+		for (i = 0; i < n; i++) {
+			/* Blocks that land now are not delivered: the caller is closing. */
+			if (wc[i].opcode == IBV_WC_RDMA_WRITE && wc[i].status == IBV_WC_SUCCESS) {
+				struct vpeer *p = &st->peers[wc[i].wr_id];
+				struct sig_rec *rec = &p->sig[p->sig_head++ % st->sq_depth];
+
+				p->sq_done = rec->sq_seq;
+				if (rec->type == SIG_DATA) {
+					tp->txs[rec->tx].inflight--;
+					tp->inflight_puts--;
+				}
+			} else if (wc[i].status != IBV_WC_SUCCESS) {
+				return handle_wc(tp, st, &wc[i], 0);
+			}
+		}
+	}
+	return 0;
+}
+
+static void verbs_close(struct hetsgd_tp *tp)
+{
+	if (tp->priv)
+		verbs_teardown(tp, tp->priv);
+	tp->priv = NULL;
+}
+
+const struct tp_provider hetsgd_tp_verbs = {
+	.name = "verbs",
+	.open = verbs_open,
+	.put = verbs_put,
+	.progress = verbs_progress,
+	.release = verbs_release,
+	.quiesce = verbs_quiesce,
+	.close = verbs_close,
+};
