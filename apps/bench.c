@@ -1,0 +1,438 @@
+/*
+ * hetsgd-bench: put bandwidth and latency of the block transport against
+ * block size, for each provider, perftest-style.
+ *
+ * Two ranks (forked by the local launcher) share one endpoint.
+ *  - bandwidth: rank 0 streams puts of one size to rank 1, which releases
+ *    each block as soon as it sees it; timed at rank 0 from the first put
+ *    to the last local completion (as ib_write_bw times its sender).
+ *    MB = 2^20 bytes, as in perftest.
+ *  - latency: ping-pong of one block each way; one-way latency = RTT/2,
+ *    reported as the median ("typical", as ib_write_lat) and the mean.
+ * For shm the anchor is memcpy of the same sizes into the same number of
+ * rotating slots, measured in the same run; the ratio is printed.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "hetsgd_transport.h"
+
+#define MAX_SIZES 32
+#define MB (1024.0 * 1024.0)
+
+struct opts {
+	enum hetsgd_provider prov;
+	const char *device;
+	size_t sizes[MAX_SIZES];
+	int nsizes;
+	int csv;
+	uint32_t slots;
+	double bw_bytes;	/* bytes streamed per size */
+	int lat_iters;
+	long max_iters;
+};
+
+struct result {
+	double bw_MBps;
+	double lat_us;		/* median one-way */
+	double lat_avg_us;
+	double memcpy_MBps;
+};
+
+static double now_s(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Progress until an event of type `type` arrives (RECVs are released or returned). */
+static int wait_event(struct hetsgd_tp *tp, enum hetsgd_ev_type type, struct hetsgd_ev *out)
+{
+	struct hetsgd_ev ev[16];
+	int n, i, found = 0;
+
+	while (!found) {
+		n = hetsgd_tp_progress(tp, ev, 16);
+		if (n < 0)
+			return n;
+		for (i = 0; i < n; i++) {
+			if (ev[i].type == type && !found) {
+				*out = ev[i];
+				found = 1;
+			} else if (ev[i].type == HETSGD_EV_RECV) {
+				int r = hetsgd_tp_release(tp, ev[i].peer, ev[i].slot);
+
+				if (r)
+					return r;
+			}
+		}
+	}
+	return 0;
+}
+
+static int put_retry(struct hetsgd_tp *tp, int peer, struct hetsgd_tx *tx, size_t len,
+		     long *sent_events)
+{
+	struct hetsgd_ev ev[32];
+	int ret, n, i;
+
+	while ((ret = hetsgd_tp_put(tp, peer, tx, len, 1)) == -EAGAIN) {
+		n = hetsgd_tp_progress(tp, ev, 32);
+		if (n < 0)
+			return n;
+		for (i = 0; i < n; i++) {
+			if (ev[i].type == HETSGD_EV_SENT)
+				(*sent_events)++;
+			else if ((ret = hetsgd_tp_release(tp, ev[i].peer, ev[i].slot)))
+				return ret;
+		}
+	}
+	return ret;
+}
+
+static int bench_bw(struct hetsgd_tp *tp, int me, size_t size, long iters, double *mbps)
+{
+	struct hetsgd_tx *tx;
+	struct hetsgd_ev ev[32];
+	long sent_events = 0, got = 0, i;
+	double t0, t1;
+	int ret, n, k;
+
+	if (hetsgd_tp_tx_get(tp, &tx))
+		return -EIO;
+	memset(tx->data, 0x5a, size);
+	if (me == 0) {
+		t0 = now_s();
+		for (i = 0; i < iters; i++) {
+			ret = put_retry(tp, 1, tx, size, &sent_events);
+			if (ret)
+				return ret;
+		}
+		while (sent_events < iters) {
+			n = hetsgd_tp_progress(tp, ev, 32);
+			if (n < 0)
+				return n;
+			for (k = 0; k < n; k++)
+				if (ev[k].type == HETSGD_EV_SENT)
+					sent_events++;
+		}
+		t1 = now_s();
+		*mbps = (double)size * (double)iters / (t1 - t0) / MB;
+	} else {
+		while (got < iters) {
+			n = hetsgd_tp_progress(tp, ev, 32);
+			if (n < 0)
+				return n;
+
+			for (k = 0; k < n; k++) {
+				if (ev[k].type != HETSGD_EV_RECV)
+					continue;
+				if (ev[k].len != size)
+					return -EBADMSG;
+				got++;
+				ret = hetsgd_tp_release(tp, ev[k].peer, ev[k].slot);
+				if (ret)
+					return ret;
+			}
+		}
+	}
+	hetsgd_tp_tx_put(tp, tx);
+	return 0;
+}
+
+static int bench_lat(struct hetsgd_tp *tp, int me, size_t size, int iters, double *med, double *avg)
+{
+	double *rtt = calloc((size_t)iters, sizeof(double)), sum = 0;
+	struct hetsgd_tx *tx;
+	struct hetsgd_ev ev;
+	long dummy = 0;
+	int i, ret = 0, warm = iters / 10 + 1;
+
+	if (!rtt || hetsgd_tp_tx_get(tp, &tx)) {
+		free(rtt);
+		return -ENOMEM;
+	}
+	memset(tx->data, 0x3c, size);
+	for (i = -warm; i < iters && !ret; i++) {
+		double t0 = now_s();
+
+		if (me == 0) {
+			ret = put_retry(tp, 1, tx, size, &dummy);
+			if (!ret)
+				ret = wait_event(tp, HETSGD_EV_RECV, &ev);
+		} else {
+			ret = wait_event(tp, HETSGD_EV_RECV, &ev);
+			if (!ret)
+				ret = put_retry(tp, 0, tx, size, &dummy);
+		}
+		if (!ret)
+			ret = hetsgd_tp_release(tp, ev.peer, ev.slot);
+		if (i >= 0)
+			rtt[i] = now_s() - t0;
+	}
+	if (!ret && me == 0) {
+		for (i = 0; i < iters; i++)
+			sum += rtt[i];
+		qsort(rtt, (size_t)iters, sizeof(double), cmp_double);
+		*med = rtt[iters / 2] / 2 * 1e6;
+		*avg = sum / iters / 2 * 1e6;
+	}
+	/* Drain the SENT events of the ping-pong so the next size starts clean. */
+	hetsgd_tp_tx_put(tp, tx);
+	free(rtt);
+	return ret;
+}
+
+static double bench_memcpy(size_t size, uint32_t slots, double bytes)
+{
+	char *src = malloc(size), *dst = malloc(size * slots);
+	long iters = (long)(bytes / (double)size), i;
+	double t0, t1;
+
+	if (!src || !dst) {
+		free(src);
+		free(dst);
+		return 0;
+	}
+	memset(src, 1, size);
+	memset(dst, 2, size * slots);
+	t0 = now_s();
+	for (i = 0; i < iters; i++) {
+		memcpy(dst + (size_t)(i % slots) * size, src, size);
+		__asm__ __volatile__("" : : "r"(dst) : "memory");
+	}
+	t1 = now_s();
+	free(src);
+	free(dst);
+	return (double)size * (double)iters / (t1 - t0) / MB;
+}
+
+struct shared {
+	struct opts *o;
+	struct result *res;	/* MAP_SHARED: rank 0 writes, the launcher reads */
+};
+
+static int rank_main(struct hetsgd_boot *boot, void *arg)
+{
+	struct shared *sh = arg;
+	struct opts *o = sh->o;
+	struct hetsgd_tp_attr attr;
+	struct hetsgd_tp *tp;
+	size_t maxsz = 0;
+	int me = hetsgd_boot_rank(boot), s, ret;
+
+	for (s = 0; s < o->nsizes; s++)
+		if (o->sizes[s] > maxsz)
+			maxsz = o->sizes[s];
+	hetsgd_tp_attr_init(&attr);
+	attr.provider = o->prov;
+	attr.device = o->device;
+	attr.slots = o->slots;
+	attr.slot_bytes = (maxsz + 63) / 64 * 64;
+	attr.tx_bufs = 4;
+	ret = hetsgd_tp_open(boot, &attr, &tp);
+	if (ret) {
+		fprintf(stderr, "hetsgd-bench: rank %d: %s\n", me, hetsgd_errmsg());
+		return 1;
+	}
+	if (me == 0 && !o->csv)
+		printf("# %s\n", hetsgd_tp_describe(tp));
+	for (s = 0; s < o->nsizes; s++) {
+		size_t size = o->sizes[s];
+		long iters = (long)(o->bw_bytes / (double)size);
+		struct result *r = &sh->res[s];
+
+		/* Small blocks measure message rate, not bandwidth: bound the time. */
+		if (iters < 200)
+			iters = 200;
+		if (iters > o->max_iters)
+			iters = o->max_iters;
+		if (hetsgd_boot_barrier(boot))
+			return 1;
+		ret = bench_bw(tp, me, size, iters, &r->bw_MBps);
+		if (!ret && hetsgd_boot_barrier(boot))
+			ret = -EIO;
+		if (!ret) {
+			/* Large blocks: latency is bandwidth-bound, a few round trips tell it. */
+			long lat_iters = (long)(o->bw_bytes / (double)size / 8);
+
+			if (lat_iters > o->lat_iters)
+				lat_iters = o->lat_iters;
+			if (lat_iters < 20)
+				lat_iters = 20;
+			ret = bench_lat(tp, me, size, (int)lat_iters, &r->lat_us, &r->lat_avg_us);
+		}
+		if (ret) {
+			fprintf(stderr, "hetsgd-bench: rank %d, %zu bytes: %s\n", me, size, hetsgd_errmsg());
+			return 1;
+		}
+	}
+	ret = hetsgd_tp_close(tp);
+	if (ret) {
+		fprintf(stderr, "hetsgd-bench: rank %d: close: %s\n", me, hetsgd_errmsg());
+		return 1;
+	}
+	return 0;
+}
+
+static int parse_size(const char *s, size_t *out)
+{
+	char *end;
+	unsigned long long v = strtoull(s, &end, 10);
+
+	if (end == s)
+		return -1;
+	if (*end == 'K' || *end == 'k')
+		v <<= 10, end++;
+	else if (*end == 'M' || *end == 'm')
+		v <<= 20, end++;
+	if (*end || v < 1 || v > (1ull << 30))
+		return -1;
+	*out = (size_t)v;
+	return 0;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: hetsgd-bench [--provider shm|verbs] [--device NAME] [--sizes LIST] [--csv]\n"
+		"                    [--slots N] [--bytes MB] [--lat-iters N]\n"
+		"  --provider  transport provider (default shm)\n"
+		"  --device    verbs: RDMA device (default $HETSGD_IB_DEV or the first active port)\n"
+		"  --sizes     comma-separated block sizes, K/M suffixes (default 8,64,512,4K,64K,256K,1M)\n"
+		"  --csv       machine-readable rows: provider,size_bytes,bw_MBps,lat_us[,memcpy_MBps]\n"
+		"  --slots     staging slots per peer (default 16)\n"
+		"  --bytes     MB streamed per size for bandwidth (default 64; 200 to 20000 puts)\n"
+		"  --lat-iters ping-pongs per size for latency (default 1000; fewer for large\n"
+		"              blocks, at least 20)\n"
+		"Two ranks run on this host. MB = 2^20 bytes, as in perftest.\n");
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option lopts[] = {
+		{ "provider", required_argument, NULL, 'p' },
+		{ "device", required_argument, NULL, 'd' },
+		{ "sizes", required_argument, NULL, 's' },
+		{ "csv", no_argument, NULL, 'c' },
+		{ "slots", required_argument, NULL, 'S' },
+		{ "bytes", required_argument, NULL, 'b' },
+		{ "lat-iters", required_argument, NULL, 'l' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 }
+	};
+	struct opts o = { .prov = HETSGD_PROV_SHM, .slots = 16, .bw_bytes = 64 * MB, .lat_iters = 1000,
+			 .max_iters = 20000 };
+	const char *sizes = "8,64,512,4K,64K,256K,1M";
+	struct shared sh = { .o = &o };
+	char *list, *tok, *save = NULL, *end;
+	int opt, s, ret;
+
+	while ((opt = getopt_long(argc, argv, "p:d:s:cS:b:l:h", lopts, NULL)) != -1) {
+		switch (opt) {
+		case 'p':
+			if (hetsgd_provider_parse(optarg, &o.prov)) {
+				fprintf(stderr, "hetsgd-bench: %s\n", hetsgd_errmsg());
+				return 2;
+			}
+			break;
+		case 'd': o.device = optarg; break;
+		case 's': sizes = optarg; break;
+		case 'c': o.csv = 1; break;
+		case 'S':
+			o.slots = (uint32_t)strtoul(optarg, &end, 10);
+			if (*end || o.slots < 1 || o.slots > 4096) {
+				fprintf(stderr, "hetsgd-bench: --slots %s: use 1 to 4096\n", optarg);
+				return 2;
+			}
+			break;
+		case 'b':
+			o.bw_bytes = strtod(optarg, &end) * MB;
+			if (*end || o.bw_bytes < 1) {
+				fprintf(stderr, "hetsgd-bench: --bytes %s: a positive number of MB\n", optarg);
+				return 2;
+			}
+			break;
+		case 'l':
+			o.lat_iters = (int)strtol(optarg, &end, 10);
+			if (*end || o.lat_iters < 1 || o.lat_iters > 10000000) {
+				fprintf(stderr, "hetsgd-bench: --lat-iters %s: use 1 to 10000000\n", optarg);
+				return 2;
+			}
+			break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "hetsgd-bench: unexpected argument '%s'\n", argv[optind]);
+		usage(stderr);
+		return 2;
+	}
+	list = strdup(sizes);
+	for (tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		if (o.nsizes == MAX_SIZES || parse_size(tok, &o.sizes[o.nsizes])) {
+			fprintf(stderr, "hetsgd-bench: --sizes: '%s' is not a size of 1 byte to 1G (at most %d sizes)\n",
+				tok, MAX_SIZES);
+			return 2;
+		}
+		o.nsizes++;
+	}
+	free(list);
+	if (!o.nsizes) {
+		fprintf(stderr, "hetsgd-bench: --sizes is empty\n");
+		return 2;
+	}
+	sh.res = mmap(NULL, sizeof(struct result) * MAX_SIZES, PROT_READ | PROT_WRITE,
+		      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (sh.res == MAP_FAILED) {
+		perror("hetsgd-bench: mmap");
+		return 1;
+	}
+	ret = hetsgd_boot_local_run(2, rank_main, &sh, NULL);
+	if (ret) {
+		fprintf(stderr, "hetsgd-bench: %s\n", hetsgd_errmsg());
+		return 1;
+	}
+	if (o.prov == HETSGD_PROV_SHM)
+		for (s = 0; s < o.nsizes; s++)
+			sh.res[s].memcpy_MBps = bench_memcpy(o.sizes[s], o.slots, o.bw_bytes);
+
+	if (!o.csv) {
+		printf("#bytes      BW average[MB/sec]   t_typical[usec]   t_avg[usec]%s\n",
+		       o.prov == HETSGD_PROV_SHM ? "   memcpy[MB/sec]   BW/memcpy" : "");
+	} else {
+		printf("provider,size_bytes,bw_MBps,lat_us%s\n", o.prov == HETSGD_PROV_SHM ? ",memcpy_MBps" : "");
+	}
+	for (s = 0; s < o.nsizes; s++) {
+		struct result *r = &sh.res[s];
+
+		if (o.csv) {
+			printf("%s,%zu,%.2f,%.3f", hetsgd_provider_name(o.prov), o.sizes[s], r->bw_MBps, r->lat_us);
+			if (o.prov == HETSGD_PROV_SHM)
+				printf(",%.2f", r->memcpy_MBps);
+			printf("\n");
+		} else {
+			printf(" %-10zu %18.2f %17.2f %13.2f", o.sizes[s], r->bw_MBps, r->lat_us, r->lat_avg_us);
+			if (o.prov == HETSGD_PROV_SHM)
+				printf(" %16.2f %11.2f", r->memcpy_MBps, r->bw_MBps / r->memcpy_MBps);
+			printf("\n");
+		}
+	}
+	return 0;
+}

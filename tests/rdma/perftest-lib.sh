@@ -1,0 +1,43 @@
+# Sourced by the RDMA bed's scripts: run perftest's server and client on
+# the bed's device and pick numbers out of their tables.
+dev=${HETSGD_RDMA_DEV:?set HETSGD_RDMA_DEV (the bed does)}
+gid=${HETSGD_GID_INDEX:-1}
+addr=${HETSGD_TEST_ADDR:?set HETSGD_TEST_ADDR (the bed does)}
+tmp=${TMPDIR:-/tmp}
+
+for t in ib_write_bw ib_write_lat; do
+	command -v $t >/dev/null || { echo "$t not found: apt-get install perftest" >&2; exit 1; }
+done
+
+# perftest_pair NAME PORT ARGS...: server in the background, client in
+# front (retried while the server is not listening yet); prints the
+# client's output, or both on failure.
+perftest_pair() {
+	local name=$1 port=$2 srv_out="$tmp/$1.server.$$" cli_out="$tmp/$1.client.$$" rc=1 try
+	shift 2
+	"$name" -d "$dev" -x "$gid" -p "$port" -F "$@" >"$srv_out" 2>&1 &
+	local spid=$!
+	sleep 1
+	for try in 1 2 3 4 5; do
+		if "$name" -d "$dev" -x "$gid" -p "$port" -F "$@" "$addr" >"$cli_out" 2>&1; then
+			rc=0; break
+		fi
+		rc=$?
+		grep -q "Couldn't connect" "$cli_out" || break
+		sleep 1
+	done
+	wait $spid || rc=1
+	cat "$cli_out"
+	if [ "$rc" -ne 0 ]; then
+		echo "--- $name server output:"; cat "$srv_out"
+	fi
+	rm -f "$srv_out" "$cli_out"
+	return $rc
+}
+
+# The result row is the one whose first field is the message size.
+perftest_row() { awk -v s="$1" '$1 == s { print; exit }'; }
+# ib_write_bw: BW average [MB/sec] is field 4; ib_write_lat: t_typical is field 5.
+perftest_bw() { perftest_row "$1" | awk '{ print $4 }'; }
+perftest_lat() { perftest_row "$1" | awk '{ print $5 }'; }
+is_number() { case $1 in ''|*[!0-9.]*) return 1;; esac; }
