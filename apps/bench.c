@@ -36,6 +36,7 @@ struct opts {
 	double bw_bytes;	/* bytes streamed per size */
 	int lat_iters;
 	long max_iters;
+	int do_bw, do_lat;
 };
 
 struct result {
@@ -264,10 +265,10 @@ static int rank_main(struct hetsgd_boot *boot, void *arg)
 			iters = o->max_iters;
 		if (hetsgd_boot_barrier(boot))
 			return 1;
-		ret = bench_bw(tp, me, size, iters, &r->bw_MBps);
+		ret = o->do_bw ? bench_bw(tp, me, size, iters, &r->bw_MBps) : 0;
 		if (!ret && hetsgd_boot_barrier(boot))
 			ret = -EIO;
-		if (!ret) {
+		if (!ret && o->do_lat) {
 			/* Large blocks: latency is bandwidth-bound, a few round trips tell it. */
 			long lat_iters = (long)(o->bw_bytes / (double)size / 8);
 
@@ -311,13 +312,14 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: hetsgd-bench [--provider shm|verbs] [--device NAME] [--sizes LIST] [--csv]\n"
-		"                    [--slots N] [--bytes MB] [--lat-iters N]\n"
+		"                    [--slots N] [--bytes MB] [--lat-iters N] [--only bw|lat]\n"
 		"  --provider  transport provider (default shm)\n"
 		"  --device    verbs: RDMA device (default $HETSGD_IB_DEV or the first active port)\n"
 		"  --sizes     comma-separated block sizes, K/M suffixes (default 8,64,512,4K,64K,256K,1M)\n"
 		"  --csv       machine-readable rows: provider,size_bytes,bw_MBps,lat_us[,memcpy_MBps]\n"
 		"  --slots     staging slots per peer (default 16)\n"
 		"  --bytes     MB streamed per size for bandwidth (default 64; 200 to 20000 puts)\n"
+		"  --only      measure only bandwidth or only latency (the other column is 0)\n"
 		"  --lat-iters ping-pongs per size for latency (default 1000; fewer for large\n"
 		"              blocks, at least 20)\n"
 		"Two ranks run on this host. MB = 2^20 bytes, as in perftest.\n");
@@ -333,17 +335,18 @@ int main(int argc, char **argv)
 		{ "slots", required_argument, NULL, 'S' },
 		{ "bytes", required_argument, NULL, 'b' },
 		{ "lat-iters", required_argument, NULL, 'l' },
+		{ "only", required_argument, NULL, 'o' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
 	struct opts o = { .prov = HETSGD_PROV_SHM, .slots = 16, .bw_bytes = 64 * MB, .lat_iters = 1000,
-			 .max_iters = 20000 };
+			 .max_iters = 20000, .do_bw = 1, .do_lat = 1 };
 	const char *sizes = "8,64,512,4K,64K,256K,1M";
 	struct shared sh = { .o = &o };
 	char *list, *tok, *save = NULL, *end;
 	int opt, s, ret;
 
-	while ((opt = getopt_long(argc, argv, "p:d:s:cS:b:l:h", lopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "p:d:s:cS:b:l:o:h", lopts, NULL)) != -1) {
 		switch (opt) {
 		case 'p':
 			if (hetsgd_provider_parse(optarg, &o.prov)) {
@@ -372,6 +375,16 @@ int main(int argc, char **argv)
 			o.lat_iters = (int)strtol(optarg, &end, 10);
 			if (*end || o.lat_iters < 1 || o.lat_iters > 10000000) {
 				fprintf(stderr, "hetsgd-bench: --lat-iters %s: use 1 to 10000000\n", optarg);
+				return 2;
+			}
+			break;
+		case 'o':
+			if (!strcmp(optarg, "bw")) {
+				o.do_lat = 0;
+			} else if (!strcmp(optarg, "lat")) {
+				o.do_bw = 0;
+			} else {
+				fprintf(stderr, "hetsgd-bench: --only %s: use bw or lat\n", optarg);
 				return 2;
 			}
 			break;
@@ -409,7 +422,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "hetsgd-bench: %s\n", hetsgd_errmsg());
 		return 1;
 	}
-	if (o.prov == HETSGD_PROV_SHM)
+	if (o.prov == HETSGD_PROV_SHM && o.do_bw)
 		for (s = 0; s < o.nsizes; s++)
 			sh.res[s].memcpy_MBps = bench_memcpy(o.sizes[s], o.slots, o.bw_bytes);
 

@@ -68,6 +68,7 @@ struct vpeer {
 	uint64_t sig_head, sig_tail;
 	uint64_t credit_val;		/* newest released count to tell the peer */
 	uint64_t credit_sent;		/* last value written */
+	double credit_since;		/* when credit_val first ran ahead of it */
 	uint32_t max_inline;		/* bytes a put may send inline */
 };
 
@@ -793,8 +794,20 @@ static int post_write(struct hetsgd_tp *tp, struct verbs_state *st, int peer, st
 	return 0;
 }
 
-/* Tell peer how many of its blocks we released, if it does not know yet. */
-static int flush_credit(struct hetsgd_tp *tp, struct verbs_state *st, int peer, int force_signal)
+enum { CREDIT_LAZY, CREDIT_NOW, CREDIT_SIGNALLED };
+
+/* Credits not sent for this long go out even below the batch size. */
+#define CREDIT_MAX_DELAY_S 20e-6
+
+/*
+ * Tell peer how many of its blocks we released, if it does not know yet.
+ * Lazily, credits go out in batches of half a ring: a ping-pong then pays
+ * one credit write per slots/2 blocks instead of one per block.  A batch
+ * that is not full goes out once it has waited CREDIT_MAX_DELAY_S (checked
+ * from progress), so a sender blocked on credits the caller has already
+ * released always learns of them, whatever the caller still holds.
+ */
+static int flush_credit(struct hetsgd_tp *tp, struct verbs_state *st, int peer, int mode)
 {
 	struct vpeer *p = &st->peers[peer];
 	uint64_t *src = (uint64_t *)(st->csrc + (size_t)peer * CREDIT_STRIDE);
@@ -802,15 +815,9 @@ static int flush_credit(struct hetsgd_tp *tp, struct verbs_state *st, int peer, 
 	struct ibv_send_wr wr = { 0 };
 	int signal, ret;
 
-	if (p->credit_val == p->credit_sent && !force_signal)
+	if (p->credit_val == p->credit_sent && mode != CREDIT_SIGNALLED)
 		return 0;
-	/*
-	 * Credits go out in batches of half a ring: a blocked sender has a
-	 * full ring outstanding, so it always learns of a batch once the
-	 * caller has released half of it, and a ping-pong pays one credit
-	 * write per slots/2 blocks instead of one per block.
-	 */
-	if (!force_signal && p->credit_val - p->credit_sent < (tp->attr.slots + 1) / 2)
+	if (mode == CREDIT_LAZY && p->credit_val - p->credit_sent < (tp->attr.slots + 1) / 2)
 		return 0;
 	if (sq_room(st, p) < 1)
 		return 0;	/* retried from progress once the queue drains */
@@ -821,10 +828,12 @@ static int flush_credit(struct hetsgd_tp *tp, struct verbs_state *st, int peer, 
 	wr.num_sge = 1;
 	wr.wr.rdma.remote_addr = st->info[peer].credits + (uint64_t)tp->rank * CREDIT_STRIDE;
 	wr.wr.rdma.rkey = st->info[peer].credits_rkey;
-	signal = force_signal || p->unsig + 1 >= st->sq_depth / 2;
+	signal = mode == CREDIT_SIGNALLED || p->unsig + 1 >= st->sq_depth / 2;
 	ret = post_write(tp, st, peer, &wr, signal, SIG_CREDIT, 0, 0);
-	if (!ret)
+	if (!ret) {
 		p->credit_sent = p->credit_val;
+		p->credit_since = 0;
+	}
 	return ret;
 }
 
@@ -920,6 +929,7 @@ static int verbs_progress(struct hetsgd_tp *tp)
 {
 	struct verbs_state *st = tp->priv;
 	struct ibv_wc wc[POLL_BATCH];
+	double now = 0;
 	int j, n, i, ret;
 
 	for (;;) {
@@ -940,11 +950,16 @@ static int verbs_progress(struct hetsgd_tp *tp)
 		if (n < max)
 			break;
 	}
-	/* Credits that found the send queue full go out now. */
+	/* Credits that waited long enough, or found the queue full, go out now. */
 	for (j = 0; j < tp->size; j++) {
-		if (j == tp->rank)
+		struct vpeer *p = &st->peers[j];
+
+		if (j == tp->rank || p->credit_val == p->credit_sent)
 			continue;
-		ret = flush_credit(tp, st, j, 0);
+		if (!now)
+			now = now_s();
+		ret = flush_credit(tp, st, j, now - p->credit_since >= CREDIT_MAX_DELAY_S ? CREDIT_NOW
+											     : CREDIT_LAZY);
 		if (ret)
 			return ret;
 	}
@@ -958,8 +973,10 @@ static int verbs_release(struct hetsgd_tp *tp, int peer, uint32_t slot)
 
 	if (head < 0)
 		return (int)head;
+	if (!st->peers[peer].credit_since && (uint64_t)head != st->peers[peer].credit_sent)
+		st->peers[peer].credit_since = now_s();
 	st->peers[peer].credit_val = (uint64_t)head;
-	return flush_credit(tp, st, peer, 0);
+	return flush_credit(tp, st, peer, CREDIT_LAZY);
 }
 
 static int verbs_quiesce(struct hetsgd_tp *tp)
@@ -981,7 +998,7 @@ static int verbs_quiesce(struct hetsgd_tp *tp)
 			/* A signalled write at the tail proves all before it completed. */
 			if (p->credit_val != p->credit_sent || (p->unsig && p->sq_posted > p->sq_done &&
 								 p->sig_head == p->sig_tail)) {
-				ret = flush_credit(tp, st, j, 1);
+				ret = flush_credit(tp, st, j, CREDIT_SIGNALLED);
 				if (ret)
 					return ret;
 			}
