@@ -223,6 +223,8 @@ struct hetsgd_tp_attr {
 	size_t slot_bytes;	/* bytes per staging slot (0: 64 KiB + 64) */
 	uint32_t slots;		/* ring depth per peer = credits (0: 8) */
 	uint32_t tx_bufs;	/* send buffers (0: 2 * slots) */
+	int numa_node;		/* staging and send buffers live here (the
+				 * node of hetsgd_topo_plan()); -1: anywhere */
 	/* verbs only; NULL/-1 = from $HETSGD_IB_DEV, $HETSGD_GID_INDEX,
 	 * $HETSGD_IB_ADDR, else the first active port's RoCE v2 IPv4 GID */
 	const char *device;

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "hetsgd_topology.h"
 #include "transport_priv.h"
 
 #define DEFAULT_SLOT_BYTES ((size_t)64 * 1024 + 64)
@@ -57,21 +58,17 @@ void hetsgd_tp_attr_init(struct hetsgd_tp_attr *attr)
 	attr->slots = DEFAULT_SLOTS;
 	attr->tx_bufs = 2 * DEFAULT_SLOTS;
 	attr->gid_index = -1;
+	attr->numa_node = -1;
 }
 
-void *tp_alloc_pages(size_t bytes)
+void *tp_alloc(const struct hetsgd_tp *tp, size_t bytes)
 {
-	long page = sysconf(_SC_PAGESIZE);
-	size_t rounded;
-	void *p;
+	return hetsgd_topo_alloc(tp->attr.numa_node, bytes);
+}
 
-	if (page <= 0)
-		page = 4096;
-	rounded = (bytes + (size_t)page - 1) / (size_t)page * (size_t)page;
-	if (!rounded || posix_memalign(&p, (size_t)page, rounded))
-		return NULL;
-	memset(p, 0, rounded);
-	return p;
+void tp_free(void *p, size_t bytes)
+{
+	hetsgd_topo_free(p, bytes);
 }
 
 void tp_evq_push(struct hetsgd_tp *tp, const struct hetsgd_ev *ev)
@@ -174,6 +171,9 @@ static int check_attr(const struct hetsgd_tp_attr *a)
 				  a->slot_bytes, MAX_SLOT_BYTES);
 	if (a->tx_bufs < 1 || a->tx_bufs > 65535)
 		return hetsgd_err(-EINVAL, "%u send buffers: use 1 to 65535", a->tx_bufs);
+	if (a->numa_node < -1)
+		return hetsgd_err(-EINVAL, "NUMA node %d: use a node of hetsgd_topo_plan(), or -1 for anywhere",
+				  a->numa_node);
 	return 0;
 }
 
@@ -210,17 +210,23 @@ int hetsgd_tp_open(struct hetsgd_boot *boot, const struct hetsgd_tp_attr *attr,
 	tp->size = hetsgd_boot_size(boot);
 	tp->prov = a.provider == HETSGD_PROV_SHM ? &hetsgd_tp_shm : &hetsgd_tp_verbs;
 
+	tp->tx_mem = tp_alloc(tp, a.tx_bufs * a.slot_bytes);
+	if (!tp->tx_mem) {
+		ret = hetsgd_err(errno == EINVAL ? -EINVAL : -ENOMEM,
+				 "cannot allocate %u send buffers of %zu bytes: %s",
+				 a.tx_bufs, a.slot_bytes, hetsgd_topo_errmsg());
+		goto free_mem;
+	}
 	tp->txs = calloc(a.tx_bufs, sizeof(*tp->txs));
-	tp->tx_mem = tp_alloc_pages(a.tx_bufs * a.slot_bytes);
 	tp->recvd = calloc((size_t)tp->size, sizeof(uint64_t));
 	tp->rel_head = calloc((size_t)tp->size, sizeof(uint64_t));
 	tp->held = calloc((size_t)tp->size * a.slots, 1);
 	/* Room for every block that can be outstanding plus every put. */
 	tp->evq_cap = (uint32_t)tp->size * a.slots * 2 + a.tx_bufs + 16;
 	tp->evq = calloc(tp->evq_cap, sizeof(*tp->evq));
-	if (!tp->txs || !tp->tx_mem || !tp->recvd || !tp->rel_head || !tp->held || !tp->evq) {
-		ret = hetsgd_err(-ENOMEM, "out of memory for the transport's bookkeeping (%d ranks, %u slots of %zu bytes)",
-				 tp->size, a.slots, a.slot_bytes);
+	if (!tp->txs || !tp->recvd || !tp->rel_head || !tp->held || !tp->evq) {
+		ret = hetsgd_err(-ENOMEM, "out of memory for the transport's bookkeeping (%d ranks, %u slots)",
+				 tp->size, a.slots);
 		goto free_mem;
 	}
 	for (i = a.tx_bufs; i-- > 0;) {
@@ -242,7 +248,7 @@ free_mem:
 	free(tp->held);
 	free(tp->rel_head);
 	free(tp->recvd);
-	free(tp->tx_mem);
+	tp_free(tp->tx_mem, a.tx_bufs * a.slot_bytes);
 	free(tp->txs);
 	free(tp);
 	return ret;
@@ -265,7 +271,7 @@ int hetsgd_tp_close(struct hetsgd_tp *tp)
 	free(tp->held);
 	free(tp->rel_head);
 	free(tp->recvd);
-	free(tp->tx_mem);
+	tp_free(tp->tx_mem, (size_t)tp->attr.tx_bufs * tp->attr.slot_bytes);
 	free(tp->txs);
 	free(tp);
 	return ret;

@@ -23,6 +23,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "hetsgd_topology.h"
 #include "transport_priv.h"
 
 #define SHM_MAGIC 0x6865747367647368ull	/* "hetsgdsh" */
@@ -99,23 +100,41 @@ static int create_own(struct hetsgd_tp *tp, struct shm_state *st)
 	if (fd < 0)
 		return hetsgd_err(-errno, "shm_open(%s): %s: is /dev/shm mounted and writable?",
 				  name, strerror(errno));
-	/* Reserve now: a short /dev/shm must fail here, not SIGBUS later. */
-	ret = posix_fallocate(fd, 0, (off_t)st->seg_bytes);
-	if (ret) {
+	if (ftruncate(fd, (off_t)st->seg_bytes)) {
+		ret = errno;
 		close(fd);
 		shm_unlink(name);
-		return hetsgd_err(-ret,
+		return hetsgd_err(-ret, "ftruncate of %s to %zu bytes: %s", name, st->seg_bytes, strerror(ret));
+	}
+	st->segs[tp->rank] = mmap(NULL, st->seg_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (st->segs[tp->rank] == MAP_FAILED) {
+		ret = errno;
+		st->segs[tp->rank] = NULL;
+		close(fd);
+		shm_unlink(name);
+		return hetsgd_err(-ret, "mmap of %zu bytes of shared memory: %s", st->seg_bytes, strerror(ret));
+	}
+	/* The rings are read here: their pages belong on this rank's node. */
+	ret = hetsgd_topo_bind_memory(st->segs[tp->rank], st->seg_bytes, tp->attr.numa_node);
+	if (ret) {
+		close(fd);
+		munmap(st->segs[tp->rank], st->seg_bytes);
+		st->segs[tp->rank] = NULL;
+		shm_unlink(name);
+		return hetsgd_err(ret, "shm transport: %s", hetsgd_topo_errmsg());
+	}
+	/* Reserve now: a short /dev/shm must fail here, not SIGBUS later. */
+	ret = -posix_fallocate(fd, 0, (off_t)st->seg_bytes);
+	close(fd);
+	if (ret) {
+		munmap(st->segs[tp->rank], st->seg_bytes);
+		st->segs[tp->rank] = NULL;
+		shm_unlink(name);
+		return hetsgd_err(ret,
 				  "cannot reserve %zu MiB in /dev/shm for rank %d's staging rings (%s): "
 				  "free or enlarge /dev/shm (mount -o remount,size=..., or docker --shm-size), "
 				  "or use fewer/smaller slots",
-				  st->seg_bytes >> 20, tp->rank, strerror(ret));
-	}
-	st->segs[tp->rank] = mmap(NULL, st->seg_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	close(fd);
-	if (st->segs[tp->rank] == MAP_FAILED) {
-		st->segs[tp->rank] = NULL;
-		shm_unlink(name);
-		return hetsgd_err(-errno, "mmap of %zu bytes of shared memory: %s", st->seg_bytes, strerror(errno));
+				  st->seg_bytes >> 20, tp->rank, strerror(-ret));
 	}
 	h = (struct seg_hdr *)st->segs[tp->rank];
 	h->version = SHM_VERSION;

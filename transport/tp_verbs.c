@@ -39,6 +39,7 @@
 #include <infiniband/verbs.h>
 #include <rdma/rdma_cma.h>
 
+#include "hetsgd_topology.h"
 #include "transport_priv.h"
 
 #define IMM_TAG 0xB7u
@@ -596,9 +597,9 @@ static void verbs_teardown(struct hetsgd_tp *tp, struct verbs_state *st)
 		rdma_destroy_id(st->listen);
 	if (st->ec)
 		rdma_destroy_event_channel(st->ec);
-	free(st->staging);
-	free(st->credits);
-	free(st->csrc);
+	tp_free(st->staging, st->staging_bytes);
+	tp_free(st->credits, (size_t)tp->size * CREDIT_STRIDE);
+	tp_free(st->csrc, (size_t)tp->size * CREDIT_STRIDE);
 	free(st->peers);
 	free(st->info);
 	free(st);
@@ -659,11 +660,12 @@ static int verbs_setup_local(struct hetsgd_tp *tp, struct verbs_state *st, struc
 	st->cq = ibv_create_cq(st->ctx, cqe, NULL, NULL, 0);
 	if (!st->cq)
 		return hetsgd_err(-errno, "ibv_create_cq(%d entries) on %s: %s", cqe, st->dev, strerror(errno));
-	st->staging = tp_alloc_pages(st->staging_bytes);
-	st->credits = tp_alloc_pages(nb * CREDIT_STRIDE);
-	st->csrc = tp_alloc_pages(nb * CREDIT_STRIDE);
+	st->staging = tp_alloc(tp, st->staging_bytes);
+	st->credits = tp_alloc(tp, nb * CREDIT_STRIDE);
+	st->csrc = tp_alloc(tp, nb * CREDIT_STRIDE);
 	if (!st->staging || !st->credits || !st->csrc)
-		return hetsgd_err(-ENOMEM, "out of memory for %zu KiB of staging rings", st->staging_bytes >> 10);
+		return hetsgd_err(-ENOMEM, "cannot allocate %zu KiB of staging rings: %s", st->staging_bytes >> 10,
+				  hetsgd_topo_errmsg());
 	st->staging_mr = reg(tp, st, st->staging, st->staging_bytes,
 			     IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE, "staging rings");
 	if (!st->staging_mr)

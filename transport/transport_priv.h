@@ -127,7 +127,9 @@ int64_t tp_release_slot(struct hetsgd_tp *tp, int peer, uint32_t slot);
  */
 int tp_agree(struct hetsgd_tp *tp, int ret, const char *stage);
 
-/* Allocate page-aligned zeroed memory; free with free(). */
-void *tp_alloc_pages(size_t bytes);
+/* Page-aligned zeroed memory on the endpoint's NUMA node; free with
+ * tp_free() and the same size. */
+void *tp_alloc(const struct hetsgd_tp *tp, size_t bytes);
+void tp_free(void *p, size_t bytes);
 
 #endif

@@ -10,6 +10,8 @@
 #include <string.h>
 
 #include <infiniband/verbs.h>
+#include <numa.h>
+#include <numaif.h>
 
 #include "hetsgd_transport.h"
 
@@ -219,4 +221,38 @@ Test(tp_verbs, no_device_is_a_clear_error)
 	if (n > 0)
 		cr_skip_test("this host has an RDMA device; the verbs tests run in make check-rdma");
 	cr_assert_eq(hetsgd_boot_local_run(1, verbs_nodev_rank, NULL, NULL), 0, "%s", hetsgd_errmsg());
+}
+
+/* The transport's buffers live on the node the caller asked for. */
+static int numa_rank(struct hetsgd_boot *b, void *arg)
+{
+	struct hetsgd_tp_attr a;
+	struct hetsgd_tp *tp = NULL;
+	struct hetsgd_tx *tx;
+	int node = -1, ret;
+
+	(void)arg;
+	hetsgd_tp_attr_init(&a);
+	a.numa_node = 0;
+	CHECK(hetsgd_tp_open(b, &a, &tp) == 0, 1);
+	CHECK(hetsgd_tp_tx_get(tp, &tx) == 0, 2);
+	ret = get_mempolicy(&node, NULL, 0, tx->data, MPOL_F_NODE | MPOL_F_ADDR);
+	CHECK(ret == 0 && node == 0, 3);
+	hetsgd_tp_tx_put(tp, tx);
+	CHECK(hetsgd_tp_close(tp) == 0, 4);
+
+	/* A node that does not exist is refused with the reason. */
+	a.numa_node = numa_max_node() + 1;
+	CHECK(hetsgd_tp_open(b, &a, &tp) == -EINVAL, 5);
+	CHECK(strstr(hetsgd_errmsg(), "NUMA node"), 6);
+	a.numa_node = -2;
+	CHECK(hetsgd_tp_open(b, &a, &tp) == -EINVAL, 7);
+	return 0;
+}
+
+Test(tp_shm, buffers_on_the_requested_numa_node)
+{
+	if (numa_available() < 0)
+		cr_skip_test("this kernel has no NUMA support");
+	cr_assert_eq(hetsgd_boot_local_run(1, numa_rank, NULL, NULL), 0, "%s", hetsgd_errmsg());
 }
