@@ -29,21 +29,20 @@ declare -A ref ours_v
 for r in $(seq 1 "$rounds"); do
 	for s in $bw_sizes; do
 		n=$(( mb * 1048576 / s )); [ $n -ge 100 ] || n=100
-		out=$(perftest_pair ib_write_bw 18520 -s "$s" -n "$n") || { echo "$out"; exit 1; }
-		v=$(echo "$out" | perftest_bw "$s")
-		is_number "$v" || { echo "$out"; echo "bench: cannot read ib_write_bw at $s" >&2; exit 1; }
+		v=$(perftest_value bw 18520 "$s" -n "$n" 2>"$tmp/pt.$$") ||
+			{ cat "$tmp/pt.$$"; echo "bench: ib_write_bw -s $s failed" >&2; exit 1; }
 		ref[$s]+="$v "
 		v=$(ours "$s" bw) && is_number "$v" || exit 1
 		ours_v[$s]+="$v "
 	done
-	out=$(perftest_pair ib_write_lat 18521 -s $lat_size -n $lat_iters) || { echo "$out"; exit 1; }
-	v=$(echo "$out" | perftest_lat $lat_size)
-	is_number "$v" || { echo "$out"; echo "bench: cannot read ib_write_lat" >&2; exit 1; }
+	v=$(perftest_value lat 18521 $lat_size -n $lat_iters 2>"$tmp/pt.$$") ||
+		{ cat "$tmp/pt.$$"; echo "bench: ib_write_lat failed" >&2; exit 1; }
 	ref[lat]+="$v "
 	v=$(ours $lat_size lat) && is_number "$v" || exit 1
 	ours_v[lat]+="$v "
 done
 
+rm -f "$tmp/pt.$$"
 echo "hetsgd-bench vs perftest on $dev, same boot, median of $rounds alternating rounds (MB = 2^20 bytes)"
 printf '%-9s %12s %14s %7s  %-16s %s\n' bytes "hetsgd MB/s" "perftest MB/s" ratio target "rounds (hetsgd/perftest)"
 for s in $bw_sizes; do

@@ -41,3 +41,20 @@ perftest_row() { awk -v s="$1" '$1 == s { print; exit }'; }
 perftest_bw() { perftest_row "$1" | awk '{ print $4 }'; }
 perftest_lat() { perftest_row "$1" | awk '{ print $5 }'; }
 is_number() { case $1 in ''|*[!0-9.]*) return 1;; esac; }
+
+# perftest_value bw|lat PORT SIZE ARGS...: run the pair and print the one
+# number; the full output goes to stderr.  Under emulation perftest now and
+# then reports "inf" (its cycle counter calibration failed): retry then.
+perftest_value() {
+	local what=$1 port=$2 size=$3 out v try prog
+	shift 3
+	prog=$([ "$what" = bw ] && echo ib_write_bw || echo ib_write_lat)
+	for try in 1 2 3; do
+		out=$(perftest_pair "$prog" "$port" -s "$size" "$@") || { echo "$out" >&2; return 1; }
+		echo "$out" >&2
+		if [ "$what" = bw ]; then v=$(echo "$out" | perftest_bw "$size"); else v=$(echo "$out" | perftest_lat "$size"); fi
+		if is_number "$v"; then echo "$v"; return 0; fi
+		echo "perftest: $prog -s $size gave no number (try $try of 3)" >&2
+	done
+	return 1
+}
