@@ -1,3 +1,4 @@
+#define _GNU_SOURCE 1 /* sched_setaffinity, CPU_SET */
 /*
  * hetsgd-bench: put bandwidth and latency of the block transport against
  * block size, for each provider, perftest-style.
@@ -10,10 +11,12 @@
  *  - latency: ping-pong of one block each way; one-way latency = RTT/2,
  *    reported as the median ("typical", as ib_write_lat) and the mean.
  * For shm the anchor is memcpy of the same sizes into the same number of
- * rotating slots, measured in the same run; the ratio is printed.
+ * rotating slots, measured in the same run in rounds that alternate with
+ * ours; medians and their ratio are printed.
  */
 #include <errno.h>
 #include <getopt.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +27,7 @@
 #include "hetsgd_transport.h"
 
 #define MAX_SIZES 32
+#define MAX_ROUNDS 15
 #define MB (1024.0 * 1024.0)
 
 struct opts {
@@ -37,6 +41,7 @@ struct opts {
 	int lat_iters;
 	long max_iters;
 	int do_bw, do_lat;
+	int rounds;
 };
 
 struct result {
@@ -45,6 +50,20 @@ struct result {
 	double lat_avg_us;
 	double memcpy_MBps;
 };
+
+/*
+ * A spinning receiver must not starve its neighbour: two vCPUs may be
+ * hyperthreads of one host core, where a tight loop takes half of the
+ * sender's execution resources.  PAUSE (YIELD on Arm) gives them back.
+ */
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield" ::: "memory");
+#endif
+}
 
 static double now_s(void)
 {
@@ -139,6 +158,8 @@ static int bench_bw(struct hetsgd_tp *tp, int me, size_t size, long iters, doubl
 			n = hetsgd_tp_progress(tp, ev, 32);
 			if (n < 0)
 				return n;
+			if (n == 0)
+				cpu_relax();
 
 			for (k = 0; k < n; k++) {
 				if (ev[k].type != HETSGD_EV_RECV)
@@ -235,11 +256,33 @@ static int rank_main(struct hetsgd_boot *boot, void *arg)
 	struct hetsgd_tp_attr attr;
 	struct hetsgd_tp *tp;
 	size_t maxsz = 0;
-	int me = hetsgd_boot_rank(boot), s, ret;
+	double bw[MAX_ROUNDS] = { 0 }, mc[MAX_ROUNDS] = { 0 };
+	int me = hetsgd_boot_rank(boot), s, ret, round;
 
 	for (s = 0; s < o->nsizes; s++)
 		if (o->sizes[s] > maxsz)
 			maxsz = o->sizes[s];
+	/*
+	 * Both ranks spin: on a small machine the scheduler sometimes stacks
+	 * them on one CPU and a run is worth nothing.  Pin rank r to the r-th
+	 * allowed CPU, as one pins perftest with taskset.
+	 */
+	{
+		cpu_set_t allowed, one;
+		int cpu, seen = 0;
+
+		if (!getenv("HETSGD_BENCH_NOPIN") &&
+		    !sched_getaffinity(0, sizeof(allowed), &allowed) && CPU_COUNT(&allowed) >= 2) {
+			for (cpu = 0; cpu < CPU_SETSIZE; cpu++) {
+				if (!CPU_ISSET(cpu, &allowed) || seen++ != me)
+					continue;
+				CPU_ZERO(&one);
+				CPU_SET(cpu, &one);
+				sched_setaffinity(0, sizeof(one), &one);
+				break;
+			}
+		}
+	}
 	hetsgd_tp_attr_init(&attr);
 	attr.provider = o->prov;
 	attr.device = o->device;
@@ -263,9 +306,27 @@ static int rank_main(struct hetsgd_boot *boot, void *arg)
 			iters = 200;
 		if (iters > o->max_iters)
 			iters = o->max_iters;
-		if (hetsgd_boot_barrier(boot))
-			return 1;
-		ret = o->do_bw ? bench_bw(tp, me, size, iters, &r->bw_MBps) : 0;
+		/*
+		 * Bandwidth in alternating rounds with its anchor (memcpy of the
+		 * same size, by rank 0 while rank 1 sleeps in the barrier), so
+		 * that a noisy machine slows both alike; medians are reported.
+		 */
+		ret = 0;
+		for (round = 0; round < o->rounds && o->do_bw && !ret; round++) {
+			if (hetsgd_boot_barrier(boot))
+				return 1;
+			ret = bench_bw(tp, me, size, iters, &bw[round]);
+			if (!ret && hetsgd_boot_barrier(boot))
+				ret = -EIO;
+			if (!ret && me == 0 && o->prov == HETSGD_PROV_SHM)
+				mc[round] = bench_memcpy(size, o->slots, (double)iters * (double)size);
+		}
+		if (!ret && o->do_bw && me == 0) {
+			qsort(bw, (size_t)o->rounds, sizeof(double), cmp_double);
+			qsort(mc, (size_t)o->rounds, sizeof(double), cmp_double);
+			r->bw_MBps = bw[o->rounds / 2];
+			r->memcpy_MBps = mc[o->rounds / 2];
+		}
 		if (!ret && hetsgd_boot_barrier(boot))
 			ret = -EIO;
 		if (!ret && o->do_lat) {
@@ -312,13 +373,15 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: hetsgd-bench [--provider shm|verbs] [--device NAME] [--sizes LIST] [--csv]\n"
-		"                    [--slots N] [--bytes MB] [--lat-iters N] [--only bw|lat]\n"
+		"                    [--slots N] [--bytes MB] [--lat-iters N] [--only bw|lat] [--rounds R]\n"
 		"  --provider  transport provider (default shm)\n"
 		"  --device    verbs: RDMA device (default $HETSGD_IB_DEV or the first active port)\n"
 		"  --sizes     comma-separated block sizes, K/M suffixes (default 8,64,512,4K,64K,256K,1M)\n"
 		"  --csv       machine-readable rows: provider,size_bytes,bw_MBps,lat_us[,memcpy_MBps]\n"
 		"  --slots     staging slots per peer (default 16)\n"
 		"  --bytes     MB streamed per size for bandwidth (default 64; 200 to 20000 puts)\n"
+		"  --rounds    bandwidth rounds per size, alternating with the memcpy anchor;\n"
+		"              the median is reported (default 3)\n"
 		"  --only      measure only bandwidth or only latency (the other column is 0)\n"
 		"  --lat-iters ping-pongs per size for latency (default 1000; fewer for large\n"
 		"              blocks, at least 20)\n"
@@ -336,17 +399,18 @@ int main(int argc, char **argv)
 		{ "bytes", required_argument, NULL, 'b' },
 		{ "lat-iters", required_argument, NULL, 'l' },
 		{ "only", required_argument, NULL, 'o' },
+		{ "rounds", required_argument, NULL, 'r' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
 	struct opts o = { .prov = HETSGD_PROV_SHM, .slots = 16, .bw_bytes = 64 * MB, .lat_iters = 1000,
-			 .max_iters = 20000, .do_bw = 1, .do_lat = 1 };
+			 .max_iters = 20000, .do_bw = 1, .do_lat = 1, .rounds = 3 };
 	const char *sizes = "8,64,512,4K,64K,256K,1M";
 	struct shared sh = { .o = &o };
 	char *list, *tok, *save = NULL, *end;
 	int opt, s, ret;
 
-	while ((opt = getopt_long(argc, argv, "p:d:s:cS:b:l:o:h", lopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "p:d:s:cS:b:l:o:r:h", lopts, NULL)) != -1) {
 		switch (opt) {
 		case 'p':
 			if (hetsgd_provider_parse(optarg, &o.prov)) {
@@ -388,6 +452,13 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			break;
+		case 'r':
+			o.rounds = (int)strtol(optarg, &end, 10);
+			if (*end || o.rounds < 1 || o.rounds > MAX_ROUNDS) {
+				fprintf(stderr, "hetsgd-bench: --rounds %s: use 1 to %d\n", optarg, MAX_ROUNDS);
+				return 2;
+			}
+			break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -422,9 +493,6 @@ int main(int argc, char **argv)
 		fprintf(stderr, "hetsgd-bench: %s\n", hetsgd_errmsg());
 		return 1;
 	}
-	if (o.prov == HETSGD_PROV_SHM && o.do_bw)
-		for (s = 0; s < o.nsizes; s++)
-			sh.res[s].memcpy_MBps = bench_memcpy(o.sizes[s], o.slots, o.bw_bytes);
 
 	if (!o.csv) {
 		printf("#bytes      BW average[MB/sec]   t_typical[usec]   t_avg[usec]%s\n",
