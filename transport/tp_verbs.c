@@ -798,8 +798,13 @@ static int post_write(struct hetsgd_tp *tp, struct verbs_state *st, int peer, st
 
 enum { CREDIT_LAZY, CREDIT_NOW, CREDIT_SIGNALLED };
 
-/* Credits not sent for this long go out even below the batch size. */
-#define CREDIT_MAX_DELAY_S 20e-6
+/*
+ * Credits not sent for this long go out even below the batch size.  Only
+ * a sender whose receiver holds more than half of the ring ever waits for
+ * this; shorter, and every ping-pong (idle longer than its round trip
+ * between blocks) would pay a credit write per block again.
+ */
+#define CREDIT_MAX_DELAY_S 1e-3
 
 /*
  * Tell peer how many of its blocks we released, if it does not know yet.
