@@ -46,7 +46,9 @@ if [ ${#missing[@]} -gt 0 ]; then
 	fi
 	echo "setup: installing ${#missing[@]} packages: ${missing[*]}"
 	"${sudo[@]}" apt-get update -q
-	# No daemon starts on install: the Slurm bed runs its own, privately.
+	# On a systemd machine apt may start munge.service; harmless, since the
+	# Slurm bed runs its own munged, slurmctld and slurmd with their own
+	# key, sockets and ports.
 	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
 		apt-get install -y -q --no-install-recommends "${missing[@]}"
 else

@@ -48,6 +48,7 @@
 #define CONN_MAGIC 0x6867u
 #define CREDIT_STRIDE 64u		/* one cache line per peer */
 #define POLL_BATCH 32
+#define CLOCK_EVERY 64
 
 enum { SIG_DATA = 1, SIG_CREDIT = 2 };
 
@@ -113,6 +114,7 @@ struct verbs_state {
 	int gid_index;			/* -1: leave rdma_cm's choice (InfiniBand) */
 	enum ibv_mtu active_mtu;
 	int link_ethernet;
+	uint32_t clock_countdown;	/* progress calls since the clock was read */
 	char dev[32];
 	struct sockaddr_in addr;
 };
@@ -957,18 +959,26 @@ static int verbs_progress(struct hetsgd_tp *tp)
 		if (n < max)
 			break;
 	}
-	/* Credits that waited long enough, or found the queue full, go out now. */
-	for (j = 0; j < tp->size; j++) {
-		struct vpeer *p = &st->peers[j];
+	/*
+	 * Credits that waited long enough, or found the queue full, go out
+	 * now.  The clock is read once every CLOCK_EVERY calls: without a
+	 * stable TSC (virtual machines) it is a system call, and a spinning
+	 * caller would pay one per poll.
+	 */
+	if (++st->clock_countdown >= CLOCK_EVERY) {
+		st->clock_countdown = 0;
+		for (j = 0; j < tp->size; j++) {
+			struct vpeer *p = &st->peers[j];
 
-		if (j == tp->rank || p->credit_val == p->credit_sent)
-			continue;
-		if (!now)
-			now = now_s();
-		ret = flush_credit(tp, st, j, now - p->credit_since >= CREDIT_MAX_DELAY_S ? CREDIT_NOW
-											     : CREDIT_LAZY);
-		if (ret)
-			return ret;
+			if (j == tp->rank || p->credit_val == p->credit_sent)
+				continue;
+			if (!now)
+				now = now_s();
+			ret = flush_credit(tp, st, j, now - p->credit_since >= CREDIT_MAX_DELAY_S ? CREDIT_NOW
+												     : CREDIT_LAZY);
+			if (ret)
+				return ret;
+		}
 	}
 	return 0;
 }
@@ -980,6 +990,7 @@ static int verbs_release(struct hetsgd_tp *tp, int peer, uint32_t slot)
 
 	if (head < 0)
 		return (int)head;
+	/* When the batch started: the first release after a flush. */
 	if (!st->peers[peer].credit_since && (uint64_t)head != st->peers[peer].credit_sent)
 		st->peers[peer].credit_since = now_s();
 	st->peers[peer].credit_val = (uint64_t)head;

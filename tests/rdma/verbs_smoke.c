@@ -48,8 +48,17 @@ struct remote_buf {
 static const char *who = "verbs-smoke";
 static int iterations = 3 * (int)NSIZES;
 
+/* The receiver's pid for the sender's child: a failing receiver takes it along. */
+static pid_t child_pid;
+
+static void stop_child(void)
+{
+	if (child_pid > 0)
+		kill(child_pid, SIGKILL);
+}
+
 #define fail(...) do { fprintf(stderr, "%s: FAIL: ", who); fprintf(stderr, __VA_ARGS__); \
-		       fputc('\n', stderr); exit(1); } while (0)
+		       fputc('\n', stderr); stop_child(); exit(1); } while (0)
 
 static size_t block_size(int i) { return sizes[i % NSIZES]; }
 static size_t block_off(int i) { return ((size_t)i * 4099u) % SLACK; }
@@ -445,7 +454,9 @@ int main(int argc, char **argv)
 		_exit(rc);
 	}
 	close(pipefd[0]);
+	child_pid = pid;
 	rc = run_server(ai->ai_addr, pipefd[1]);
+	child_pid = 0;
 	if (waitpid(pid, &st, 0) < 0)
 		fail("waitpid: %s", strerror(errno));
 	freeaddrinfo(ai);

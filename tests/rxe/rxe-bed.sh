@@ -59,6 +59,8 @@ if ! rdma link add "$dev" type rxe netdev hgveth0; then
 	echo "rxe-bed: rdma link add $dev failed (is crc32 available to rdma_rxe?)"; exit 91
 fi
 ulimit -l unlimited
+# As rdma-core's udev rules do on a normal system: users may open verbs.
+chmod 0666 /dev/infiniband/uverbs* /dev/infiniband/rdma_cm 2>/dev/null
 state=
 for i in $(seq 1 50); do
 	state=$(cat /sys/class/infiniband/$dev/ports/1/state 2>/dev/null || true)
