@@ -259,7 +259,7 @@ static int local_serve(int nranks, int *fds)
 	if (!req)
 		return -ENOMEM;
 	for (;;) {
-		int hung_up = 0, asked = 0, agree = 1;
+		int hung_up = 0, agree = 1;
 		size_t len;
 
 		for (r = 0; r < nranks; r++) {
@@ -268,7 +268,6 @@ static int local_serve(int nranks, int *fds)
 				hung_up++;
 				continue;
 			}
-			asked++;
 			if (req[r].op != LOCAL_OP_ALLGATHER && req[r].op != LOCAL_OP_BARRIER)
 				req[r].op = 0, agree = 0;
 		}
@@ -322,7 +321,6 @@ static int local_serve(int nranks, int *fds)
 			    (len && write_full(fds[r], gathered, len * (size_t)nranks)))
 				ret = -EPROTO;
 		}
-		(void)asked;
 		if (ret)
 			break;
 	}

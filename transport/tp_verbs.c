@@ -425,6 +425,20 @@ static const char *cm_hint(enum rdma_cm_event_type e)
 	}
 }
 
+/* Both sides: one outstanding RDMA read each way is plenty (we only
+ * write); retry forever on RNR, since receives are re-posted as used. */
+static void conn_param(struct rdma_conn_param *cp, struct conn_pdata *pd, struct ibv_qp *qp)
+{
+	memset(cp, 0, sizeof(*cp));
+	cp->private_data = pd;
+	cp->private_data_len = sizeof(*pd);
+	cp->responder_resources = 1;
+	cp->initiator_depth = 1;
+	cp->retry_count = 7;
+	cp->rnr_retry_count = 7;
+	cp->qp_num = qp->qp_num;
+}
+
 static int connect_all(struct hetsgd_tp *tp, struct verbs_state *st)
 {
 	int me = tp->rank, want = tp->size - 1, done = 0, j, ret = 0, timeout_s = 60;
@@ -478,13 +492,7 @@ static int connect_all(struct hetsgd_tp *tp, struct verbs_state *st)
 			ret = create_qp(tp, st, peer, ev->id);
 			if (ret)
 				break;
-			cp.private_data = &pd;
-			cp.private_data_len = sizeof(pd);
-			cp.responder_resources = 1;
-			cp.initiator_depth = 1;
-			cp.retry_count = 7;
-			cp.rnr_retry_count = 7;
-			cp.qp_num = st->peers[peer].qp->qp_num;
+			conn_param(&cp, &pd, st->peers[peer].qp);
 			if (rdma_connect(ev->id, &cp))
 				ret = hetsgd_err(-errno, "rdma_connect to rank %d: %s", peer, strerror(errno));
 			break;
@@ -518,12 +526,7 @@ static int connect_all(struct hetsgd_tp *tp, struct verbs_state *st)
 				ret = qp_rtr_rts(st, peer);
 			if (ret)
 				break;
-			cp.private_data = &pd;
-			cp.private_data_len = sizeof(pd);
-			cp.responder_resources = 1;
-			cp.initiator_depth = 1;
-			cp.rnr_retry_count = 7;
-			cp.qp_num = st->peers[peer].qp->qp_num;
+			conn_param(&cp, &pd, st->peers[peer].qp);
 			if (rdma_accept(ev->id, &cp))
 				ret = hetsgd_err(-errno, "rdma_accept from rank %d: %s", peer, strerror(errno));
 			break;
