@@ -381,7 +381,8 @@ static void usage(FILE *f)
 		"  --provider  transport provider (default shm)\n"
 		"  --device    verbs: RDMA device (default $HETSGD_IB_DEV or the first active port)\n"
 		"  --sizes     comma-separated block sizes, K/M suffixes (default 8,64,512,4K,64K,256K,1M)\n"
-		"  --csv       machine-readable rows: provider,size_bytes,bw_MBps,lat_us[,memcpy_MBps]\n"
+		"  --csv       machine-readable rows: provider,size_bytes,bw_MBps,lat_us; with shm,\n"
+		"              a row per size with provider memcpy (its anchor) and no latency\n"
 		"  --slots     staging slots per peer (default 16)\n"
 		"  --bytes     MB streamed per size for bandwidth (default 64; 200 to 20000 puts)\n"
 		"  --rounds    bandwidth rounds per size, alternating with the memcpy anchor;\n"
@@ -467,6 +468,10 @@ int main(int argc, char **argv)
 		default: usage(stderr); return 2;
 		}
 	}
+	if (o.device && o.prov != HETSGD_PROV_VERBS) {
+		fprintf(stderr, "hetsgd-bench: --device %s needs --provider verbs\n", o.device);
+		return 2;
+	}
 	if (optind < argc) {
 		fprintf(stderr, "hetsgd-bench: unexpected argument '%s'\n", argv[optind]);
 		usage(stderr);
@@ -502,16 +507,16 @@ int main(int argc, char **argv)
 		printf("#bytes      BW average[MB/sec]   t_typical[usec]   t_avg[usec]%s\n",
 		       o.prov == HETSGD_PROV_SHM ? "   memcpy[MB/sec]   BW/memcpy" : "");
 	} else {
-		printf("provider,size_bytes,bw_MBps,lat_us%s\n", o.prov == HETSGD_PROV_SHM ? ",memcpy_MBps" : "");
+		printf("provider,size_bytes,bw_MBps,lat_us\n");
 	}
 	for (s = 0; s < o.nsizes; s++) {
 		struct result *r = &sh.res[s];
 
 		if (o.csv) {
-			printf("%s,%zu,%.2f,%.3f", hetsgd_provider_name(o.prov), o.sizes[s], r->bw_MBps, r->lat_us);
-			if (o.prov == HETSGD_PROV_SHM)
-				printf(",%.2f", r->memcpy_MBps);
-			printf("\n");
+			printf("%s,%zu,%.2f,%.3f\n", hetsgd_provider_name(o.prov), o.sizes[s], r->bw_MBps, r->lat_us);
+			/* The anchor is a row of its own, so every row has the same columns. */
+			if (o.prov == HETSGD_PROV_SHM && r->memcpy_MBps > 0)
+				printf("memcpy,%zu,%.2f,\n", o.sizes[s], r->memcpy_MBps);
 		} else {
 			printf(" %-10zu %18.2f %17.2f %13.2f", o.sizes[s], r->bw_MBps, r->lat_us, r->lat_avg_us);
 			if (o.prov == HETSGD_PROV_SHM && r->memcpy_MBps > 0)
