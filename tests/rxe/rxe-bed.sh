@@ -235,6 +235,10 @@ chmod +x "$init/init"
 
 echo "rxe-bed: booting $kpkg under qemu (TCG), host root shared read-only"
 qrc=0
+# The console streams to the terminal as the tests run (from the guest's
+# first line of ours on, skipping firmware and kernel noise) and to
+# console.log; bed.log, written by the guest, is the complete record.
+set +e
 timeout "$timeout_s" qemu-system-x86_64 \
 	-machine q35 -accel tcg,thread=multi -cpu max -m 2048 -smp 2 \
 	-nographic -no-reboot -nic none \
@@ -242,16 +246,16 @@ timeout "$timeout_s" qemu-system-x86_64 \
 	-append "console=ttyS0 quiet loglevel=3 panic=-1 rdinit=/init" \
 	-virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
 	-virtfs local,path="$work/out",mount_tag=results,security_model=none,multidevs=remap \
-	</dev/null > "$work/console.log" 2>&1 || qrc=$?
-if [ $qrc -eq 124 ]; then
+	</dev/null 2>&1 | tee "$work/console.log" |
+	awk '!on && (i = index($0, "rxe-bed: ")) { on = 1; $0 = substr($0, i) }
+	     on && !/^\[ *[0-9]+\.[0-9]+\] / { sub(/\r$/, ""); print; fflush() }'
+qrc=${PIPESTATUS[0]}
+set -e
+if [ "$qrc" -eq 124 ]; then
 	cat "$work/console.log"
 	die "the guest did not finish within ${timeout_s}s (--timeout or HETSGD_RXE_TIMEOUT to raise)"
 fi
-# The guest log is complete in bed.log; show the console only on trouble.
-if [ -f "$work/out/bed.log" ]; then
-	cat "$work/out/bed.log"
-else
-	cat "$work/console.log"
-fi
+# Nothing of ours reached the console: show all of it, it says why.
+grep -q 'rxe-bed: ' "$work/console.log" || cat "$work/console.log"
 [ $qrc -eq 0 ] || echo "rxe-bed: qemu exited $qrc"
 report "$work/out"
