@@ -277,6 +277,18 @@ int hetsgd_tp_close(struct hetsgd_tp *tp)
 	return ret;
 }
 
+/* The endpoint is unusable from now on; remember why for later calls. */
+static void tp_fail(struct hetsgd_tp *tp)
+{
+	tp->failed = 1;
+	snprintf(tp->fail_msg, sizeof(tp->fail_msg), "%s", hetsgd_errmsg());
+}
+
+static int failed_again(const struct hetsgd_tp *tp)
+{
+	return hetsgd_err(-EIO, "the transport failed earlier (%s): close it and open a new one", tp->fail_msg);
+}
+
 int hetsgd_tp_rank(const struct hetsgd_tp *tp)
 {
 	return tp->rank;
@@ -302,7 +314,7 @@ int hetsgd_tp_tx_get(struct hetsgd_tp *tp, struct hetsgd_tx **out)
 	struct tp_tx *tx;
 
 	if (tp->failed)
-		return hetsgd_err(-EIO, "the transport failed earlier; close it");
+		return failed_again(tp);
 	if (!tp->tx_free) {
 		int ret = tp->prov->progress(tp);
 
@@ -345,7 +357,7 @@ int hetsgd_tp_put(struct hetsgd_tp *tp, int peer, struct hetsgd_tx *pub,
 	int ret;
 
 	if (tp->failed)
-		return hetsgd_err(-EIO, "the transport failed earlier; close it");
+		return failed_again(tp);
 	if (peer < 0 || peer >= tp->size || peer == tp->rank)
 		return hetsgd_err(-EINVAL, "put to rank %d: use another rank in 0..%d", peer, tp->size - 1);
 	if (!tx || !tx->held)
@@ -367,7 +379,7 @@ int hetsgd_tp_put(struct hetsgd_tp *tp, int peer, struct hetsgd_tx *pub,
 	tx->inflight--;
 	tp->inflight_puts--;
 	if (ret != -EAGAIN)
-		tp->failed = 1;
+		tp_fail(tp);
 	return ret;
 }
 
@@ -376,12 +388,12 @@ int hetsgd_tp_progress(struct hetsgd_tp *tp, struct hetsgd_ev *ev, int max)
 	int n = 0, ret;
 
 	if (tp->failed)
-		return hetsgd_err(-EIO, "the transport failed earlier; close it");
+		return failed_again(tp);
 	if (max < 0 || (max > 0 && !ev))
 		return hetsgd_err(-EINVAL, "hetsgd_tp_progress: bad event array");
 	ret = tp->prov->progress(tp);
 	if (ret) {
-		tp->failed = 1;
+		tp_fail(tp);
 		return ret;
 	}
 	while (n < max && tp->evq_len) {
@@ -397,11 +409,11 @@ int hetsgd_tp_release(struct hetsgd_tp *tp, int peer, uint32_t slot)
 	int ret;
 
 	if (tp->failed)
-		return hetsgd_err(-EIO, "the transport failed earlier; close it");
+		return failed_again(tp);
 	if (peer < 0 || peer >= tp->size || peer == tp->rank)
 		return hetsgd_err(-EINVAL, "release for rank %d: no such peer", peer);
 	ret = tp->prov->release(tp, peer, slot);
 	if (ret && ret != -EINVAL)
-		tp->failed = 1;
+		tp_fail(tp);
 	return ret;
 }

@@ -24,6 +24,7 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <ifaddrs.h>
 #include <inttypes.h>
 #include <net/if.h>
@@ -743,6 +744,9 @@ static int verbs_open(struct hetsgd_tp *tp)
 	}
 	if (!ret)
 		ret = connect_all(tp, st);
+	/* From now on the CM channel is polled from progress, never waited on. */
+	if (!ret && fcntl(st->ec->fd, F_SETFL, fcntl(st->ec->fd, F_GETFL) | O_NONBLOCK))
+		ret = hetsgd_err(-errno, "fcntl on the rdma_cm channel: %s", strerror(errno));
 	ret = tp_agree(tp, ret, "connect to its peers");
 	if (ret)
 		goto fail;
@@ -937,6 +941,29 @@ static int handle_wc(struct hetsgd_tp *tp, struct verbs_state *st, struct ibv_wc
 	return hetsgd_err(-EPROTO, "unexpected completion opcode %d from rank %d", wc->opcode, peer);
 }
 
+/*
+ * A peer whose process ends sends a disconnect through rdma_cm.  Only the
+ * CM sees it: a sender blocked on credits has nothing in flight that could
+ * time out.  Before close (which is collective) no disconnect is expected,
+ * so any CM event now is the end of the endpoint.
+ */
+static int check_cm_events(struct hetsgd_tp *tp, struct verbs_state *st)
+{
+	struct rdma_cm_event *ev;
+	enum rdma_cm_event_type type;
+	int peer;
+
+	if (rdma_get_cm_event(st->ec, &ev))
+		return errno == EAGAIN ? 0 : hetsgd_err(-errno, "rdma_get_cm_event: %s", strerror(errno));
+	type = ev->event;
+	peer = (int)(intptr_t)ev->id->context;
+	rdma_ack_cm_event(ev);
+	if (type == RDMA_CM_EVENT_DISCONNECTED && peer >= 0 && peer < tp->size)
+		st->peers[peer].established = 0;
+	return hetsgd_err(-ECONNRESET, "rank %d: connection with rank %d ended (%s): that rank's process "
+			  "exited or failed before closing the transport", tp->rank, peer, rdma_event_str(type));
+}
+
 static int verbs_progress(struct hetsgd_tp *tp)
 {
 	struct verbs_state *st = tp->priv;
@@ -970,6 +997,9 @@ static int verbs_progress(struct hetsgd_tp *tp)
 	 */
 	if (++st->clock_countdown >= CLOCK_EVERY) {
 		st->clock_countdown = 0;
+		ret = check_cm_events(tp, st);
+		if (ret)
+			return ret;
 		for (j = 0; j < tp->size; j++) {
 			struct vpeer *p = &st->peers[j];
 

@@ -78,6 +78,7 @@ struct hetsgd_tp {
 	int rank;
 	int size;
 	int failed;			/* a fatal error happened: refuse work */
+	char fail_msg[256];		/* what it was, for every later call */
 	char desc[256];
 
 	/* send buffers */
