@@ -26,6 +26,8 @@ packages=(
 	qemu-system-x86 busybox-static cpio
 	# private single-node Slurm bed
 	slurmctld slurmd slurm-client munge
+	# real data: Fashion-MNIST (IDX, gzip) in /usr/share/datasets/fashion-mnist
+	dataset-fashion-mnist
 )
 
 missing=()
