@@ -736,15 +736,6 @@ int hetsgd_fashion_mnist_load(int test, struct hetsgd_dataset *out)
 
 /* ---------------------------------------------------------------- PRNG */
 
-static uint64_t splitmix64(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
 /* Uniform in [0, 1). */
 static double rng_uniform(uint64_t *s)
 {

@@ -773,15 +773,6 @@ int hetsgd_objective_mlp_create(size_t p, size_t hidden, uint32_t nclass,
 	return 0;
 }
 
-static uint64_t splitmix64(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
 /* uniform in [-s, s): 24 random bits are exact in a float */
 static float uniform_sym(uint64_t *st, float s)
 {
