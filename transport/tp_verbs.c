@@ -50,6 +50,7 @@
 #define CREDIT_STRIDE 64u		/* one cache line per peer */
 #define POLL_BATCH 32
 #define CLOCK_EVERY 64
+#define CM_EVERY 4096			/* progress calls between rdma_cm checks */
 
 enum { SIG_DATA = 1, SIG_CREDIT = 2 };
 
@@ -116,6 +117,7 @@ struct verbs_state {
 	enum ibv_mtu active_mtu;
 	int link_ethernet;
 	uint32_t clock_countdown;	/* progress calls since the clock was read */
+	uint32_t cm_countdown;		/* progress calls since rdma_cm was checked */
 	char dev[32];
 	struct sockaddr_in addr;
 };
@@ -967,7 +969,8 @@ static int handle_wc(struct hetsgd_tp *tp, struct verbs_state *st, struct ibv_wc
 }
 
 /*
- * A peer whose process ends sends a disconnect through rdma_cm.  Only the
+ * A peer whose process ends sends a disconnect through rdma_cm (checked
+ * every CM_EVERY progress calls: each check is a system call).  Only the
  * CM sees it: a sender blocked on credits has nothing in flight that could
  * time out.  Before close (which is collective) no disconnect is expected,
  * so any CM event now is the end of the endpoint.
@@ -1020,11 +1023,15 @@ static int verbs_progress(struct hetsgd_tp *tp)
 	 * stable TSC (virtual machines) it is a system call, and a spinning
 	 * caller would pay one per poll.
 	 */
-	if (++st->clock_countdown >= CLOCK_EVERY) {
-		st->clock_countdown = 0;
+	/* A peer's death is rare news: look for it far less often than for credits. */
+	if (++st->cm_countdown >= CM_EVERY) {
+		st->cm_countdown = 0;
 		ret = check_cm_events(tp, st);
 		if (ret)
 			return ret;
+	}
+	if (++st->clock_countdown >= CLOCK_EVERY) {
+		st->clock_countdown = 0;
 		for (j = 0; j < tp->size; j++) {
 			struct vpeer *p = &st->peers[j];
 
