@@ -329,8 +329,7 @@ static int check_memlock(struct hetsgd_tp *tp, size_t need)
 			  (unsigned long long)rl.rlim_cur >> 10, tp->rank, need >> 10);
 }
 
-static struct ibv_mr *reg(struct hetsgd_tp *tp, struct verbs_state *st, void *p, size_t len, int access,
-			  const char *what)
+static struct ibv_mr *reg(struct verbs_state *st, void *p, size_t len, int access, const char *what)
 {
 	struct ibv_mr *mr = ibv_reg_mr(st->pd, p, len, access);
 
@@ -339,7 +338,6 @@ static struct ibv_mr *reg(struct hetsgd_tp *tp, struct verbs_state *st, void *p,
 			   strerror(errno),
 			   errno == ENOMEM ? ": RLIMIT_MEMLOCK too low? raise it with ulimit -l "
 					     "(under Slurm: PropagateResourceLimits)" : "");
-	(void)tp;
 	return mr;
 }
 
@@ -699,18 +697,18 @@ static int verbs_setup_local(struct hetsgd_tp *tp, struct verbs_state *st, struc
 	if (!st->staging || !st->credits || !st->csrc)
 		return hetsgd_err(-ENOMEM, "cannot allocate %zu KiB of staging rings: %s", st->staging_bytes >> 10,
 				  hetsgd_topo_errmsg());
-	st->staging_mr = reg(tp, st, st->staging, st->staging_bytes,
+	st->staging_mr = reg(st, st->staging, st->staging_bytes,
 			     IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE, "staging rings");
 	if (!st->staging_mr)
 		return -ENOMEM;
-	st->credits_mr = reg(tp, st, st->credits, nb * CREDIT_STRIDE,
+	st->credits_mr = reg(st, st->credits, nb * CREDIT_STRIDE,
 			     IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE, "credit words");
 	if (!st->credits_mr)
 		return -ENOMEM;
-	st->csrc_mr = reg(tp, st, st->csrc, nb * CREDIT_STRIDE, IBV_ACCESS_LOCAL_WRITE, "credit sources");
+	st->csrc_mr = reg(st, st->csrc, nb * CREDIT_STRIDE, IBV_ACCESS_LOCAL_WRITE, "credit sources");
 	if (!st->csrc_mr)
 		return -ENOMEM;
-	st->tx_mr = reg(tp, st, tp->tx_mem, (size_t)tp->attr.tx_bufs * tp->attr.slot_bytes,
+	st->tx_mr = reg(st, tp->tx_mem, (size_t)tp->attr.tx_bufs * tp->attr.slot_bytes,
 			IBV_ACCESS_LOCAL_WRITE, "send buffers");
 	if (!st->tx_mr)
 		return -ENOMEM;
@@ -801,7 +799,7 @@ static uint32_t sq_room(struct verbs_state *st, struct vpeer *p)
 	return st->sq_depth - (uint32_t)(p->sq_posted - p->sq_done);
 }
 
-static int post_write(struct hetsgd_tp *tp, struct verbs_state *st, int peer, struct ibv_send_wr *wr,
+static int post_write(struct verbs_state *st, int peer, struct ibv_send_wr *wr,
 		      int signal, uint8_t type, uint32_t tx, uint8_t kind)
 {
 	struct vpeer *p = &st->peers[peer];
@@ -828,7 +826,6 @@ static int post_write(struct hetsgd_tp *tp, struct verbs_state *st, int peer, st
 	} else {
 		p->unsig++;
 	}
-	(void)tp;
 	return 0;
 }
 
@@ -872,7 +869,7 @@ static int flush_credit(struct hetsgd_tp *tp, struct verbs_state *st, int peer, 
 	wr.wr.rdma.remote_addr = st->info[peer].credits + (uint64_t)tp->rank * CREDIT_STRIDE;
 	wr.wr.rdma.rkey = st->info[peer].credits_rkey;
 	signal = mode == CREDIT_SIGNALLED || p->unsig + 1 >= st->sq_depth / 2;
-	ret = post_write(tp, st, peer, &wr, signal, SIG_CREDIT, 0, 0);
+	ret = post_write(st, peer, &wr, signal, SIG_CREDIT, 0, 0);
 	if (!ret) {
 		p->credit_sent = p->credit_val;
 		p->credit_since = 0;
@@ -905,7 +902,7 @@ static int verbs_put(struct hetsgd_tp *tp, int peer, struct tp_tx *tx, size_t le
 	wr.wr.rdma.remote_addr = st->info[peer].staging +
 				 ((uint64_t)tp->rank * tp->attr.slots + slot) * tp->attr.slot_bytes;
 	wr.wr.rdma.rkey = st->info[peer].staging_rkey;
-	ret = post_write(tp, st, peer, &wr, 1, SIG_DATA, tx->index, kind);
+	ret = post_write(st, peer, &wr, 1, SIG_DATA, tx->index, kind);
 	if (ret)
 		return ret;
 	p->sent++;
@@ -928,7 +925,7 @@ static const char *wc_hint(enum ibv_wc_status s)
 	}
 }
 
-/* Handle one completion; events go to the FIFO. */
+/* Handle one completion; events go to the FIFO unless !deliver (closing). */
 static int handle_wc(struct hetsgd_tp *tp, struct verbs_state *st, struct ibv_wc *wc, int deliver)
 {
 	int peer = (int)wc->wr_id;
@@ -961,8 +958,14 @@ static int handle_wc(struct hetsgd_tp *tp, struct verbs_state *st, struct ibv_wc
 			return hetsgd_err(-EPROTO, "unexpected send completion for rank %d", peer);
 		rec = &p->sig[p->sig_head++ % st->sq_depth];
 		p->sq_done = rec->sq_seq;
-		if (rec->type == SIG_DATA)
+		if (rec->type != SIG_DATA)
+			return 0;
+		if (deliver) {
 			tp_put_completed(tp, peer, &tp->txs[rec->tx], rec->kind);
+		} else {
+			tp->txs[rec->tx].inflight--;
+			tp->inflight_puts--;
+		}
 		return 0;
 	}
 	return hetsgd_err(-EPROTO, "unexpected completion opcode %d from rank %d", wc->opcode, peer);
@@ -1096,20 +1099,11 @@ static int verbs_quiesce(struct hetsgd_tp *tp)
 		n = ibv_poll_cq(st->cq, POLL_BATCH, wc);
 		if (n < 0)
 			return hetsgd_err(-EIO, "ibv_poll_cq failed");
+		/* Nothing is delivered now: the caller is closing. */
 		for (i = 0; i < n; i++) {
-			/* Blocks that land now are not delivered: the caller is closing. */
-			if (wc[i].opcode == IBV_WC_RDMA_WRITE && wc[i].status == IBV_WC_SUCCESS) {
-				struct vpeer *p = &st->peers[wc[i].wr_id];
-				struct sig_rec *rec = &p->sig[p->sig_head++ % st->sq_depth];
-
-				p->sq_done = rec->sq_seq;
-				if (rec->type == SIG_DATA) {
-					tp->txs[rec->tx].inflight--;
-					tp->inflight_puts--;
-				}
-			} else if (wc[i].status != IBV_WC_SUCCESS) {
-				return handle_wc(tp, st, &wc[i], 0);
-			}
+			ret = handle_wc(tp, st, &wc[i], 0);
+			if (ret)
+				return ret;
 		}
 	}
 	return 0;

@@ -9,8 +9,6 @@ gid=${HETSGD_GID_INDEX:?set HETSGD_GID_INDEX (the bed does)}
 addr=${HETSGD_TEST_ADDR:?set HETSGD_TEST_ADDR (the bed does)}
 fail=0
 
-run() { "$prog" --provider verbs --ranks 2 --puts 50 --quiet 2>&1; }
-
 # expect_ok DESCRIPTION ENV...: the run passes with these settings.
 expect_ok() {
 	local what=$1 out; shift
