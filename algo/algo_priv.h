@@ -23,4 +23,49 @@ static inline uint64_t splitmix64(uint64_t *s)
 	return z ^ (z >> 31);
 }
 
+/* Uniform integer in [0, n), n >= 1 (Lemire's multiply-shift, with the
+ * rejection step so that it is exactly uniform). */
+static inline uint64_t uniform_below(uint64_t *s, uint64_t n)
+{
+	unsigned __int128 m = (unsigned __int128)splitmix64(s) * n;
+	uint64_t lo = (uint64_t)m;
+
+	if (lo < n) {
+		uint64_t t = -n % n;
+
+		while (lo < t) {
+			m = (unsigned __int128)splitmix64(s) * n;
+			lo = (uint64_t)m;
+		}
+	}
+	return (uint64_t)(m >> 64);
+}
+
+/*
+ * The stream of worker `worker` for a job seed: the engine's worker and
+ * hetsgd_sgd_reference() draw their batches from it, so they agree step
+ * for step.
+ */
+static inline uint64_t worker_stream(uint64_t seed, uint32_t worker)
+{
+	uint64_t s = seed ^ (0x5851f42d4c957f2dull * ((uint64_t)worker + 1));
+
+	return splitmix64(&s);
+}
+
+/* The SGD step; one definition so that the engine and the reference agree
+ * to the bit. */
+static inline void sgd_step(float *x, const float *g, float gamma, size_t d)
+{
+	for (size_t j = 0; j < d; j++)
+		x[j] -= gamma * g[j];
+}
+
+/* One batch of m indices below n, drawn with replacement. */
+static inline void draw_batch(uint64_t *s, uint64_t n, uint32_t *idx, uint32_t m)
+{
+	for (uint32_t j = 0; j < m; j++)
+		idx[j] = (uint32_t)uniform_below(s, n);
+}
+
 #endif

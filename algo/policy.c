@@ -1,0 +1,382 @@
+/*
+ * The small pieces of math the engine's methods are made of: time
+ * profiles, the online tau estimate, step-size policies, the LOSCAR merge,
+ * and the sequential SGD reference.  Each is a pure function of its inputs
+ * so that it can be tested on hand-made numbers.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "algo_priv.h"
+
+/* ---- names ---- */
+
+struct name_map {
+	const char *name;
+	int value;
+};
+
+static int parse_name(const struct name_map *m, const char *name, int *out,
+		      const char *what, const char *choices)
+{
+	for (; m->name; m++)
+		if (name && !strcmp(name, m->name)) {
+			*out = m->value;
+			return 0;
+		}
+	return algo_err(-EINVAL, "unknown %s '%s': use one of %s", what,
+			name ? name : "(null)", choices);
+}
+
+static const char *name_of(const struct name_map *m, int value)
+{
+	for (; m->name; m++)
+		if (m->value == value)
+			return m->name;
+	return "invalid";
+}
+
+static const struct name_map profiles[] = {
+	{ "const", HETSGD_PROFILE_CONST }, { "linear", HETSGD_PROFILE_LINEAR },
+	{ "sqrt", HETSGD_PROFILE_SQRT }, { "squared", HETSGD_PROFILE_SQUARED },
+	{ "random", HETSGD_PROFILE_RANDOM }, { NULL, 0 },
+};
+
+static const struct name_map policies[] = {
+	{ "vanilla", HETSGD_POLICY_VANILLA },
+	{ "delay-adaptive", HETSGD_POLICY_DELAY_ADAPTIVE },
+	{ "ringmaster", HETSGD_POLICY_RINGMASTER },
+	{ "rescaled", HETSGD_POLICY_RESCALED }, { NULL, 0 },
+};
+
+static const struct name_map merges[] = {
+	{ "delay-corrected", HETSGD_MERGE_DELAY_CORRECTED },
+	{ "overwrite", HETSGD_MERGE_OVERWRITE }, { NULL, 0 },
+};
+
+static const struct name_map methods[] = {
+	{ "asgd", HETSGD_METHOD_ASGD }, { "sync", HETSGD_METHOD_SYNC },
+	{ "loscar", HETSGD_METHOD_LOSCAR }, { NULL, 0 },
+};
+
+int hetsgd_profile_parse(const char *name, enum hetsgd_profile_kind *kind)
+{
+	int v, ret = parse_name(profiles, name, &v, "time profile",
+				"const, linear, sqrt, squared, random");
+
+	if (!ret)
+		*kind = (enum hetsgd_profile_kind)v;
+	return ret;
+}
+
+const char *hetsgd_profile_name(enum hetsgd_profile_kind kind)
+{
+	return name_of(profiles, kind);
+}
+
+int hetsgd_policy_parse(const char *name, enum hetsgd_policy *policy)
+{
+	int v, ret = parse_name(policies, name, &v, "policy",
+				"vanilla, delay-adaptive, ringmaster, rescaled");
+
+	if (!ret)
+		*policy = (enum hetsgd_policy)v;
+	return ret;
+}
+
+const char *hetsgd_policy_name(enum hetsgd_policy policy)
+{
+	return name_of(policies, policy);
+}
+
+int hetsgd_merge_parse(const char *name, enum hetsgd_merge *merge)
+{
+	int v, ret = parse_name(merges, name, &v, "merge rule",
+				"delay-corrected, overwrite");
+
+	if (!ret)
+		*merge = (enum hetsgd_merge)v;
+	return ret;
+}
+
+const char *hetsgd_merge_name(enum hetsgd_merge merge)
+{
+	return name_of(merges, merge);
+}
+
+int hetsgd_method_parse(const char *name, enum hetsgd_method *method)
+{
+	int v, ret = parse_name(methods, name, &v, "method", "asgd, sync, loscar");
+
+	if (!ret)
+		*method = (enum hetsgd_method)v;
+	return ret;
+}
+
+const char *hetsgd_method_name(enum hetsgd_method method)
+{
+	return name_of(methods, method);
+}
+
+/* ---- time profiles ---- */
+
+/* [0, 1) with 53 random bits */
+static double unit_double(uint64_t *s)
+{
+	return (double)(splitmix64(s) >> 11) * 0x1.0p-53;
+}
+
+/* Position of worker i in the seeded permutation of 0 .. n-1 (O(n)). */
+static uint32_t shuffled_position(uint64_t seed, uint32_t i, uint32_t n)
+{
+	uint32_t *perm = malloc((size_t)n * sizeof(*perm)), pos = i;
+	uint64_t s = seed ^ 0x243f6a8885a308d3ull;
+
+	if (!perm)
+		return i;	/* an unshuffled profile beats a failed run */
+	for (uint32_t j = 0; j < n; j++)
+		perm[j] = j;
+	for (uint32_t j = n; j > 1; j--) {
+		uint32_t r = (uint32_t)uniform_below(&s, j), t = perm[j - 1];
+
+		perm[j - 1] = perm[r];
+		perm[r] = t;
+	}
+	pos = perm[i];
+	free(perm);
+	return pos;
+}
+
+int hetsgd_profile_mean(const struct hetsgd_profile *prof, uint32_t i,
+			uint32_t n, double *tau)
+{
+	double c = prof->unit_s, f;
+	uint32_t k;
+
+	if (n == 0 || i >= n)
+		return algo_err(-EINVAL, "profile: worker %u of %u does not exist", i, n);
+	if (!(c >= 0.0) || !isfinite(c))
+		return algo_err(-EINVAL, "profile: time unit %g s must be finite and >= 0", c);
+	if (!(prof->noise >= 0.0) || prof->noise > 2.0)
+		return algo_err(-EINVAL, "profile: noise %g must be in 0 .. 2 (a lognormal sigma)",
+				prof->noise);
+	k = prof->shuffle ? shuffled_position(prof->seed, i, n) : i;
+	switch (prof->kind) {
+	case HETSGD_PROFILE_CONST:
+		f = 1.0;
+		break;
+	case HETSGD_PROFILE_LINEAR:
+		f = (double)k + 1.0;
+		break;
+	case HETSGD_PROFILE_SQRT:
+		f = 1.0 + sqrt((double)k);
+		break;
+	case HETSGD_PROFILE_SQUARED:
+		f = 1.0 + (double)k * (double)k;
+		break;
+	case HETSGD_PROFILE_RANDOM: {
+		uint64_t s = prof->seed ^ (0x9e3779b97f4a7c15ull * ((uint64_t)k + 1));
+
+		f = 1.0 + (double)(n - 1) * unit_double(&s);
+		break;
+	}
+	default:
+		return algo_err(-EINVAL, "profile: unknown kind %d", (int)prof->kind);
+	}
+	*tau = c * f;
+	return 0;
+}
+
+double hetsgd_profile_step(const struct hetsgd_profile *prof, double mean,
+			   uint32_t i, uint64_t step)
+{
+	uint64_t s;
+	double u1, u2, z, sg = prof->noise;
+
+	if (sg <= 0.0 || mean <= 0.0)
+		return mean;
+	s = prof->seed ^ (0xd1b54a32d192ed03ull * ((uint64_t)i + 1)) ^
+	    (0xa0761d6478bd642full * (step + 1));
+	u1 = 1.0 - unit_double(&s);	/* (0, 1] */
+	u2 = unit_double(&s);
+	z = sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2);
+	return mean * exp(sg * z - 0.5 * sg * sg);
+}
+
+/* ---- tau estimation ---- */
+
+int hetsgd_tau_init(struct hetsgd_tau_est *e, uint32_t n, uint32_t window,
+		    double stale_s)
+{
+	memset(e, 0, sizeof(*e));
+	if (n == 0 || window == 0 || window > 1024)
+		return algo_err(-EINVAL, "tau estimate: need n >= 1 and window 1 .. 1024 (got %u, %u)",
+				n, window);
+	if (!(stale_s > 0.0) || !isfinite(stale_s))
+		return algo_err(-EINVAL, "tau estimate: stale time %g s must be positive", stale_s);
+	e->n = n;
+	e->window = window;
+	e->stale_s = stale_s;
+	e->hist = calloc((size_t)n * window, sizeof(*e->hist));
+	e->count = calloc(n, sizeof(*e->count));
+	e->pos = calloc(n, sizeof(*e->pos));
+	e->last = calloc(n, sizeof(*e->last));
+	e->est = calloc(n, sizeof(*e->est));
+	e->left = calloc(n, sizeof(*e->left));
+	if (!e->hist || !e->count || !e->pos || !e->last || !e->est || !e->left) {
+		hetsgd_tau_fini(e);
+		return algo_err(-ENOMEM, "tau estimate: out of memory for %u workers", n);
+	}
+	return 0;
+}
+
+void hetsgd_tau_fini(struct hetsgd_tau_est *e)
+{
+	free(e->hist);
+	free(e->count);
+	free(e->pos);
+	free(e->last);
+	free(e->est);
+	free(e->left);
+	memset(e, 0, sizeof(*e));
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+int hetsgd_tau_report(struct hetsgd_tau_est *e, uint32_t worker, double tau,
+		      double now)
+{
+	double sorted[1024], *h;
+	uint32_t c;
+
+	if (worker >= e->n)
+		return algo_err(-EINVAL, "tau estimate: worker %u of %u", worker, e->n);
+	if (!(tau >= 0.0) || !isfinite(tau))
+		return algo_err(-EINVAL, "tau estimate: worker %u reported %g s per gradient",
+				worker, tau);
+	h = e->hist + (size_t)worker * e->window;
+	h[e->pos[worker]] = tau;
+	e->pos[worker] = (e->pos[worker] + 1) % e->window;
+	if (e->count[worker] < e->window)
+		e->count[worker]++;
+	c = e->count[worker];
+	memcpy(sorted, h, c * sizeof(double));
+	qsort(sorted, c, sizeof(double), cmp_double);
+	e->est[worker] = c % 2 ? sorted[c / 2] : 0.5 * (sorted[c / 2 - 1] + sorted[c / 2]);
+	e->last[worker] = now;
+	e->left[worker] = 0;
+	return 0;
+}
+
+void hetsgd_tau_leave(struct hetsgd_tau_est *e, uint32_t worker)
+{
+	if (worker < e->n)
+		e->left[worker] = 1;
+}
+
+double hetsgd_tau_get(const struct hetsgd_tau_est *e, uint32_t worker)
+{
+	return worker < e->n ? e->est[worker] : 0.0;
+}
+
+int hetsgd_tau_active(const struct hetsgd_tau_est *e, uint32_t worker,
+		      double now)
+{
+	if (worker >= e->n || e->left[worker] || e->count[worker] == 0)
+		return 0;
+	return now - e->last[worker] <= e->stale_s + 4.0 * e->est[worker];
+}
+
+double hetsgd_tau_max(const struct hetsgd_tau_est *e, double now)
+{
+	double m = 0.0;
+
+	for (uint32_t i = 0; i < e->n; i++)
+		if (hetsgd_tau_active(e, i, now) && e->est[i] > m)
+			m = e->est[i];
+	return m;
+}
+
+/* ---- policies ---- */
+
+double hetsgd_policy_gamma(enum hetsgd_policy policy, double gamma,
+			   uint32_t n, uint64_t delay, uint64_t ringmaster_r,
+			   double tau_i, double tau_max)
+{
+	switch (policy) {
+	case HETSGD_POLICY_DELAY_ADAPTIVE:
+		return delay > n ? gamma * (double)n / (double)delay : gamma;
+	case HETSGD_POLICY_RINGMASTER:
+		return delay >= (ringmaster_r ? ringmaster_r : n) ? 0.0 : gamma;
+	case HETSGD_POLICY_RESCALED:
+		if (tau_i > 0.0 && tau_max > 0.0)
+			/* a worker estimated above a stale tau_max is the slowest */
+			return tau_i >= tau_max ? gamma : gamma * tau_i / tau_max;
+		return gamma;
+	case HETSGD_POLICY_VANILLA:
+	default:
+		return gamma;
+	}
+}
+
+/* ---- LOSCAR merge ---- */
+
+void hetsgd_loscar_merge(enum hetsgd_merge merge, float *x,
+			 const uint32_t *idx, uint32_t k, const float *y,
+			 const float *mbar)
+{
+	if (merge == HETSGD_MERGE_OVERWRITE) {
+		for (uint32_t j = 0; j < k; j++)
+			x[idx[j]] = mbar[j];
+		return;
+	}
+	/* keep the progress z - y made while the average was in flight */
+	for (uint32_t j = 0; j < k; j++)
+		x[idx[j]] += mbar[j] - y[j];
+}
+
+/* ---- sequential reference ---- */
+
+int hetsgd_sgd_reference(struct hetsgd_objective *obj,
+			 const struct hetsgd_dataset *data, float *x,
+			 float gamma, uint32_t batch, uint64_t steps,
+			 uint64_t seed, uint32_t worker)
+{
+	uint64_t s = worker_stream(seed, worker);
+	int quad = obj->kind == HETSGD_OBJ_QUAD;
+	uint32_t m = quad ? 0 : batch;
+	uint32_t *idx = NULL;
+	float *g = malloc(obj->d * sizeof(float));
+	int ret = 0;
+
+	if (!quad && (!data || data->n == 0 || batch == 0)) {
+		free(g);
+		return algo_err(-EINVAL, "sgd reference: need data and a batch >= 1");
+	}
+	if (m)
+		idx = malloc((size_t)m * sizeof(*idx));
+	if (!g || (m && !idx)) {
+		free(g);
+		free(idx);
+		return algo_err(-ENOMEM, "sgd reference: out of memory for d = %zu", obj->d);
+	}
+	for (uint64_t t = 0; t < steps && !ret; t++) {
+		if (m)
+			draw_batch(&s, data->n, idx, m);
+		ret = hetsgd_objective_loss_grad(obj, x, quad ? NULL : data, idx, m, NULL, g);
+		if (!ret)
+			sgd_step(x, g, gamma, obj->d);
+	}
+	free(g);
+	free(idx);
+	return ret;
+}

@@ -1,0 +1,525 @@
+/*
+ * Engine integration checks: real ranks (local launcher) over a real
+ * transport (shm, or verbs on soft-RoCE in the test bed).  Each scenario
+ * states its tolerance, checks it on the server rank and prints PASS or
+ * FAIL with the numbers.
+ *
+ *   hetsgd-algo-check --scenario NAME [--provider shm|verbs] [--seed S]
+ *                     [--budget SECONDS] [--method M] [--policy P]
+ *                     [--merge R] [--no-overlap] [--k K] [--min-acc A]
+ *
+ * Scenarios:
+ *   quad      4 workers, heterogeneous quadratics, tau_i = c (i + 1):
+ *             rescaled ASGD ends nearer the optimum x* of the average,
+ *             vanilla ASGD nearer the frequency-weighted x_w; each within
+ *             a quarter of |x* - x_w| of its own target.
+ *   loscar-sgd  LOSCAR with one worker and K = d (and delay-corrected merge)
+ *             equals plain SGD step for step: bitwise, after however many
+ *             steps the worker took.
+ *   overlap   LOSCAR with a 40 ms emulated delay on every average: with
+ *             overlap the workers take steps while blocks are in flight;
+ *             without, they take none and wait.
+ *   fmnist    softmax regression on Fashion-MNIST, 4 workers with tau_i =
+ *             c (i + 1), Dirichlet(0.5) split: test accuracy >= --min-acc
+ *             for the given method.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hetsgd_algo.h"
+#include "hetsgd_transport.h"
+
+struct opts {
+	const char *scenario;
+	enum hetsgd_provider prov;
+	uint64_t seed;
+	double budget;
+	enum hetsgd_method method;
+	enum hetsgd_policy policy;
+	enum hetsgd_merge merge;
+	int overlap;
+	uint32_t k;
+	double min_acc;
+	int verbose;
+};
+
+/* What every rank sees (set up before the fork). */
+struct job {
+	const struct opts *o;
+	struct hetsgd_engine_cfg cfg;
+	size_t d;
+	uint32_t n;
+	/* quad */
+	float **qa, **qb;
+	/* data */
+	struct hetsgd_dataset train, test, eval;
+	struct hetsgd_dataset *shard;
+	float *x0;
+	int failed;
+};
+
+static int fail(const char *what)
+{
+	fprintf(stderr, "FAIL: %s: %s\n", what, hetsgd_algo_errmsg());
+	return 1;
+}
+
+static int run_rank(struct hetsgd_boot *boot, struct job *j, float *x_out,
+		    struct hetsgd_engine_result *res)
+{
+	struct hetsgd_tp_attr ta;
+	struct hetsgd_engine_io io = { .x0 = j->x0, .d = j->d, .x_out = x_out };
+	struct hetsgd_objective *obj = NULL;
+	int rank = hetsgd_boot_rank(boot), ret;
+
+	hetsgd_tp_attr_init(&ta);
+	ta.provider = j->o->prov;
+	if (j->qa) {
+		if (rank > 0)
+			ret = hetsgd_objective_quad_create(j->d, j->qa[rank - 1], j->qb[rank - 1], &obj);
+		else
+			ret = 0;
+	} else {
+		ret = hetsgd_objective_softmax_create(j->train.p, j->train.classes, 1, 0.0f, &obj);
+		io.data = rank > 0 ? &j->shard[rank - 1] : NULL;
+		io.eval = &j->eval;
+		io.test = &j->test;
+	}
+	if (ret)
+		return fail("objective");
+	io.obj = obj;
+	ret = hetsgd_engine_run(boot, &ta, &j->cfg, &io, res);
+	hetsgd_objective_destroy(obj);
+	if (ret)
+		return fail("engine");
+	return 0;
+}
+
+static void print_stats(const struct hetsgd_engine_result *r)
+{
+	printf("  %s; %s; stopped by %s after %.2f s, %llu updates, %llu gradients, %llu dropped\n",
+	       r->provider, r->placement, r->stop_reason, r->elapsed_s,
+	       (unsigned long long)r->updates, (unsigned long long)r->grads,
+	       (unsigned long long)r->dropped);
+	for (uint32_t i = 0; i < r->nworkers; i++) {
+		const struct hetsgd_worker_stats *w = &r->workers[i];
+
+		printf("  worker %u: %llu steps, %llu rounds, %llu in flight, tau target %.1f ms est %.1f ms, idle %.0f%%, %llu overruns\n",
+		       w->worker, (unsigned long long)w->steps, (unsigned long long)w->rounds,
+		       (unsigned long long)w->overlap_steps, 1e3 * w->tau_target, 1e3 * w->tau_est,
+		       w->elapsed_s > 0 ? 100 * w->idle_s / w->elapsed_s : 0.0,
+		       (unsigned long long)w->overruns);
+	}
+}
+
+static double dist(const float *a, const float *b, size_t d)
+{
+	double s = 0;
+
+	for (size_t i = 0; i < d; i++)
+		s += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+	return sqrt(s);
+}
+
+/* ---- quad ---- */
+
+struct quad_ctx {
+	struct job *j;
+	float *xstar, *xw;
+};
+
+static int quad_rank(struct hetsgd_boot *boot, void *arg)
+{
+	struct quad_ctx *q = arg;
+	struct job *j = q->j;
+	float *x = calloc(j->d, sizeof(float));
+	struct hetsgd_engine_result res;
+	double ds, dw, gap = dist(q->xstar, q->xw, j->d);
+	int ret = run_rank(boot, j, x, &res), ok;
+
+	if (ret || hetsgd_boot_rank(boot) != 0) {
+		hetsgd_engine_result_free(&res);
+		free(x);
+		return ret;
+	}
+	ds = dist(x, q->xstar, j->d);
+	dw = dist(x, q->xw, j->d);
+	if (j->cfg.policy == HETSGD_POLICY_RESCALED)
+		ok = ds < 0.25 * gap && ds < dw;
+	else
+		ok = dw < 0.25 * gap && dw < ds;
+	printf("%s: %s ASGD: |x - x*| = %.4f, |x - x_w| = %.4f, |x* - x_w| = %.4f (must be within %.4f of %s)\n",
+	       ok ? "PASS" : "FAIL", hetsgd_policy_name(j->cfg.policy), ds, dw, gap, 0.25 * gap,
+	       j->cfg.policy == HETSGD_POLICY_RESCALED ? "x*" : "x_w");
+	print_stats(&res);
+	hetsgd_engine_result_free(&res);
+	free(x);
+	return ok ? 0 : 1;
+}
+
+static int scenario_quad(const struct opts *o)
+{
+	struct job j = { .o = o, .d = 8, .n = 4 };
+	struct quad_ctx q = { .j = &j };
+	double w[4];
+	uint64_t s = o->seed;
+	int bad = 0;
+
+	j.qa = calloc(j.n, sizeof(float *));
+	j.qb = calloc(j.n, sizeof(float *));
+	j.x0 = calloc(j.d, sizeof(float));
+	q.xstar = calloc(j.d, sizeof(float));
+	q.xw = calloc(j.d, sizeof(float));
+	for (uint32_t i = 0; i < j.n; i++) {
+		j.qa[i] = malloc(j.d * sizeof(float));
+		j.qb[i] = malloc(j.d * sizeof(float));
+		for (size_t c = 0; c < j.d; c++) {
+			s = s * 6364136223846793005ull + 1442695040888963407ull;
+			j.qa[i][c] = 0.5f + (float)((s >> 40) % 1000) / 666.0f;	/* 0.5 .. 2 */
+			j.qb[i][c] = 2.0f * ((float)i - 1.5f) + (float)((s >> 20) % 100) / 200.0f;
+		}
+	}
+	hetsgd_engine_cfg_init(&j.cfg);
+	j.cfg.method = HETSGD_METHOD_ASGD;
+	j.cfg.gamma = 0.02f;
+	j.cfg.seed = o->seed;
+	j.cfg.profile.kind = HETSGD_PROFILE_LINEAR;
+	j.cfg.profile.unit_s = 0.002;
+	j.cfg.budget_s = o->budget > 0 ? o->budget : 3.0;
+	for (uint32_t i = 0; i < j.n; i++) {
+		double tau;
+
+		hetsgd_profile_mean(&j.cfg.profile, i, j.n, &tau);
+		w[i] = 1.0 / tau;
+	}
+	hetsgd_quad_weighted_optimum(j.d, j.n, (const float *const *)j.qa,
+				     (const float *const *)j.qb, NULL, q.xstar);
+	hetsgd_quad_weighted_optimum(j.d, j.n, (const float *const *)j.qa,
+				     (const float *const *)j.qb, w, q.xw);
+	for (int p = 0; p < 2; p++) {
+		j.cfg.policy = p ? HETSGD_POLICY_VANILLA : HETSGD_POLICY_RESCALED;
+		if (hetsgd_boot_local_run((int)j.n + 1, quad_rank, &q, NULL)) {
+			fprintf(stderr, "FAIL: %s\n", hetsgd_errmsg());
+			bad = 1;
+		}
+	}
+	return bad;
+}
+
+/* ---- loscar-sgd ---- */
+
+static int loscar_sgd_rank(struct hetsgd_boot *boot, void *arg)
+{
+	struct job *j = arg;
+	float *x = calloc(j->d, sizeof(float)), *xr = malloc(j->d * sizeof(float));
+	struct hetsgd_engine_result res;
+	struct hetsgd_objective *obj;
+	int ret = run_rank(boot, j, x, &res), ok;
+	size_t diff = 0;
+
+	if (ret || hetsgd_boot_rank(boot) != 0) {
+		hetsgd_engine_result_free(&res);
+		free(x);
+		free(xr);
+		return ret;
+	}
+	memcpy(xr, j->x0, j->d * sizeof(float));
+	if (hetsgd_objective_softmax_create(j->train.p, j->train.classes, 1, 0.0f, &obj) ||
+	    hetsgd_sgd_reference(obj, &j->shard[0], xr, j->cfg.gamma, j->cfg.batch,
+				 res.workers[0].steps, j->cfg.seed, 0))
+		return fail("reference");
+	hetsgd_objective_destroy(obj);
+	for (size_t i = 0; i < j->d; i++)
+		diff += memcmp(&x[i], &xr[i], sizeof(float)) != 0;
+	ok = diff == 0 && res.workers[0].steps > 10 && res.workers[0].rounds > 3 &&
+	     res.workers[0].overlap_steps > 0;
+	printf("%s: LOSCAR (1 worker, K = d, %llu rounds, %llu steps, %llu of them in flight) vs plain SGD: %zu of %zu coordinates differ (must be 0, bitwise)\n",
+	       ok ? "PASS" : "FAIL", (unsigned long long)res.workers[0].rounds,
+	       (unsigned long long)res.workers[0].steps,
+	       (unsigned long long)res.workers[0].overlap_steps, diff, j->d);
+	hetsgd_engine_result_free(&res);
+	free(x);
+	free(xr);
+	return ok ? 0 : 1;
+}
+
+/* ---- data for loscar-sgd, overlap and fmnist ---- */
+
+static int load_fmnist(struct job *j, uint32_t workers, int dirichlet)
+{
+	struct hetsgd_split sp;
+	uint64_t *idx;
+	int ret;
+
+	ret = hetsgd_fashion_mnist_load(0, &j->train);
+	if (!ret)
+		ret = hetsgd_fashion_mnist_load(1, &j->test);
+	if (ret) {
+		fprintf(stderr, "SKIP: %s\n", hetsgd_algo_errmsg());
+		return 77;
+	}
+	/* loss on 5000 training samples keeps evaluations cheap */
+	idx = malloc(5000 * sizeof(*idx));
+	for (uint64_t i = 0; i < 5000; i++)
+		idx[i] = i * (j->train.n / 5000);
+	ret = hetsgd_dataset_subset(&j->train, idx, 5000, &j->eval);
+	free(idx);
+	if (ret)
+		return fail("eval subset");
+	ret = dirichlet ? hetsgd_split_dirichlet(j->train.labels, j->train.n, j->train.classes,
+						 workers, 0.5, j->o->seed, &sp)
+			: hetsgd_split_iid(j->train.n, workers, j->o->seed, &sp);
+	if (ret)
+		return fail("split");
+	j->shard = calloc(workers, sizeof(*j->shard));
+	for (uint32_t i = 0; i < workers && !ret; i++)
+		ret = hetsgd_dataset_subset(&j->train, sp.index + sp.offset[i],
+					    sp.offset[i + 1] - sp.offset[i], &j->shard[i]);
+	hetsgd_split_free(&sp);
+	if (ret)
+		return fail("shards");
+	j->n = workers;
+	j->d = (size_t)j->train.p * j->train.classes + j->train.classes;
+	j->x0 = calloc(j->d, sizeof(float));
+	return 0;
+}
+
+static int scenario_loscar_sgd(const struct opts *o)
+{
+	struct job j = { .o = o };
+	int ret = load_fmnist(&j, 1, 0);
+
+	if (ret)
+		return ret;
+	hetsgd_engine_cfg_init(&j.cfg);
+	j.cfg.method = HETSGD_METHOD_LOSCAR;
+	j.cfg.k = 0;		/* d */
+	j.cfg.round_s = 0.02;
+	j.cfg.comm_delay_s = 0.005;	/* so that steps happen in flight */
+	j.cfg.gamma = 0.05f;
+	j.cfg.seed = o->seed;
+	j.cfg.profile.unit_s = 0.001;
+	j.cfg.budget_s = o->budget > 0 ? o->budget : 1.0;
+	if (hetsgd_boot_local_run(2, loscar_sgd_rank, &j, NULL)) {
+		fprintf(stderr, "FAIL: %s\n", hetsgd_errmsg());
+		return 1;
+	}
+	return 0;
+}
+
+/* ---- overlap ---- */
+
+static int overlap_rank(struct hetsgd_boot *boot, void *arg)
+{
+	struct job *j = arg;
+	struct hetsgd_engine_result res;
+	uint64_t inflight = 0, rounds = 0;
+	double idle = 0, wall = 0;
+	int ret = run_rank(boot, j, NULL, &res), ok;
+
+	if (ret || hetsgd_boot_rank(boot) != 0) {
+		hetsgd_engine_result_free(&res);
+		return ret;
+	}
+	for (uint32_t i = 0; i < res.nworkers; i++) {
+		inflight += res.workers[i].overlap_steps;
+		rounds += res.workers[i].rounds;
+		idle += res.workers[i].idle_s;
+		wall += res.workers[i].elapsed_s;
+	}
+	/* 40 ms in flight per round and 2 .. 4 ms per step: ~10 steps per
+	 * worker and round with overlap; none without */
+	if (j->cfg.overlap)
+		ok = rounds >= 8 && inflight >= 4 * rounds && idle < 0.2 * wall;
+	else
+		ok = rounds >= 8 && inflight == 0 && idle > 0.3 * wall;
+	printf("%s: LOSCAR %s overlap: %llu steps in flight over %llu worker-rounds, workers idle %.0f%% (%s)\n",
+	       ok ? "PASS" : "FAIL", j->cfg.overlap ? "with" : "without",
+	       (unsigned long long)inflight, (unsigned long long)rounds, 100 * idle / wall,
+	       j->cfg.overlap ? "must be >= 4 per round, idle < 20%" : "must be 0, idle > 30%");
+	print_stats(&res);
+	hetsgd_engine_result_free(&res);
+	return ok ? 0 : 1;
+}
+
+static int scenario_overlap(const struct opts *o)
+{
+	struct job j = { .o = o };
+	int ret = load_fmnist(&j, 2, 0), bad = 0;
+
+	if (ret)
+		return ret;
+	hetsgd_engine_cfg_init(&j.cfg);
+	j.cfg.method = HETSGD_METHOD_LOSCAR;
+	j.cfg.k = (uint32_t)(j.d / 10);
+	j.cfg.round_s = 0.02;
+	j.cfg.comm_delay_s = 0.04;
+	j.cfg.seed = o->seed;
+	j.cfg.profile.kind = HETSGD_PROFILE_LINEAR;
+	j.cfg.profile.unit_s = 0.002;
+	j.cfg.budget_s = o->budget > 0 ? o->budget : 1.5;
+	for (int ov = 1; ov >= 0; ov--) {
+		j.cfg.overlap = ov;
+		if (hetsgd_boot_local_run(3, overlap_rank, &j, NULL)) {
+			fprintf(stderr, "FAIL: %s\n", hetsgd_errmsg());
+			bad = 1;
+		}
+	}
+	return bad;
+}
+
+/* ---- fmnist ---- */
+
+static void on_eval(void *arg, const struct hetsgd_eval_point *pt)
+{
+	const struct job *j = arg;
+
+	if (j->o->verbose)
+		printf("  t %.2f s  grads %llu  updates %llu  loss %.4f  acc %.4f  idle %.0f%%%s\n",
+		       pt->t, (unsigned long long)pt->grads, (unsigned long long)pt->updates,
+		       pt->loss, pt->acc, 100 * pt->idle_share, pt->final ? "  (final)" : "");
+}
+
+static int fmnist_rank(struct hetsgd_boot *boot, void *arg)
+{
+	struct job *j = arg;
+	struct hetsgd_engine_result res;
+	int ret = run_rank(boot, j, NULL, &res), ok;
+	double acc;
+	char what[96];
+
+	if (ret || hetsgd_boot_rank(boot) != 0) {
+		hetsgd_engine_result_free(&res);
+		return ret;
+	}
+	acc = res.npoints ? res.points[res.npoints - 1].acc : NAN;
+	ok = acc >= j->o->min_acc;
+	if (j->cfg.method == HETSGD_METHOD_ASGD)
+		snprintf(what, sizeof(what), "%s ASGD", hetsgd_policy_name(j->cfg.policy));
+	else if (j->cfg.method == HETSGD_METHOD_LOSCAR)
+		snprintf(what, sizeof(what), "LOSCAR %s, %s overlap, K = %u of %zu",
+			 hetsgd_merge_name(j->cfg.merge), j->cfg.overlap ? "with" : "no",
+			 j->cfg.k ? j->cfg.k : (uint32_t)j->d, j->d);
+	else
+		snprintf(what, sizeof(what), "synchronous SGD");
+	printf("%s: %s on Fashion-MNIST (softmax, 4 workers, Dirichlet 0.5) over %s: test accuracy %.4f (must be >= %.2f)\n",
+	       ok ? "PASS" : "FAIL", what, hetsgd_provider_name(j->o->prov), acc, j->o->min_acc);
+	print_stats(&res);
+	hetsgd_engine_result_free(&res);
+	return ok ? 0 : 1;
+}
+
+static int scenario_fmnist(const struct opts *o)
+{
+	struct job j = { .o = o };
+	int ret = load_fmnist(&j, 4, 1);
+
+	if (ret)
+		return ret;
+	hetsgd_engine_cfg_init(&j.cfg);
+	j.cfg.method = o->method;
+	j.cfg.policy = o->policy;
+	j.cfg.merge = o->merge;
+	j.cfg.overlap = o->overlap;
+	j.cfg.k = o->k;
+	j.cfg.round_s = 0.02;
+	j.cfg.gamma = o->method == HETSGD_METHOD_SYNC ? 0.2f : 0.05f;
+	j.cfg.seed = o->seed;
+	j.cfg.profile.kind = HETSGD_PROFILE_LINEAR;
+	j.cfg.profile.unit_s = 0.001;
+	j.cfg.profile.noise = 0.1;
+	j.cfg.budget_s = o->budget > 0 ? o->budget : 4.0;
+	j.cfg.eval_interval_s = 0.5;
+	j.cfg.on_eval = on_eval;
+	j.cfg.on_eval_arg = &j;
+	if (hetsgd_boot_local_run(5, fmnist_rank, &j, NULL)) {
+		fprintf(stderr, "FAIL: %s\n", hetsgd_errmsg());
+		return 1;
+	}
+	return 0;
+}
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: hetsgd-algo-check --scenario quad|loscar-sgd|overlap|fmnist [--provider shm|verbs]\n"
+		"       [--seed S] [--budget SECONDS] [--method asgd|sync|loscar] [--policy P] [--merge R]\n"
+		"       [--no-overlap] [--k K] [--min-acc A] [--verbose]\n");
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "scenario", required_argument, NULL, 's' },
+		{ "provider", required_argument, NULL, 'p' },
+		{ "seed", required_argument, NULL, 'S' },
+		{ "budget", required_argument, NULL, 'b' },
+		{ "method", required_argument, NULL, 'm' },
+		{ "policy", required_argument, NULL, 'P' },
+		{ "merge", required_argument, NULL, 'r' },
+		{ "no-overlap", no_argument, NULL, 'n' },
+		{ "k", required_argument, NULL, 'k' },
+		{ "min-acc", required_argument, NULL, 'a' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct opts o = { .prov = HETSGD_PROV_SHM, .seed = 1, .method = HETSGD_METHOD_ASGD,
+			  .policy = HETSGD_POLICY_RESCALED, .merge = HETSGD_MERGE_DELAY_CORRECTED,
+			  .overlap = 1, .min_acc = 0.70 };
+	int c;
+
+	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+		switch (c) {
+		case 's': o.scenario = optarg; break;
+		case 'p':
+			if (hetsgd_provider_parse(optarg, &o.prov)) {
+				fprintf(stderr, "%s\n", hetsgd_errmsg());
+				return 2;
+			}
+			break;
+		case 'S': o.seed = strtoull(optarg, NULL, 0); break;
+		case 'b': o.budget = atof(optarg); break;
+		case 'm':
+			if (hetsgd_method_parse(optarg, &o.method)) {
+				fprintf(stderr, "%s\n", hetsgd_algo_errmsg());
+				return 2;
+			}
+			break;
+		case 'P':
+			if (hetsgd_policy_parse(optarg, &o.policy)) {
+				fprintf(stderr, "%s\n", hetsgd_algo_errmsg());
+				return 2;
+			}
+			break;
+		case 'r':
+			if (hetsgd_merge_parse(optarg, &o.merge)) {
+				fprintf(stderr, "%s\n", hetsgd_algo_errmsg());
+				return 2;
+			}
+			break;
+		case 'n': o.overlap = 0; break;
+		case 'k': o.k = (uint32_t)strtoul(optarg, NULL, 0); break;
+		case 'a': o.min_acc = atof(optarg); break;
+		case 'v': o.verbose = 1; break;
+		default: usage(); return 2;
+		}
+	}
+	if (!o.scenario) {
+		usage();
+		return 2;
+	}
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (!strcmp(o.scenario, "quad"))
+		return scenario_quad(&o);
+	if (!strcmp(o.scenario, "loscar-sgd"))
+		return scenario_loscar_sgd(&o);
+	if (!strcmp(o.scenario, "overlap"))
+		return scenario_overlap(&o);
+	if (!strcmp(o.scenario, "fmnist"))
+		return scenario_fmnist(&o);
+	usage();
+	return 2;
+}
