@@ -1086,3 +1086,122 @@ int hetsgd_split_holdout(uint64_t n, double fraction, uint64_t seed,
 	free(owner);
 	return ret;
 }
+
+/* ---- one file per worker ---- */
+
+static int cmp_dbl(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+int hetsgd_libsvm_load_many(const char *const *paths, uint32_t k,
+			    uint32_t p_hint, struct hetsgd_dataset *out)
+{
+	struct hetsgd_dataset *ds;
+	double *u = NULL;
+	uint64_t nu = 0, total = 0;
+	uint32_t p = p_hint, classes;
+	int ret = 0, pm1 = 1, b01 = 1;
+
+	if (!paths || !out || k == 0)
+		return algo_err(-EINVAL, "libsvm_load_many: need at least one file");
+	ds = calloc(k, sizeof(*ds));
+	if (!ds)
+		return algo_err(-ENOMEM, "libsvm_load_many: out of memory");
+	for (uint32_t i = 0; i < k && !ret; i++) {
+		ret = hetsgd_libsvm_load(paths[i], p_hint, &ds[i]);
+		if (!ret) {
+			if (ds[i].p > p)
+				p = ds[i].p;
+			total += ds[i].classes;
+		}
+	}
+	if (ret)
+		goto fail;
+	u = malloc((total + 2) * sizeof(*u));
+	if (!u) {
+		ret = algo_err(-ENOMEM, "libsvm_load_many: out of memory");
+		goto fail;
+	}
+	/* the labels the rows use: a file of only "+1" also lists -1 as a
+	 * class, which must not turn another file's {0, 1} into 3 classes */
+	for (uint32_t i = 0; i < k; i++) {
+		uint8_t *used = calloc(ds[i].classes, 1);
+
+		if (!used) {
+			ret = algo_err(-ENOMEM, "libsvm_load_many: out of memory");
+			goto fail;
+		}
+		for (uint64_t r = 0; r < ds[i].n; r++)
+			used[ds[i].labels[r]] = 1;
+		for (uint32_t c = 0; c < ds[i].classes; c++)
+			if (used[c])
+				u[nu++] = ds[i].label_values[c];
+		free(used);
+	}
+	qsort(u, nu, sizeof(*u), cmp_dbl);
+	{
+		uint64_t m = 0;
+
+		for (uint64_t i = 0; i < nu; i++)
+			if (m == 0 || u[i] != u[m - 1])
+				u[m++] = u[i];
+		nu = m;
+	}
+	for (uint64_t i = 0; i < nu; i++) {
+		pm1 &= u[i] == -1.0 || u[i] == 1.0;
+		b01 &= u[i] == 0.0 || u[i] == 1.0;
+	}
+	if (pm1 || b01) {
+		/* the binary rules of hetsgd_libsvm_load(), over the union */
+		u[0] = pm1 ? -1.0 : 0.0;
+		u[1] = 1.0;	/* u has total + 2 slots */
+		nu = 2;
+	}
+	if (nu > HETSGD_MAX_CLASSES) {
+		ret = algo_err(-EOVERFLOW, "libsvm_load_many: the files hold %llu distinct labels together; the limit is %u",
+			       (unsigned long long)nu, HETSGD_MAX_CLASSES);
+		goto fail;
+	}
+	classes = (uint32_t)nu;
+	for (uint32_t i = 0; i < k; i++) {
+		struct hetsgd_dataset *d = &ds[i];
+		double *lv = alloc_array(classes, sizeof(double));
+
+		if (!lv) {
+			ret = algo_err(-ENOMEM, "libsvm_load_many: out of memory");
+			goto fail;
+		}
+		memcpy(lv, u, classes * sizeof(double));
+		for (uint64_t r = 0; r < d->n; r++) {
+			double v = d->label_values[d->labels[r]];
+			uint64_t lo = 0, hi = classes - 1;
+
+			while (lo < hi) {
+				uint64_t mid = (lo + hi) / 2;
+
+				if (lv[mid] < v)
+					lo = mid + 1;
+				else
+					hi = mid;
+			}
+			d->labels[r] = (int32_t)lo;
+		}
+		free(d->label_values);
+		d->label_values = lv;
+		d->classes = classes;
+		d->p = p;
+	}
+	free(u);
+	memcpy(out, ds, k * sizeof(*ds));
+	free(ds);
+	return 0;
+fail:
+	free(u);
+	for (uint32_t i = 0; i < k; i++)
+		hetsgd_dataset_free(&ds[i]);
+	free(ds);
+	return ret;
+}

@@ -56,14 +56,17 @@ enum msg_type {
 	MSG_FINAL,	/* worker -> server: the whole model at the end */
 	MSG_STOP,	/* server -> worker: the last message */
 	MSG_STATS,	/* worker -> server: its statistics, its last message */
+	MSG_ABORT,	/* either way: this rank failed; the body says why */
 	MSG_MAX,
 };
 
 static const char *const msg_names[MSG_MAX] = {
 	[MSG_GRAD] = "GRAD", [MSG_MODEL] = "MODEL", [MSG_ROUND] = "ROUND",
 	[MSG_AVG] = "AVG", [MSG_SNAP] = "SNAP", [MSG_FINAL] = "FINAL",
-	[MSG_STOP] = "STOP", [MSG_STATS] = "STATS",
+	[MSG_STOP] = "STOP", [MSG_STATS] = "STATS", [MSG_ABORT] = "ABORT",
 };
+
+#define ABORT_MAX 480u		/* bytes of reason an ABORT carries */
 
 #define FLAG_DROPPED 1u		/* MODEL: the server discarded your gradient */
 #define FLAG_SNAP 2u		/* AVG: send your model after this merge */
@@ -387,6 +390,59 @@ static int send_blocking(struct eng *e, int peer, struct eng_hdr *h, body_fn fil
 	return ret;
 }
 
+static int fill_reason(struct eng *e, void *buf, size_t cap, size_t *len, void *arg)
+{
+	size_t n = strlen(arg);
+
+	(void)e;
+	if (n > ABORT_MAX)
+		n = ABORT_MAX;
+	if (n > cap)
+		n = cap;
+	memcpy(buf, arg, n);
+	*len = n;
+	return 0;
+}
+
+/*
+ * Tell a peer that this rank failed, so that it fails at once with the
+ * reason instead of waiting out the stall time (shm cannot see a peer
+ * die).  Best effort, for half a second: the endpoint may be broken.
+ */
+static void send_abort(struct eng *e, int peer, const char *why)
+{
+	struct hetsgd_ev ev[16];
+	struct eng_hdr h;
+	double t0 = now_s();
+	char msg[ABORT_MAX + 1];
+
+	snprintf(msg, sizeof(msg), "%s", why);
+	fill_hdr(&h, MSG_ABORT, (uint32_t)e->rank, 0, 0);
+	while (eng_send(e, peer, &h, fill_reason, msg) == -EAGAIN && now_s() - t0 < 0.5) {
+		int n = hetsgd_tp_progress(e->tp, ev, 16);
+
+		if (n < 0)
+			return;
+		for (int i = 0; i < n; i++)
+			if (ev[i].type == HETSGD_EV_RECV)
+				(void)hetsgd_tp_release(e->tp, ev[i].peer, ev[i].slot);
+	}
+}
+
+/* The error an ABORT from a peer becomes here. */
+static int peer_aborted(const struct hetsgd_ev *ev, const struct eng_hdr *h)
+{
+	char why[ABORT_MAX + 1];
+	size_t n = h->body > ABORT_MAX ? ABORT_MAX : h->body;
+
+	memcpy(why, (const char *)ev->data + HDR_BYTES, n);
+	why[n] = 0;
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)why[i] < 0x20 || (unsigned char)why[i] > 0x7e)
+			why[i] = '?';	/* a peer's text goes to a terminal */
+	return algo_err(-ECONNABORTED, "rank %d failed: %s", ev->peer, why);
+}
+
 /* ---- placement ---- */
 
 static void eng_place(struct eng *e, struct hetsgd_engine_result *res)
@@ -474,6 +530,10 @@ struct worker {
 	atomic_int have_avg;
 	uint64_t avg_round;
 	uint16_t in_flags;
+
+	/* progress thread only: a reply is due (GRAD or ROUND sent) */
+	int awaiting;
+	double await_since;
 
 	/* statistics (compute thread writes, progress reads after join) */
 	uint64_t steps, rounds, overlap_steps, dropped, overruns;
@@ -714,9 +774,11 @@ static int worker_recv(struct worker *w, const struct hetsgd_ev *ev, int *stoppe
 	if (ev->peer != 0)
 		return algo_err(-EPROTO, "rank %d wrote to worker rank %d; only the server (rank 0) does",
 				ev->peer, e->rank);
-	ret = eng_parse(e, ev, &h, &b, ev->kind != MSG_STOP);
+	ret = eng_parse(e, ev, &h, &b, ev->kind != MSG_STOP && ev->kind != MSG_ABORT);
 	if (ret)
 		return ret;
+	if (h.type == MSG_ABORT)
+		return peer_aborted(ev, &h);
 	pthread_mutex_lock(&w->mu);
 	switch (h.type) {
 	case MSG_MODEL:
@@ -727,6 +789,7 @@ static int worker_recv(struct worker *w, const struct hetsgd_ev *ev, int *stoppe
 		w->in_ver = h.round;
 		w->in_flags = h.flags;
 		w->have_model = 1;
+		w->awaiting = 0;
 		break;
 	case MSG_AVG:
 		if (e->cfg->method != HETSGD_METHOD_LOSCAR || atomic_load(&w->have_avg) ||
@@ -736,6 +799,7 @@ static int worker_recv(struct worker *w, const struct hetsgd_ev *ev, int *stoppe
 		w->avg_round = h.round;
 		w->in_flags = h.flags;
 		atomic_store_explicit(&w->have_avg, 1, memory_order_release);
+		w->awaiting = 0;
 		break;
 	case MSG_STOP:
 		*stopped = 1;
@@ -767,7 +831,7 @@ static int fill_stats(struct eng *e, void *buf, size_t cap, size_t *len, void *a
 
 /* One pass of the worker's progress step: landed blocks to the inbox,
  * the outbox to the network; dozes briefly when there was nothing. */
-static int worker_progress(struct worker *w, int *stopped, double *last_recv)
+static int worker_progress(struct worker *w, int *stopped)
 {
 	struct eng *e = w->e;
 	struct hetsgd_ev ev[16];
@@ -781,7 +845,6 @@ static int worker_progress(struct worker *w, int *stopped, double *last_recv)
 			continue;
 		did = 1;
 		e->bytes_recv += ev[i].len;
-		*last_recv = now_s();
 		ret = worker_recv(w, &ev[i], stopped);
 		if (ret)
 			return ret;
@@ -797,6 +860,10 @@ static int worker_progress(struct worker *w, int *stopped, double *last_recv)
 			return ret;
 		}
 		if (!ret) {
+			if (w->out_hdr.type == MSG_GRAD || w->out_hdr.type == MSG_ROUND) {
+				w->awaiting = 1;
+				w->await_since = now_s();
+			}
 			w->out_full = 0;
 			did = 1;
 			pthread_cond_broadcast(&w->cv);
@@ -819,7 +886,6 @@ static int worker_run(struct eng *e, struct hetsgd_engine_result *res)
 	struct worker W, *w = &W;
 	pthread_condattr_t ca;
 	int ret = 0, stopped = 0, started = 0;
-	double last_recv;
 	struct wire_stats ws;
 	struct eng_hdr h;
 
@@ -858,7 +924,6 @@ static int worker_run(struct eng *e, struct hetsgd_engine_result *res)
 	}
 	bind_self(e, e->plan.progress_pu);
 	e->t0 = now_s();
-	last_recv = e->t0;
 	ret = pthread_create(&w->thr, NULL,
 			     c->method == HETSGD_METHOD_LOSCAR ? loscar_worker : asgd_worker, w);
 	if (ret) {
@@ -868,19 +933,23 @@ static int worker_run(struct eng *e, struct hetsgd_engine_result *res)
 	}
 	started = 1;
 	while (!stopped) {
-		ret = worker_progress(w, &stopped, &last_recv);
+		ret = worker_progress(w, &stopped);
 		if (ret)
 			break;
 		if (w->err)
 			break;
-		if (now_s() - last_recv > e->stall_s) {
-			ret = algo_err(-ETIMEDOUT, "worker %u heard nothing from the server for %.0f s: the server died or stalled (raise the stall time if its evaluations are that slow)",
+		if (w->awaiting && now_s() - w->await_since > e->stall_s) {
+			ret = algo_err(-ETIMEDOUT, "worker %u has waited %.0f s for the server's reply: the server died or stalled (raise the stall time if that is expected)",
 				       w->id, e->stall_s);
 			break;
 		}
 	}
 	if (ret)
 		worker_fail(w, ret);
+	else if (w->err)
+		send_abort(e, 0, w->errmsg);
+	if (ret && ret != -ECONNABORTED)
+		send_abort(e, 0, hetsgd_algo_errmsg());
 	atomic_store(&w->stop, 1);
 	pthread_mutex_lock(&w->mu);
 	pthread_cond_broadcast(&w->cv);
@@ -1241,9 +1310,11 @@ static int server_recv(struct server *s, const struct hetsgd_ev *ev)
 	if (ev->peer < 1 || ev->peer >= e->size)
 		return algo_err(-EPROTO, "a message from rank %d, which is not a worker", ev->peer);
 	wk = (uint32_t)ev->peer - 1;
-	ret = eng_parse(e, ev, &h, &b, ev->kind != MSG_STATS);
+	ret = eng_parse(e, ev, &h, &b, ev->kind != MSG_STATS && ev->kind != MSG_ABORT);
 	if (ret)
 		return ret;
+	if (h.type == MSG_ABORT)
+		return peer_aborted(ev, &h);
 	if (h.steps < s->steps[wk])
 		return algo_err(-EPROTO, "worker %u reported %llu steps after %llu", wk,
 				(unsigned long long)h.steps, (unsigned long long)s->steps[wk]);
@@ -1543,8 +1614,16 @@ static int server_run(struct eng *e, struct hetsgd_engine_result *res)
 			idle_polls = 0;
 		}
 	}
-	if (ret)
+	if (ret) {
+		/* tell every worker, so that none waits out its stall time */
+		char reason[ABORT_MAX + 1];
+
+		snprintf(reason, sizeof(reason), "%s", hetsgd_algo_errmsg());
+		for (int r = 1; r < e->size; r++)
+			send_abort(e, r, reason);
+		algo_err(ret, "%s", reason);
 		goto out;
+	}
 	res->elapsed_s = now_s() - e->t0;
 
 	/* wait for the last evaluation, then evaluate the final model here */
@@ -1567,24 +1646,17 @@ static int server_run(struct eng *e, struct hetsgd_engine_result *res)
 			s->x[j] = s->acc[j] / (float)e->n;
 	}
 	{
-		struct hetsgd_eval_point pt = { .t = res->elapsed_s, .grads = server_grads(s),
-						.updates = s->updates, .final = 1 };
+		struct hetsgd_eval_point pt = { .t = res->elapsed_s, .updates = s->updates,
+						.final = 1 };
+		double idle = 0, wall = 0;
 
-		for (uint32_t i = 0; i < e->n; i++)
-			pt.grads = pt.grads > s->ws[i].steps ? pt.grads : s->ws[i].steps;
-		pt.grads = 0;
-		for (uint32_t i = 0; i < e->n; i++)
+		/* the workers' own final counts, from their statistics */
+		for (uint32_t i = 0; i < e->n; i++) {
 			pt.grads += s->ws[i].steps;
-		pt.idle_share = 0;
-		{
-			double idle = 0, wall = 0;
-
-			for (uint32_t i = 0; i < e->n; i++) {
-				idle += s->ws[i].idle_s;
-				wall += s->ws[i].elapsed_s;
-			}
-			pt.idle_share = wall > 0 ? idle / wall : 0;
+			idle += s->ws[i].idle_s;
+			wall += s->ws[i].elapsed_s;
 		}
+		pt.idle_share = wall > 0 ? idle / wall : 0;
 		ret = evaluate(s, s->x, &pt);
 		if (!ret)
 			ret = record_point(s, &pt);
@@ -1694,7 +1766,19 @@ int hetsgd_engine_run(struct hetsgd_boot *boot,
 
 		e->mask_seed = splitmix64(&s);
 	}
-	e->stall_s = cfg->stall_s > 0 ? cfg->stall_s : 60.0;
+	/* silence is expected for a round, a delayed average and a few of
+	 * the slowest worker's steps; only beyond that is it a stall */
+	{
+		double slow = 0, tau;
+
+		for (uint32_t i = 0; i < e->n; i++)
+			if (!hetsgd_profile_mean(&cfg->profile, i, e->n, &tau) && tau > slow)
+				slow = tau;
+		e->stall_s = (cfg->stall_s > 0 ? cfg->stall_s : 60.0) + 4.0 * slow *
+			     exp(2.0 * cfg->profile.noise);
+		if (cfg->method == HETSGD_METHOD_LOSCAR)
+			e->stall_s += cfg->round_s + cfg->comm_delay_s;
+	}
 	/* one BLAS thread per compute thread: OpenBLAS's own pool would
 	 * fight our pinned threads for the same cores */
 	openblas_set_num_threads(1);

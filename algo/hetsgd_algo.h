@@ -100,6 +100,20 @@ int hetsgd_libsvm_load(const char *path, uint32_t p_hint,
 		       struct hetsgd_dataset *out);
 
 /*
+ * One LIBSVM file per worker (each worker's own data, as in federated
+ * settings): load paths[0 .. k) into out[0 .. k) so that the sets agree
+ * with each other, as one file would with itself:
+ *  - p is the largest index over all files (or p_hint, as above);
+ *  - classes come from the union of the labels of all files, mapped by
+ *    the rule of hetsgd_libsvm_load(), so that label 3 is the same class
+ *    on every worker even when a worker never sees label 2.
+ * Every set carries the union in label_values.  On failure nothing is
+ * returned and the message names the file.
+ */
+int hetsgd_libsvm_load_many(const char *const *paths, uint32_t k,
+			    uint32_t p_hint, struct hetsgd_dataset *out);
+
+/*
  * Load an IDX image file (magic 0x00000803: uint8 n x rows x cols) and its
  * IDX label file (magic 0x00000801: uint8 n), plain or gzip-compressed, as
  * dense storage with p = rows * cols, pixels scaled to [0, 1] (x / 255).
@@ -409,7 +423,7 @@ double hetsgd_profile_step(const struct hetsgd_profile *prof, double mean,
  * the workers report with their gradients.  Robust: the estimate is the
  * median of the last `window` reports, so one slow step (a page fault, a
  * preempted core) does not move it, and a worker that really speeds up or
- * slows down is followed within window / 2 reports.
+ * slows down is followed within window / 2 + 1 reports.
  *
  * Active workers: a worker joins with its first report and leaves with
  * hetsgd_tau_leave(), or when it has not reported for stale_s plus four
@@ -433,7 +447,7 @@ struct hetsgd_tau_est {
 int hetsgd_tau_init(struct hetsgd_tau_est *e, uint32_t n, uint32_t window,
 		    double stale_s);
 void hetsgd_tau_fini(struct hetsgd_tau_est *e);	/* zeroed struct accepted */
-/* A report of tau seconds at time now; -EINVAL for a bad worker or tau. */
+/* A report of tau seconds at time now; -EINVAL for a bad worker, tau or now. */
 int hetsgd_tau_report(struct hetsgd_tau_est *e, uint32_t worker, double tau,
 		      double now);
 void hetsgd_tau_leave(struct hetsgd_tau_est *e, uint32_t worker);
@@ -558,7 +572,11 @@ struct hetsgd_engine_cfg {
 	double tau_stale_s;		/* 0: 2 s */
 	int pin;			/* 1 bind threads per the plan, 0 never,
 					 * -1 unless the plan oversubscribes */
-	double stall_s;			/* no message for this long = error; 0: 60 s */
+	double stall_s;			/* a worker waiting this long for a reply,
+					 * or a server hearing from no worker, beyond
+					 * the silence expected (a round, a delayed
+					 * average, 4 steps of the slowest worker),
+					 * fails the run; 0: 60 s */
 	hetsgd_eval_fn on_eval;
 	void *on_eval_arg;
 };

@@ -263,6 +263,8 @@ int hetsgd_tau_report(struct hetsgd_tau_est *e, uint32_t worker, double tau,
 	if (!(tau >= 0.0) || !isfinite(tau))
 		return algo_err(-EINVAL, "tau estimate: worker %u reported %g s per gradient",
 				worker, tau);
+	if (!isfinite(now))
+		return algo_err(-EINVAL, "tau estimate: report time %g is not a time", now);
 	h = e->hist + (size_t)worker * e->window;
 	h[e->pos[worker]] = tau;
 	e->pos[worker] = (e->pos[worker] + 1) % e->window;

@@ -807,3 +807,59 @@ Test(data, split_holdout)
 	cr_assert_eq(hetsgd_split_holdout(1, 0.9, 9, &a), -EINVAL);
 	cr_assert_eq(hetsgd_split_holdout(1000, NAN, 9, &a), -EINVAL);
 }
+
+/* One file per worker: p and the classes must agree across the files. */
+Test(data, libsvm_load_many)
+{
+	struct hetsgd_dataset ds[3];
+	const char *paths[3];
+	char keep[3][512];	/* write_text's path is one static buffer */
+
+	paths[0] = strcpy(keep[0], write_text("w0.svm", "2 1:1\n3 4:1\n"));
+	paths[1] = strcpy(keep[1], write_text("w1.svm", "3 2:1\n7 9:1\n3 1:5\n"));
+	paths[2] = strcpy(keep[2], write_text("w2.svm", "7 3:1\n"));
+	cr_assert_eq(hetsgd_libsvm_load_many(paths, 3, 0, ds), 0, "%s", hetsgd_algo_errmsg());
+	for (int i = 0; i < 3; i++) {
+		cr_assert_eq(ds[i].p, 9, "file %d: p %u", i, ds[i].p);
+		cr_assert_eq(ds[i].classes, 3);
+		cr_assert_eq(ds[i].label_values[0], 2.0);
+		cr_assert_eq(ds[i].label_values[1], 3.0);
+		cr_assert_eq(ds[i].label_values[2], 7.0);
+	}
+	/* label 3 is class 1 everywhere, 7 is class 2 even in a file without 2 */
+	cr_assert_eq(ds[0].labels[0], 0);
+	cr_assert_eq(ds[0].labels[1], 1);
+	cr_assert_eq(ds[1].labels[0], 1);
+	cr_assert_eq(ds[1].labels[1], 2);
+	cr_assert_eq(ds[2].labels[0], 2);
+	cr_assert_eq(hetsgd_dataset_check(&ds[2]), 0, "%s", hetsgd_algo_errmsg());
+	for (int i = 0; i < 3; i++)
+		hetsgd_dataset_free(&ds[i]);
+
+	/* binary: a file of only +1 and a file of -1/+1 share {-1, +1} */
+	paths[0] = strcpy(keep[0], write_text("b0.svm", "+1 1:1\n"));
+	paths[1] = strcpy(keep[1], write_text("b1.svm", "-1 2:1\n+1 1:1\n"));
+	cr_assert_eq(hetsgd_libsvm_load_many(paths, 2, 0, ds), 0, "%s", hetsgd_algo_errmsg());
+	cr_assert_eq(ds[0].classes, 2);
+	cr_assert_eq(ds[0].labels[0], 1);
+	cr_assert_eq(ds[1].labels[0], 0);
+	cr_assert_eq(ds[1].labels[1], 1);
+	hetsgd_dataset_free(&ds[0]);
+	hetsgd_dataset_free(&ds[1]);
+
+	/* {0, 1} in one file and only 1 in another stays binary 0/1 */
+	paths[0] = strcpy(keep[0], write_text("c0.svm", "0 1:1\n1 1:1\n"));
+	paths[1] = strcpy(keep[1], write_text("c1.svm", "1 1:1\n"));
+	cr_assert_eq(hetsgd_libsvm_load_many(paths, 2, 0, ds), 0, "%s", hetsgd_algo_errmsg());
+	cr_assert_eq(ds[1].classes, 2);
+	cr_assert_eq(ds[1].label_values[0], 0.0);
+	cr_assert_eq(ds[1].labels[0], 1);
+	hetsgd_dataset_free(&ds[0]);
+	hetsgd_dataset_free(&ds[1]);
+
+	/* a bad file names itself; nothing is returned */
+	paths[0] = strcpy(keep[0], write_text("d0.svm", "1 1:1\n"));
+	paths[1] = strcpy(keep[1], write_text("d1.svm", "1 0:1\n"));
+	cr_assert_eq(hetsgd_libsvm_load_many(paths, 2, 0, ds), -EBADMSG);
+	cr_assert(strstr(hetsgd_algo_errmsg(), "d1.svm:1"), "%s", hetsgd_algo_errmsg());
+}

@@ -1,0 +1,11 @@
+#!/bin/sh
+# The engine's scenarios on real ranks over shm (no device, no data files):
+# Rescaled vs vanilla ASGD on quadratics, LOSCAR = SGD with one worker and
+# K = d, steps in flight with and without overlap, and a failing worker
+# that must end the run on every rank at once.
+set -e
+prog="${HETSGD_BUILDDIR:-.}/tests/algo/hetsgd-algo-check"
+"$prog" --scenario quad "$@"
+"$prog" --scenario loscar-sgd "$@"
+"$prog" --scenario overlap "$@"
+"$prog" --scenario abort "$@"
