@@ -198,6 +198,9 @@ int hetsgd_engine_cfg_check(const struct hetsgd_engine_cfg *c, uint32_t n,
 		return algo_err(-EINVAL, "targets must be finite");
 	if (c->tau_window > 1024)
 		return algo_err(-EINVAL, "tau window %u exceeds 1024", c->tau_window);
+	if (c->compute_threads < 0 || c->compute_threads > 256)
+		return algo_err(-EINVAL, "%d compute threads per worker: use 1 .. 256 (0 means 1)",
+				c->compute_threads);
 	if (c->pin < -1 || c->pin > 1)
 		return algo_err(-EINVAL, "pin must be -1 (auto), 0 or 1, not %d", c->pin);
 	return 0;
@@ -447,7 +450,9 @@ static int peer_aborted(const struct hetsgd_ev *ev, const struct eng_hdr *h)
 
 static void eng_place(struct eng *e, struct hetsgd_engine_result *res)
 {
-	struct hetsgd_topo_req req = { .compute_threads = 1 };
+	/* every rank asks for the same, so that the node's plans agree */
+	struct hetsgd_topo_req req = { .compute_threads = e->cfg->compute_threads > 0 ?
+							  e->cfg->compute_threads : 1 };
 	int lr, ls, ret;
 
 	e->bind = 0;
@@ -476,14 +481,21 @@ static void eng_place(struct eng *e, struct hetsgd_engine_result *res)
 		return;
 	}
 	e->bind = e->cfg->pin == 1 || (e->cfg->pin == -1 && !e->plan.oversubscribed);
-	if (e->bind)
+	if (e->bind) {
+		char cpus[96] = "";
+		size_t off = 0;
+
+		for (int t = 0; t < e->plan.ncompute && off + 12 < sizeof(cpus); t++)
+			off += (size_t)snprintf(cpus + off, sizeof(cpus) - off, "%s%d", t ? "," : "",
+						e->plan.compute_pus[t]);
 		snprintf(res->placement, sizeof(res->placement),
-			 "progress on cpu %d, compute on cpu %d, memory on node %d",
-			 e->plan.progress_pu, e->plan.compute_pus[0], e->plan.numa_node);
+			 "progress on cpu %d, compute on cpu %s, memory on node %d",
+			 e->plan.progress_pu, cpus, e->plan.numa_node);
+	}
 	else
 		snprintf(res->placement, sizeof(res->placement),
-			 "unpinned: %d ranks x 2 threads share the cores (pinning would stack them; pin with --pin yes)",
-			 ls);
+			 "unpinned: %d ranks x %d threads share the cores (pinning would stack them; pin with --pin yes)",
+			 ls, req.compute_threads + 1);
 }
 
 static void bind_self(struct eng *e, int pu)
@@ -531,6 +543,18 @@ struct worker {
 	uint64_t avg_round;
 	uint16_t in_flags;
 
+	/* the compute team: thread 0 leads, threads 1 .. nthr-1 help with
+	 * slices of each batch (fork-join on two barriers per step) */
+	int nthr;
+	pthread_t *helper;
+	pthread_barrier_t bar_go, bar_done;
+	int team_ready, team_quit;
+	const float *team_x;
+	uint32_t team_m;
+	float **team_g;		/* per helper: its slice's gradient */
+	int *team_err;
+	char team_msg[512];
+
 	/* progress thread only: a reply is due (GRAD or ROUND sent) */
 	int awaiting;
 	double await_since;
@@ -560,6 +584,93 @@ static int worker_fail(struct worker *w, int err)
 }
 
 /* One gradient of f_i at x into g, padded to the profile's target. */
+/* Slice t of the current batch (of nthr slices): [lo, hi). */
+static void team_slice(const struct worker *w, int t, uint32_t *lo, uint32_t *hi)
+{
+	*lo = (uint32_t)((uint64_t)w->team_m * (uint64_t)t / (uint64_t)w->nthr);
+	*hi = (uint32_t)((uint64_t)w->team_m * (uint64_t)(t + 1) / (uint64_t)w->nthr);
+}
+
+struct helper_arg {
+	struct worker *w;
+	int t;
+};
+
+static void *team_helper(void *arg)
+{
+	struct helper_arg *ha = arg;
+	struct worker *w = ha->w;
+	int t = ha->t;
+	struct hetsgd_objective *obj = w->e->io->thread_obj[t - 1];
+
+	bind_self(w->e, w->e->plan.compute_pus[t]);
+	pthread_mutex_lock(&w->mu);
+	while (!w->team_ready && !w->team_quit)
+		pthread_cond_wait(&w->cv, &w->mu);
+	pthread_mutex_unlock(&w->mu);
+	if (!w->team_ready)
+		return NULL;	/* the team never formed: no barrier to meet */
+	for (;;) {
+		uint32_t lo, hi;
+
+		pthread_barrier_wait(&w->bar_go);
+		if (w->team_quit)
+			break;
+		team_slice(w, t, &lo, &hi);
+		w->team_err[t] = hi > lo ?
+			hetsgd_objective_loss_grad(obj, w->team_x, w->e->io->data, w->bidx + lo,
+						   hi - lo, NULL, w->team_g[t]) : 0;
+		if (w->team_err[t])
+			snprintf(w->team_msg, sizeof(w->team_msg), "compute thread %d: %s", t,
+				 hetsgd_algo_errmsg());
+		pthread_barrier_wait(&w->bar_done);
+	}
+	return NULL;
+}
+
+/*
+ * The batch's gradient with the whole team: each thread takes a slice,
+ * the leader weighs the slices' means by their sizes.  Deterministic for
+ * a given number of threads (the sum is taken in thread order).
+ */
+static int team_grad(struct worker *w, const float *x, uint32_t m)
+{
+	struct eng *e = w->e;
+	uint32_t lo, hi;
+	int ret = 0;
+
+	w->team_x = x;
+	w->team_m = m;
+	pthread_barrier_wait(&w->bar_go);
+	team_slice(w, 0, &lo, &hi);
+	if (hi > lo)
+		ret = hetsgd_objective_loss_grad(e->io->obj, x, e->io->data, w->bidx + lo,
+						 hi - lo, NULL, w->g);
+	else
+		memset(w->g, 0, e->d * sizeof(float));
+	pthread_barrier_wait(&w->bar_done);
+	if (ret)
+		return ret;
+	{
+		float s0 = (float)(hi - lo) / (float)m;
+
+		for (size_t j = 0; j < e->d; j++)
+			w->g[j] *= s0;
+	}
+	for (int t = 1; t < w->nthr; t++) {
+		float st;
+
+		if (w->team_err[t])
+			return algo_err(w->team_err[t], "%s", w->team_msg);
+		team_slice(w, t, &lo, &hi);
+		st = (float)(hi - lo) / (float)m;
+		for (size_t j = 0; hi > lo && j < e->d; j++)
+			w->g[j] += st * w->team_g[t][j];
+	}
+	return 0;
+}
+
+/* One gradient of f_i at x into g, padded to the profile's target. */
 static int worker_grad(struct worker *w, const float *x)
 {
 	struct eng *e = w->e;
@@ -572,7 +683,11 @@ static int worker_grad(struct worker *w, const float *x)
 
 	if (m)
 		draw_batch(&w->rng, e->io->data->n, w->bidx, m);
-	ret = hetsgd_objective_loss_grad(obj, x, quad ? NULL : e->io->data, w->bidx, m, NULL, w->g);
+	if (w->nthr > 1 && m)
+		ret = team_grad(w, x, m);
+	else
+		ret = hetsgd_objective_loss_grad(obj, x, quad ? NULL : e->io->data, w->bidx, m,
+						 NULL, w->g);
 	if (ret)
 		return ret;
 	target = hetsgd_profile_step(&c->profile, w->tau_mean, w->id, w->steps);
@@ -736,6 +851,65 @@ static void *loscar_worker(void *arg)
 			w->overlap_steps++;
 	}
 	return NULL;
+}
+
+/*
+ * The compute thread: start the helpers, run the method, stop them.
+ * Helpers wait for team_ready before touching the barriers, which are
+ * sized once every helper runs; the leader always releases them, however
+ * its method ends.
+ */
+static void *compute_main(void *arg)
+{
+	struct worker *w = arg;
+	void *(*method)(void *) = w->e->cfg->method == HETSGD_METHOD_LOSCAR ?
+				  loscar_worker : asgd_worker;
+	struct helper_arg *ha = NULL;
+	void *rv;
+	int started = 1, ret = 0;
+
+	if (w->nthr > 1) {
+		ha = calloc((size_t)w->nthr, sizeof(*ha));
+		if (!ha)
+			return (void *)(intptr_t)worker_fail(w, algo_err(-ENOMEM, "compute team: out of memory"));
+		for (int t = 1; t < w->nthr && !ret; t++) {
+			ha[t].w = w;
+			ha[t].t = t;
+			ret = pthread_create(&w->helper[t], NULL, team_helper, &ha[t]);
+			if (!ret)
+				started++;
+		}
+		if (!ret) {
+			pthread_barrier_init(&w->bar_go, NULL, (unsigned)w->nthr);
+			pthread_barrier_init(&w->bar_done, NULL, (unsigned)w->nthr);
+		}
+		pthread_mutex_lock(&w->mu);
+		if (ret)
+			w->team_quit = 1;
+		else
+			w->team_ready = 1;
+		pthread_cond_broadcast(&w->cv);
+		pthread_mutex_unlock(&w->mu);
+		if (ret) {
+			for (int t = 1; t < started; t++)
+				pthread_join(w->helper[t], NULL);
+			free(ha);
+			return (void *)(intptr_t)worker_fail(w, algo_err(-ret, "worker %u: cannot start compute thread %d of %d: %s",
+									   w->id, started, w->nthr,
+									   strerror(ret)));
+		}
+	}
+	rv = method(w);
+	if (w->nthr > 1) {
+		w->team_quit = 1;
+		pthread_barrier_wait(&w->bar_go);
+		for (int t = 1; t < w->nthr; t++)
+			pthread_join(w->helper[t], NULL);
+		pthread_barrier_destroy(&w->bar_go);
+		pthread_barrier_destroy(&w->bar_done);
+	}
+	free(ha);
+	return rv;
 }
 
 /* Body of the outbox message. */
@@ -915,6 +1089,25 @@ static int worker_run(struct eng *e, struct hetsgd_engine_result *res)
 		goto out;
 	}
 	memcpy(w->x, e->io->x0, e->d * sizeof(float));
+	w->nthr = c->compute_threads > 1 ? c->compute_threads : 1;
+	if (w->nthr > 1) {
+		w->helper = calloc((size_t)w->nthr, sizeof(*w->helper));
+		w->team_g = calloc((size_t)w->nthr, sizeof(*w->team_g));
+		w->team_err = calloc((size_t)w->nthr, sizeof(*w->team_err));
+		if (!w->helper || !w->team_g || !w->team_err) {
+			ret = algo_err(-ENOMEM, "worker %u: out of memory for %d compute threads",
+				       w->id, w->nthr);
+			goto out;
+		}
+		for (int t = 1; t < w->nthr; t++) {
+			w->team_g[t] = hetsgd_topo_alloc(e->plan.numa_node, e->d * sizeof(float));
+			if (!w->team_g[t]) {
+				ret = algo_err(-ENOMEM, "worker %u: out of memory for %d compute threads",
+					       w->id, w->nthr);
+				goto out;
+			}
+		}
+	}
 	if (c->method == HETSGD_METHOD_LOSCAR) {
 		ret = hetsgd_mask_init(&w->mask, e->k, (uint32_t)e->d);
 		if (ret) {
@@ -924,8 +1117,7 @@ static int worker_run(struct eng *e, struct hetsgd_engine_result *res)
 	}
 	bind_self(e, e->plan.progress_pu);
 	e->t0 = now_s();
-	ret = pthread_create(&w->thr, NULL,
-			     c->method == HETSGD_METHOD_LOSCAR ? loscar_worker : asgd_worker, w);
+	ret = pthread_create(&w->thr, NULL, compute_main, w);
 	if (ret) {
 		ret = algo_err(-ret, "worker %u: cannot start its compute thread: %s", w->id,
 			       strerror(ret));
@@ -1029,6 +1221,12 @@ out:
 	free(w->out_nz);
 	free(w->y);
 	free(w->bidx);
+	for (int t = 1; w->team_g && t < w->nthr; t++)
+		if (w->team_g[t])
+			hetsgd_topo_free(w->team_g[t], e->d * sizeof(float));
+	free(w->team_g);
+	free(w->team_err);
+	free(w->helper);
 	pthread_cond_destroy(&w->cv);
 	pthread_cond_destroy(&w->pcv);
 	pthread_mutex_destroy(&w->mu);
@@ -1753,6 +1951,12 @@ int hetsgd_engine_run(struct hetsgd_boot *boot,
 		if (io->obj->kind != HETSGD_OBJ_QUAD && (!io->data || io->data->n == 0))
 			return algo_err(-EINVAL, "engine: worker %d has no samples: give every worker data (fewer workers, or another split)",
 					e->rank - 1);
+		for (int t = 1; t < cfg->compute_threads; t++)
+			if (!io->thread_obj || !io->thread_obj[t - 1] ||
+			    io->thread_obj[t - 1]->d != e->d ||
+			    io->thread_obj[t - 1]->kind != io->obj->kind)
+				return algo_err(-EINVAL, "engine: %d compute threads need io->thread_obj[0 .. %d], one more instance of the same objective per extra thread (instance %d is missing or differs)",
+						cfg->compute_threads, cfg->compute_threads - 2, t - 1);
 		if (io->data && io->data->n > UINT32_MAX)
 			return algo_err(-EINVAL, "engine: worker %d has %llu samples; at most 2^32 - 1",
 					e->rank - 1, (unsigned long long)io->data->n);

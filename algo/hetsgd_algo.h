@@ -505,8 +505,9 @@ void hetsgd_loscar_merge(enum hetsgd_merge merge, float *x,
 /*
  * A job of n + 1 ranks: rank 0 is the server (it holds the model for
  * ASGD and synchronous SGD, and averages for LOSCAR), ranks 1 .. n are
- * workers 0 .. n - 1.  A worker is one compute thread, pinned per the
- * topology plan, and a progress step (the calling thread, pinned too)
+ * workers 0 .. n - 1.  A worker is compute threads (one by default; more
+ * split each batch), pinned per the topology plan, and a progress step
+ * (the calling thread, pinned too)
  * that drives the transport: it hands blocks from the compute thread to
  * the network and landed blocks to the compute thread, so computation
  * never waits for the network unless the method says so.  The methods
@@ -570,6 +571,10 @@ struct hetsgd_engine_cfg {
 	double eval_interval_s;		/* 0: no intermediate evaluations */
 	uint32_t tau_window;		/* 0: 8 */
 	double tau_stale_s;		/* 0: 2 s */
+	int compute_threads;		/* per worker (0: 1); each step's batch is
+					 * split between them; deterministic for a
+					 * given count, and hetsgd_sgd_reference()
+					 * matches one thread */
 	int pin;			/* 1 bind threads per the plan, 0 never,
 					 * -1 unless the plan oversubscribes */
 	double stall_s;			/* a worker waiting this long for a reply,
@@ -597,6 +602,9 @@ struct hetsgd_engine_io {
 	/* worker: f_i, used by its compute thread only; server: for
 	 * evaluation, used by its evaluation thread only (may be NULL). */
 	struct hetsgd_objective *obj;
+	/* worker with compute_threads T > 1: T - 1 more instances of the same
+	 * objective, one per extra thread (an instance is single-threaded) */
+	struct hetsgd_objective *const *thread_obj;
 	const struct hetsgd_dataset *data;	/* worker: its samples; NULL for QUAD */
 	const struct hetsgd_dataset *eval;	/* server: loss set (optional) */
 	const struct hetsgd_dataset *test;	/* server: accuracy set (optional) */

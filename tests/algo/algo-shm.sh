@@ -7,5 +7,6 @@ set -e
 prog="${HETSGD_BUILDDIR:-.}/tests/algo/hetsgd-algo-check"
 "$prog" --scenario quad "$@"
 "$prog" --scenario loscar-sgd "$@"
+"$prog" --scenario loscar-sgd --threads 2 "$@"
 "$prog" --scenario overlap "$@"
 "$prog" --scenario abort "$@"

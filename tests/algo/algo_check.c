@@ -7,7 +7,7 @@
  *   hetsgd-algo-check --scenario NAME [--provider shm|verbs] [--seed S]
  *                     [--budget SECONDS] [--method M] [--policy P]
  *                     [--merge R] [--no-overlap] [--k K | --k-percent P]
- *                     [--min-acc A] [--synth] [--verbose]
+ *                     [--min-acc A] [--synth] [--threads T] [--verbose]
  *
  * Scenarios:
  *   quad      4 workers, heterogeneous quadratics, tau_i = c (i + 1):
@@ -52,6 +52,7 @@ struct opts {
 	uint32_t k;
 	double k_percent;	/* K = d * k_percent / 100 when > 0 */
 	double min_acc;
+	int threads;		/* compute threads per worker */
 	int synth;		/* generated blobs instead of Fashion-MNIST */
 	int verbose;
 };
@@ -101,7 +102,20 @@ static int run_rank(struct hetsgd_boot *boot, struct job *j, float *x_out,
 	if (ret)
 		return fail("objective");
 	io.obj = obj;
-	ret = hetsgd_engine_run(boot, &ta, &j->cfg, &io, res);
+	{
+		struct hetsgd_objective *more[16] = { 0 };
+
+		for (int t = 1; t < j->cfg.compute_threads && t <= 16 && !ret; t++)
+			ret = j->qa ? hetsgd_objective_quad_create(j->d, j->qa[rank - 1], j->qb[rank - 1], &more[t - 1])
+				    : hetsgd_objective_softmax_create(j->train.p, j->train.classes, 1, 0.0f, &more[t - 1]);
+		io.thread_obj = more;
+		if (!ret)
+			ret = hetsgd_engine_run(boot, &ta, &j->cfg, &io, res);
+		else
+			fail("objective");
+		for (int t = 0; t < 16; t++)
+			hetsgd_objective_destroy(more[t]);
+	}
 	hetsgd_objective_destroy(obj);
 	if (ret)
 		return j->expect_fail ? 1 : fail("engine");
@@ -245,7 +259,7 @@ static int loscar_sgd_rank(struct hetsgd_boot *boot, void *arg)
 	struct hetsgd_engine_result res;
 	struct hetsgd_objective *obj;
 	int ret = run_rank(boot, j, x, &res), ok;
-	size_t diff = 0;
+	size_t diff = 0, bits = 0;
 
 	if (ret || hetsgd_boot_rank(boot) != 0) {
 		hetsgd_engine_result_free(&res);
@@ -259,20 +273,30 @@ static int loscar_sgd_rank(struct hetsgd_boot *boot, void *arg)
 				 res.workers[0].steps, j->cfg.seed, 0))
 		return fail("reference");
 	hetsgd_objective_destroy(obj);
-	for (size_t i = 0; i < j->d; i++)
-		diff += memcmp(&x[i], &xr[i], sizeof(float)) != 0;
+	for (size_t i = 0; i < j->d; i++) {
+		/* a team of T threads sums T partial means: the same up to rounding */
+		if (j->cfg.compute_threads > 1)
+			diff += fabsf(x[i] - xr[i]) > 1e-3f * (1.0f + fabsf(xr[i]));
+		else
+			diff += memcmp(&x[i], &xr[i], sizeof(float)) != 0;
+		bits += memcmp(&x[i], &xr[i], sizeof(float)) != 0;
+	}
 	if (j->cfg.merge == HETSGD_MERGE_DELAY_CORRECTED)
-		ok = diff == 0;
+		/* and a team that really split its batches rounds differently */
+		ok = diff == 0 && (j->cfg.compute_threads > 1) == (bits > 0);
 	else	/* overwrite throws away the steps taken in flight */
 		ok = diff > 0;
 	ok = ok && res.workers[0].steps > 10 && res.workers[0].rounds > 3 &&
 	     res.workers[0].overlap_steps > 0;
-	printf("%s: LOSCAR %s (1 worker, K = d, %llu rounds, %llu steps, %llu of them in flight) vs plain SGD: %zu of %zu coordinates differ (must be %s)\n",
+	printf("%s: LOSCAR %s (1 worker of %d compute threads, K = d, %llu rounds, %llu steps, %llu of them in flight) vs plain SGD: %zu of %zu coordinates differ%s (must be %s)\n",
 	       ok ? "PASS" : "FAIL", hetsgd_merge_name(j->cfg.merge),
+	       j->cfg.compute_threads > 1 ? j->cfg.compute_threads : 1,
 	       (unsigned long long)res.workers[0].rounds,
 	       (unsigned long long)res.workers[0].steps,
 	       (unsigned long long)res.workers[0].overlap_steps, diff, j->d,
-	       j->cfg.merge == HETSGD_MERGE_DELAY_CORRECTED ? "0, bitwise" : "> 0: the in-flight steps are lost");
+	       j->cfg.compute_threads > 1 ? " by more than 1e-3 relative" : "",
+	       j->cfg.merge != HETSGD_MERGE_DELAY_CORRECTED ? "> 0: the in-flight steps are lost" :
+	       j->cfg.compute_threads > 1 ? "0, and some bits must differ: the team splits batches" : "0, bitwise");
 	hetsgd_engine_result_free(&res);
 	free(x);
 	free(xr);
@@ -363,6 +387,7 @@ static int scenario_loscar_sgd(const struct opts *o)
 	j.cfg.seed = o->seed;
 	j.cfg.profile.unit_s = 0.001;
 	j.cfg.budget_s = o->budget > 0 ? o->budget : 1.0;
+	j.cfg.compute_threads = o->threads;
 	for (int m = 0; m < 2; m++) {
 		j.cfg.merge = m ? HETSGD_MERGE_OVERWRITE : HETSGD_MERGE_DELAY_CORRECTED;
 		if (hetsgd_boot_local_run(2, loscar_sgd_rank, &j, NULL)) {
@@ -524,8 +549,9 @@ static int fmnist_rank(struct hetsgd_boot *boot, void *arg)
 			 j->cfg.k ? j->cfg.k : (uint32_t)j->d, j->d);
 	else
 		snprintf(what, sizeof(what), "synchronous SGD");
-	printf("%s: %s on %s (softmax, 4 workers, Dirichlet 0.5) over %s: test accuracy %.4f (must be >= %.2f)\n",
+	printf("%s: %s on %s (softmax, 4 workers of %d compute threads, Dirichlet 0.5) over %s: test accuracy %.4f (must be >= %.2f)\n",
 	       ok ? "PASS" : "FAIL", what, j->o->synth ? "generated blobs" : "Fashion-MNIST",
+	       j->cfg.compute_threads > 1 ? j->cfg.compute_threads : 1,
 	       hetsgd_provider_name(j->o->prov), acc, j->o->min_acc);
 	print_stats(&res);
 	hetsgd_engine_result_free(&res);
@@ -553,6 +579,7 @@ static int scenario_fmnist(const struct opts *o)
 	j.cfg.profile.noise = 0.1;
 	j.cfg.budget_s = o->budget > 0 ? o->budget : 3.0;
 	j.cfg.eval_interval_s = 0.5;
+	j.cfg.compute_threads = o->threads;
 	j.cfg.on_eval = on_eval;
 	j.cfg.on_eval_arg = &j;
 	if (hetsgd_boot_local_run(5, fmnist_rank, &j, NULL)) {
@@ -566,7 +593,7 @@ static void usage(void)
 {
 	fprintf(stderr, "usage: hetsgd-algo-check --scenario quad|loscar-sgd|overlap|abort|fmnist [--provider shm|verbs]\n"
 		"       [--seed S] [--budget SECONDS] [--method asgd|sync|loscar] [--policy P] [--merge R]\n"
-		"       [--no-overlap] [--k K | --k-percent P] [--min-acc A] [--synth] [--verbose]\n");
+		"       [--no-overlap] [--k K | --k-percent P] [--min-acc A] [--synth] [--threads T] [--verbose]\n");
 }
 
 int main(int argc, char **argv)
@@ -585,6 +612,7 @@ int main(int argc, char **argv)
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "synth", no_argument, NULL, 'y' },
 		{ "k-percent", required_argument, NULL, 'K' },
+		{ "threads", required_argument, NULL, 't' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct opts o = { .prov = HETSGD_PROV_SHM, .seed = 1, .method = HETSGD_METHOD_ASGD,
@@ -627,6 +655,7 @@ int main(int argc, char **argv)
 		case 'v': o.verbose = 1; break;
 		case 'y': o.synth = 1; break;
 		case 'K': o.k_percent = atof(optarg); break;
+		case 't': o.threads = atoi(optarg); break;
 		default: usage(); return 2;
 		}
 	}
