@@ -28,6 +28,8 @@ packages=(
 	slurmctld slurmd slurm-client munge
 	# real data: Fashion-MNIST (IDX, gzip) in /usr/share/datasets/fashion-mnist
 	dataset-fashion-mnist
+	# hetsgd-train's and hetsgd-plot's PNG plots
+	gnuplot-nox
 )
 
 missing=()

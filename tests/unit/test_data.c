@@ -863,3 +863,69 @@ Test(data, libsvm_load_many)
 	cr_assert_eq(hetsgd_libsvm_load_many(paths, 2, 0, ds), -EBADMSG);
 	cr_assert(strstr(hetsgd_algo_errmsg(), "d1.svm:1"), "%s", hetsgd_algo_errmsg());
 }
+
+/* ------------------------------------------------------------ model file */
+
+Test(data, model_file)
+{
+	struct hetsgd_model_info in = { .d = 5, .kind = HETSGD_OBJ_SOFTMAX, .p = 2, .classes = 2,
+					.flags = 1, .config_hash = 0x1122334455667788ull };
+	struct hetsgd_model_info out;
+	float x[5] = { 1.5f, -2.0f, 0.0f, 3.25f, -0.125f }, *y = NULL;
+	char path[512], bad[512];
+	FILE *f;
+	unsigned char b;
+
+	snprintf(path, sizeof(path), "%s", tpath("m.bin"));
+	cr_assert_eq(hetsgd_model_save(path, &in, x), 0, "%s", hetsgd_algo_errmsg());
+	cr_assert_eq(hetsgd_model_load(path, &out, &y), 0, "%s", hetsgd_algo_errmsg());
+	cr_assert_eq(out.d, 5);
+	cr_assert_eq(out.kind, HETSGD_OBJ_SOFTMAX);
+	cr_assert_eq(out.p, 2);
+	cr_assert_eq(out.classes, 2);
+	cr_assert_eq(out.flags, 1);
+	cr_assert_eq(out.config_hash, 0x1122334455667788ull);
+	cr_assert_arr_eq(y, x, sizeof(x));
+	free(y);
+
+	/* the documented layout: magic, then d at offset 16, values at 64 */
+	f = fopen(path, "rb");
+	cr_assert(f);
+	{
+		unsigned char h[68];
+
+		cr_assert_eq(fread(h, 1, 68, f), 68);
+		cr_assert_eq(memcmp(h, "HSGDMDL1", 8), 0);
+		cr_assert_eq(h[16], 5);
+		cr_assert_eq(memcmp(h + 64, &x[0], 4), 0);
+	}
+	fclose(f);
+
+	/* one flipped bit in the values: the checksum says so */
+	snprintf(bad, sizeof(bad), "%s", path);
+	f = fopen(bad, "r+b");
+	cr_assert(f);
+	fseek(f, 64 + 13, SEEK_SET);
+	cr_assert_eq(fread(&b, 1, 1, f), 1);
+	b ^= 0x10;
+	fseek(f, 64 + 13, SEEK_SET);
+	cr_assert_eq(fwrite(&b, 1, 1, f), 1);
+	fclose(f);
+	y = NULL;
+	cr_assert_eq(hetsgd_model_load(bad, &out, &y), -EBADMSG);
+	cr_assert(strstr(hetsgd_algo_errmsg(), "checksum"), "%s", hetsgd_algo_errmsg());
+	cr_assert_null(y);
+
+	/* truncated */
+	cr_assert_eq(truncate(bad, 64 + 8), 0);
+	cr_assert_eq(hetsgd_model_load(bad, &out, &y), -EBADMSG);
+	cr_assert(strstr(hetsgd_algo_errmsg(), "truncated"), "%s", hetsgd_algo_errmsg());
+
+	/* not a model at all, and no file */
+	cr_assert_eq(hetsgd_model_load(write_text("notmodel.bin", "hello, this is not a model file at all, no no no no no no no no no\n"),
+				       &out, &y), -EBADMSG);
+	cr_assert_eq(hetsgd_model_load(tpath("nothing-here.bin"), &out, &y), -ENOENT);
+	/* save refuses d = 0 */
+	in.d = 0;
+	cr_assert_eq(hetsgd_model_save(path, &in, x), -EINVAL);
+}

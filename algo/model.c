@@ -1,0 +1,169 @@
+/* The model file: a 64-byte header, then the values, with a CRC-32. */
+#include <config.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+#include "algo_priv.h"
+
+#define HDR 64u
+
+static void put32(unsigned char *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static void put64(unsigned char *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint32_t get32(const unsigned char *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint64_t get64(const unsigned char *p)
+{
+	return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
+}
+
+/* CRC-32 of the values as little-endian bytes (zlib takes uInt lengths). */
+static uint32_t values_crc(const float *x, uint64_t d)
+{
+	uLong crc = crc32(0L, Z_NULL, 0);
+	const unsigned char *b = (const unsigned char *)x;
+	uint64_t left = d * 4;
+
+	while (left) {
+		uInt n = left > (1u << 30) ? (1u << 30) : (uInt)left;
+
+		crc = crc32(crc, b, n);
+		b += n;
+		left -= n;
+	}
+	return (uint32_t)crc;
+}
+
+int hetsgd_model_save(const char *path, const struct hetsgd_model_info *info,
+		      const float *x)
+{
+	unsigned char h[HDR] = { 0 };
+	char *tmp;
+	FILE *f;
+	int ok;
+
+	if (!path || !info || !x || info->d == 0)
+		return algo_err(-EINVAL, "model_save: need a path, the model and d >= 1");
+	if (__BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__)
+		return algo_err(-ENOTSUP, "model_save: the format is little-endian; this host is not");
+	memcpy(h, HETSGD_MODEL_MAGIC, 8);
+	put32(h + 8, HETSGD_MODEL_VERSION);
+	put32(h + 12, HDR);
+	put64(h + 16, info->d);
+	put32(h + 24, (uint32_t)info->kind);
+	put32(h + 28, info->p);
+	put32(h + 32, info->classes);
+	put32(h + 36, info->hidden);
+	put32(h + 40, info->flags);
+	put32(h + 44, values_crc(x, info->d));
+	put64(h + 48, info->config_hash);
+	tmp = malloc(strlen(path) + 5);
+	if (!tmp)
+		return algo_err(-ENOMEM, "model_save: out of memory");
+	sprintf(tmp, "%s.tmp", path);
+	f = fopen(tmp, "wb");
+	if (!f) {
+		int e = errno;
+
+		algo_err(-e, "cannot write the model to %s: %s", tmp, strerror(e));
+		free(tmp);
+		return -e;
+	}
+	ok = fwrite(h, 1, HDR, f) == HDR && fwrite(x, 4, info->d, f) == info->d;
+	ok = (fflush(f) == 0) && ok;
+	ok = (fclose(f) == 0) && ok;
+	if (!ok || rename(tmp, path)) {
+		int e = errno ? errno : EIO;
+
+		remove(tmp);
+		algo_err(-e, "cannot write the model to %s: %s (disk full?)", path, strerror(e));
+		free(tmp);
+		return -e;
+	}
+	free(tmp);
+	return 0;
+}
+
+int hetsgd_model_load(const char *path, struct hetsgd_model_info *info,
+		      float **xp)
+{
+	unsigned char h[HDR];
+	struct hetsgd_model_info in;
+	float *x = NULL;
+	FILE *f;
+	long size;
+	int ret = 0;
+
+	if (!path || !info || !xp)
+		return algo_err(-EINVAL, "model_load: need a path and outputs");
+	f = fopen(path, "rb");
+	if (!f) {
+		int e = errno;
+
+		return algo_err(-e, "cannot read the model %s: %s", path, strerror(e));
+	}
+	if (fread(h, 1, HDR, f) != HDR || memcmp(h, HETSGD_MODEL_MAGIC, 8)) {
+		ret = algo_err(-EBADMSG, "%s is not a hetsgd model (no \"" HETSGD_MODEL_MAGIC "\" header)", path);
+		goto out;
+	}
+	if (get32(h + 8) != HETSGD_MODEL_VERSION || get32(h + 12) != HDR) {
+		ret = algo_err(-EPROTO, "%s is model format %u with a %u-byte header; this build reads format %u: use a matching hetsgd",
+			       path, get32(h + 8), get32(h + 12), HETSGD_MODEL_VERSION);
+		goto out;
+	}
+	memset(&in, 0, sizeof(in));
+	in.d = get64(h + 16);
+	in.kind = (enum hetsgd_obj_kind)get32(h + 24);
+	in.p = get32(h + 28);
+	in.classes = get32(h + 32);
+	in.hidden = get32(h + 36);
+	in.flags = get32(h + 40);
+	in.config_hash = get64(h + 48);
+	if (fseek(f, 0, SEEK_END) || (size = ftell(f)) < 0) {
+		ret = algo_err(-EIO, "cannot size %s", path);
+		goto out;
+	}
+	if (in.d == 0 || in.d > ((uint64_t)1 << 40) || (uint64_t)size != HDR + 4 * in.d) {
+		ret = algo_err(-EBADMSG, "%s holds %ld bytes; its header promises %llu values (%llu bytes): the file is truncated or corrupt",
+			       path, size, (unsigned long long)in.d,
+			       (unsigned long long)(HDR + 4 * in.d));
+		goto out;
+	}
+	x = malloc(in.d * 4);
+	if (!x) {
+		ret = algo_err(-ENOMEM, "out of memory for a model of %llu values",
+			       (unsigned long long)in.d);
+		goto out;
+	}
+	if (fseek(f, HDR, SEEK_SET) || fread(x, 4, in.d, f) != in.d) {
+		ret = algo_err(-EIO, "cannot read the values of %s", path);
+		goto out;
+	}
+	if (values_crc(x, in.d) != get32(h + 44)) {
+		ret = algo_err(-EBADMSG, "%s: checksum mismatch (the values are corrupt)", path);
+		goto out;
+	}
+	*info = in;
+	*xp = x;
+	x = NULL;
+out:
+	free(x);
+	fclose(f);
+	return ret;
+}
