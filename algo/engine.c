@@ -1358,7 +1358,8 @@ static int record_point(struct server *s, const struct hetsgd_eval_point *pt)
 		s->pts = p;
 		s->cappts = cap;
 	}
-	s->pts[s->npts++] = *pt;
+	s->pts[s->npts] = *pt;
+	s->pts[s->npts++].x = NULL;
 	if (c->on_eval)
 		c->on_eval(c->on_eval_arg, pt);
 	if (!pt->final && !atomic_load(&s->target_hit)) {
@@ -1387,6 +1388,7 @@ static void *eval_thread(void *arg)
 		if (!s->ebusy)
 			break;
 		pt = s->job.pt;
+		pt.x = s->job.x;
 		pthread_mutex_unlock(&s->emu);
 		ret = evaluate(s, s->job.x, &pt);
 		if (!ret)
@@ -1855,6 +1857,7 @@ static int server_run(struct eng *e, struct hetsgd_engine_result *res)
 			wall += s->ws[i].elapsed_s;
 		}
 		pt.idle_share = wall > 0 ? idle / wall : 0;
+		pt.x = s->x;
 		ret = evaluate(s, s->x, &pt);
 		if (!ret)
 			ret = record_point(s, &pt);

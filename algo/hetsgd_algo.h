@@ -545,6 +545,9 @@ struct hetsgd_eval_point {
 	double acc;		/* on the test set; NaN without one or for non-classifiers */
 	double idle_share;	/* workers' time waiting for the network / their time */
 	int final;		/* the point of the final model */
+	/* the evaluated model (d floats): valid during the callback only,
+	 * NULL in hetsgd_engine_result's stored points */
+	const float *x;
 };
 
 /* Called on the server's evaluation thread, in time order. */

@@ -1,0 +1,159 @@
+/*
+ * Plots: a gnuplot script written next to the PNGs (so a person can tweak
+ * and rerun it) and gnuplot run on it.  metrics.csv leaves a value empty
+ * when it does not exist (no test set, not a classifier), which gnuplot
+ * reads as missing.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "plot.h"
+
+/* Does column col (1-based) of this CSV hold any value below the header? */
+static int has_column(const char *csv, int col)
+{
+	FILE *f = fopen(csv, "r");
+	char line[1024];
+	int found = 0, first = 1;
+
+	if (!f)
+		return 0;
+	while (!found && fgets(line, sizeof(line), f)) {
+		char *p = line;
+
+		if (first) {
+			first = 0;
+			continue;
+		}
+		for (int c = 1; c < col && p; c++) {
+			p = strchr(p, ',');
+			if (p)
+				p++;
+		}
+		found = p && *p && *p != ',' && *p != '\n';
+	}
+	fclose(f);
+	return found;
+}
+
+static const char *base_name(const char *path)
+{
+	const char *s = path + strlen(path);
+
+	while (s > path && s[-1] == '/')
+		s--;
+	while (s > path && s[-1] != '/')
+		s--;
+	return s;
+}
+
+/* gnuplot wants ' doubled inside '...' strings */
+static void quoted(FILE *f, const char *s, size_t n)
+{
+	fputc('\'', f);
+	for (size_t i = 0; s[i] && i < n; i++) {
+		if (s[i] == '\'')
+			fputc('\'', f);
+		fputc(s[i], f);
+	}
+	fputc('\'', f);
+}
+
+static void one_plot(FILE *g, const char *outdir, const char *prefix, const char *png,
+		     const char *xlabel, const char *ylabel, int xcol, int ycol, int logy,
+		     const char *const *runs, const char *const *labels, int n)
+{
+	char path[4096];
+
+	snprintf(path, sizeof(path), "%s/%s%s", outdir, prefix, png);
+	fprintf(g, "set output ");
+	quoted(g, path, sizeof(path));
+	fprintf(g, "\nset xlabel '%s'\nset ylabel '%s'\n%s\nplot ", xlabel, ylabel,
+		logy ? "set logscale y" : "unset logscale y");
+	for (int i = 0; i < n; i++) {
+		const char *label = labels && labels[i] ? labels[i] : base_name(runs[i]);
+		size_t len = strlen(label);
+
+		snprintf(path, sizeof(path), "%s/metrics.csv", runs[i]);
+		if (len && label[len - 1] == '/')
+			len--;
+		quoted(g, path, sizeof(path));
+		fprintf(g, " using %d:%d every ::1 with linespoints pt 7 ps 0.4 title ", xcol, ycol);
+		quoted(g, label, len);
+		fprintf(g, "%s", i + 1 < n ? ", \\\n     " : "\n");
+	}
+}
+
+int plot_runs(const char *outdir, const char *prefix, const char *const *runs,
+	      const char *const *labels, int n, char *err, size_t errlen)
+{
+	char script[4096], csv[4096];
+	FILE *g;
+	int acc = 0, status;
+	pid_t pid;
+
+	for (int i = 0; i < n; i++) {
+		snprintf(csv, sizeof(csv), "%s/metrics.csv", runs[i]);
+		if (access(csv, R_OK)) {
+			snprintf(err, errlen, "%s: %s: give the output folders of hetsgd-train runs",
+				 csv, strerror(errno));
+			return -EINVAL;
+		}
+		acc |= has_column(csv, 6);
+	}
+	snprintf(script, sizeof(script), "%s/%splot.gp", outdir, prefix);
+	g = fopen(script, "w");
+	if (!g) {
+		snprintf(err, errlen, "cannot write %s: %s", script, strerror(errno));
+		return -EIO;
+	}
+	fprintf(g, "# written by hetsgd; rerun with: gnuplot %s\n"
+		"set terminal pngcairo size 900,560 noenhanced\n"
+		"set datafile separator ','\n"
+		"set datafile missing ''\n"
+		"set grid\nset key outside right top\n", script);
+	/* columns of metrics.csv: 1 time_s, 2 grads, 5 loss, 6 accuracy */
+	one_plot(g, outdir, prefix, "loss.png", "wall time (s)", "loss", 1, 5, 1, runs, labels, n);
+	one_plot(g, outdir, prefix, "loss-work.png", "gradients computed", "loss", 2, 5, 1, runs,
+		 labels, n);
+	if (acc)
+		one_plot(g, outdir, prefix, "accuracy.png", "wall time (s)", "test accuracy", 1, 6,
+			 0, runs, labels, n);
+	if (fclose(g)) {
+		snprintf(err, errlen, "cannot write %s: %s", script, strerror(errno));
+		return -EIO;
+	}
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0) {
+		snprintf(err, errlen, "cannot start gnuplot: %s", strerror(errno));
+		return -EAGAIN;
+	}
+	if (pid == 0) {
+		int devnull = open("/dev/null", O_WRONLY);
+
+		if (devnull >= 0)
+			dup2(devnull, 1);
+		execlp("gnuplot", "gnuplot", script, (char *)NULL);
+		_exit(errno == ENOENT ? 127 : 126);
+	}
+	if (waitpid(pid, &status, 0) < 0) {
+		snprintf(err, errlen, "gnuplot: %s", strerror(errno));
+		return -EIO;
+	}
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 127) {
+		snprintf(err, errlen, "gnuplot is not installed, so no PNG plots (the script is %s): apt-get install gnuplot-nox",
+			 script);
+		return -ENOENT;
+	}
+	if (!WIFEXITED(status) || WEXITSTATUS(status)) {
+		snprintf(err, errlen, "gnuplot failed on %s (its messages are above)", script);
+		return -EIO;
+	}
+	return 0;
+}

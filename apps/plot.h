@@ -1,0 +1,20 @@
+/* PNG plots of hetsgd-train runs through gnuplot (shared by hetsgd-train
+ * and hetsgd-plot; private to apps/). */
+#ifndef HETSGD_APPS_PLOT_H
+#define HETSGD_APPS_PLOT_H
+
+#include <stddef.h>
+
+/*
+ * Plot the metrics.csv of each run folder into outdir:
+ *   PREFIXloss.png       loss against wall time
+ *   PREFIXloss-work.png  loss against gradients computed
+ *   PREFIXaccuracy.png   test accuracy against wall time (when any run has it)
+ * labels[i] names run i in the key (NULL: the folder's last component).
+ * Returns 0; -ENOENT when gnuplot is not installed (err says which package
+ * to install); another negative errno with err filled otherwise.
+ */
+int plot_runs(const char *outdir, const char *prefix, const char *const *runs,
+	      const char *const *labels, int n, char *err, size_t errlen);
+
+#endif
