@@ -553,7 +553,7 @@ struct worker {
 	uint32_t team_m;
 	float **team_g;		/* per helper: its slice's gradient */
 	int *team_err;
-	char team_msg[512];
+	char (*team_msg)[512];	/* per thread: helpers may fail together */
 
 	/* progress thread only: a reply is due (GRAD or ROUND sent) */
 	int awaiting;
@@ -621,7 +621,7 @@ static void *team_helper(void *arg)
 			hetsgd_objective_loss_grad(obj, w->team_x, w->e->io->data, w->bidx + lo,
 						   hi - lo, NULL, w->team_g[t]) : 0;
 		if (w->team_err[t])
-			snprintf(w->team_msg, sizeof(w->team_msg), "compute thread %d: %s", t,
+			snprintf(w->team_msg[t], sizeof(w->team_msg[t]), "compute thread %d: %s", t,
 				 hetsgd_algo_errmsg());
 		pthread_barrier_wait(&w->bar_done);
 	}
@@ -661,7 +661,7 @@ static int team_grad(struct worker *w, const float *x, uint32_t m)
 		float st;
 
 		if (w->team_err[t])
-			return algo_err(w->team_err[t], "%s", w->team_msg);
+			return algo_err(w->team_err[t], "%s", w->team_msg[t]);
 		team_slice(w, t, &lo, &hi);
 		st = (float)(hi - lo) / (float)m;
 		for (size_t j = 0; hi > lo && j < e->d; j++)
@@ -901,7 +901,10 @@ static void *compute_main(void *arg)
 	}
 	rv = method(w);
 	if (w->nthr > 1) {
+		/* a helper may not have left its team_ready wait yet */
+		pthread_mutex_lock(&w->mu);
 		w->team_quit = 1;
+		pthread_mutex_unlock(&w->mu);
 		pthread_barrier_wait(&w->bar_go);
 		for (int t = 1; t < w->nthr; t++)
 			pthread_join(w->helper[t], NULL);
@@ -1059,7 +1062,7 @@ static int worker_run(struct eng *e, struct hetsgd_engine_result *res)
 	const struct hetsgd_engine_cfg *c = e->cfg;
 	struct worker W, *w = &W;
 	pthread_condattr_t ca;
-	int ret = 0, stopped = 0, started = 0;
+	int ret = 0, stopped = 0, started = 0, werr = 0;
 	struct wire_stats ws;
 	struct eng_hdr h;
 
@@ -1094,7 +1097,8 @@ static int worker_run(struct eng *e, struct hetsgd_engine_result *res)
 		w->helper = calloc((size_t)w->nthr, sizeof(*w->helper));
 		w->team_g = calloc((size_t)w->nthr, sizeof(*w->team_g));
 		w->team_err = calloc((size_t)w->nthr, sizeof(*w->team_err));
-		if (!w->helper || !w->team_g || !w->team_err) {
+		w->team_msg = calloc((size_t)w->nthr, sizeof(*w->team_msg));
+		if (!w->helper || !w->team_g || !w->team_err || !w->team_msg) {
 			ret = algo_err(-ENOMEM, "worker %u: out of memory for %d compute threads",
 				       w->id, w->nthr);
 			goto out;
@@ -1128,7 +1132,11 @@ static int worker_run(struct eng *e, struct hetsgd_engine_result *res)
 		ret = worker_progress(w, &stopped);
 		if (ret)
 			break;
-		if (w->err)
+		/* w->err and w->errmsg belong to the compute thread, under mu */
+		pthread_mutex_lock(&w->mu);
+		werr = w->err;
+		pthread_mutex_unlock(&w->mu);
+		if (werr)
 			break;
 		if (w->awaiting && now_s() - w->await_since > e->stall_s) {
 			ret = algo_err(-ETIMEDOUT, "worker %u has waited %.0f s for the server's reply: the server died or stalled (raise the stall time if that is expected)",
@@ -1138,7 +1146,7 @@ static int worker_run(struct eng *e, struct hetsgd_engine_result *res)
 	}
 	if (ret)
 		worker_fail(w, ret);
-	else if (w->err)
+	else if (werr)	/* errmsg is written once, with err: stable now */
 		send_abort(e, 0, w->errmsg);
 	if (ret && ret != -ECONNABORTED)
 		send_abort(e, 0, hetsgd_algo_errmsg());
@@ -1226,6 +1234,7 @@ out:
 			hetsgd_topo_free(w->team_g[t], e->d * sizeof(float));
 	free(w->team_g);
 	free(w->team_err);
+	free(w->team_msg);
 	free(w->helper);
 	pthread_cond_destroy(&w->cv);
 	pthread_cond_destroy(&w->pcv);

@@ -78,6 +78,24 @@ static int fail(const char *what)
 	return 1;
 }
 
+/* What a scenario set up (the parent's copy; ranks exit without freeing). */
+static void job_free(struct job *j, uint32_t nshards)
+{
+	for (uint32_t i = 0; j->qa && i < j->n; i++) {
+		free(j->qa[i]);
+		free(j->qb[i]);
+	}
+	free(j->qa);
+	free(j->qb);
+	for (uint32_t i = 0; j->shard && i < nshards; i++)
+		hetsgd_dataset_free(&j->shard[i]);
+	free(j->shard);
+	hetsgd_dataset_free(&j->train);
+	hetsgd_dataset_free(&j->test);
+	hetsgd_dataset_free(&j->eval);
+	free(j->x0);
+}
+
 static int run_rank(struct hetsgd_boot *boot, struct job *j, float *x_out,
 		    struct hetsgd_engine_result *res)
 {
@@ -247,6 +265,9 @@ static int scenario_quad(const struct opts *o)
 			bad = 1;
 		}
 	}
+	free(q.xstar);
+	free(q.xw);
+	job_free(&j, 0);
 	return bad;
 }
 
@@ -375,9 +396,10 @@ static int scenario_loscar_sgd(const struct opts *o)
 
 	oo.synth = 1;		/* any data will do: this is about the steps */
 	ret = load_data(&j, 1, 0);
-
-	if (ret)
+	if (ret) {
+		job_free(&j, 1);
 		return ret;
+	}
 	hetsgd_engine_cfg_init(&j.cfg);
 	j.cfg.method = HETSGD_METHOD_LOSCAR;
 	j.cfg.k = 0;		/* d */
@@ -395,6 +417,7 @@ static int scenario_loscar_sgd(const struct opts *o)
 			ret = 1;
 		}
 	}
+	job_free(&j, 1);
 	return ret;
 }
 
@@ -441,9 +464,10 @@ static int scenario_overlap(const struct opts *o)
 
 	oo.synth = 1;
 	ret = load_data(&j, 2, 0);
-
-	if (ret)
+	if (ret) {
+		job_free(&j, 2);
 		return ret;
+	}
 	hetsgd_engine_cfg_init(&j.cfg);
 	j.cfg.method = HETSGD_METHOD_LOSCAR;
 	j.cfg.k = (uint32_t)(j.d / 10);
@@ -460,6 +484,7 @@ static int scenario_overlap(const struct opts *o)
 			bad = 1;
 		}
 	}
+	job_free(&j, 2);
 	return bad;
 }
 
@@ -497,8 +522,10 @@ static int scenario_abort(const struct opts *o)
 
 	oo.synth = 1;
 	ret = load_data(&j, 2, 0);
-	if (ret)
+	if (ret) {
+		job_free(&j, 2);
 		return ret;
+	}
 	for (uint64_t i = 0; i < j.shard[1].n; i++)
 		j.shard[1].labels[i] = 99;
 	j.expect_fail = 1;
@@ -506,10 +533,12 @@ static int scenario_abort(const struct opts *o)
 	j.cfg.method = HETSGD_METHOD_ASGD;
 	j.cfg.seed = o->seed;
 	j.cfg.budget_s = 30;
+	j.cfg.compute_threads = o->threads;	/* the helpers' failure path too */
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	ret = hetsgd_boot_local_run(3, abort_rank, &j, NULL);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	secs = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+	job_free(&j, 2);
 	printf("%s: a failing worker ends the run on every rank in %.1f s (must be < 10 s, the stall time is 60 s)\n",
 	       !ret && secs < 10 ? "PASS" : "FAIL", secs);
 	return !ret && secs < 10 ? 0 : 1;
@@ -562,9 +591,10 @@ static int scenario_fmnist(const struct opts *o)
 {
 	struct job j = { .o = o };
 	int ret = load_data(&j, 4, 1);
-
-	if (ret)
+	if (ret) {
+		job_free(&j, 4);
 		return ret;
+	}
 	hetsgd_engine_cfg_init(&j.cfg);
 	j.cfg.method = o->method;
 	j.cfg.policy = o->policy;
@@ -582,11 +612,11 @@ static int scenario_fmnist(const struct opts *o)
 	j.cfg.compute_threads = o->threads;
 	j.cfg.on_eval = on_eval;
 	j.cfg.on_eval_arg = &j;
-	if (hetsgd_boot_local_run(5, fmnist_rank, &j, NULL)) {
+	ret = hetsgd_boot_local_run(5, fmnist_rank, &j, NULL) ? 1 : 0;
+	if (ret)
 		fprintf(stderr, "FAIL: %s\n", hetsgd_errmsg());
-		return 1;
-	}
-	return 0;
+	job_free(&j, 4);
+	return ret;
 }
 
 static void usage(void)
