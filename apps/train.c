@@ -656,8 +656,6 @@ static int check_opts(struct opts *o, char *err, size_t n)
 	}
 	if (GIVEN(O_TEST) && GIVEN(O_TEST_FRACTION))
 		return bad(err, n, "--test gives the test set; --test-fraction would hold out another: keep one");
-	if (GIVEN(O_ALPHA) && o->split != SPLIT_DIRICHLET)
-		return bad(err, n, "--alpha applies to --split dirichlet");
 	if ((GIVEN(O_SYNTH_N) || GIVEN(O_SYNTH_P) || GIVEN(O_SYNTH_CLASSES)) &&
 	    strcmp(o->data, "synth") && strcmp(o->data, "synth-regression"))
 		return bad(err, n, "--synth-n, --synth-p and --synth-classes apply to --data synth or synth-regression");
@@ -678,6 +676,8 @@ static int check_opts(struct opts *o, char *err, size_t n)
 	if (!o->split && o->objective != HETSGD_OBJ_QUAD)
 		o->split = (o->objective == HETSGD_OBJ_LSQ || !strcmp(o->data, "synth-regression")) ?
 			   SPLIT_IID : SPLIT_DIRICHLET;
+	if (GIVEN(O_ALPHA) && o->split != SPLIT_DIRICHLET)
+		return bad(err, n, "--alpha applies to --split dirichlet");
 	if (o->objective == HETSGD_OBJ_LSQ && o->split == SPLIT_DIRICHLET)
 		return bad(err, n, "--split dirichlet splits by label; least squares has none: use --split iid");
 	if (!o->name[0]) {
@@ -1137,8 +1137,10 @@ static void on_eval(void *arg, const struct hetsgd_eval_point *pt)
 	if (j->tty) {
 		printf("\r\033[K%s%s", line, pt->final ? "\n" : "");
 		j->line_open = !pt->final;
-	} else {
+	} else if (pt->final || pt->t == 0 || pt->t - j->last_line >= 2.0) {
+		/* a log: a line every 2 s is enough, whatever the evaluations */
 		printf("%s%s\n", line, pt->final ? "  (final)" : "");
+		j->last_line = pt->t;
 	}
 	fflush(stdout);
 }

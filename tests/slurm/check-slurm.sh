@@ -5,6 +5,8 @@
 # admission by HETSGD_SECRET); each rank exchanges a value with every other
 # rank; check that every rank reported, stop the daemons.  Fails, never skips,
 # when Slurm or a PMI flavour is missing: this is the test of that path.
+# Then the README's srun example trains on it, and ranks started with
+# different configurations must refuse to train.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 builddir=${HETSGD_BUILDDIR:-$PWD}
@@ -46,5 +48,45 @@ for run in pmix:pmix pmi2:pmi2 pmix:auto pmi2:auto none:tcp none:auto; do
 		fail=$((fail + 1))
 	fi
 done
+
+# The README's srun example, exactly as the README gives it (the line after
+# the slurm-example marker), from the build tree: it must finish training.
+readme=$here/../../README.md
+cmd=$(sed -n '/<!-- slurm-example/,/srun -n/p' "$readme" | grep 'srun -n' | sed 's/^[[:space:]]*//')
+if [ -z "$cmd" ]; then
+	echo "FAIL: README.md has no srun example after a <!-- slurm-example --> marker"
+	fail=$((fail + 1))
+else
+	outdir=$(echo "$cmd" | sed -n 's/.*--out \([^ ]*\).*/\1/p')
+	echo "check-slurm: README example: $cmd"
+	out=$(cd "$builddir" && timeout 300 $cmd 2>&1)
+	rc=$?
+	echo "$out" | tail -n 8 | sed 's/^/  [readme] /'
+	sum=$builddir/$outdir/summary.txt
+	nw=$(awk -F, 'NR > 1 && $4 > 0' "$builddir/$outdir/workers.csv" 2>/dev/null | wc -l)
+	if [ $rc -eq 0 ] && grep -q '^stop-reason = time budget' "$sum" 2>/dev/null &&
+	   [ "$nw" -eq $((ntasks - 1)) ] && [ -s "$builddir/$outdir/model.bin" ]; then
+		echo "PASS: the README's srun example trained to its time budget: $nw workers stepped, $(grep '^final-accuracy' "$sum")"
+		pass=$((pass + 1))
+	else
+		echo "FAIL: the README's srun example: exit $rc, $nw of $((ntasks - 1)) workers stepped, summary: $(grep -c . "$sum" 2>/dev/null || echo missing)"
+		fail=$((fail + 1))
+	fi
+fi
+
+# Ranks started with different configurations must refuse to train.
+mis=$(mktemp -d "${TMPDIR:-/tmp}/hetsgd-mismatch.XXXXXX")
+out=$(cd "$builddir" && timeout 120 srun -n 3 --mpi=pmix bash -c \
+	'exec apps/hetsgd-train --data synth --time 5 --progress none --no-plots --out "$0" --seed $((1 + SLURM_PROCID))' "$mis" 2>&1)
+rc=$?
+rm -rf "$mis"
+if [ $rc -ne 0 ] && echo "$out" | grep -q 'runs a different configuration than rank 0'; then
+	echo "PASS: ranks with different configurations refused to train: $(echo "$out" | grep -m1 'different configuration' | cut -c1-160)"
+	pass=$((pass + 1))
+else
+	echo "$out" | tail -n 5 | sed 's/^/  [mismatch] /'
+	echo "FAIL: ranks with different seeds were not refused (exit $rc)"
+	fail=$((fail + 1))
+fi
 echo "check-slurm: $pass passed, $fail failed"
 [ $fail -eq 0 ]
