@@ -1501,6 +1501,11 @@ int main(int argc, char **argv)
 			o.workers);
 		return 2;
 	}
+	/* a local run refuses a used output folder before loading anything */
+	if (!srun && !o.check_only && prepare_out(&o, err, sizeof(err))) {
+		fprintf(stderr, "hetsgd-train: %s\n", err);
+		return 2;
+	}
 	/* everything that needs the data is checked here, before training */
 	ret = load_data(&j, srun ? (rank > 0 ? rank - 1 : -2) : -1, !srun || rank == 0, err,
 			sizeof(err));
@@ -1571,10 +1576,6 @@ int main(int argc, char **argv)
 		ret = rank_main(boot, &j);
 		hetsgd_boot_close(boot);
 		return ret;
-	}
-	if (prepare_out(&o, err, sizeof(err))) {
-		fprintf(stderr, "hetsgd-train: %s\n", err);
-		return 2;
 	}
 	if (hetsgd_boot_local_run(o.workers + 1, rank_main, &j, NULL)) {
 		/* each rank said what went wrong; the launcher says who */

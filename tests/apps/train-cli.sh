@@ -1,0 +1,120 @@
+#!/bin/bash
+# hetsgd-train and hetsgd-plot as a user meets them: bad configurations
+# give one sentence and exit 2 before anything runs; a local run writes
+# every output it promises; nothing is overwritten without --force; config
+# files; per-worker LIBSVM files; budgets by epochs; plots.
+set -u
+b=${HETSGD_BUILDDIR:-.}
+train=$b/apps/hetsgd-train
+plot=$b/apps/hetsgd-plot
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/hetsgd-train-cli.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+fails=0
+
+ok() { echo "PASS: $*"; }
+ko() { echo "FAIL: $*"; fails=$((fails + 1)); }
+
+# expect_error "message part" args...: exit 2 and the message on stderr
+expect_error() {
+	local want=$1 out rc
+	shift
+	out=$("$train" "$@" --out "$tmp/never" 2>&1 >/dev/null)
+	rc=$?
+	if [ $rc -eq 2 ] && [[ $out == *"$want"* ]]; then
+		ok "hetsgd-train $* -> exit 2: $out"
+	else
+		ko "hetsgd-train $* -> exit $rc, '$out' (wanted exit 2 and '$want')"
+	fi
+	[ -e "$tmp/never/metrics.csv" ] && ko "a refused configuration wrote $tmp/never/metrics.csv"
+}
+
+expect_error "unknown option '--bogus'" --bogus
+expect_error "--merge applies to --method loscar" --method asgd --merge overwrite
+expect_error "--k and --k-fraction both give K" --method loscar --k 5 --k-fraction 0.1
+expect_error "exceeds the model dimension d = 132" --method loscar --k 999 --data synth --synth-n 200 --synth-classes 4
+expect_error "No such file or directory" --data "$tmp/missing.svm"
+expect_error "give a number from" --time soon
+expect_error "--alpha applies to --split dirichlet" --split iid --alpha 0.3
+expect_error "is binary" --objective logreg --data synth --synth-n 200
+expect_error "--data-per-worker needs --test" --data-per-worker "$tmp/w{i}.svm"
+expect_error "cannot feed 8 workers" --data synth --synth-n 5 --workers 8
+
+printf 'method = loscar\n# a comment\nbogus-key = 1\n' > "$tmp/bad.conf"
+expect_error "bad.conf:3: unknown option 'bogus-key'" --config "$tmp/bad.conf"
+printf 'method = loscar\nmerge = overwrite   # trailing comment\nk-fraction = 0.5\ndata = synth\n' > "$tmp/good.conf"
+out=$("$train" --config "$tmp/good.conf" --seed 7 --check --out "$tmp/x" 2>&1)
+if [[ $out == *"merge = overwrite"* && $out == *"seed = 7"* && $out == *"configuration ok"* ]]; then
+	ok "a config file and the command line together: merge = overwrite, seed = 7"
+else
+	ko "config file: $out"
+fi
+
+# a local run writes every promised output
+run=$tmp/run
+if "$train" --data synth --synth-n 4000 --workers 3 --time 3 --out "$run" --progress plain > "$tmp/run.log" 2>&1; then
+	ok "local run: $(tail -n 2 "$tmp/run.log" | head -n 1)"
+else
+	ko "local run failed: $(tail -n 5 "$tmp/run.log")"
+fi
+d=$(sed -n 's/^d = //p' "$run/summary.txt" 2>/dev/null)
+last=$(tail -n 1 "$run/metrics.csv" 2>/dev/null)
+rows=$(awk -F, 'NR > 1 && $4 > 0' "$run/workers.csv" 2>/dev/null | wc -l)
+size=$(stat -c %s "$run/model.bin" 2>/dev/null || echo 0)
+magic=$(head -c 8 "$run/model.bin" 2>/dev/null)
+[ "${last##*,}" = 1 ] && ok "metrics.csv ends with the final point: $last" || ko "metrics.csv last line: '$last'"
+[ "$rows" -eq 3 ] && ok "workers.csv: 3 workers with steps" || ko "workers.csv has $rows stepping workers"
+[ "$magic" = HSGDMDL1 ] && [ "$size" -eq $((64 + 4 * ${d:-0})) ] &&
+	ok "model.bin: HSGDMDL1 and 64 + 4 x $d bytes" || ko "model.bin: magic '$magic', $size bytes for d = '$d'"
+grep -q '^stop-reason = time budget' "$run/summary.txt" && ok "summary.txt names the stop reason" ||
+	ko "summary.txt: $(head -c 300 "$run/summary.txt" 2>/dev/null)"
+if command -v gnuplot >/dev/null; then
+	for f in loss.png loss-work.png accuracy.png; do
+		[ "$(head -c 4 "$run/$f" 2>/dev/null | tail -c 3)" = PNG ] && ok "$f is a PNG" || ko "$f missing or not a PNG"
+	done
+else
+	grep -q 'gnuplot is not installed' "$tmp/run.log" && ok "without gnuplot the run says how to get plots" ||
+		ko "no gnuplot and no word about it"
+fi
+
+# nothing is overwritten without --force
+out=$("$train" --data synth --synth-n 4000 --workers 3 --time 1 --out "$run" 2>&1)
+rc=$?
+[ $rc -eq 2 ] && [[ $out == *"holds a previous run"* ]] && ok "a previous run is not overwritten: $out" ||
+	ko "rerun into $run: exit $rc: $out"
+"$train" --data synth --synth-n 4000 --workers 3 --epochs 0.5 --batch 16 --out "$run" --force --progress none --no-plots >/dev/null 2>&1 &&
+	grep -q '^stop-reason = gradient budget' "$run/summary.txt" &&
+	ok "--force reuses the folder; --epochs 0.5 stops on the gradient budget" || ko "--force / --epochs: $(grep stop-reason "$run/summary.txt")"
+
+# one LIBSVM file per worker, with a test file, logistic regression
+awk -v s=11 'BEGIN { srand(s); for (w = 0; w < 3; w++) { f = sprintf("'"$tmp"'/w%d.svm", w);
+	for (i = 0; i < 300; i++) { y = (rand() < 0.3 + 0.2 * w) ? 1 : -1;
+		printf "%+d 1:%.3f 2:%.3f 5:%.3f\n", y, y + rand(), rand(), -y + rand() > f } }
+	for (i = 0; i < 200; i++) { y = (rand() < 0.5) ? 1 : -1;
+		printf "%+d 1:%.3f 2:%.3f 5:%.3f\n", y, y + rand(), rand(), -y + rand() > "'"$tmp"'/test.svm" } }'
+if "$train" --objective logreg --data-per-worker "$tmp/w{i}.svm" --test "$tmp/test.svm" --workers 3 --time 2 \
+	--out "$tmp/svm" --progress none --no-plots > "$tmp/svm.log" 2>&1; then
+	acc=$(sed -n 's/^final-accuracy = //p' "$tmp/svm/summary.txt")
+	awk -v a="$acc" 'BEGIN { exit !(a >= 0.9) }' && ok "per-worker LIBSVM files, logistic regression: test accuracy $acc (>= 0.9)" ||
+		ko "per-worker LIBSVM files: test accuracy $acc < 0.9"
+else
+	ko "per-worker LIBSVM run: $(tail -n 3 "$tmp/svm.log")"
+fi
+
+# quadratics report the distance to the optimum
+"$train" --objective quad --dim 20 --time 2 --workers 2 --out "$tmp/quad" --progress none --no-plots >/dev/null 2>&1 &&
+	grep -q '^final-distance-to-optimum = ' "$tmp/quad/summary.txt" &&
+	ok "quad: $(grep '^final-distance-to-optimum' "$tmp/quad/summary.txt")" || ko "quad run or its distance to the optimum"
+
+# hetsgd-plot compares runs
+if command -v gnuplot >/dev/null; then
+	if "$plot" --out "$tmp/cmp" --prefix both- "$run=epochs run" "$tmp/svm" >/dev/null 2>&1 &&
+	   [ -s "$tmp/cmp/both-loss.png" ] && [ -s "$tmp/cmp/both-accuracy.png" ]; then
+		ok "hetsgd-plot drew two runs"
+	else
+		ko "hetsgd-plot"
+	fi
+	out=$("$plot" --out "$tmp/cmp" "$tmp/nothing" 2>&1)
+	[ $? -ne 0 ] && [[ $out == *"metrics.csv"* ]] && ok "hetsgd-plot names a folder that is not a run: $out" || ko "hetsgd-plot on a non-run: $out"
+fi
+echo "train-cli: $fails failed"
+[ $fails -eq 0 ]
