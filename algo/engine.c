@@ -93,6 +93,25 @@ struct wire_stats {
 	uint64_t bytes_sent, bytes_recv;
 };
 
+/* The public statistics of worker wk from what it sent. */
+static void stats_from_wire(struct hetsgd_worker_stats *o, uint32_t wk,
+			    const struct wire_stats *w)
+{
+	o->worker = wk;
+	o->steps = w->steps;
+	o->sent = w->sent;
+	o->rounds = w->rounds;
+	o->overlap_steps = w->overlap_steps;
+	o->dropped = w->dropped;
+	o->overruns = w->overruns;
+	o->tau_target = w->tau_target;
+	o->compute_s = w->compute_s;
+	o->idle_s = w->idle_s;
+	o->elapsed_s = w->elapsed_s;
+	o->bytes_sent = w->bytes_sent;
+	o->bytes_recv = w->bytes_recv;
+}
+
 static double now_s(void)
 {
 	struct timespec ts;
@@ -1195,23 +1214,8 @@ static int worker_run(struct eng *e, struct hetsgd_engine_result *res)
 		goto out;
 	res->nworkers = e->n;
 	res->workers = calloc(1, sizeof(*res->workers));
-	if (res->workers) {
-		struct hetsgd_worker_stats *s = res->workers;
-
-		s->worker = w->id;
-		s->steps = ws.steps;
-		s->sent = ws.sent;
-		s->rounds = ws.rounds;
-		s->overlap_steps = ws.overlap_steps;
-		s->dropped = ws.dropped;
-		s->overruns = ws.overruns;
-		s->tau_target = ws.tau_target;
-		s->compute_s = ws.compute_s;
-		s->idle_s = ws.idle_s;
-		s->elapsed_s = ws.elapsed_s;
-		s->bytes_sent = ws.bytes_sent;
-		s->bytes_recv = ws.bytes_recv;
-	}
+	if (res->workers)
+		stats_from_wire(res->workers, w->id, &ws);
 	res->grads = w->steps;
 	res->updates = w->rounds;
 	res->elapsed_s = ws.elapsed_s;
@@ -1540,20 +1544,8 @@ static int server_recv(struct server *s, const struct hetsgd_ev *ev)
 			return algo_err(-EPROTO, "worker %u sent statistics of %u bytes (expected %zu, once)",
 					wk, h.body, sizeof(w));
 		memcpy(&w, (const char *)ev->data + HDR_BYTES, sizeof(w));
-		o->worker = wk;
-		o->steps = w.steps;
-		o->sent = w.sent;
-		o->rounds = w.rounds;
-		o->overlap_steps = w.overlap_steps;
-		o->dropped = w.dropped;
-		o->overruns = w.overruns;
-		o->tau_target = w.tau_target;
+		stats_from_wire(o, wk, &w);
 		o->tau_est = hetsgd_tau_get(&s->tau, wk);
-		o->compute_s = w.compute_s;
-		o->idle_s = w.idle_s;
-		o->elapsed_s = w.elapsed_s;
-		o->bytes_sent = w.bytes_sent;
-		o->bytes_recv = w.bytes_recv;
 		s->have_stats[wk] = 1;
 		s->nstats++;
 		hetsgd_tau_leave(&s->tau, wk);

@@ -1250,6 +1250,57 @@ static int write_outputs(struct job *j, const struct hetsgd_engine_result *res, 
 
 /* ---- the ranks ---- */
 
+/* The engine's configuration from the options (and the data's size). */
+static void engine_cfg(const struct opts *o, const struct job *j, struct hetsgd_engine_cfg *c)
+{
+	hetsgd_engine_cfg_init(c);
+	c->method = o->method;
+	c->policy = o->policy;
+	c->ringmaster_r = o->ringmaster_r;
+	c->merge = o->merge;
+	c->overlap = o->overlap;
+	c->k = o->k;
+	c->round_s = o->round_s;
+	c->comm_delay_s = o->comm_delay_s;
+	c->gamma = (float)o->gamma;
+	c->batch = o->batch;
+	c->seed = o->seed;
+	c->profile.kind = o->profile;
+	c->profile.unit_s = o->time_unit;
+	c->profile.noise = o->noise;
+	c->profile.shuffle = o->shuffle;
+	c->profile.seed = o->seed;
+	c->budget_s = o->time_s;
+	if (o->epochs > 0)
+		c->budget_grads = (uint64_t)ceil(o->epochs * (double)j->ntrain / o->batch);
+	c->target_loss = o->target_loss;
+	c->target_acc = o->target_acc;
+	c->eval_interval_s = o->eval_interval;
+	c->compute_threads = o->threads;
+	c->pin = o->pin;
+}
+
+/* Everything load_data() made (the ranks of a local run share it). */
+static void job_free(struct job *j)
+{
+	for (int i = 0; j->shard && i < j->nworkers; i++)
+		hetsgd_dataset_free(&j->shard[i]);
+	free(j->shard);
+	for (int i = 0; j->qa && i < j->nworkers; i++) {
+		free(j->qa[i]);
+		free(j->qb[i]);
+	}
+	free(j->qa);
+	free(j->qb);
+	free(j->qavg_a);
+	free(j->qavg_b);
+	hetsgd_dataset_free(&j->train);
+	hetsgd_dataset_free(&j->test);
+	hetsgd_dataset_free(&j->eval);
+	free(j->x0);
+	memset(j, 0, sizeof(*j));
+}
+
 struct agree {
 	uint64_t hash;
 	int32_t ok;		/* rank 0: the output folder is ready */
@@ -1304,31 +1355,7 @@ static int rank_main(struct hetsgd_boot *boot, void *arg)
 		}
 	free(all);
 
-	hetsgd_engine_cfg_init(&cfg);
-	cfg.method = o->method;
-	cfg.policy = o->policy;
-	cfg.ringmaster_r = o->ringmaster_r;
-	cfg.merge = o->merge;
-	cfg.overlap = o->overlap;
-	cfg.k = o->k;
-	cfg.round_s = o->round_s;
-	cfg.comm_delay_s = o->comm_delay_s;
-	cfg.gamma = (float)o->gamma;
-	cfg.batch = o->batch;
-	cfg.seed = o->seed;
-	cfg.profile.kind = o->profile;
-	cfg.profile.unit_s = o->time_unit;
-	cfg.profile.noise = o->noise;
-	cfg.profile.shuffle = o->shuffle;
-	cfg.profile.seed = o->seed;
-	cfg.budget_s = o->time_s;
-	if (o->epochs > 0)
-		cfg.budget_grads = (uint64_t)ceil(o->epochs * (double)j->ntrain / o->batch);
-	cfg.target_loss = o->target_loss;
-	cfg.target_acc = o->target_acc;
-	cfg.eval_interval_s = o->eval_interval;
-	cfg.compute_threads = o->threads;
-	cfg.pin = o->pin;
+	engine_cfg(o, j, &cfg);
 	hetsgd_tp_attr_init(&ta);
 	hetsgd_provider_parse(j->provider, &ta.provider);
 	if (o->device[0])
@@ -1461,7 +1488,7 @@ int main(int argc, char **argv)
 	struct opts o;
 	struct job j = { .o = &o };
 	char err[1024] = "";
-	int srun, ret, rank = -1;
+	int srun, ret, rc, rank = -1;
 	struct hetsgd_boot *boot = NULL;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -1514,42 +1541,23 @@ int main(int argc, char **argv)
 			fprintf(stderr, "hetsgd-train: rank %d: %s\n", rank, err);
 		else
 			fprintf(stderr, "hetsgd-train: %s\n", err);
-		if (!srun || o.check_only) {
-			hetsgd_boot_close(boot);
-			return 2;
+		rc = 2;
+		if (srun && !o.check_only) {
+			/* under srun the other ranks wait for this one: tell them */
+			j.load_failed = 1;
+			rank_main(boot, &j);
 		}
-		/* under srun the other ranks wait for this one: tell them */
-		j.load_failed = 1;
-		ret = rank_main(boot, &j);
-		hetsgd_boot_close(boot);
-		return 2;
+		goto done;
 	}
 	{
 		struct hetsgd_engine_cfg c;
 
-		hetsgd_engine_cfg_init(&c);
-		c.method = o.method;
-		c.policy = o.policy;
-		c.merge = o.merge;
-		c.overlap = o.overlap;
-		c.k = o.k;
-		c.round_s = o.round_s;
-		c.comm_delay_s = o.comm_delay_s;
-		c.gamma = (float)o.gamma;
-		c.batch = o.batch;
-		c.profile.kind = o.profile;
-		c.profile.unit_s = o.time_unit;
-		c.profile.noise = o.noise;
-		c.budget_s = o.time_s;
-		c.budget_grads = o.epochs > 0 ? 1 : 0;
-		c.target_loss = o.target_loss;
-		c.target_acc = o.target_acc;
-		c.compute_threads = o.threads;
+		engine_cfg(&o, &j, &c);
 		if (hetsgd_engine_cfg_check(&c, (uint32_t)o.workers, j.d)) {
 			if (rank <= 0)
 				fprintf(stderr, "hetsgd-train: %s\n", hetsgd_algo_errmsg());
-			hetsgd_boot_close(boot);
-			return 2;
+			rc = 2;
+			goto done;
 		}
 	}
 	j.hash = config_hash(&o, j.provider);
@@ -1569,18 +1577,18 @@ int main(int argc, char **argv)
 			printf("hetsgd-train: configuration ok (hash %016llx):\n", (unsigned long long)j.hash);
 			dump_config(&o, j.provider, stdout);
 		}
-		hetsgd_boot_close(boot);
-		return 0;
-	}
-	if (srun) {
-		ret = rank_main(boot, &j);
-		hetsgd_boot_close(boot);
-		return ret;
-	}
-	if (hetsgd_boot_local_run(o.workers + 1, rank_main, &j, NULL)) {
+		rc = 0;
+	} else if (srun) {
+		rc = rank_main(boot, &j);
+	} else if (hetsgd_boot_local_run(o.workers + 1, rank_main, &j, NULL)) {
 		/* each rank said what went wrong; the launcher says who */
 		fprintf(stderr, "hetsgd-train: %s\n", hetsgd_errmsg());
-		return 1;
+		rc = 1;
+	} else {
+		rc = 0;
 	}
-	return 0;
+done:
+	hetsgd_boot_close(boot);
+	job_free(&j);
+	return rc;
 }
