@@ -5,8 +5,9 @@
 # admission by HETSGD_SECRET); each rank exchanges a value with every other
 # rank; check that every rank reported, stop the daemons.  Fails, never skips,
 # when Slurm or a PMI flavour is missing: this is the test of that path.
-# Then the README's srun example trains on it, and ranks started with
-# different configurations must refuse to train.
+# Then the README's srun example trains on it, so does the one-node batch
+# script, and ranks started with different configurations must refuse to
+# train.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 builddir=${HETSGD_BUILDDIR:-$PWD}
@@ -73,6 +74,23 @@ else
 		fail=$((fail + 1))
 	fi
 fi
+
+# The one-node batch script, as a user submits it (with a short budget and
+# no more CPUs than the private node has).
+sb=$(mktemp -d "${TMPDIR:-/tmp}/hetsgd-sbatch.XXXXXX")
+out=$(cd "$builddir" && HETSGD_TIME=5 HETSGD_OUT="$sb/run" timeout 300 sbatch --wait --ntasks=4 --cpus-per-task=2 \
+	--output="$sb/job.out" --export=ALL "$here/../../apps/hetsgd-1node.sbatch" 2>&1)
+rc=$?
+if [ $rc -eq 0 ] && grep -q '^stop-reason = time budget' "$sb/run/summary.txt" 2>/dev/null; then
+	echo "PASS: sbatch apps/hetsgd-1node.sbatch trained: $(grep '^final-accuracy' "$sb/run/summary.txt")"
+	pass=$((pass + 1))
+else
+	echo "$out" | sed 's/^/  [sbatch] /'
+	tail -n 8 "$sb/job.out" 2>/dev/null | sed 's/^/  [sbatch job] /'
+	echo "FAIL: sbatch apps/hetsgd-1node.sbatch: exit $rc"
+	fail=$((fail + 1))
+fi
+rm -rf "$sb"
 
 # Ranks started with different configurations must refuse to train.
 mis=$(mktemp -d "${TMPDIR:-/tmp}/hetsgd-mismatch.XXXXXX")
