@@ -1305,6 +1305,7 @@ struct agree {
 	uint64_t hash;
 	int32_t ok;		/* rank 0: the output folder is ready */
 	int32_t pad;
+	char host[64];		/* shm needs every rank on one host */
 };
 
 static int rank_main(struct hetsgd_boot *boot, void *arg)
@@ -1313,6 +1314,7 @@ static int rank_main(struct hetsgd_boot *boot, void *arg)
 	struct opts *o = j->o;
 	int rank = hetsgd_boot_rank(boot), size = hetsgd_boot_size(boot), ret;
 	struct agree me = { .hash = j->hash, .ok = 1 }, *all;
+	int shm = !strcmp(j->provider, "shm");
 	struct hetsgd_engine_cfg cfg;
 	struct hetsgd_engine_io io = { .x0 = j->x0, .d = j->d };
 	struct hetsgd_engine_result res;
@@ -1323,6 +1325,7 @@ static int rank_main(struct hetsgd_boot *boot, void *arg)
 
 	/* one agreement before any training: same configuration everywhere,
 	 * and rank 0 ready to write */
+	gethostname(me.host, sizeof(me.host) - 1);
 	if (j->load_failed)
 		me.ok = 0;
 	else if (rank == 0 && prepare_out(o, err, sizeof(err)))
@@ -1340,6 +1343,15 @@ static int rank_main(struct hetsgd_boot *boot, void *arg)
 				fprintf(stderr, "hetsgd-train: rank %d runs a different configuration than rank 0 (hash %016llx, rank 0 %016llx): launch every rank with the same options, data and hetsgd build; refusing to train\n",
 					r, (unsigned long long)all[r].hash,
 					(unsigned long long)all[0].hash);
+			free(all);
+			return 2;
+		}
+	for (int r = 1; r < size && shm; r++)
+		if (strncmp(all[r].host, all[0].host, sizeof(all[r].host))) {
+			if (rank == 0)
+				fprintf(stderr, "hetsgd-train: --provider shm%s needs every rank on one host; rank %d runs on %s, rank 0 on %s: use nodes with RDMA devices and --provider verbs, or one node\n",
+					strcmp(o->provider, "auto") ? "" : " (auto found no RDMA device)",
+					r, all[r].host, all[0].host);
 			free(all);
 			return 2;
 		}
@@ -1561,6 +1573,9 @@ int main(int argc, char **argv)
 		}
 	}
 	j.hash = config_hash(&o, j.provider);
+	/* and what the data came out as: the same options can read different
+	 * files on different nodes */
+	j.hash ^= (j.ntrain * 0x9e3779b97f4a7c15ull) ^ ((uint64_t)j.d << 20) ^ ((uint64_t)j.classes << 50);
 	if (rank <= 0) {
 		char samples[64] = "";
 
