@@ -76,4 +76,4 @@ if [ ! -f Makefile ] || [ configure -nt config.status ] || [ $# -gt 0 ]; then
 	./configure "$@"
 fi
 make -j"$(nproc)"
-echo "setup: built. Next: make demo (soft-RoCE demonstration) or make check-all (every test)."
+echo "setup: built. Next: make demo (the main job: training on Fashion-MNIST) or make check-all (every test)."

@@ -116,7 +116,7 @@ int plot_runs(const char *outdir, const char *prefix, const char *const *runs,
 		"set terminal pngcairo size 900,560 noenhanced\n"
 		"set datafile separator ','\n"
 		"set datafile missing ''\n"
-		"set grid\nset key outside right top\n", script);
+		"set grid\nset key outside right top\nset autoscale xfixmax\n", script);
 	/* columns of metrics.csv: 1 time_s, 2 grads, 5 loss, 6 accuracy */
 	one_plot(g, outdir, prefix, "loss.png", "wall time (s)", "loss", 1, 5, 1, runs, labels, n);
 	one_plot(g, outdir, prefix, "loss-work.png", "gradients computed", "loss", 2, 5, 1, runs,

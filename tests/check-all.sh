@@ -4,7 +4,8 @@
 #                        SKIP visibly here when no RDMA device exists
 #   2. check-sanitizers  unit tests again under ASan + UBSan (as a distcheck)
 #   3. check-rdma        the RDMA tests on real soft-RoCE (qemu if needed)
-#   4. check-slurm       srun with PMIx and PMI2 on a private Slurm
+#   4. check-slurm       srun with PMIx, PMI2 and the TCP rendezvous, and
+#                        training with srun and sbatch, on a private Slurm
 # Every stage runs even when an earlier one failed, so one CI log shows all.
 set -u
 make=${1:-make}
@@ -25,7 +26,13 @@ stage() {
 		# automake's per-test lines (the TAP driver prints one per Criterion test)
 		p=$(count PASS); f=$(( $(count FAIL) + $(count ERROR) + $(count XPASS) )); s=$(count SKIP) ;;
 	*)
-		p=$(count PASS); f=$(count FAIL); s=0 ;;
+		# the bed's and the Slurm script's own closing line: one count per
+		# test command, not per assertion the tests print inside
+		local who=${name#check-}
+		[ "$who" = rdma ] && who=rxe-bed || who=check-slurm
+		p=$(sed -n "s/^$who: \([0-9]*\) passed, \([0-9]*\) failed.*/\1/p" "$log" | tail -n 1)
+		f=$(sed -n "s/^$who: \([0-9]*\) passed, \([0-9]*\) failed.*/\2/p" "$log" | tail -n 1)
+		p=${p:-0} f=${f:-0} s=0 ;;
 	esac
 	# A stage that failed without naming a failing test still counts once.
 	if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi

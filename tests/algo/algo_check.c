@@ -507,8 +507,9 @@ static int abort_rank(struct hetsgd_boot *boot, void *arg)
 
 	if (ret == 0)
 		hetsgd_engine_result_free(&res);
-	printf("%s: rank %d %s: %s (must fail, naming \"%s\")\n", ok ? "PASS" : "FAIL", rank,
-	       ret ? "failed" : "finished", ret ? msg : "", want);
+	printf("%s: with %d compute threads, rank %d %s: \"%s\" (it must stop with a message naming \"%s\")\n",
+	       ok ? "PASS" : "FAIL", j->cfg.compute_threads > 1 ? j->cfg.compute_threads : 1, rank,
+	       ret ? "stopped as it must" : "finished, which it must not", ret ? msg : "", want);
 	return ok ? 0 : 1;
 }
 

@@ -15,6 +15,8 @@ bw_sizes=${HETSGD_BENCH_BW_SIZES:-"65536 262144 1048576"}
 lat_size=8
 mb=${HETSGD_BENCH_MB:-24}
 rounds=${HETSGD_BENCH_ROUNDS:-3}
+# it prints its table at the end: say up front how long the quiet lasts
+echo "bench-vs-perftest: $rounds alternating rounds of perftest and hetsgd-bench per size; about 100 s on rxe under qemu"
 lat_iters=2000
 
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }

@@ -109,11 +109,13 @@ fi
 
 # shm between hosts cannot work: a rank on "another host" (its own UTS
 # namespace with another hostname) must make every rank refuse, by name.
+hosts=$(mktemp -d "${TMPDIR:-/tmp}/hetsgd-hosts.XXXXXX")
 out=$(cd "$builddir" && timeout 120 srun -n 3 --mpi=pmix bash -c \
 	'args="--data synth --time 5 --progress none --no-plots --provider shm --out $0"
 	 if [ "$SLURM_PROCID" = 2 ]; then exec unshare --uts sh -c "hostname hetsgd-elsewhere && exec apps/hetsgd-train $args"; fi
-	 exec apps/hetsgd-train $args' "$(mktemp -d "${TMPDIR:-/tmp}/hetsgd-hosts.XXXXXX")" 2>&1)
+	 exec apps/hetsgd-train $args' "$hosts" 2>&1)
 rc=$?
+rm -rf "$hosts"
 if [ $rc -ne 0 ] && echo "$out" | grep -q 'needs every rank on one host; rank 2 runs on hetsgd-elsewhere'; then
 	echo "PASS: shm across hosts refused: $(echo "$out" | grep -m1 'one host' | cut -c1-160)"
 	pass=$((pass + 1))
