@@ -1250,6 +1250,41 @@ static int write_outputs(struct job *j, const struct hetsgd_engine_result *res, 
 
 /* ---- the ranks ---- */
 
+static FILE *open_metrics(const struct opts *o, char *err, size_t n)
+{
+	char path[PATH_MAX_LEN + 32];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/metrics.csv", o->out);
+	f = fopen(path, "w");
+	if (!f) {
+		bad(err, n, "cannot write %s: %s", path, strerror(errno));
+		return NULL;
+	}
+	fprintf(f, "time_s,grads,updates,epochs,loss,accuracy,grad_norm,wait_share,dist_opt,final\n");
+	return f;
+}
+
+/* The server's objective (for evaluation), or worker rank-1's and one
+ * more instance per extra compute thread. */
+static int make_rank_objectives(const struct job *j, int rank, struct hetsgd_objective **obj,
+				struct hetsgd_objective ***more, char *err, size_t n)
+{
+	int threads = rank > 0 ? j->o->threads : 1;
+
+	if (make_objective(j, rank - 1, obj))
+		return algo_fail(err, n, rank ? "the worker's objective" : "the server's objective");
+	if (threads > 1) {
+		*more = calloc((size_t)threads, sizeof(**more));
+		if (!*more)
+			return bad(err, n, "out of memory");
+		for (int t = 0; t < threads - 1; t++)
+			if (make_objective(j, rank - 1, &(*more)[t]))
+				return algo_fail(err, n, "an objective for an extra compute thread");
+	}
+	return 0;
+}
+
 /* The engine's configuration from the options (and the data's size). */
 static void engine_cfg(const struct opts *o, const struct job *j, struct hetsgd_engine_cfg *c)
 {
@@ -1323,19 +1358,49 @@ static int rank_main(struct hetsgd_boot *boot, void *arg)
 	float *x = NULL;
 	char err[1024] = "";
 
-	/* one agreement before any training: same configuration everywhere,
-	 * and rank 0 ready to write */
-	gethostname(me.host, sizeof(me.host) - 1);
+	engine_cfg(o, j, &cfg);
+	hetsgd_tp_attr_init(&ta);
+	hetsgd_provider_parse(j->provider, &ta.provider);
+	if (o->device[0])
+		ta.device = o->device;
+	/* everything that can fail here fails before the agreement below, so
+	 * that no rank is left waiting for one that gave up */
 	if (j->load_failed)
 		me.ok = 0;
 	else if (rank == 0 && prepare_out(o, err, sizeof(err)))
 		me.ok = 0;
+	else if (rank == 0 && !(j->metrics = open_metrics(o, err, sizeof(err))))
+		me.ok = 0;
+	else if (make_rank_objectives(j, rank, &obj, &more, err, sizeof(err)))
+		me.ok = 0;
+	if (rank == 0 && me.ok) {
+		j->tty = o->progress == PROG_BAR || (o->progress == PROG_AUTO && isatty(1));
+		cfg.on_eval = on_eval;
+		cfg.on_eval_arg = j;
+		x = malloc(j->d * sizeof(float));
+		io.x_out = x;
+		io.eval = j->eval.n ? &j->eval : j->test.n ? &j->test : NULL;
+		io.test = j->test.n ? &j->test : NULL;
+		if (!x) {
+			snprintf(err, sizeof(err), "out of memory for a model of %zu values", j->d);
+			me.ok = 0;
+		}
+	} else if (rank > 0) {
+		io.data = o->objective == HETSGD_OBJ_QUAD ? NULL : &j->shard[rank - 1];
+		io.thread_obj = more;
+	}
+	if (!me.ok && err[0] && rank != 0)
+		fprintf(stderr, "hetsgd-train: rank %d: %s\n", rank, err);
+
+	/* one agreement before any training: same configuration everywhere,
+	 * every rank ready */
+	gethostname(me.host, sizeof(me.host) - 1);
 	all = calloc((size_t)size, sizeof(*all));
 	if (!all || hetsgd_boot_allgather(boot, &me, all, sizeof(me))) {
 		fprintf(stderr, "hetsgd-train: rank %d: bootstrap exchange failed: %s\n", rank,
 			hetsgd_errmsg());
-		free(all);
-		return 1;
+		ret = 1;
+		goto out;
 	}
 	for (int r = 1; r < size; r++)
 		if (all[r].ok && all[0].ok && all[r].hash != all[0].hash) {
@@ -1343,8 +1408,8 @@ static int rank_main(struct hetsgd_boot *boot, void *arg)
 				fprintf(stderr, "hetsgd-train: rank %d runs a different configuration than rank 0 (hash %016llx, rank 0 %016llx): launch every rank with the same options, data and hetsgd build; refusing to train\n",
 					r, (unsigned long long)all[r].hash,
 					(unsigned long long)all[0].hash);
-			free(all);
-			return 2;
+			ret = 2;
+			goto out;
 		}
 	for (int r = 1; r < size && shm; r++)
 		if (strncmp(all[r].host, all[0].host, sizeof(all[r].host))) {
@@ -1352,8 +1417,8 @@ static int rank_main(struct hetsgd_boot *boot, void *arg)
 				fprintf(stderr, "hetsgd-train: --provider shm%s needs every rank on one host; rank %d runs on %s, rank 0 on %s: use nodes with RDMA devices and --provider verbs, or one node\n",
 					strcmp(o->provider, "auto") ? "" : " (auto found no RDMA device)",
 					r, all[r].host, all[0].host);
-			free(all);
-			return 2;
+			ret = 2;
+			goto out;
 		}
 	for (int r = 0; r < size; r++)
 		if (!all[r].ok) {
@@ -1362,54 +1427,12 @@ static int rank_main(struct hetsgd_boot *boot, void *arg)
 				fprintf(stderr, "hetsgd-train: %s\n", err);
 			else if (rank == 0 && r != 0)
 				fprintf(stderr, "hetsgd-train: rank %d could not start (its message is above); no rank trains\n", r);
-			free(all);
-			return 2;
+			ret = 2;
+			goto out;
 		}
 	free(all);
+	all = NULL;
 
-	engine_cfg(o, j, &cfg);
-	hetsgd_tp_attr_init(&ta);
-	hetsgd_provider_parse(j->provider, &ta.provider);
-	if (o->device[0])
-		ta.device = o->device;
-
-	if (rank == 0) {
-		char path[PATH_MAX_LEN + 32];
-
-		snprintf(path, sizeof(path), "%s/metrics.csv", o->out);
-		j->metrics = fopen(path, "w");
-		if (!j->metrics) {
-			fprintf(stderr, "hetsgd-train: cannot write %s: %s\n", path, strerror(errno));
-			return 1;
-		}
-		fprintf(j->metrics, "time_s,grads,updates,epochs,loss,accuracy,grad_norm,wait_share,dist_opt,final\n");
-		j->tty = o->progress == PROG_BAR || (o->progress == PROG_AUTO && isatty(1));
-		cfg.on_eval = on_eval;
-		cfg.on_eval_arg = j;
-		x = malloc(j->d * sizeof(float));
-		io.x_out = x;
-		io.eval = j->eval.n ? &j->eval : j->test.n ? &j->test : NULL;
-		io.test = j->test.n ? &j->test : NULL;
-		if (!x || make_objective(j, -1, &obj)) {
-			fprintf(stderr, "hetsgd-train: server objective: %s\n", hetsgd_algo_errmsg());
-			return 1;
-		}
-	} else {
-		int w = rank - 1;
-
-		io.data = o->objective == HETSGD_OBJ_QUAD ? NULL : &j->shard[w];
-		if (make_objective(j, w, &obj)) {
-			fprintf(stderr, "hetsgd-train: worker %d objective: %s\n", w, hetsgd_algo_errmsg());
-			return 1;
-		}
-		if (o->threads > 1) {
-			more = calloc((size_t)o->threads, sizeof(*more));
-			for (int t = 0; more && t < o->threads - 1; t++)
-				if (make_objective(j, w, &more[t]))
-					break;
-			io.thread_obj = more;
-		}
-	}
 	io.obj = obj;
 	ret = hetsgd_engine_run(boot, &ta, &cfg, &io, &res);
 	if (j->line_open)
@@ -1430,7 +1453,7 @@ static int rank_main(struct hetsgd_boot *boot, void *arg)
 			       o->method == HETSGD_METHOD_LOSCAR ? "rounds" : "updates",
 			       (unsigned long long)res.grads);
 			if (last)
-				printf(", loss %.4g%s", last->loss, "");
+				printf(", loss %.4g", last->loss);
 			if (last && !isnan(last->acc))
 				printf(", test accuracy %.4f", last->acc);
 			if (o->objective == HETSGD_OBJ_QUAD)
@@ -1450,14 +1473,17 @@ static int rank_main(struct hetsgd_boot *boot, void *arg)
 	}
 	if (ret == 0)
 		hetsgd_engine_result_free(&res);
+out:
+	free(all);
 	if (j->metrics)
 		fclose(j->metrics);
+	j->metrics = NULL;
 	hetsgd_objective_destroy(obj);
 	for (int t = 0; more && t < o->threads - 1; t++)
 		hetsgd_objective_destroy(more[t]);
 	free(more);
 	free(x);
-	return ret ? 1 : 0;
+	return ret == 2 ? 2 : ret ? 1 : 0;
 }
 
 /* Launched by srun (or a PMI launcher) with more than one task? */
