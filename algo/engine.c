@@ -120,20 +120,6 @@ static double now_s(void)
 	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static void sleep_until(double t)
-{
-	struct timespec ts;
-
-	ts.tv_sec = (time_t)t;
-	ts.tv_nsec = (long)((t - (double)ts.tv_sec) * 1e9);
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
-	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
-		;
-}
-
 static void abs_deadline(struct timespec *ts, double t)
 {
 	ts->tv_sec = (time_t)t;
@@ -211,6 +197,8 @@ int hetsgd_engine_cfg_check(const struct hetsgd_engine_cfg *c, uint32_t n,
 	if (c->budget_s == 0.0 && c->budget_grads == 0 && c->target_loss <= 0.0 &&
 	    c->target_acc <= 0.0)
 		return algo_err(-EINVAL, "no budget: give a time budget, a gradient budget or a target, or training never ends");
+	if ((c->target_loss > 0.0 || c->target_acc > 0.0) && c->eval_interval_s == 0.0)
+		return algo_err(-EINVAL, "a target loss or accuracy is checked at evaluations: give an evaluation interval too");
 	if (c->target_acc > 1.0)
 		return algo_err(-EINVAL, "target accuracy %g is a fraction: use 0 .. 1", c->target_acc);
 	if (!isfinite(c->target_loss) || !isfinite(c->target_acc))
@@ -241,6 +229,7 @@ struct eng {
 	uint64_t mask_seed;
 	double t0;		/* start of training on this rank */
 	double stall_s;
+	int abort_sent;		/* this rank already told its peers it failed */
 	size_t slot;
 	struct hetsgd_block_limits lim;
 	uint64_t bytes_sent, bytes_recv, sent;
@@ -390,6 +379,10 @@ static int send_dense(struct eng *e, int peer, struct eng_hdr *h, const float *x
  * Send until it goes, driving progress meanwhile: for the last messages,
  * when nothing else may arrive (blocks that still land are released).
  */
+static int peer_aborted(const struct hetsgd_ev *ev, const struct eng_hdr *h);
+static int eng_parse(struct eng *e, const struct hetsgd_ev *ev,
+		     struct eng_hdr *h, struct hetsgd_block *blk, int want_block);
+
 static int send_blocking(struct eng *e, int peer, struct eng_hdr *h, body_fn fill,
 			 void *arg)
 {
@@ -401,10 +394,22 @@ static int send_blocking(struct eng *e, int peer, struct eng_hdr *h, body_fn fil
 		n = hetsgd_tp_progress(e->tp, ev, 16);
 		if (n < 0)
 			return tp_error(n, "the transport failed");
-		for (int i = 0; i < n; i++)
-			if (ev[i].type == HETSGD_EV_RECV &&
-			    (ret = hetsgd_tp_release(e->tp, ev[i].peer, ev[i].slot)))
+		for (int i = 0; i < n; i++) {
+			if (ev[i].type != HETSGD_EV_RECV)
+				continue;
+			if (ev[i].kind == MSG_ABORT) {
+				struct eng_hdr ah;
+
+				ret = eng_parse(e, &ev[i], &ah, NULL, 0);
+				if (!ret)
+					ret = peer_aborted(&ev[i], &ah);
+				(void)hetsgd_tp_release(e->tp, ev[i].peer, ev[i].slot);
+				return ret;
+			}
+			ret = hetsgd_tp_release(e->tp, ev[i].peer, ev[i].slot);
+			if (ret)
 				return tp_error(ret, "releasing a slot");
+		}
 		if (now_s() - t0 > e->stall_s)
 			return algo_err(-ETIMEDOUT, "rank %d could not write to rank %d for %.0f s: it stopped reading",
 					e->rank, peer, e->stall_s);
@@ -439,6 +444,7 @@ static void send_abort(struct eng *e, int peer, const char *why)
 	char msg[ABORT_MAX + 1];
 
 	snprintf(msg, sizeof(msg), "%s", why);
+	e->abort_sent = 1;
 	fill_hdr(&h, MSG_ABORT, (uint32_t)e->rank, 0, 0);
 	while (eng_send(e, peer, &h, fill_reason, msg) == -EAGAIN && now_s() - t0 < 0.5) {
 		int n = hetsgd_tp_progress(e->tp, ev, 16);
@@ -511,6 +517,8 @@ static void eng_place(struct eng *e, struct hetsgd_engine_result *res)
 			 "progress on cpu %d, compute on cpu %s, memory on node %d",
 			 e->plan.progress_pu, cpus, e->plan.numa_node);
 	}
+	else if (e->cfg->pin == 0)
+		snprintf(res->placement, sizeof(res->placement), "unpinned, as asked (pin 0)");
 	else
 		snprintf(res->placement, sizeof(res->placement),
 			 "unpinned: %d ranks x %d threads share the cores (pinning would stack them; pin with --pin yes)",
@@ -600,6 +608,23 @@ static int worker_fail(struct worker *w, int err)
 	pthread_cond_broadcast(&w->pcv);
 	pthread_mutex_unlock(&w->mu);
 	return err;
+}
+
+/*
+ * Sleep until t, the end of a padded step, unless the run stops first: a
+ * profile's slowest worker may take seconds per step, and STOP or ABORT
+ * should not wait for it.  Every writer of stop broadcasts cv.
+ */
+static void pad_until(struct worker *w, double t)
+{
+	struct timespec ts;
+
+	abs_deadline(&ts, t);
+	pthread_mutex_lock(&w->mu);
+	while (!atomic_load(&w->stop) && now_s() < t)
+		if (pthread_cond_timedwait(&w->cv, &w->mu, &ts) == ETIMEDOUT)
+			break;
+	pthread_mutex_unlock(&w->mu);
 }
 
 /* One gradient of f_i at x into g, padded to the profile's target. */
@@ -714,7 +739,7 @@ static int worker_grad(struct worker *w, const float *x)
 		if (now_s() - t0 > target)
 			w->overruns++;
 		else
-			sleep_until(t0 + target);
+			pad_until(w, t0 + target);
 	}
 	w->steps++;
 	atomic_store_explicit(&w->steps_pub, w->steps, memory_order_relaxed);
@@ -899,8 +924,12 @@ static void *compute_main(void *arg)
 				started++;
 		}
 		if (!ret) {
-			pthread_barrier_init(&w->bar_go, NULL, (unsigned)w->nthr);
-			pthread_barrier_init(&w->bar_done, NULL, (unsigned)w->nthr);
+			ret = pthread_barrier_init(&w->bar_go, NULL, (unsigned)w->nthr);
+			if (!ret) {
+				ret = pthread_barrier_init(&w->bar_done, NULL, (unsigned)w->nthr);
+				if (ret)
+					pthread_barrier_destroy(&w->bar_go);
+			}
 		}
 		pthread_mutex_lock(&w->mu);
 		if (ret)
@@ -978,7 +1007,7 @@ static int worker_recv(struct worker *w, const struct hetsgd_ev *ev, int *stoppe
 	pthread_mutex_lock(&w->mu);
 	switch (h.type) {
 	case MSG_MODEL:
-		if (e->cfg->method == HETSGD_METHOD_LOSCAR || w->have_model ||
+		if (e->cfg->method == HETSGD_METHOD_LOSCAR || w->have_model || !w->awaiting ||
 		    (ret = want_full(ev, &b, "a model")))
 			goto proto;
 		memcpy(w->in_vec, b.val, e->d * sizeof(float));
@@ -988,7 +1017,7 @@ static int worker_recv(struct worker *w, const struct hetsgd_ev *ev, int *stoppe
 		w->awaiting = 0;
 		break;
 	case MSG_AVG:
-		if (e->cfg->method != HETSGD_METHOD_LOSCAR || atomic_load(&w->have_avg) ||
+		if (e->cfg->method != HETSGD_METHOD_LOSCAR || atomic_load(&w->have_avg) || !w->awaiting ||
 		    (ret = want_masked(e, ev, &b, h.round, "an average")))
 			goto proto;
 		memcpy(w->in_vec, b.val, (size_t)e->k * sizeof(float));
@@ -1272,6 +1301,9 @@ struct server {
 	struct hetsgd_tau_est tau;
 	struct hetsgd_worker_stats *ws;
 	uint8_t *have_stats;
+	uint8_t *have_final;	/* LOSCAR: the final model came (once, after STOP) */
+	uint8_t *have_snap;	/* LOSCAR: this snapshot came (once, when asked) */
+	double *compute;	/* per worker: compute seconds as last reported */
 	uint32_t nstats;
 	uint64_t *steps;	/* per worker, as last reported */
 	double *idle, *wall;
@@ -1531,7 +1563,13 @@ static int server_recv(struct server *s, const struct hetsgd_ev *ev)
 	if (h.steps < s->steps[wk])
 		return algo_err(-EPROTO, "worker %u reported %llu steps after %llu", wk,
 				(unsigned long long)h.steps, (unsigned long long)s->steps[wk]);
+	/* LOSCAR's tau, for the statistics: compute seconds per step over
+	 * the round (a bad report only leaves the estimate as it was) */
+	if (h.type == MSG_ROUND && h.steps > s->steps[wk] && h.compute >= s->compute[wk])
+		(void)hetsgd_tau_report(&s->tau, wk, (h.compute - s->compute[wk]) /
+					(double)(h.steps - s->steps[wk]), t);
 	s->steps[wk] = h.steps;
+	s->compute[wk] = h.compute;
 	s->idle[wk] = h.idle;
 	s->wall[wk] = h.elapsed;
 
@@ -1540,10 +1578,14 @@ static int server_recv(struct server *s, const struct hetsgd_ev *ev)
 		struct wire_stats w;
 		struct hetsgd_worker_stats *o = &s->ws[wk];
 
-		if (h.body != sizeof(w) || s->have_stats[wk])
-			return algo_err(-EPROTO, "worker %u sent statistics of %u bytes (expected %zu, once)",
-					wk, h.body, sizeof(w));
+		if (h.body != sizeof(w) || s->have_stats[wk] || !s->stopping)
+			return algo_err(-EPROTO, "worker %u sent statistics of %u bytes %s(expected %zu, once, after STOP)",
+					wk, h.body, s->stopping ? "" : "before it was stopped ", sizeof(w));
 		memcpy(&w, (const char *)ev->data + HDR_BYTES, sizeof(w));
+		if (!finite_nonneg(w.tau_target) || !finite_nonneg(w.compute_s) ||
+		    !finite_nonneg(w.idle_s) || !finite_nonneg(w.elapsed_s))
+			return algo_err(-EPROTO, "worker %u sent statistics with a time that is negative or not a number",
+					wk);
 		stats_from_wire(o, wk, &w);
 		o->tau_est = hetsgd_tau_get(&s->tau, wk);
 		s->have_stats[wk] = 1;
@@ -1554,6 +1596,10 @@ static int server_recv(struct server *s, const struct hetsgd_ev *ev)
 	case MSG_FINAL:
 		if (c->method != HETSGD_METHOD_LOSCAR || (ret = want_full(ev, &b, "its final model")))
 			break;
+		if (!s->stopping || s->have_final[wk])
+			return algo_err(-EPROTO, "worker %u sent its final model %s", wk,
+					s->stopping ? "twice" : "before the server stopped it");
+		s->have_final[wk] = 1;
 		for (size_t j = 0; j < e->d; j++)
 			s->acc[j] += b.val[j];
 		s->finals++;
@@ -1572,6 +1618,7 @@ static int server_recv(struct server *s, const struct hetsgd_ev *ev)
 						wk, (unsigned long long)h.round,
 						(unsigned long long)s->version);
 			s->got[wk] = 1;
+			(void)hetsgd_tau_report(&s->tau, wk, h.tau, t);	/* for the statistics */
 			apply_block(s->acc, &b, -1.0f);	/* acc += g */
 			if (++s->acc_count < e->n)
 				return 0;
@@ -1646,11 +1693,15 @@ static int server_recv(struct server *s, const struct hetsgd_ev *ev)
 	case MSG_SNAP:
 		if (c->method != HETSGD_METHOD_LOSCAR || (ret = want_full(ev, &b, "a snapshot")))
 			break;
+		if (!s->snap_wanted || s->have_snap[wk])
+			return algo_err(-EPROTO, "worker %u sent a snapshot the server did not ask for", wk);
+		s->have_snap[wk] = 1;
 		for (size_t j = 0; j < e->d; j++)
 			s->snap[j] += b.val[j];
 		if (++s->snap_count == e->n) {
 			eval_submit(s, s->snap, 1.0 / e->n);
 			memset(s->snap, 0, e->d * sizeof(float));
+			memset(s->have_snap, 0, e->n);
 			s->snap_count = 0;
 			s->snap_wanted = 0;
 		}
@@ -1701,6 +1752,9 @@ static int server_run(struct eng *e, struct hetsgd_engine_result *res)
 	s->got = calloc(e->n, 1);
 	s->ws = calloc(e->n, sizeof(*s->ws));
 	s->have_stats = calloc(e->n, 1);
+	s->have_final = calloc(e->n, 1);
+	s->have_snap = calloc(e->n, 1);
+	s->compute = calloc(e->n, sizeof(double));
 	s->steps = calloc(e->n, sizeof(*s->steps));
 	s->idle = calloc(e->n, sizeof(double));
 	s->wall = calloc(e->n, sizeof(double));
@@ -1713,7 +1767,8 @@ static int server_run(struct eng *e, struct hetsgd_engine_result *res)
 	s->eg = malloc(e->d * sizeof(float));
 	if (e->io->eval && e->io->eval->n)
 		s->eidx = malloc(e->io->eval->n * sizeof(uint32_t));
-	if (!s->x || !s->acc || !s->got || !s->ws || !s->have_stats || !s->steps || !s->idle ||
+	if (!s->x || !s->acc || !s->got || !s->ws || !s->have_stats || !s->have_final ||
+	    !s->have_snap || !s->compute || !s->steps || !s->idle ||
 	    !s->wall || !s->sum || !s->xs || !s->snap || !s->pend || !s->pend_len || !s->job.x ||
 	    !s->eg || (e->io->eval && e->io->eval->n && !s->eidx)) {
 		ret = algo_err(-ENOMEM, "server: out of memory for a model of %zu floats", e->d);
@@ -1762,9 +1817,11 @@ static int server_run(struct eng *e, struct hetsgd_engine_result *res)
 			e->bytes_recv += ev[i].len;
 			last_recv = t;
 			ret = server_recv(s, &ev[i]);
-			if (!ret)
-				ret = hetsgd_tp_release(e->tp, ev[i].peer, ev[i].slot) ?
-				      tp_error(-EIO, "releasing a slot") : 0;
+			if (!ret) {
+				ret = hetsgd_tp_release(e->tp, ev[i].peer, ev[i].slot);
+				if (ret)
+					ret = tp_error(ret, "releasing a slot");
+			}
 			if (ret)
 				break;
 		}
@@ -1775,6 +1832,9 @@ static int server_run(struct eng *e, struct hetsgd_engine_result *res)
 			if (why) {
 				s->stopping = 1;
 				snprintf(res->stop_reason, sizeof(res->stop_reason), "%s", why);
+				/* STOP goes out now: a held average or a model
+				 * would only make the workers step past the budget */
+				memset(s->pend_len, 0, e->n * sizeof(*s->pend_len));
 				for (uint32_t i = 0; i < e->n && !ret; i++)
 					ret = enqueue(s, i, MSG_STOP, 0, 0, 0.0);
 				if (ret)
@@ -1795,8 +1855,12 @@ static int server_run(struct eng *e, struct hetsgd_engine_result *res)
 
 			for (i = 0; i < e->n && s->have_stats[i]; i++)
 				;
-			ret = algo_err(-ETIMEDOUT, "the server heard nothing from any worker for %.0f s (worker %u still owes %s): a worker died or stalled",
-				       e->stall_s, i, s->stopping ? "its statistics" : "a block");
+			if (s->stopping)
+				ret = algo_err(-ETIMEDOUT, "the server heard nothing from any worker for %.0f s after stopping them (worker %u still owes its statistics): a worker died or stalled",
+					       e->stall_s, i);
+			else
+				ret = algo_err(-ETIMEDOUT, "the server heard nothing from any worker for %.0f s: a worker died or stalled (raise the stall time if steps are that slow)",
+					       e->stall_s);
 			break;
 		}
 		pthread_mutex_lock(&s->emu);
@@ -1892,6 +1956,9 @@ out:
 	free(s->got);
 	free(s->ws);
 	free(s->have_stats);
+	free(s->have_final);
+	free(s->have_snap);
+	free(s->compute);
 	free(s->steps);
 	free(s->idle);
 	free(s->wall);
@@ -1913,6 +1980,48 @@ out:
  * Entry
  * ==================================================================== */
 
+/*
+ * What this rank brings.  Checked after the endpoint is open, so that a
+ * rank with bad input tells the others (ABORT) instead of leaving them
+ * waiting in the collective open.
+ */
+static int check_io(struct eng *e)
+{
+	const struct hetsgd_engine_cfg *c = e->cfg;
+	const struct hetsgd_engine_io *io = e->io;
+
+	if (e->rank > 0) {
+		if (!io->obj)
+			return algo_err(-EINVAL, "engine: worker rank %d has no objective", e->rank);
+		if (io->obj->d != e->d)
+			return algo_err(-EINVAL, "engine: the objective has d = %zu, io->d is %zu",
+					io->obj->d, e->d);
+		if (io->obj->kind != HETSGD_OBJ_QUAD && (!io->data || io->data->n == 0))
+			return algo_err(-EINVAL, "engine: worker %d has no samples: give every worker data (fewer workers, or another split)",
+					e->rank - 1);
+		for (int t = 1; t < c->compute_threads; t++)
+			if (!io->thread_obj || !io->thread_obj[t - 1] ||
+			    io->thread_obj[t - 1]->d != e->d ||
+			    io->thread_obj[t - 1]->kind != io->obj->kind)
+				return algo_err(-EINVAL, "engine: %d compute threads need io->thread_obj[0 .. %d], one more instance of the same objective per extra thread (instance %d is missing or differs)",
+						c->compute_threads, c->compute_threads - 2, t - 1);
+		if (io->data && io->data->n > UINT32_MAX)
+			return algo_err(-EINVAL, "engine: worker %d has %llu samples; at most 2^32 - 1",
+					e->rank - 1, (unsigned long long)io->data->n);
+	} else if (io->obj && io->obj->d != e->d) {
+		return algo_err(-EINVAL, "engine: the server's objective has d = %zu, io->d is %zu",
+				io->obj->d, e->d);
+	}
+	if (e->rank == 0 && (c->target_loss > 0 || c->target_acc > 0)) {
+		/* a target that can never be measured would never stop the run */
+		if (c->target_loss > 0 && (!io->obj || (io->obj->kind != HETSGD_OBJ_QUAD && !io->eval)))
+			return algo_err(-EINVAL, "engine: a target loss needs the server's objective and an evaluation set");
+		if (c->target_acc > 0 && (!io->obj || !io->obj->nclass || !io->test))
+			return algo_err(-EINVAL, "engine: a target accuracy needs a classifier and a test set at the server");
+	}
+	return 0;
+}
+
 void hetsgd_engine_result_free(struct hetsgd_engine_result *res)
 {
 	if (!res)
@@ -1933,8 +2042,8 @@ int hetsgd_engine_run(struct hetsgd_boot *boot,
 	int ret, cret;
 
 	memset(res, 0, sizeof(*res));
-	if (!boot || !tp_attr || !cfg || !io)
-		return algo_err(-EINVAL, "engine: boot, tp_attr, cfg and io are required");
+	if (!boot || !tp_attr || !cfg || !io || !io->x0)
+		return algo_err(-EINVAL, "engine: boot, tp_attr, cfg, io and io->x0 are required");
 	e->cfg = cfg;
 	e->io = io;
 	e->rank = hetsgd_boot_rank(boot);
@@ -1944,30 +2053,6 @@ int hetsgd_engine_run(struct hetsgd_boot *boot,
 	ret = hetsgd_engine_cfg_check(cfg, e->n, e->d);
 	if (ret)
 		return ret;
-	if (!io->x0)
-		return algo_err(-EINVAL, "engine: io->x0 (the starting model) is required");
-	if (e->rank > 0) {
-		if (!io->obj)
-			return algo_err(-EINVAL, "engine: worker rank %d has no objective", e->rank);
-		if (io->obj->d != e->d)
-			return algo_err(-EINVAL, "engine: the objective has d = %zu, io->d is %zu",
-					io->obj->d, e->d);
-		if (io->obj->kind != HETSGD_OBJ_QUAD && (!io->data || io->data->n == 0))
-			return algo_err(-EINVAL, "engine: worker %d has no samples: give every worker data (fewer workers, or another split)",
-					e->rank - 1);
-		for (int t = 1; t < cfg->compute_threads; t++)
-			if (!io->thread_obj || !io->thread_obj[t - 1] ||
-			    io->thread_obj[t - 1]->d != e->d ||
-			    io->thread_obj[t - 1]->kind != io->obj->kind)
-				return algo_err(-EINVAL, "engine: %d compute threads need io->thread_obj[0 .. %d], one more instance of the same objective per extra thread (instance %d is missing or differs)",
-						cfg->compute_threads, cfg->compute_threads - 2, t - 1);
-		if (io->data && io->data->n > UINT32_MAX)
-			return algo_err(-EINVAL, "engine: worker %d has %llu samples; at most 2^32 - 1",
-					e->rank - 1, (unsigned long long)io->data->n);
-	} else if (io->obj && io->obj->d != e->d) {
-		return algo_err(-EINVAL, "engine: the server's objective has d = %zu, io->d is %zu",
-				io->obj->d, e->d);
-	}
 	e->k = cfg->method == HETSGD_METHOD_LOSCAR ? (cfg->k ? cfg->k : (uint32_t)e->d) : 0;
 	{
 		uint64_t s = cfg->seed ^ 0x6d61736b5f736565ull;	/* "mask_see" */
@@ -2013,7 +2098,22 @@ int hetsgd_engine_run(struct hetsgd_boot *boot,
 		goto out;
 	}
 	snprintf(res->provider, sizeof(res->provider), "%s", hetsgd_tp_describe(e->tp));
-	ret = e->rank == 0 ? server_run(e, res) : worker_run(e, res);
+	ret = check_io(e);
+	if (!ret)
+		ret = e->rank == 0 ? server_run(e, res) : worker_run(e, res);
+	if (ret && ret != -ECONNABORTED && !e->abort_sent) {
+		/* every way this rank fails tells the others why, so that none
+		 * waits out its stall time */
+		char why[ABORT_MAX + 1];
+
+		snprintf(why, sizeof(why), "%s", hetsgd_algo_errmsg());
+		if (e->rank == 0)
+			for (int r = 1; r < e->size; r++)
+				send_abort(e, r, why);
+		else
+			send_abort(e, 0, why);
+		algo_err(ret, "%s", why);
+	}
 	/* close is collective: a failed rank still closes so that the others
 	 * see it leave rather than hang */
 	cret = hetsgd_tp_close(e->tp);

@@ -550,7 +550,8 @@ struct hetsgd_eval_point {
 	const float *x;
 };
 
-/* Called on the server's evaluation thread, in time order. */
+/* Called on the server, in time order: on its evaluation thread, and for
+ * the final point on the thread that called hetsgd_engine_run(). */
 typedef void (*hetsgd_eval_fn)(void *arg, const struct hetsgd_eval_point *pt);
 
 struct hetsgd_engine_cfg {

@@ -105,6 +105,21 @@ fi
 	grep -q '^final-distance-to-optimum = ' "$tmp/quad/summary.txt" &&
 	ok "quad: $(grep '^final-distance-to-optimum' "$tmp/quad/summary.txt")" || ko "quad run or its distance to the optimum"
 
+# a target stops the run when an evaluation reaches it
+"$train" --data synth --synth-n 4000 --workers 2 --target-acc 0.9 --time 60 --out "$tmp/target" --progress none --no-plots >/dev/null 2>&1
+el=$(sed -n 's/^elapsed-s = //p' "$tmp/target/summary.txt" 2>/dev/null)
+grep -q '^stop-reason = target accuracy' "$tmp/target/summary.txt" 2>/dev/null &&
+	awk -v e="$el" 'BEGIN { exit !(e < 30) }' && ok "--target-acc 0.9 stopped the run after $el s" ||
+	ko "--target-acc: $(grep -E 'stop-reason|elapsed' "$tmp/target/summary.txt" 2>/dev/null | tr '\n' ' ')"
+
+# a slow worker's padding does not hold the stop: with tau = 0.4 (1 + i^2)
+# the third worker's steps take 2 s; a 1 s budget must end near 1 s
+"$train" --objective quad --dim 10 --workers 3 --profile squared --time-unit 0.4 --noise 0 --time 1 \
+	--out "$tmp/slow" --progress none --no-plots >/dev/null 2>&1
+el=$(sed -n 's/^elapsed-s = //p' "$tmp/slow/summary.txt" 2>/dev/null)
+awk -v e="$el" 'BEGIN { exit !(e != "" && e < 1.8) }' && ok "a 2 s padded step did not hold a 1 s budget: stopped after $el s" ||
+	ko "slow padding held the stop: elapsed '$el' s (must be < 1.8)"
+
 # hetsgd-plot compares runs
 if command -v gnuplot >/dev/null; then
 	if "$plot" --out "$tmp/cmp" --prefix both- "$run=epochs run" "$tmp/svm" >/dev/null 2>&1 &&

@@ -645,6 +645,7 @@ Test(cfg, defaults_pass)
 	cr_expect_eq(hetsgd_engine_cfg_check(&c, 4, 100), 0, "%s", hetsgd_algo_errmsg());
 	c.budget_grads = 0;
 	c.target_acc = 1.0;
+	c.eval_interval_s = 0.5;	/* a target is checked at evaluations */
 	cr_expect_eq(hetsgd_engine_cfg_check(&c, 4, 100), 0, "%s", hetsgd_algo_errmsg());
 	c.target_acc = 0.0;
 	c.target_loss = 0.1;
@@ -694,7 +695,14 @@ Test(cfg, contradictions)
 
 	hetsgd_engine_cfg_init(&c);
 	c.target_acc = 1.5;
+	c.eval_interval_s = 0.5;
 	expect_bad(&c, 4, 100, "accuracy", "target_acc > 1");
+
+	/* a target nobody evaluates would never stop the run */
+	hetsgd_engine_cfg_init(&c);
+	c.budget_s = 0.0;
+	c.target_loss = 0.1;
+	expect_bad(&c, 4, 100, "evaluation interval", "target without evaluations");
 
 	hetsgd_engine_cfg_init(&c);
 	c.comm_delay_s = 0.01;
