@@ -471,6 +471,17 @@ static int peer_aborted(const struct hetsgd_ev *ev, const struct eng_hdr *h)
 	return algo_err(-ECONNABORTED, "rank %d failed: %s", ev->peer, why);
 }
 
+/* LOSCAR's mask, on both sides (nothing for the other methods). */
+static int eng_mask_init(struct eng *e, struct hetsgd_mask *mask)
+{
+	int ret;
+
+	if (e->cfg->method != HETSGD_METHOD_LOSCAR)
+		return 0;
+	ret = hetsgd_mask_init(mask, e->k, (uint32_t)e->d);
+	return ret ? algo_err(ret, "mask of K = %u: %s", e->k, hetsgd_errmsg()) : 0;
+}
+
 /* ---- placement ---- */
 
 static void eng_place(struct eng *e, struct hetsgd_engine_result *res)
@@ -1160,13 +1171,9 @@ static int worker_run(struct eng *e, struct hetsgd_engine_result *res)
 			}
 		}
 	}
-	if (c->method == HETSGD_METHOD_LOSCAR) {
-		ret = hetsgd_mask_init(&w->mask, e->k, (uint32_t)e->d);
-		if (ret) {
-			ret = algo_err(ret, "mask of K = %u: %s", e->k, hetsgd_errmsg());
-			goto out;
-		}
-	}
+	ret = eng_mask_init(e, &w->mask);
+	if (ret)
+		goto out;
 	bind_self(e, e->plan.progress_pu);
 	e->t0 = now_s();
 	ret = pthread_create(&w->thr, NULL, compute_main, w);
@@ -1782,13 +1789,9 @@ static int server_run(struct eng *e, struct hetsgd_engine_result *res)
 	for (uint64_t i = 0; s->eidx && i < e->io->eval->n; i++)
 		s->eidx[i] = (uint32_t)i;
 	memcpy(s->x, e->io->x0, e->d * sizeof(float));
-	if (c->method == HETSGD_METHOD_LOSCAR) {
-		ret = hetsgd_mask_init(&s->mask, e->k, (uint32_t)e->d);
-		if (ret) {
-			ret = algo_err(ret, "mask of K = %u: %s", e->k, hetsgd_errmsg());
-			goto out;
-		}
-	}
+	ret = eng_mask_init(e, &s->mask);
+	if (ret)
+		goto out;
 	bind_self(e, e->plan.progress_pu);
 	ret = pthread_create(&s->ethr, NULL, eval_thread, s);
 	if (ret) {
