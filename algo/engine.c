@@ -600,7 +600,6 @@ struct worker {
 	/* statistics (compute thread writes, progress reads after join) */
 	uint64_t steps, rounds, overlap_steps, dropped, overruns;
 	double compute_s, idle_s, last_send;
-	atomic_uint_fast64_t steps_pub;
 };
 
 static double worker_elapsed(const struct worker *w)
@@ -753,7 +752,6 @@ static int worker_grad(struct worker *w, const float *x)
 			pad_until(w, t0 + target);
 	}
 	w->steps++;
-	atomic_store_explicit(&w->steps_pub, w->steps, memory_order_relaxed);
 	w->compute_s += now_s() - t0;
 	return 0;
 }
@@ -1457,6 +1455,16 @@ static void *eval_thread(void *arg)
 	return NULL;
 }
 
+/* Let the evaluation thread finish what it has, and end it. */
+static void eval_stop(struct server *s)
+{
+	pthread_mutex_lock(&s->emu);
+	s->equit = 1;
+	pthread_cond_broadcast(&s->ecv);
+	pthread_mutex_unlock(&s->emu);
+	pthread_join(s->ethr, NULL);
+}
+
 /* Hand x to the evaluation thread unless it is busy (then skip this one). */
 static void eval_submit(struct server *s, const float *x, double scale)
 {
@@ -1895,11 +1903,7 @@ static int server_run(struct eng *e, struct hetsgd_engine_result *res)
 	res->elapsed_s = now_s() - e->t0;
 
 	/* wait for the last evaluation, then evaluate the final model here */
-	pthread_mutex_lock(&s->emu);
-	s->equit = 1;
-	pthread_cond_broadcast(&s->ecv);
-	pthread_mutex_unlock(&s->emu);
-	pthread_join(s->ethr, NULL);
+	eval_stop(s);
 	ethr = 0;
 	if (s->eval_err) {
 		ret = algo_err(s->eval_err, "%s", s->eval_msg);
@@ -1944,13 +1948,8 @@ static int server_run(struct eng *e, struct hetsgd_engine_result *res)
 	res->npoints = s->npts;
 	s->pts = NULL;
 out:
-	if (ethr) {
-		pthread_mutex_lock(&s->emu);
-		s->equit = 1;
-		pthread_cond_broadcast(&s->ecv);
-		pthread_mutex_unlock(&s->emu);
-		pthread_join(s->ethr, NULL);
-	}
+	if (ethr)
+		eval_stop(s);
 	hetsgd_tau_fini(&s->tau);
 	hetsgd_mask_fini(&s->mask);
 	if (s->x)

@@ -765,6 +765,7 @@ static uint64_t config_hash(const struct opts *o, const char *provider)
 struct job {
 	struct opts *o;
 	int load_failed;		/* srun: this rank could not load its data */
+	int out_ready;			/* local: main() prepared the output folder */
 	char provider[16];
 	uint64_t hash;
 	int nworkers;
@@ -794,6 +795,26 @@ static int file_readable(const char *path, const char *opt, char *err, size_t n)
 	if (access(path, R_OK))
 		return bad(err, n, "%s %s: %s", opt, path, strerror(errno));
 	return 0;
+}
+
+/* Split all into j->train and a held-out j->test (--test-fraction); all is
+ * consumed. */
+static int hold_out(struct job *j, struct hetsgd_dataset *all, char *err, size_t n)
+{
+	struct hetsgd_split ho;
+	int ret;
+
+	if (hetsgd_split_holdout(all->n, j->o->test_fraction, j->o->seed, &ho)) {
+		hetsgd_dataset_free(all);
+		return algo_fail(err, n, "--test-fraction");
+	}
+	ret = hetsgd_dataset_subset(all, ho.index, ho.offset[1], &j->train);
+	if (!ret && ho.offset[2] > ho.offset[1])
+		ret = hetsgd_dataset_subset(all, ho.index + ho.offset[1], ho.offset[2] - ho.offset[1],
+					    &j->test);
+	hetsgd_split_free(&ho);
+	hetsgd_dataset_free(all);
+	return ret ? algo_fail(err, n, "holding out the test set") : 0;
 }
 
 static void subst_i(char *dst, size_t cap, const char *pat, int i)
@@ -916,24 +937,14 @@ static int load_data(struct job *j, int keep, int server, char *err, size_t n)
 		j->data_label = "Fashion-MNIST";
 	} else if (!strcmp(o->data, "synth") || !strcmp(o->data, "synth-regression")) {
 		struct hetsgd_dataset all;
-		struct hetsgd_split ho;
 		int reg = !strcmp(o->data, "synth-regression");
 
 		if (reg ? hetsgd_synth_regression(o->synth_n, o->synth_p, 0.1f, o->seed, &all, NULL)
 			: hetsgd_synth_classification(o->synth_n, o->synth_p, o->synth_classes, o->seed, &all))
 			return algo_fail(err, n, "generating data");
-		if (hetsgd_split_holdout(all.n, o->test_fraction, o->seed, &ho)) {
-			hetsgd_dataset_free(&all);
-			return algo_fail(err, n, "--test-fraction");
-		}
-		ret = hetsgd_dataset_subset(&all, ho.index, ho.offset[1], &j->train);
-		if (!ret && ho.offset[2] > ho.offset[1])
-			ret = hetsgd_dataset_subset(&all, ho.index + ho.offset[1], ho.offset[2] - ho.offset[1],
-						    &j->test);
-		hetsgd_split_free(&ho);
-		hetsgd_dataset_free(&all);
+		ret = hold_out(j, &all, err, n);
 		if (ret)
-			return algo_fail(err, n, "holding out the test set");
+			return ret;
 		j->data_label = reg ? "generated regression data" : "generated classification data";
 	} else {
 		if (file_readable(o->data, "--data", err, n))
@@ -950,22 +961,12 @@ static int load_data(struct job *j, int keep, int server, char *err, size_t n)
 			j->test = two[1];
 		} else {
 			struct hetsgd_dataset all;
-			struct hetsgd_split ho;
 
 			if (hetsgd_libsvm_load(o->data, 0, &all))
 				return algo_fail(err, n, "--data");
-			if (hetsgd_split_holdout(all.n, o->test_fraction, o->seed, &ho)) {
-				hetsgd_dataset_free(&all);
-				return algo_fail(err, n, "--test-fraction");
-			}
-			ret = hetsgd_dataset_subset(&all, ho.index, ho.offset[1], &j->train);
-			if (!ret && ho.offset[2] > ho.offset[1])
-				ret = hetsgd_dataset_subset(&all, ho.index + ho.offset[1],
-							    ho.offset[2] - ho.offset[1], &j->test);
-			hetsgd_split_free(&ho);
-			hetsgd_dataset_free(&all);
+			ret = hold_out(j, &all, err, n);
 			if (ret)
-				return algo_fail(err, n, "holding out the test set");
+				return ret;
 		}
 		j->data_label = o->data;
 	}
@@ -1367,7 +1368,7 @@ static int rank_main(struct hetsgd_boot *boot, void *arg)
 	 * that no rank is left waiting for one that gave up */
 	if (j->load_failed)
 		me.ok = 0;
-	else if (rank == 0 && prepare_out(o, err, sizeof(err)))
+	else if (rank == 0 && !j->out_ready && prepare_out(o, err, sizeof(err)))
 		me.ok = 0;
 	else if (rank == 0 && !(j->metrics = open_metrics(o, err, sizeof(err))))
 		me.ok = 0;
@@ -1498,27 +1499,24 @@ static int under_launcher(void)
 	return nt && atoi(nt) > 1;
 }
 
-static int resolve_provider(struct job *j, char *err, size_t n)
+static void resolve_provider(struct job *j)
 {
 	struct hetsgd_topo *topo;
 	int ndev = 0;
 
 	if (strcmp(j->o->provider, "auto")) {
 		snprintf(j->provider, sizeof(j->provider), "%s", j->o->provider);
-		return 0;
+		return;
 	}
 	if (j->o->device[0]) {
 		snprintf(j->provider, sizeof(j->provider), "verbs");
-		return 0;
+		return;
 	}
 	if (hetsgd_topo_open(NULL, &topo) == 0) {
 		ndev = hetsgd_topo_ndevices(topo);
 		hetsgd_topo_close(topo);
 	}
 	snprintf(j->provider, sizeof(j->provider), "%s", ndev > 0 ? "verbs" : "shm");
-	(void)err;
-	(void)n;
-	return 0;
 }
 
 int main(int argc, char **argv)
@@ -1560,16 +1558,19 @@ int main(int argc, char **argv)
 		o.workers = 4;
 	}
 	j.nworkers = o.workers;
-	resolve_provider(&j, err, sizeof(err));
+	resolve_provider(&j);
 	if (!srun && o.workers > 64) {
 		fprintf(stderr, "hetsgd-train: --workers %d: a local run forks at most 64 workers; use srun for more\n",
 			o.workers);
 		return 2;
 	}
 	/* a local run refuses a used output folder before loading anything */
-	if (!srun && !o.check_only && prepare_out(&o, err, sizeof(err))) {
-		fprintf(stderr, "hetsgd-train: %s\n", err);
-		return 2;
+	if (!srun && !o.check_only) {
+		if (prepare_out(&o, err, sizeof(err))) {
+			fprintf(stderr, "hetsgd-train: %s\n", err);
+			return 2;
+		}
+		j.out_ready = 1;
 	}
 	/* everything that needs the data is checked here, before training */
 	ret = load_data(&j, srun ? (rank > 0 ? rank - 1 : -2) : -1, !srun || rank == 0, err,
