@@ -253,7 +253,10 @@ struct hetsgd_ev {
 	int peer;		/* sender (RECV) or destination (SENT) */
 	uint8_t kind;		/* the put's kind */
 	uint32_t slot;		/* RECV: pass to hetsgd_tp_release() */
-	const void *data;	/* RECV: the block, valid until released */
+	const void *data;	/* RECV: the block, valid until released: the
+				 * receiver's private copy, which no peer can
+				 * write, so what the caller checks is what it
+				 * uses */
 	size_t len;		/* RECV: bytes landed */
 	struct hetsgd_tx *tx;	/* SENT: the buffer of that put */
 };

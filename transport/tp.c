@@ -83,8 +83,9 @@ int tp_recv_landed(struct hetsgd_tp *tp, int peer, uint32_t slot,
 		   const void *data, size_t len, uint8_t kind)
 {
 	uint32_t expect = (uint32_t)(tp->recvd[peer] % tp->attr.slots);
+	char *copy = tp->rx_mem + ((size_t)peer * tp->attr.slots + slot) * tp->attr.slot_bytes;
 	struct hetsgd_ev ev = { .type = HETSGD_EV_RECV, .peer = peer, .kind = kind,
-				.slot = slot, .data = data, .len = len };
+				.slot = slot, .data = copy, .len = len };
 
 	/* A peer that skips or reuses a slot breaks the credit protocol. */
 	if (slot != expect || tp->held[(size_t)peer * tp->attr.slots + slot])
@@ -96,6 +97,13 @@ int tp_recv_landed(struct hetsgd_tp *tp, int peer, uint32_t slot,
 	if (len > tp->attr.slot_bytes)
 		return hetsgd_err(-EPROTO, "rank %d wrote %zu bytes into a %zu-byte slot",
 				  peer, len, tp->attr.slot_bytes);
+	/*
+	 * Time of check must be time of use: the sender may rewrite its slot
+	 * at any moment, so the caller sees only this copy, which nobody else
+	 * can reach.  The copy costs one pass over the block in the receiver's
+	 * cache, which the caller's decode and apply read next anyway.
+	 */
+	memcpy(copy, data, len);
 	tp->held[(size_t)peer * tp->attr.slots + slot] = 1;
 	tp->recvd[peer]++;
 	tp_evq_push(tp, &ev);
@@ -221,10 +229,13 @@ int hetsgd_tp_open(struct hetsgd_boot *boot, const struct hetsgd_tp_attr *attr,
 	tp->recvd = calloc((size_t)tp->size, sizeof(uint64_t));
 	tp->rel_head = calloc((size_t)tp->size, sizeof(uint64_t));
 	tp->held = calloc((size_t)tp->size * a.slots, 1);
+	/* Pages of the copies are touched only as blocks land. */
+	tp->rx_bytes = (size_t)tp->size * a.slots * a.slot_bytes;
+	tp->rx_mem = tp_alloc(tp, tp->rx_bytes);
 	/* Room for every block that can be outstanding plus every put. */
 	tp->evq_cap = (uint32_t)tp->size * a.slots * 2 + a.tx_bufs + 16;
 	tp->evq = calloc(tp->evq_cap, sizeof(*tp->evq));
-	if (!tp->txs || !tp->recvd || !tp->rel_head || !tp->held || !tp->evq) {
+	if (!tp->txs || !tp->recvd || !tp->rel_head || !tp->held || !tp->evq || !tp->rx_mem) {
 		ret = hetsgd_err(-ENOMEM, "out of memory for the transport's bookkeeping (%d ranks, %u slots)",
 				 tp->size, a.slots);
 		goto free_mem;
@@ -244,6 +255,7 @@ int hetsgd_tp_open(struct hetsgd_boot *boot, const struct hetsgd_tp_attr *attr,
 	return 0;
 
 free_mem:
+	tp_free(tp->rx_mem, tp->rx_bytes);
 	free(tp->evq);
 	free(tp->held);
 	free(tp->rel_head);
@@ -267,6 +279,7 @@ int hetsgd_tp_close(struct hetsgd_tp *tp)
 	if (!ret)
 		ret = r;
 	tp->prov->close(tp);
+	tp_free(tp->rx_mem, tp->rx_bytes);
 	free(tp->evq);
 	free(tp->held);
 	free(tp->rel_head);
@@ -417,3 +430,16 @@ int hetsgd_tp_release(struct hetsgd_tp *tp, int peer, uint32_t slot)
 		tp_fail(tp);
 	return ret;
 }
+
+#ifdef HETSGD_TEST_HOOKS
+int hetsgd_tp_test_write(struct hetsgd_tp *tp, int peer, enum tp_test_target target, int victim,
+			 uint32_t slot, size_t off, const void *data, size_t len)
+{
+	if (tp->failed)
+		return failed_again(tp);
+	if (peer < 0 || peer >= tp->size || peer == tp->rank || slot >= tp->attr.slots ||
+	    off + len > tp->attr.slot_bytes)
+		return hetsgd_err(-EINVAL, "test write: bad peer, slot or range");
+	return tp->prov->test_write(tp, peer, (int)target, victim, slot, off, data, len);
+}
+#endif

@@ -1,14 +1,22 @@
 /*
  * shm provider: the same one-sided semantics between processes of one host.
  *
- * Every rank creates one POSIX shared-memory segment holding a ring per
- * sender.  A sender maps its peers' segments, copies a block into its ring
- * there, records length and kind, then publishes it with a release-store
- * of its `written` counter (the doorbell).  The receiver's progress
- * acquire-loads `written`; its release-stores of `released` are the
- * credits.  Each counter has one writer and its own cache line.
+ * Every rank creates one POSIX shared-memory segment per sender, holding
+ * the ring that sender writes into, and each sender maps only the rings
+ * meant for it: a rank that goes wrong can scribble over its own rings
+ * and nothing else (not another peer's slots, not another peer's credit
+ * words).  A sender copies a block into its ring, records length and
+ * kind, then publishes it with a release-store of its `written` counter
+ * (the doorbell).  The receiver's progress acquire-loads `written`, checks
+ * it against what the credits allow, and copies the block out before
+ * anyone looks at it (tp_recv_landed); its release-stores of `released`
+ * are the credits.  Each counter has one writer and its own cache line.
  * Segments are unlinked as soon as every rank has mapped them, so a crash
  * leaves nothing behind in /dev/shm.
+ *
+ * What this isolation is worth: ranks on one host run as one user, who
+ * can reach any of them through ptrace or /proc/PID/mem; it contains a
+ * rank that goes wrong, not a hostile process of the same user.
  */
 #include <config.h>
 
@@ -27,7 +35,7 @@
 #include "transport_priv.h"
 
 #define SHM_MAGIC 0x6865747367647368ull	/* "hetsgdsh" */
-#define SHM_VERSION 1u
+#define SHM_VERSION 2u
 #define CACHELINE 64u
 #define PAGE 4096u
 #define SEG_HDR_BYTES PAGE
@@ -35,9 +43,9 @@
 struct seg_hdr {
 	uint64_t magic;
 	uint32_t version;
-	uint32_t size;
+	uint32_t receiver;
+	uint32_t sender;
 	uint32_t slots;
-	uint32_t pad;
 	uint64_t slot_bytes;
 };
 
@@ -49,7 +57,8 @@ struct slot_meta {
 struct shm_state {
 	uint64_t token;
 	size_t ring_bytes, meta_off, data_off, seg_bytes;
-	char **segs;		/* segs[r]: rank r's segment, mapped here */
+	char **in;		/* in[s]: the ring s writes into here (our segment) */
+	char **out;		/* out[r]: our ring in rank r's segment for us */
 	uint64_t *sent;		/* puts made to each peer */
 };
 
@@ -58,10 +67,10 @@ static size_t round_up(size_t x, size_t a)
 	return (x + a - 1) / a * a;
 }
 
-/* The ring that `sender` writes inside `seg`. */
-static char *ring(struct shm_state *st, char *seg, int sender)
+/* The ring inside a segment. */
+static char *ring(char *seg)
 {
-	return seg + SEG_HDR_BYTES + (size_t)sender * st->ring_bytes;
+	return seg + SEG_HDR_BYTES;
 }
 
 static uint64_t *ring_written(char *r) { return (uint64_t *)r; }
@@ -77,111 +86,131 @@ static char *ring_slot(struct shm_state *st, struct hetsgd_tp *tp, char *r, uint
 	return r + st->data_off + (size_t)slot * tp->attr.slot_bytes;
 }
 
-static void seg_name(char *buf, size_t len, uint64_t token, int rank)
+static void seg_name(char *buf, size_t len, uint64_t token, int receiver, int sender)
 {
-	snprintf(buf, len, "/hetsgd-%016" PRIx64 "-%d", token, rank);
+	snprintf(buf, len, "/hetsgd-%016" PRIx64 "-%d-%d", token, receiver, sender);
 }
 
-static void shm_unmap_all(struct hetsgd_tp *tp, struct shm_state *st)
+static void unmap_set(struct hetsgd_tp *tp, struct shm_state *st, char **set)
 {
 	int r;
 
-	for (r = 0; st->segs && r < tp->size; r++)
-		if (st->segs[r] && st->segs[r] != MAP_FAILED)
-			munmap(st->segs[r], st->seg_bytes);
+	for (r = 0; set && r < tp->size; r++)
+		if (set[r])
+			munmap(set[r], st->seg_bytes);
 }
 
-static int create_own(struct hetsgd_tp *tp, struct shm_state *st)
+/* Create the segment that sender s writes into; its pages live on our node. */
+static int create_ring(struct hetsgd_tp *tp, struct shm_state *st, int s)
 {
 	char name[64];
 	struct seg_hdr *h;
+	void *p;
 	int fd, ret;
 
-	seg_name(name, sizeof(name), st->token, tp->rank);
+	seg_name(name, sizeof(name), st->token, tp->rank, s);
 	fd = shm_open(name, O_CREAT | O_EXCL | O_RDWR, 0600);
 	if (fd < 0)
 		return hetsgd_err(-errno, "shm_open(%s): %s: is /dev/shm mounted and writable?",
 				  name, strerror(errno));
 	if (ftruncate(fd, (off_t)st->seg_bytes)) {
-		ret = errno;
-		close(fd);
-		shm_unlink(name);
-		return hetsgd_err(-ret, "ftruncate of %s to %zu bytes: %s", name, st->seg_bytes, strerror(ret));
+		ret = -errno;
+		hetsgd_err(ret, "ftruncate of %s to %zu bytes: %s", name, st->seg_bytes, strerror(-ret));
+		goto unlink;
 	}
-	st->segs[tp->rank] = mmap(NULL, st->seg_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (st->segs[tp->rank] == MAP_FAILED) {
-		ret = errno;
-		st->segs[tp->rank] = NULL;
-		close(fd);
-		shm_unlink(name);
-		return hetsgd_err(-ret, "mmap of %zu bytes of shared memory: %s", st->seg_bytes, strerror(ret));
+	p = mmap(NULL, st->seg_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED) {
+		ret = -errno;
+		hetsgd_err(ret, "mmap of %zu bytes of shared memory: %s", st->seg_bytes, strerror(-ret));
+		goto unlink;
 	}
 	/* The rings are read here: their pages belong on this rank's node. */
-	ret = hetsgd_topo_bind_memory(st->segs[tp->rank], st->seg_bytes, tp->attr.numa_node);
+	ret = hetsgd_topo_bind_memory(p, st->seg_bytes, tp->attr.numa_node);
 	if (ret) {
-		close(fd);
-		munmap(st->segs[tp->rank], st->seg_bytes);
-		st->segs[tp->rank] = NULL;
-		shm_unlink(name);
-		return hetsgd_err(ret, "shm transport: %s", hetsgd_topo_errmsg());
+		hetsgd_err(ret, "shm transport: %s", hetsgd_topo_errmsg());
+		goto unmap;
 	}
 	/* Reserve now: a short /dev/shm must fail here, not SIGBUS later. */
 	ret = -posix_fallocate(fd, 0, (off_t)st->seg_bytes);
-	close(fd);
 	if (ret) {
-		munmap(st->segs[tp->rank], st->seg_bytes);
-		st->segs[tp->rank] = NULL;
-		shm_unlink(name);
-		return hetsgd_err(ret,
-				  "cannot reserve %zu MiB in /dev/shm for rank %d's staging rings (%s): "
-				  "free or enlarge /dev/shm (mount -o remount,size=..., or docker --shm-size), "
-				  "or use fewer/smaller slots",
-				  st->seg_bytes >> 20, tp->rank, strerror(-ret));
+		hetsgd_err(ret,
+			   "cannot reserve %zu KiB in /dev/shm for rank %d's staging ring from rank %d (%s): "
+			   "free or enlarge /dev/shm (mount -o remount,size=..., or docker --shm-size), "
+			   "or use fewer/smaller slots",
+			   st->seg_bytes >> 10, tp->rank, s, strerror(-ret));
+		goto unmap;
 	}
-	h = (struct seg_hdr *)st->segs[tp->rank];
+	close(fd);
+	h = p;
 	h->version = SHM_VERSION;
-	h->size = (uint32_t)tp->size;
+	h->receiver = (uint32_t)tp->rank;
+	h->sender = (uint32_t)s;
 	h->slots = tp->attr.slots;
 	h->slot_bytes = tp->attr.slot_bytes;
 	__atomic_store_n(&h->magic, SHM_MAGIC, __ATOMIC_RELEASE);
+	st->in[s] = p;
 	return 0;
+
+unmap:
+	munmap(p, st->seg_bytes);
+unlink:
+	close(fd);
+	shm_unlink(name);
+	return ret;
 }
 
-static int map_peer(struct hetsgd_tp *tp, struct shm_state *st, int r)
+/* Map the ring that rank r created for us, and nothing else of r's. */
+static int map_ring(struct hetsgd_tp *tp, struct shm_state *st, int r)
 {
 	char name[64];
 	struct stat sb;
 	struct seg_hdr *h;
+	void *p;
 	int fd;
 
-	seg_name(name, sizeof(name), st->token, r);
+	seg_name(name, sizeof(name), st->token, r, tp->rank);
 	fd = shm_open(name, O_RDWR, 0);
 	if (fd < 0)
 		return hetsgd_err(-errno, "shm_open(%s) of rank %d: %s: do all ranks run on this host as the same user?",
 				  name, r, strerror(errno));
-	if (fstat(fd, &sb) || (size_t)sb.st_size != st->seg_bytes) {
+	if (fstat(fd, &sb)) {
+		int e = errno;
+
+		close(fd);
+		return hetsgd_err(-e, "fstat of rank %d's segment %s: %s", r, name, strerror(e));
+	}
+	if ((size_t)sb.st_size != st->seg_bytes) {
 		close(fd);
 		return hetsgd_err(-EPROTO, "rank %d's segment is %lld bytes, expected %zu: "
 				  "all ranks must open the transport with the same slots and slot_bytes",
 				  r, (long long)sb.st_size, st->seg_bytes);
 	}
 	/* Map the pages now: a first put must not pay a fault per page. */
-	st->segs[r] = mmap(NULL, st->seg_bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
+	p = mmap(NULL, st->seg_bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
 	close(fd);
-	if (st->segs[r] == MAP_FAILED) {
-		st->segs[r] = NULL;
+	if (p == MAP_FAILED)
 		return hetsgd_err(-errno, "mmap of rank %d's segment: %s", r, strerror(errno));
-	}
-	h = (struct seg_hdr *)st->segs[r];
+	st->out[r] = p;
+	h = p;
 	if (__atomic_load_n(&h->magic, __ATOMIC_ACQUIRE) != SHM_MAGIC || h->version != SHM_VERSION ||
-	    h->size != (uint32_t)tp->size || h->slots != tp->attr.slots ||
+	    h->receiver != (uint32_t)r || h->sender != (uint32_t)tp->rank || h->slots != tp->attr.slots ||
 	    h->slot_bytes != tp->attr.slot_bytes)
 		return hetsgd_err(-EPROTO,
-				  "rank %d's segment has version %u, %u ranks, %u slots of %llu bytes; this rank expects "
-				  "version %u, %d ranks, %u slots of %zu bytes: run the same build and settings on every rank",
-				  r, h->version, h->size, h->slots, (unsigned long long)h->slot_bytes,
-				  SHM_VERSION, tp->size, tp->attr.slots, tp->attr.slot_bytes);
+				  "rank %d's segment for rank %d has version %u, ring %u<-%u, %u slots of %llu bytes; "
+				  "expected version %u, %u slots of %zu bytes: run the same build and settings on every rank",
+				  r, tp->rank, h->version, h->receiver, h->sender, h->slots,
+				  (unsigned long long)h->slot_bytes, SHM_VERSION, tp->attr.slots, tp->attr.slot_bytes);
 	return 0;
+}
+
+static void shm_free(struct hetsgd_tp *tp, struct shm_state *st)
+{
+	unmap_set(tp, st, st->in);
+	unmap_set(tp, st, st->out);
+	free(st->in);
+	free(st->out);
+	free(st->sent);
+	free(st);
 }
 
 static int shm_open_tp(struct hetsgd_tp *tp)
@@ -202,11 +231,12 @@ static int shm_open_tp(struct hetsgd_tp *tp)
 	st->meta_off = 2 * CACHELINE;
 	st->data_off = round_up(st->meta_off + tp->attr.slots * sizeof(struct slot_meta), PAGE);
 	st->ring_bytes = round_up(st->data_off + (size_t)tp->attr.slots * tp->attr.slot_bytes, PAGE);
-	st->seg_bytes = SEG_HDR_BYTES + (size_t)tp->size * st->ring_bytes;
-	st->segs = calloc((size_t)tp->size, sizeof(char *));
+	st->seg_bytes = SEG_HDR_BYTES + st->ring_bytes;
+	st->in = calloc((size_t)tp->size, sizeof(char *));
+	st->out = calloc((size_t)tp->size, sizeof(char *));
 	st->sent = calloc((size_t)tp->size, sizeof(uint64_t));
 	tokens = calloc((size_t)tp->size, sizeof(uint64_t));
-	ret = (!st->segs || !st->sent || !tokens) ? hetsgd_err(-ENOMEM, "out of memory") : 0;
+	ret = (!st->in || !st->out || !st->sent || !tokens) ? hetsgd_err(-ENOMEM, "out of memory") : 0;
 
 	/* Rank 0's random token names this job's segments. */
 	if (!ret && getrandom(&mine, sizeof(mine), 0) != sizeof(mine))
@@ -218,39 +248,38 @@ static int shm_open_tp(struct hetsgd_tp *tp)
 	}
 	if (tokens)
 		st->token = tokens[0];
-	if (!ret)
-		ret = create_own(tp, st);
-	ret = tp_agree(tp, ret, "create its shared-memory segment");
 	for (r = 0; !ret && r < tp->size; r++)
 		if (r != tp->rank)
-			ret = map_peer(tp, st, r);
-	ret = tp_agree(tp, ret, "map its peers' shared-memory segments");
-	if (st->segs && st->segs[tp->rank]) {
-		seg_name(name, sizeof(name), st->token, tp->rank);
-		shm_unlink(name);
-	}
+			ret = create_ring(tp, st, r);
+	ret = tp_agree(tp, ret, "create its shared-memory rings");
+	for (r = 0; !ret && r < tp->size; r++)
+		if (r != tp->rank)
+			ret = map_ring(tp, st, r);
+	ret = tp_agree(tp, ret, "map its rings in its peers' shared memory");
+	for (r = 0; st->in && r < tp->size; r++)
+		if (st->in[r]) {
+			seg_name(name, sizeof(name), st->token, tp->rank, r);
+			shm_unlink(name);
+		}
 	if (ret)
 		goto fail;
 	free(tokens);
 	tp->priv = st;
 	snprintf(tp->desc, sizeof(tp->desc),
-		 "shm: %d ranks, %u slots of %zu bytes per peer, %zu KiB segment per rank",
+		 "shm: %d ranks, %u slots of %zu bytes per peer, one %zu KiB segment per ring",
 		 tp->size, tp->attr.slots, tp->attr.slot_bytes, st->seg_bytes >> 10);
 	return hetsgd_boot_barrier(tp->boot) ? -EIO : 0;
 
 fail:
-	shm_unmap_all(tp, st);
 	free(tokens);
-	free(st->segs);
-	free(st->sent);
-	free(st);
+	shm_free(tp, st);
 	return ret;
 }
 
 static int shm_put(struct hetsgd_tp *tp, int peer, struct tp_tx *tx, size_t len, uint8_t kind)
 {
 	struct shm_state *st = tp->priv;
-	char *r = ring(st, st->segs[peer], tp->rank);
+	char *r = ring(st->out[peer]);
 	uint64_t rel = __atomic_load_n(ring_released(r), __ATOMIC_ACQUIRE);
 	uint32_t slot;
 
@@ -273,7 +302,6 @@ static int shm_put(struct hetsgd_tp *tp, int peer, struct tp_tx *tx, size_t len,
 static int shm_progress(struct hetsgd_tp *tp)
 {
 	struct shm_state *st = tp->priv;
-	char *own = st->segs[tp->rank];
 	int s, ret;
 
 	for (s = 0; s < tp->size; s++) {
@@ -282,7 +310,7 @@ static int shm_progress(struct hetsgd_tp *tp)
 
 		if (s == tp->rank)
 			continue;
-		r = ring(st, own, s);
+		r = ring(st->in[s]);
 		w = __atomic_load_n(ring_written(r), __ATOMIC_ACQUIRE);
 		if (w < tp->recvd[s] || w - tp->rel_head[s] > tp->attr.slots)
 			return hetsgd_err(-EPROTO,
@@ -292,7 +320,11 @@ static int shm_progress(struct hetsgd_tp *tp)
 					  (unsigned long long)tp->rel_head[s], tp->attr.slots);
 		while (tp->recvd[s] < w) {
 			uint32_t slot = (uint32_t)(tp->recvd[s] % tp->attr.slots);
-			struct slot_meta m = ring_meta(st, r)[slot];
+			struct slot_meta *sm = &ring_meta(st, r)[slot], m;
+
+			/* Read once: the sender can change them under us. */
+			m.len = __atomic_load_n(&sm->len, __ATOMIC_RELAXED);
+			m.kind = __atomic_load_n(&sm->kind, __ATOMIC_RELAXED);
 
 			if (m.kind > 255)
 				return hetsgd_err(-EPROTO, "rank %d wrote kind %u (> 255)", s, m.kind);
@@ -311,7 +343,7 @@ static int shm_release(struct hetsgd_tp *tp, int peer, uint32_t slot)
 
 	if (head < 0)
 		return (int)head;
-	__atomic_store_n(ring_released(ring(st, st->segs[tp->rank], peer)), (uint64_t)head,
+	__atomic_store_n(ring_released(ring(st->in[peer])), (uint64_t)head,
 			 __ATOMIC_RELEASE);
 	return 0;
 }
@@ -328,12 +360,35 @@ static void shm_close(struct hetsgd_tp *tp)
 
 	if (!st)
 		return;
-	shm_unmap_all(tp, st);
-	free(st->segs);
-	free(st->sent);
-	free(st);
+	shm_free(tp, st);
 	tp->priv = NULL;
 }
+
+#ifdef HETSGD_TEST_HOOKS
+static int shm_test_write(struct hetsgd_tp *tp, int peer, int target, int victim, uint32_t slot,
+			  size_t off, const void *data, size_t len)
+{
+	struct shm_state *st = tp->priv;
+	char *r = ring(st->out[peer]);
+
+	(void)victim;
+	switch (target) {
+	case TP_TEST_SLOT:
+		memcpy(ring_slot(st, tp, r, slot) + off, data, len);
+		return 0;
+	case TP_TEST_REPLAY:
+		/* One more doorbell than the credits allow. */
+		__atomic_store_n(ring_written(r), st->sent[peer] + tp->attr.slots, __ATOMIC_RELEASE);
+		return 0;
+	default:
+		/* Another rank's ring at peer is not mapped in this process. */
+		return -EACCES;
+	}
+}
+#define SHM_TEST_WRITE shm_test_write
+#else
+#define SHM_TEST_WRITE NULL
+#endif
 
 const struct tp_provider hetsgd_tp_shm = {
 	.name = "shm",
@@ -343,4 +398,5 @@ const struct tp_provider hetsgd_tp_shm = {
 	.release = shm_release,
 	.quiesce = shm_quiesce,
 	.close = shm_close,
+	.test_write = SHM_TEST_WRITE,
 };

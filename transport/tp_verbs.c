@@ -1,12 +1,19 @@
 /*
  * verbs provider: one RC queue pair per pair of ranks, set up with rdma_cm.
  *
- * Memory, registered once at open and advertised through the bootstrap:
- *   staging  size rings of `slots` slots; ring s is where rank s writes
- *   credits  one 64-byte line per peer p; p RDMA-writes there how many of
- *            our blocks it has released (contiguous prefix, monotonic)
- *   csrc     the source words of the credit writes we send
- *   tx       the send buffers
+ * Memory, registered once at open.  Each peer p gets a protection domain
+ * of its own, holding only its queue pair and what it may touch, so that
+ * a key handed to p reaches p's ring and nothing else (a remote key works
+ * only through a queue pair of the memory region's domain):
+ *   region p  p's staging ring (`slots` slots) and, after it, the credit
+ *             line where p RDMA-writes how many of our blocks it has
+ *             released (contiguous prefix, monotonic); registered for
+ *             remote write in p's domain, its key sent to p alone, in the
+ *             authenticated connection handshake (conn_auth.c)
+ *   csrc      the source words of the credit writes we send (local)
+ *   tx        the send buffers, registered in every peer's domain (local)
+ * A landed block is copied out of the ring before anyone reads it
+ * (tp_recv_landed): p holds the key to its ring and may still write there.
  * A put is one signalled RDMA_WRITE_WITH_IMM into the peer's ring; the
  * immediate carries a tag, the kind and the slot, and its receive
  * completion is the only sign that the data landed.  A release is one
@@ -33,6 +40,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
@@ -45,14 +53,16 @@
 
 #define IMM_TAG 0xB7u
 #define INFO_MAGIC 0x68677662u		/* "bvgh" */
-#define INFO_VERSION 1u
-#define CONN_MAGIC 0x6867u
+#define INFO_VERSION 2u
 #define CREDIT_STRIDE 64u		/* one cache line per peer */
 #define POLL_BATCH 32
 #define CLOCK_EVERY 64
 #define CM_EVERY 4096			/* progress calls between rdma_cm checks */
 
-enum { SIG_DATA = 1, SIG_CREDIT = 2 };
+enum { SIG_DATA = 1, SIG_CREDIT = 2, SIG_TEST = 3 };
+
+/* Connection requests that failed their proof: logged once per source. */
+#define REFUSED_SOURCES 16
 
 struct sig_rec {			/* one signalled work request */
 	uint64_t sq_seq;		/* WRs posted on the QP up to and including it */
@@ -64,6 +74,12 @@ struct sig_rec {			/* one signalled work request */
 struct vpeer {
 	struct rdma_cm_id *id;
 	struct ibv_qp *qp;
+	struct ibv_pd *pd;		/* this peer's alone */
+	struct ibv_mr *region_mr;	/* its ring and credit line: remote write */
+	struct ibv_mr *tx_mr, *csrc_mr;	/* ours, local, in its domain */
+	uint64_t ring;			/* our ring at the peer, from its handshake */
+	uint32_t rkey;
+	uint64_t nonce;			/* of our request (we connect) */
 	int established;
 	uint64_t sent;			/* data puts posted */
 	uint64_t sq_posted, sq_done;
@@ -82,33 +98,25 @@ struct vinfo {
 	uint32_t ipv4;			/* network order */
 	uint16_t port;			/* network order */
 	uint16_t pad;
-	uint64_t staging;
-	uint32_t staging_rkey;
-	uint32_t credits_rkey;
-	uint64_t credits;
+	uint8_t nonce0[16];		/* rank 0's: the job key's salt */
 	uint64_t slot_bytes;
 	uint32_t slots;
 	uint32_t active_mtu;		/* enum ibv_mtu */
 	char dev[32];
 };
 
-struct conn_pdata {
-	uint16_t magic;
-	uint16_t pad;
-	uint32_t rank;
-};
-
 struct verbs_state {
 	struct rdma_event_channel *ec;
 	struct rdma_cm_id *listen;
 	struct ibv_context *ctx;
-	struct ibv_pd *pd;
 	struct ibv_cq *cq;
-	struct ibv_mr *staging_mr, *credits_mr, *csrc_mr, *tx_mr;
-	char *staging;
-	char *credits;
+	char *staging;			/* size regions of region_bytes */
 	char *csrc;
-	size_t staging_bytes;
+	size_t staging_bytes, region_bytes, ring_bytes;
+	uint8_t key[16];		/* the job key: conn_auth.c */
+	uint32_t refused;		/* connection requests refused */
+	uint32_t refused_ip[REFUSED_SOURCES];
+	int refused_logged;
 	struct vpeer *peers;
 	struct vinfo *info;		/* every rank's, by rank */
 	uint32_t sq_depth;
@@ -329,16 +337,28 @@ static int check_memlock(struct hetsgd_tp *tp, size_t need)
 			  (unsigned long long)rl.rlim_cur >> 10, tp->rank, need >> 10);
 }
 
-static struct ibv_mr *reg(struct verbs_state *st, void *p, size_t len, int access, const char *what)
+static struct ibv_mr *reg(struct verbs_state *st, struct ibv_pd *pd, void *p, size_t len, int access,
+			 const char *what, int peer)
 {
-	struct ibv_mr *mr = ibv_reg_mr(st->pd, p, len, access);
+	struct ibv_mr *mr = ibv_reg_mr(pd, p, len, access);
 
 	if (!mr)
-		hetsgd_err(-errno, "ibv_reg_mr of %zu KiB (%s) on %s failed: %s%s", len >> 10, what, st->dev,
-			   strerror(errno),
+		hetsgd_err(-errno, "ibv_reg_mr of %zu KiB (%s for rank %d) on %s failed: %s%s", len >> 10, what, peer,
+			   st->dev, strerror(errno),
 			   errno == ENOMEM ? ": RLIMIT_MEMLOCK too low? raise it with ulimit -l "
 					     "(under Slurm: PropagateResourceLimits)" : "");
 	return mr;
+}
+
+/* Where rank p writes into this rank: its ring, then its credit line. */
+static char *region(struct verbs_state *st, int p)
+{
+	return st->staging + (size_t)p * st->region_bytes;
+}
+
+static uint64_t *credit_in(struct verbs_state *st, int p)
+{
+	return (uint64_t *)(region(st, p) + st->ring_bytes);
 }
 
 /* ---- queue pairs ------------------------------------------------------------ */
@@ -368,10 +388,10 @@ static int create_qp(struct hetsgd_tp *tp, struct verbs_state *st, int peer, str
 	ia.cap.max_recv_sge = 1;
 	/* Small blocks go inline: no memory-key lookup on the send side. */
 	ia.cap.max_inline_data = 128;
-	st->peers[peer].qp = ibv_create_qp(st->pd, &ia);
+	st->peers[peer].qp = ibv_create_qp(st->peers[peer].pd, &ia);
 	if (!st->peers[peer].qp && errno == EINVAL) {
 		ia.cap.max_inline_data = 0;
-		st->peers[peer].qp = ibv_create_qp(st->pd, &ia);
+		st->peers[peer].qp = ibv_create_qp(st->peers[peer].pd, &ia);
 	}
 	if (st->peers[peer].qp)
 		st->peers[peer].max_inline = ia.cap.max_inline_data;
@@ -453,26 +473,227 @@ static const char *cm_hint(enum rdma_cm_event_type e)
 
 /* Both sides: one outstanding RDMA read each way is plenty (we only
  * write); retry forever on RNR, since receives are re-posted as used. */
-static void conn_param(struct rdma_conn_param *cp, struct conn_pdata *pd, struct ibv_qp *qp)
+static void conn_param(struct rdma_conn_param *cp, const uint8_t *pd, struct ibv_qp *qp)
 {
 	memset(cp, 0, sizeof(*cp));
 	cp->private_data = pd;
-	cp->private_data_len = sizeof(*pd);
+	cp->private_data_len = TP_CONN_LEN;
 	cp->responder_resources = 1;
 	cp->initiator_depth = 1;
 	cp->retry_count = 7;
 	cp->rnr_retry_count = 7;
-	cp->qp_num = qp->qp_num;
+	cp->qp_num = qp ? qp->qp_num : 0;
 }
+
+/* What rank `me` hands to `peer` in the handshake: the ring for it. */
+static void conn_fill(struct hetsgd_tp *tp, struct verbs_state *st, int peer, int type, uint64_t nonce,
+		      struct tp_conn *c)
+{
+	c->type = type;
+	c->rank = (uint32_t)tp->rank;
+	c->target = (uint32_t)peer;
+	c->rkey = st->peers[peer].region_mr->rkey;
+	c->ring = (uintptr_t)region(st, peer);
+	c->nonce = nonce;
+}
+
+static uint64_t rand64(void)
+{
+	uint64_t x = 0;
+
+	while (getrandom(&x, sizeof(x), 0) != sizeof(x) && errno == EINTR)
+		;
+	return x;
+}
+
+static uint32_t id_ipv4(struct rdma_cm_id *id)
+{
+	struct sockaddr *sa = rdma_get_peer_addr(id);
+
+	return sa && sa->sa_family == AF_INET ? ((struct sockaddr_in *)sa)->sin_addr.s_addr : 0;
+}
+
+static const char *ipv4_str(uint32_t ip, char *buf)
+{
+	struct in_addr a = { .s_addr = ip };
+
+	return inet_ntop(AF_INET, &a, buf, INET_ADDRSTRLEN) ? buf : "?";
+}
+
+/*
+ * Refuse a connection request that is not from a rank of this job: log the
+ * first from each source address, count the rest (a flood must not flood
+ * stderr), and wait on as if it never came.
+ */
+static void refuse(struct hetsgd_tp *tp, struct verbs_state *st, struct rdma_cm_id *id, const char *why)
+{
+	uint32_t ip = id_ipv4(id);
+	char buf[INET_ADDRSTRLEN];
+	int i, seen = 0;
+
+	rdma_reject(id, NULL, 0);
+	st->refused++;
+	for (i = 0; i < st->refused_logged && !seen; i++)
+		seen = st->refused_ip[i] == ip;
+	if (seen)
+		return;
+	if (st->refused_logged < REFUSED_SOURCES)
+		st->refused_ip[st->refused_logged++] = ip;
+	else if (st->refused_logged++ > REFUSED_SOURCES)
+		return;
+	fprintf(stderr, "hetsgd: verbs: rank %d refused a connection request from %s: %s "
+		"(further refusals of this source are counted, not logged)\n",
+		tp->rank, st->refused_logged > REFUSED_SOURCES ? "more sources" : ipv4_str(ip, buf), why);
+}
+
+/* A lower rank answers a higher rank's request: check its proof first. */
+static int on_request(struct hetsgd_tp *tp, struct verbs_state *st, struct rdma_cm_event *ev, int *destroy)
+{
+	struct tp_conn in, out;
+	struct rdma_conn_param cp;
+	uint8_t pd[TP_CONN_LEN];
+	char a[INET_ADDRSTRLEN], b[INET_ADDRSTRLEN];
+	int peer, ret;
+
+	if (tp_conn_parse(st->key, ev->param.conn.private_data, ev->param.conn.private_data_len, TP_CONN_REQ,
+			  ev->param.conn.qp_num, 0, &in)) {
+		refuse(tp, st, ev->id, hetsgd_errmsg());
+		*destroy = 1;
+		return 0;
+	}
+	if (in.target != (uint32_t)tp->rank || in.rank <= (uint32_t)tp->rank || in.rank >= (uint32_t)tp->size) {
+		refuse(tp, st, ev->id, "it proves the job key but names ranks that do not connect here "
+		       "(a rank connects to every lower rank): a confused rank of this job");
+		*destroy = 1;
+		return 0;
+	}
+	peer = (int)in.rank;
+	if (st->peers[peer].id) {
+		/* Two processes hold the job key and claim one rank: stop at once. */
+		rdma_reject(ev->id, NULL, 0);
+		*destroy = 1;
+		return hetsgd_err(-EADDRINUSE,
+				  "rank %d: rank %d connected twice, from %s and again from %s, both with the job's key: "
+				  "two processes claim that rank (a second launch of the same job, or a leaked key); "
+				  "stopping the job",
+				  tp->rank, peer, ipv4_str(id_ipv4(st->peers[peer].id), a), ipv4_str(id_ipv4(ev->id), b));
+	}
+	ret = create_qp(tp, st, peer, ev->id);
+	if (ret)
+		return ret;
+	st->peers[peer].ring = in.ring;
+	st->peers[peer].rkey = in.rkey;
+	ret = qp_rtr_rts(st, peer);
+	if (ret)
+		return ret;
+	conn_fill(tp, st, peer, TP_CONN_REP, rand64(), &out);
+	tp_conn_pack(st->key, &out, st->peers[peer].qp->qp_num, in.nonce, pd);
+	conn_param(&cp, pd, st->peers[peer].qp);
+	if (rdma_accept(ev->id, &cp))
+		return hetsgd_err(-errno, "rdma_accept from rank %d: %s", peer, strerror(errno));
+	return 0;
+}
+
+/* A higher rank checks that the answer comes from its job's rank `peer`. */
+static int on_response(struct hetsgd_tp *tp, struct verbs_state *st, struct rdma_cm_event *ev, int peer)
+{
+	struct vpeer *p = &st->peers[peer];
+	struct tp_conn in;
+	int ret;
+
+	ret = tp_conn_parse(st->key, ev->param.conn.private_data, ev->param.conn.private_data_len, TP_CONN_REP,
+			    ev->param.conn.qp_num, p->nonce, &in);
+	if (!ret && (in.rank != (uint32_t)peer || in.target != (uint32_t)tp->rank))
+		ret = hetsgd_err(-EACCES, "the answer names rank %u to rank %u", in.rank, in.target);
+	if (ret)
+		return hetsgd_err(-EACCES, "rank %d: the answer from rank %d's address is not from rank %d of this job (%s): "
+				  "something else listens there; check HETSGD_IB_ADDR and that no stale job runs",
+				  tp->rank, peer, peer, hetsgd_errmsg());
+	p->ring = in.ring;
+	p->rkey = in.rkey;
+	ret = qp_rtr_rts(st, peer);
+	if (!ret && rdma_establish(ev->id))
+		ret = hetsgd_err(-errno, "rdma_establish with rank %d: %s", peer, strerror(errno));
+	return ret;
+}
+
+#ifdef HETSGD_TEST_HOOKS
+/*
+ * HETSGD_TEST_CONNECT=bogus|dup on the highest rank: before its real
+ * requests, send rank 0 requests that a stranger (bogus: no proof, a wrong
+ * proof, a proof for another pair) or a second holder of this rank (dup)
+ * would send.  Their ids carry context TEST_CTX.
+ */
+#define TEST_CTX (-7)
+static int test_mode(struct hetsgd_tp *tp)
+{
+	const char *m = getenv("HETSGD_TEST_CONNECT");
+
+	if (!m || tp->rank != tp->size - 1 || tp->rank == 0)
+		return 0;
+	return !strcmp(m, "bogus") ? 3 : !strcmp(m, "dup") ? 1 : 0;
+}
+
+static int test_start(struct hetsgd_tp *tp, struct verbs_state *st, struct rdma_cm_id **ids)
+{
+	struct sockaddr_in dst = { .sin_family = AF_INET }, src = st->addr;
+	int n = test_mode(tp);
+
+	dst.sin_addr.s_addr = st->info[0].ipv4;
+	dst.sin_port = st->info[0].port;
+	src.sin_port = 0;
+	for (int k = 0; k < n; k++) {
+		if (rdma_create_id(st->ec, &ids[k], (void *)(intptr_t)TEST_CTX, RDMA_PS_TCP) ||
+		    rdma_resolve_addr(ids[k], (struct sockaddr *)&src, (struct sockaddr *)&dst, 5000))
+			return hetsgd_err(-errno, "test: a hostile request: %s", strerror(errno));
+	}
+	return 0;
+}
+
+static int test_route(struct hetsgd_tp *tp, struct verbs_state *st, struct rdma_cm_id *id, int k)
+{
+	const char *m = getenv("HETSGD_TEST_CONNECT");
+	uint8_t pd[TP_CONN_LEN], wrong[16];
+	struct rdma_conn_param cp;
+	struct tp_conn c;
+
+	conn_fill(tp, st, 0, TP_CONN_REQ, rand64(), &c);
+	memcpy(wrong, st->key, 16);
+	wrong[0] ^= 1;
+	if (!strcmp(m, "dup"))
+		tp_conn_pack(st->key, &c, 0x1234, 0, pd);	/* a valid proof */
+	else if (k == 0)
+		tp_conn_pack(wrong, &c, 0x1234, 0, pd);		/* another key */
+	else if (k == 1) {
+		c.rank = 0;					/* a pair that never connects */
+		tp_conn_pack(st->key, &c, 0x1234, 0, pd);
+	} else
+		memset(pd, 0x5a, sizeof(pd));			/* not hetsgd's */
+	conn_param(&cp, pd, NULL);
+	cp.qp_num = 0x1234;
+	if (rdma_connect(id, &cp))
+		return hetsgd_err(-errno, "test: rdma_connect: %s", strerror(errno));
+	return 0;
+}
+#endif
 
 static int connect_all(struct hetsgd_tp *tp, struct verbs_state *st)
 {
 	int me = tp->rank, want = tp->size - 1, done = 0, j, ret = 0, timeout_s = 60;
+	struct rdma_cm_id *test_ids[3] = { NULL, NULL, NULL };
+	int test_pending = 0;
 	double deadline;
 
 	if (env_int("HETSGD_CONNECT_TIMEOUT", 1, 86400, &timeout_s) < 0)
 		return -EINVAL;
 	deadline = now_s() + timeout_s;
+#ifdef HETSGD_TEST_HOOKS
+	ret = test_start(tp, st, test_ids);
+	if (ret)
+		return ret;
+	/* Bogus requests: wait for their refusals, so that rank 0 logs them now. */
+	test_pending = test_mode(tp) == 3 ? 3 : 0;
+#endif
 
 	/* Lower ranks listen, higher ranks connect: each pair once. */
 	for (j = 0; j < me; j++) {
@@ -490,11 +711,12 @@ static int connect_all(struct hetsgd_tp *tp, struct verbs_state *st)
 			return hetsgd_err(-errno, "rdma_resolve_addr to rank %d: %s", j, strerror(errno));
 	}
 
-	while (done < want) {
+	while ((done < want || test_pending > 0) && !ret) {
 		struct rdma_cm_event *ev;
 		struct pollfd pfd = { .fd = st->ec->fd, .events = POLLIN };
 		double left = deadline - now_s();
-		int peer;
+		struct rdma_cm_id *kill = NULL;
+		int peer, destroy = 0;
 
 		if (left <= 0)
 			return hetsgd_err(-ETIMEDOUT,
@@ -505,6 +727,25 @@ static int connect_all(struct hetsgd_tp *tp, struct verbs_state *st)
 		if (rdma_get_cm_event(st->ec, &ev))
 			return hetsgd_err(-errno, "rdma_get_cm_event: %s", strerror(errno));
 		peer = (int)(intptr_t)ev->id->context;
+#ifdef HETSGD_TEST_HOOKS
+		if (peer == TEST_CTX && ev->event != RDMA_CM_EVENT_CONNECT_REQUEST) {
+			for (j = 0; j < 3; j++)
+				if (test_ids[j] == ev->id) {
+					if (ev->event == RDMA_CM_EVENT_ADDR_RESOLVED)
+						ret = rdma_resolve_route(ev->id, 5000) ? -errno : 0;
+					else if (ev->event == RDMA_CM_EVENT_ROUTE_RESOLVED)
+						ret = test_route(tp, st, ev->id, j);
+					else if (ev->event == RDMA_CM_EVENT_REJECTED) {
+						fprintf(stderr, "hetsgd: test: hostile request %d was rejected\n", j);
+						test_pending--;
+					} else {
+						test_pending--;
+					}
+				}
+			rdma_ack_cm_event(ev);
+			continue;
+		}
+#endif
 
 		switch (ev->event) {
 		case RDMA_CM_EVENT_ADDR_RESOLVED:
@@ -512,67 +753,57 @@ static int connect_all(struct hetsgd_tp *tp, struct verbs_state *st)
 				ret = hetsgd_err(-errno, "rdma_resolve_route to rank %d: %s", peer, strerror(errno));
 			break;
 		case RDMA_CM_EVENT_ROUTE_RESOLVED: {
-			struct conn_pdata pd = { .magic = htons(CONN_MAGIC), .rank = htonl((uint32_t)me) };
-			struct rdma_conn_param cp = { 0 };
+			struct rdma_conn_param cp;
+			uint8_t pd[TP_CONN_LEN];
+			struct tp_conn c;
 
 			ret = create_qp(tp, st, peer, ev->id);
 			if (ret)
 				break;
-			conn_param(&cp, &pd, st->peers[peer].qp);
+			st->peers[peer].nonce = rand64();
+			conn_fill(tp, st, peer, TP_CONN_REQ, st->peers[peer].nonce, &c);
+			tp_conn_pack(st->key, &c, st->peers[peer].qp->qp_num, 0, pd);
+			conn_param(&cp, pd, st->peers[peer].qp);
 			if (rdma_connect(ev->id, &cp))
 				ret = hetsgd_err(-errno, "rdma_connect to rank %d: %s", peer, strerror(errno));
 			break;
 		}
 		case RDMA_CM_EVENT_CONNECT_RESPONSE:
-			ret = qp_rtr_rts(st, peer);
-			if (!ret && rdma_establish(ev->id))
-				ret = hetsgd_err(-errno, "rdma_establish with rank %d: %s", peer, strerror(errno));
+			ret = on_response(tp, st, ev, peer);
 			if (!ret) {
 				st->peers[peer].established = 1;
 				done++;
 			}
 			break;
-		case RDMA_CM_EVENT_CONNECT_REQUEST: {
-			const struct conn_pdata *in = ev->param.conn.private_data;
-			struct conn_pdata pd = { .magic = htons(CONN_MAGIC), .rank = htonl((uint32_t)me) };
-			struct rdma_conn_param cp = { 0 };
-			uint32_t r;
-
-			if (!in || ev->param.conn.private_data_len < sizeof(*in) || ntohs(in->magic) != CONN_MAGIC ||
-			    (r = ntohl(in->rank)) <= (uint32_t)me || r >= (uint32_t)tp->size ||
-			    st->peers[r].id) {
-				fprintf(stderr, "hetsgd: verbs: rank %d rejected a connection request that is not from "
-					"an expected hetsgd rank\n", me);
-				rdma_reject(ev->id, NULL, 0);
-				break;
-			}
-			peer = (int)r;
-			ret = create_qp(tp, st, peer, ev->id);
-			if (!ret)
-				ret = qp_rtr_rts(st, peer);
-			if (ret)
-				break;
-			conn_param(&cp, &pd, st->peers[peer].qp);
-			if (rdma_accept(ev->id, &cp))
-				ret = hetsgd_err(-errno, "rdma_accept from rank %d: %s", peer, strerror(errno));
+		case RDMA_CM_EVENT_CONNECT_REQUEST:
+			ret = on_request(tp, st, ev, &destroy);
+			if (destroy)
+				kill = ev->id;
 			break;
-		}
 		case RDMA_CM_EVENT_ESTABLISHED:
-			if (peer > me && !st->peers[peer].established) {
+			if (peer > me && peer < tp->size && !st->peers[peer].established) {
 				st->peers[peer].established = 1;
 				done++;
 			}
 			break;
 		default:
+			if (peer < 0 || peer >= tp->size)
+				break;	/* a refused stranger's id: nothing of ours */
 			ret = hetsgd_err(-ECONNREFUSED, "rank %d: connection with rank %d failed: %s (status %d): %s",
 					 me, peer, rdma_event_str(ev->event), ev->status, cm_hint(ev->event));
 			break;
 		}
 		rdma_ack_cm_event(ev);
-		if (ret)
-			return ret;
+		if (kill)
+			rdma_destroy_id(kill);
 	}
-	return 0;
+	for (j = 0; j < 3; j++)
+		if (test_ids[j])
+			rdma_destroy_id(test_ids[j]);
+	if (!ret && st->refused > 1)
+		fprintf(stderr, "hetsgd: verbs: rank %d refused %u connection requests in all while connecting\n",
+			me, st->refused);
+	return ret;
 }
 
 /* ---- open / close ------------------------------------------------------- */
@@ -606,30 +837,29 @@ static void verbs_teardown(struct hetsgd_tp *tp, struct verbs_state *st)
 		}
 	}
 	for (j = 0; st->peers && j < tp->size; j++) {
-		if (st->peers[j].qp)
-			ibv_destroy_qp(st->peers[j].qp);
-		if (st->peers[j].id)
-			rdma_destroy_id(st->peers[j].id);
-		free(st->peers[j].sig);
+		struct vpeer *p = &st->peers[j];
+
+		if (p->qp)
+			ibv_destroy_qp(p->qp);
+		if (p->id)
+			rdma_destroy_id(p->id);
+		if (p->tx_mr)
+			ibv_dereg_mr(p->tx_mr);
+		if (p->csrc_mr)
+			ibv_dereg_mr(p->csrc_mr);
+		if (p->region_mr)
+			ibv_dereg_mr(p->region_mr);
+		if (p->pd)
+			ibv_dealloc_pd(p->pd);
+		free(p->sig);
 	}
-	if (st->tx_mr)
-		ibv_dereg_mr(st->tx_mr);
-	if (st->csrc_mr)
-		ibv_dereg_mr(st->csrc_mr);
-	if (st->credits_mr)
-		ibv_dereg_mr(st->credits_mr);
-	if (st->staging_mr)
-		ibv_dereg_mr(st->staging_mr);
 	if (st->cq)
 		ibv_destroy_cq(st->cq);
-	if (st->pd)
-		ibv_dealloc_pd(st->pd);
 	if (st->listen)
 		rdma_destroy_id(st->listen);
 	if (st->ec)
 		rdma_destroy_event_channel(st->ec);
 	tp_free(st->staging, st->staging_bytes);
-	tp_free(st->credits, (size_t)tp->size * CREDIT_STRIDE);
 	tp_free(st->csrc, (size_t)tp->size * CREDIT_STRIDE);
 	free(st->peers);
 	free(st->info);
@@ -638,7 +868,7 @@ static void verbs_teardown(struct hetsgd_tp *tp, struct verbs_state *st)
 
 static int verbs_setup_local(struct hetsgd_tp *tp, struct verbs_state *st, struct vinfo *mine)
 {
-	size_t S = tp->attr.slots, nb = (size_t)tp->size;
+	size_t S = tp->attr.slots, nb = (size_t)tp->size, tx_bytes;
 	struct ibv_device_attr da;
 	int cqe, j;
 
@@ -680,42 +910,42 @@ static int verbs_setup_local(struct hetsgd_tp *tp, struct verbs_state *st, struc
 				  "%u and %d: use fewer slots", st->dev, da.max_qp_wr, da.max_cqe, tp->attr.slots,
 				  tp->size, st->sq_depth, cqe);
 
-	st->staging_bytes = nb * S * tp->attr.slot_bytes;
-	ret = check_memlock(tp, st->staging_bytes + (size_t)tp->attr.tx_bufs * tp->attr.slot_bytes +
-				    2 * nb * CREDIT_STRIDE + 3 * 4096);
+	/* Region p: p's ring, then p's credit line, on pages of their own. */
+	st->ring_bytes = S * tp->attr.slot_bytes;
+	st->region_bytes = (st->ring_bytes + CREDIT_STRIDE + 4095) / 4096 * 4096;
+	st->staging_bytes = nb * st->region_bytes;
+	tx_bytes = (size_t)tp->attr.tx_bufs * tp->attr.slot_bytes;
+	/* The send buffers are pinned once per peer's domain, and counted so. */
+	ret = check_memlock(tp, st->staging_bytes + (nb - 1) * (tx_bytes + 4096) + nb * CREDIT_STRIDE + 4096);
 	if (ret)
 		return ret;
-	st->pd = ibv_alloc_pd(st->ctx);
-	if (!st->pd)
-		return hetsgd_err(-errno, "ibv_alloc_pd(%s): %s", st->dev, strerror(errno));
 	st->cq = ibv_create_cq(st->ctx, cqe, NULL, NULL, 0);
 	if (!st->cq)
 		return hetsgd_err(-errno, "ibv_create_cq(%d entries) on %s: %s", cqe, st->dev, strerror(errno));
 	st->staging = tp_alloc(tp, st->staging_bytes);
-	st->credits = tp_alloc(tp, nb * CREDIT_STRIDE);
 	st->csrc = tp_alloc(tp, nb * CREDIT_STRIDE);
-	if (!st->staging || !st->credits || !st->csrc)
+	if (!st->staging || !st->csrc)
 		return hetsgd_err(-ENOMEM, "cannot allocate %zu KiB of staging rings: %s", st->staging_bytes >> 10,
 				  hetsgd_topo_errmsg());
-	st->staging_mr = reg(st, st->staging, st->staging_bytes,
-			     IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE, "staging rings");
-	if (!st->staging_mr)
-		return -ENOMEM;
-	st->credits_mr = reg(st, st->credits, nb * CREDIT_STRIDE,
-			     IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE, "credit words");
-	if (!st->credits_mr)
-		return -ENOMEM;
-	st->csrc_mr = reg(st, st->csrc, nb * CREDIT_STRIDE, IBV_ACCESS_LOCAL_WRITE, "credit sources");
-	if (!st->csrc_mr)
-		return -ENOMEM;
-	st->tx_mr = reg(st, tp->tx_mem, (size_t)tp->attr.tx_bufs * tp->attr.slot_bytes,
-			IBV_ACCESS_LOCAL_WRITE, "send buffers");
-	if (!st->tx_mr)
-		return -ENOMEM;
 	for (j = 0; j < tp->size; j++) {
-		st->peers[j].sig = calloc(st->sq_depth, sizeof(struct sig_rec));
-		if (!st->peers[j].sig)
+		struct vpeer *p = &st->peers[j];
+
+		p->sig = calloc(st->sq_depth, sizeof(struct sig_rec));
+		if (!p->sig)
 			return hetsgd_err(-ENOMEM, "out of memory");
+		if (j == tp->rank)
+			continue;
+		p->pd = ibv_alloc_pd(st->ctx);
+		if (!p->pd)
+			return hetsgd_err(-errno, "ibv_alloc_pd(%s) for rank %d: %s", st->dev, j, strerror(errno));
+		p->region_mr = reg(st, p->pd, region(st, j), st->ring_bytes + CREDIT_STRIDE,
+				   IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE, "staging ring", j);
+		p->csrc_mr = p->region_mr ? reg(st, p->pd, st->csrc + (size_t)j * CREDIT_STRIDE, CREDIT_STRIDE,
+						IBV_ACCESS_LOCAL_WRITE, "credit source", j) : NULL;
+		p->tx_mr = p->csrc_mr ? reg(st, p->pd, tp->tx_mem, tx_bytes, IBV_ACCESS_LOCAL_WRITE,
+					    "send buffers", j) : NULL;
+		if (!p->tx_mr)
+			return -ENOMEM;
 	}
 
 	memset(mine, 0, sizeof(*mine));
@@ -723,14 +953,31 @@ static int verbs_setup_local(struct hetsgd_tp *tp, struct verbs_state *st, struc
 	mine->version = INFO_VERSION;
 	mine->ipv4 = st->addr.sin_addr.s_addr;
 	mine->port = rdma_get_src_port(st->listen);
-	mine->staging = (uintptr_t)st->staging;
-	mine->staging_rkey = st->staging_mr->rkey;
-	mine->credits = (uintptr_t)st->credits;
-	mine->credits_rkey = st->credits_mr->rkey;
+	if (tp->rank == 0 && getrandom(mine->nonce0, sizeof(mine->nonce0), 0) != sizeof(mine->nonce0))
+		return hetsgd_err(-EIO, "getrandom: %s", strerror(errno));
 	mine->slot_bytes = tp->attr.slot_bytes;
 	mine->slots = tp->attr.slots;
 	mine->active_mtu = (uint32_t)st->active_mtu;
 	snprintf(mine->dev, sizeof(mine->dev), "%s", st->dev);
+	return 0;
+}
+
+/*
+ * The key every connection proves (conn_auth.c): rank 0's nonce, plus the
+ * secret when the bootstrap's channel is one that strangers can read.
+ */
+static int derive_job_key(struct hetsgd_tp *tp, struct verbs_state *st)
+{
+	const char *secret = NULL;
+
+	if (hetsgd_boot_get_kind(tp->boot) == HETSGD_BOOT_TCP) {
+		secret = getenv("HETSGD_SECRET");
+		if (!secret || !*secret)
+			return hetsgd_err(-EACCES, "the TCP rendezvous ran without HETSGD_SECRET, which the verbs "
+					  "connections prove too: export it to every rank");
+	}
+	if (tp_job_key(secret, st->info[0].nonce0, st->key))
+		return hetsgd_err(-ENOMEM, "out of memory");
 	return 0;
 }
 
@@ -767,6 +1014,8 @@ static int verbs_open(struct hetsgd_tp *tp)
 					 r, in->slots, (unsigned long long)in->slot_bytes, tp->attr.slots,
 					 tp->attr.slot_bytes);
 	}
+	if (!ret)
+		ret = derive_job_key(tp, st);
 	if (!ret)
 		ret = connect_all(tp, st);
 	/* From now on the CM channel is polled from progress, never waited on. */
@@ -851,7 +1100,7 @@ static int flush_credit(struct hetsgd_tp *tp, struct verbs_state *st, int peer, 
 {
 	struct vpeer *p = &st->peers[peer];
 	uint64_t *src = (uint64_t *)(st->csrc + (size_t)peer * CREDIT_STRIDE);
-	struct ibv_sge sge = { .addr = (uintptr_t)src, .length = sizeof(uint64_t), .lkey = st->csrc_mr->lkey };
+	struct ibv_sge sge = { .addr = (uintptr_t)src, .length = sizeof(uint64_t), .lkey = p->csrc_mr->lkey };
 	struct ibv_send_wr wr = { 0 };
 	int signal, ret;
 
@@ -866,8 +1115,9 @@ static int flush_credit(struct hetsgd_tp *tp, struct verbs_state *st, int peer, 
 	wr.opcode = IBV_WR_RDMA_WRITE;
 	wr.sg_list = &sge;
 	wr.num_sge = 1;
-	wr.wr.rdma.remote_addr = st->info[peer].credits + (uint64_t)tp->rank * CREDIT_STRIDE;
-	wr.wr.rdma.rkey = st->info[peer].credits_rkey;
+	/* The credit line follows our ring in the region the peer gave us. */
+	wr.wr.rdma.remote_addr = p->ring + st->ring_bytes;
+	wr.wr.rdma.rkey = p->rkey;
 	signal = mode == CREDIT_SIGNALLED || p->unsig + 1 >= st->sq_depth / 2;
 	ret = post_write(st, peer, &wr, signal, SIG_CREDIT, 0, 0);
 	if (!ret) {
@@ -881,8 +1131,8 @@ static int verbs_put(struct hetsgd_tp *tp, int peer, struct tp_tx *tx, size_t le
 {
 	struct verbs_state *st = tp->priv;
 	struct vpeer *p = &st->peers[peer];
-	uint64_t rel = __atomic_load_n((uint64_t *)(st->credits + (size_t)peer * CREDIT_STRIDE), __ATOMIC_ACQUIRE);
-	struct ibv_sge sge = { .addr = (uintptr_t)tx->pub.data, .length = (uint32_t)len, .lkey = st->tx_mr->lkey };
+	uint64_t rel = __atomic_load_n(credit_in(st, peer), __ATOMIC_ACQUIRE);
+	struct ibv_sge sge = { .addr = (uintptr_t)tx->pub.data, .length = (uint32_t)len, .lkey = p->tx_mr->lkey };
 	struct ibv_send_wr wr = { 0 };
 	uint32_t slot;
 	int ret;
@@ -899,9 +1149,8 @@ static int verbs_put(struct hetsgd_tp *tp, int peer, struct tp_tx *tx, size_t le
 	wr.imm_data = htonl(IMM_TAG << 24 | (uint32_t)kind << 16 | slot);
 	wr.sg_list = &sge;
 	wr.num_sge = 1;
-	wr.wr.rdma.remote_addr = st->info[peer].staging +
-				 ((uint64_t)tp->rank * tp->attr.slots + slot) * tp->attr.slot_bytes;
-	wr.wr.rdma.rkey = st->info[peer].staging_rkey;
+	wr.wr.rdma.remote_addr = p->ring + (uint64_t)slot * tp->attr.slot_bytes;
+	wr.wr.rdma.rkey = p->rkey;
 	ret = post_write(st, peer, &wr, 1, SIG_DATA, tx->index, kind);
 	if (ret)
 		return ret;
@@ -945,8 +1194,7 @@ static int handle_wc(struct hetsgd_tp *tp, struct verbs_state *st, struct ibv_wc
 					  "(tag 0x%02x, slot < %u)", peer, imm, IMM_TAG, tp->attr.slots);
 		if (!deliver)
 			return 0;
-		ret = tp_recv_landed(tp, peer, slot,
-				     st->staging + ((size_t)peer * tp->attr.slots + slot) * tp->attr.slot_bytes,
+		ret = tp_recv_landed(tp, peer, slot, region(st, peer) + (size_t)slot * tp->attr.slot_bytes,
 				     wc->byte_len, (uint8_t)(imm >> 16));
 		return ret ? ret : post_recv(st, peer);
 	}
@@ -976,7 +1224,9 @@ static int handle_wc(struct hetsgd_tp *tp, struct verbs_state *st, struct ibv_wc
  * every CM_EVERY progress calls: each check is a system call).  Only the
  * CM sees it: a sender blocked on credits has nothing in flight that could
  * time out.  Before close (which is collective) no disconnect is expected,
- * so any CM event now is the end of the endpoint.
+ * so a CM event on a peer's connection now is the end of the endpoint.
+ * A connection request now comes from a stranger or a rank that is not of
+ * this job (every rank is connected): it is refused, and the job goes on.
  */
 static int check_cm_events(struct hetsgd_tp *tp, struct verbs_state *st)
 {
@@ -984,15 +1234,27 @@ static int check_cm_events(struct hetsgd_tp *tp, struct verbs_state *st)
 	enum rdma_cm_event_type type;
 	int peer;
 
-	if (rdma_get_cm_event(st->ec, &ev))
-		return errno == EAGAIN ? 0 : hetsgd_err(-errno, "rdma_get_cm_event: %s", strerror(errno));
-	type = ev->event;
-	peer = (int)(intptr_t)ev->id->context;
-	rdma_ack_cm_event(ev);
-	if (type == RDMA_CM_EVENT_DISCONNECTED && peer >= 0 && peer < tp->size)
-		st->peers[peer].established = 0;
-	return hetsgd_err(-ECONNRESET, "rank %d: connection with rank %d ended (%s): that rank's process "
-			  "exited or failed before closing the transport", tp->rank, peer, rdma_event_str(type));
+	for (;;) {
+		if (rdma_get_cm_event(st->ec, &ev))
+			return errno == EAGAIN ? 0 : hetsgd_err(-errno, "rdma_get_cm_event: %s", strerror(errno));
+		type = ev->event;
+		peer = (int)(intptr_t)ev->id->context;
+		if (type == RDMA_CM_EVENT_CONNECT_REQUEST) {
+			struct rdma_cm_id *id = ev->id;
+
+			refuse(tp, st, id, "every rank of this job is already connected");
+			rdma_ack_cm_event(ev);
+			rdma_destroy_id(id);
+			continue;
+		}
+		rdma_ack_cm_event(ev);
+		if (peer < 0 || peer >= tp->size || peer == tp->rank)
+			continue;	/* a refused stranger's id, or a test's */
+		if (type == RDMA_CM_EVENT_DISCONNECTED)
+			st->peers[peer].established = 0;
+		return hetsgd_err(-ECONNRESET, "rank %d: connection with rank %d ended (%s): that rank's process "
+				  "exited or failed before closing the transport", tp->rank, peer, rdma_event_str(type));
+	}
 }
 
 static int verbs_progress(struct hetsgd_tp *tp)
@@ -1116,6 +1378,50 @@ static void verbs_close(struct hetsgd_tp *tp)
 	tp->priv = NULL;
 }
 
+#ifdef HETSGD_TEST_HOOKS
+/*
+ * A hostile peer's writes.  It knows its own ring at peer (address and
+ * key) and, since every rank lays out its regions alike, where another
+ * rank's credit line would be: the key it holds must not reach it.
+ */
+static int verbs_test_write(struct hetsgd_tp *tp, int peer, int target, int victim, uint32_t slot,
+			    size_t off, const void *data, size_t len)
+{
+	struct verbs_state *st = tp->priv;
+	struct vpeer *p = &st->peers[peer];
+	struct ibv_sge sge = { .addr = (uintptr_t)data, .length = (uint32_t)len };
+	struct ibv_send_wr wr = { 0 };
+
+	if (len > p->max_inline || sq_room(st, p) < 1)
+		return hetsgd_err(-ENOTSUP, "test write: %zu bytes do not go inline, or the queue is full", len);
+	wr.opcode = IBV_WR_RDMA_WRITE;
+	wr.send_flags = IBV_SEND_INLINE;
+	wr.sg_list = &sge;
+	wr.num_sge = 1;
+	wr.wr.rdma.rkey = p->rkey;
+	switch (target) {
+	case TP_TEST_SLOT:
+		wr.wr.rdma.remote_addr = p->ring + (uint64_t)slot * tp->attr.slot_bytes + off;
+		break;
+	case TP_TEST_REPLAY:
+		wr.opcode = IBV_WR_RDMA_WRITE_WITH_IMM;
+		wr.imm_data = htonl(IMM_TAG << 24 | 1u << 16 | slot);
+		wr.wr.rdma.remote_addr = p->ring + (uint64_t)slot * tp->attr.slot_bytes;
+		break;
+	case TP_TEST_CREDIT:
+		wr.wr.rdma.remote_addr = p->ring + (uint64_t)((int64_t)(victim - tp->rank) *
+							       (int64_t)st->region_bytes) + st->ring_bytes;
+		break;
+	default:
+		return -EINVAL;
+	}
+	return post_write(st, peer, &wr, 1, SIG_TEST, 0, 0);
+}
+#define VERBS_TEST_WRITE verbs_test_write
+#else
+#define VERBS_TEST_WRITE NULL
+#endif
+
 const struct tp_provider hetsgd_tp_verbs = {
 	.name = "verbs",
 	.open = verbs_open,
@@ -1124,4 +1430,5 @@ const struct tp_provider hetsgd_tp_verbs = {
 	.release = verbs_release,
 	.quiesce = verbs_quiesce,
 	.close = verbs_close,
+	.test_write = VERBS_TEST_WRITE,
 };

@@ -38,6 +38,35 @@ int hetsgd_boot_tcp_open(struct hetsgd_boot *boot);
 int hetsgd_boot_tcp_first_host(const char *nodelist, char *out, size_t outlen);
 uint64_t hetsgd_boot_tcp_siphash(const uint8_t key[16], const void *msg, size_t len);
 
+/*
+ * Connection proofs of the verbs provider (conn_auth.c): the job key and
+ * the private data of rdma_cm requests and answers.
+ */
+#define TP_CONN_LEN 40u
+enum { TP_CONN_REQ = 1, TP_CONN_REP = 2 };
+
+struct tp_conn {
+	int type;		/* TP_CONN_REQ or TP_CONN_REP */
+	uint32_t rank;		/* sender */
+	uint32_t target;	/* the rank it means to reach */
+	uint32_t rkey;		/* of the ring the sender registered for target */
+	uint64_t ring;		/* its address */
+	uint64_t nonce;
+};
+
+/* K from the secret (NULL: none) and rank 0's nonce; -ENOMEM only. */
+int tp_job_key(const char *secret, const uint8_t nonce0[16], uint8_t key[16]);
+/* qpn: the sender's queue pair; req_nonce: REP only, the request's nonce. */
+void tp_conn_pack(const uint8_t key[16], const struct tp_conn *c, uint32_t qpn, uint64_t req_nonce,
+		  uint8_t out[TP_CONN_LEN]);
+/*
+ * Check len bytes of private data as a message of `type` from the queue
+ * pair qpn.  Never reads past len.  -EBADMSG (not hetsgd's), -EPROTO
+ * (another version), -EACCES (no proof of the job key); *out on success.
+ */
+int tp_conn_parse(const uint8_t key[16], const void *buf, size_t len, int type, uint32_t qpn,
+		  uint64_t req_nonce, struct tp_conn *out);
+
 /* Largest contribution a rank may make to one allgather. */
 #define HETSGD_BOOT_MAX_LEN (64u << 20)
 
@@ -54,6 +83,26 @@ struct tp_tx {
 
 struct hetsgd_tp;
 
+#ifdef HETSGD_TEST_HOOKS
+/*
+ * For tests that play a hostile peer, built only into test programs
+ * (-DHETSGD_TEST_HOOKS): write into peer's memory the way this rank's
+ * transport can reach it, with no protocol check.
+ *   TP_TEST_SLOT      len bytes at offset off of slot `slot` of our ring at
+ *                     peer, without telling the peer (no immediate on
+ *                     verbs, no doorbell on shm)
+ *   TP_TEST_REPLAY    announce slot `slot` again as if a new block landed
+ *                     there, without a credit for it
+ *   TP_TEST_CREDIT    the word through which rank `victim` and peer keep
+ *                     credit for each other, set to *(uint64_t *)data
+ * 0 when written (verbs: posted; its completion may still fail), -EACCES
+ * when this rank has no way to reach that memory.
+ */
+enum tp_test_target { TP_TEST_SLOT = 1, TP_TEST_REPLAY, TP_TEST_CREDIT };
+int hetsgd_tp_test_write(struct hetsgd_tp *tp, int peer, enum tp_test_target target, int victim,
+			 uint32_t slot, size_t off, const void *data, size_t len);
+#endif
+
 struct tp_provider {
 	const char *name;
 	/* Set up staging, connect every pair; tp->rank/size/attr are set. */
@@ -66,6 +115,9 @@ struct tp_provider {
 	/* Wait until this rank's own writes have completed. */
 	int (*quiesce)(struct hetsgd_tp *tp);
 	void (*close)(struct hetsgd_tp *tp);
+	/* HETSGD_TEST_HOOKS builds only; NULL otherwise. */
+	int (*test_write)(struct hetsgd_tp *tp, int peer, int target, int victim, uint32_t slot,
+			  size_t off, const void *data, size_t len);
 };
 
 extern const struct tp_provider hetsgd_tp_shm;
@@ -91,6 +143,14 @@ struct hetsgd_tp {
 	uint64_t *recvd;		/* blocks handed out, per peer */
 	uint64_t *rel_head;		/* contiguous prefix released, per peer */
 	uint8_t *held;			/* size * slots: 1 while the caller holds it */
+	/*
+	 * The receiver's private copy of every slot (size * slots *
+	 * slot_bytes): a landed block is copied here before anyone looks at
+	 * it, since the sender can still write its staging slot (shm maps it,
+	 * verbs holds its key).  What the caller validates is what it uses.
+	 */
+	char *rx_mem;
+	size_t rx_bytes;
 
 	/* events waiting to be returned by hetsgd_tp_progress() */
 	struct hetsgd_ev *evq;
