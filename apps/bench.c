@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "hetsgd_transport.h"
+#include "quote.h"
 
 #define MAX_SIZES 32
 #define MAX_ROUNDS 15
@@ -513,7 +514,9 @@ int main(int argc, char **argv)
 		struct result *r = &sh.res[s];
 
 		if (o.csv) {
-			printf("%s,%zu,%.2f,%.3f\n", hetsgd_provider_name(o.prov), o.sizes[s], r->bw_MBps, r->lat_us);
+			/* the one text column: quoted, so no provider name can shift the others */
+			quote_csv(stdout, hetsgd_provider_name(o.prov));
+			printf(",%zu,%.2f,%.3f\n", o.sizes[s], r->bw_MBps, r->lat_us);
 			/* The anchor is a row of its own, so every row has the same columns. */
 			if (o.prov == HETSGD_PROV_SHM && r->memcpy_MBps > 0)
 				printf("memcpy,%zu,%.2f,\n", o.sizes[s], r->memcpy_MBps);

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "plot.h"
+#include "quote.h"
 
 /* Does column col (1-based) of this CSV hold any value below the header? */
 static int has_column(const char *csv, int col)
@@ -52,18 +53,12 @@ static const char *base_name(const char *path)
 	return s;
 }
 
-/* gnuplot wants ' doubled inside '...' strings */
-static void quoted(FILE *f, const char *s, size_t n)
+static const char *label_of(const char *const *runs, const char *const *labels, int i)
 {
-	fputc('\'', f);
-	for (size_t i = 0; s[i] && i < n; i++) {
-		if (s[i] == '\'')
-			fputc('\'', f);
-		fputc(s[i], f);
-	}
-	fputc('\'', f);
+	return labels && labels[i] ? labels[i] : base_name(runs[i]);
 }
 
+/* Every string here passed check_text, so quote_gnuplot refuses none. */
 static void one_plot(FILE *g, const char *outdir, const char *prefix, const char *png,
 		     const char *xlabel, const char *ylabel, int xcol, int ycol, int logy,
 		     const char *const *runs, const char *const *labels, int n)
@@ -72,21 +67,47 @@ static void one_plot(FILE *g, const char *outdir, const char *prefix, const char
 
 	snprintf(path, sizeof(path), "%s/%s%s", outdir, prefix, png);
 	fprintf(g, "set output ");
-	quoted(g, path, sizeof(path));
-	fprintf(g, "\nset xlabel '%s'\nset ylabel '%s'\n%s\nplot ", xlabel, ylabel,
-		logy ? "set logscale y" : "unset logscale y");
+	quote_gnuplot(g, path, sizeof(path));
+	fprintf(g, "\nset xlabel ");
+	quote_gnuplot(g, xlabel, strlen(xlabel));
+	fprintf(g, "\nset ylabel ");
+	quote_gnuplot(g, ylabel, strlen(ylabel));
+	fprintf(g, "\n%s\nplot ", logy ? "set logscale y" : "unset logscale y");
 	for (int i = 0; i < n; i++) {
-		const char *label = labels && labels[i] ? labels[i] : base_name(runs[i]);
+		const char *label = label_of(runs, labels, i);
 		size_t len = strlen(label);
 
 		snprintf(path, sizeof(path), "%s/metrics.csv", runs[i]);
 		if (len && label[len - 1] == '/')
 			len--;
-		quoted(g, path, sizeof(path));
+		quote_gnuplot(g, path, sizeof(path));
 		fprintf(g, " using %d:%d every ::1 with linespoints pt 7 ps 0.4 title ", xcol, ycol);
-		quoted(g, label, len);
+		quote_gnuplot(g, label, len);
 		fprintf(g, "%s", i + 1 < n ? ", \\\n     " : "\n");
 	}
+}
+
+/*
+ * A gnuplot string cannot hold a newline, and one in a path or a label
+ * would end the string and make the rest of the line a command (a
+ * "system(...)" in a run label or an --out folder ran it).  So every text
+ * that reaches the script is checked before a byte of it is written;
+ * what names it goes into the message.
+ */
+static int check_text(const char *name, const char *s, size_t max, char *err, size_t errlen)
+{
+	const char *c = quote_find_ctl(s);
+
+	if (c) {
+		snprintf(err, errlen, "%s holds a control character (byte 0x%02x at offset %td), which a gnuplot script cannot hold: use a name without newlines, tabs or other control characters",
+			 name, (unsigned char)*c, c - s);
+		return -EINVAL;
+	}
+	if (strlen(s) > max) {
+		snprintf(err, errlen, "%s is longer than %zu bytes: use a shorter one", name, max);
+		return -ENAMETOOLONG;
+	}
+	return 0;
 }
 
 int plot_runs(const char *outdir, const char *prefix, const char *const *runs,
@@ -94,9 +115,22 @@ int plot_runs(const char *outdir, const char *prefix, const char *const *runs,
 {
 	char script[4096], csv[4096];
 	FILE *g;
-	int acc = 0, status;
+	int acc = 0, status, ret;
 	pid_t pid;
 
+	/* the limits leave room in path[] for the file names put after them */
+	if ((ret = check_text("the output folder", outdir, 3000, err, errlen)) ||
+	    (ret = check_text("the file name prefix", prefix, 200, err, errlen)))
+		return ret;
+	for (int i = 0; i < n; i++) {
+		char run[32], label[48];
+
+		snprintf(run, sizeof(run), "run folder %d", i + 1);
+		snprintf(label, sizeof(label), "the label of run %d", i + 1);
+		if ((ret = check_text(run, runs[i], 3000, err, errlen)) ||
+		    (ret = check_text(label, label_of(runs, labels, i), 1000, err, errlen)))
+			return ret;
+	}
 	for (int i = 0; i < n; i++) {
 		snprintf(csv, sizeof(csv), "%s/metrics.csv", runs[i]);
 		if (access(csv, R_OK)) {

@@ -12,7 +12,9 @@
  *   PREFIXaccuracy.png   test accuracy against wall time (when any run has it)
  * labels[i] names run i in the key (NULL: the folder's last component).
  * Returns 0; -ENOENT when gnuplot is not installed (err says which package
- * to install); another negative errno with err filled otherwise.
+ * to install); -EINVAL, before anything is written, when a folder, the
+ * prefix or a label holds a control character (a gnuplot string cannot
+ * hold a newline); another negative errno with err filled otherwise.
  */
 int plot_runs(const char *outdir, const char *prefix, const char *const *runs,
 	      const char *const *labels, int n, char *err, size_t errlen);

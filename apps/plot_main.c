@@ -17,6 +17,24 @@
 #include <sys/stat.h>
 
 #include "plot.h"
+#include "quote.h"
+
+/*
+ * Refused here, before the --out folder is made, rather than by plot_runs:
+ * a bad argument is exit 2 and the message names the argument.  A newline
+ * in a folder or a label would otherwise end a gnuplot string and run the
+ * rest of the line as commands.
+ */
+static int check_arg(const char *what, const char *s)
+{
+	const char *c = quote_find_ctl(s);
+
+	if (!c)
+		return 0;
+	fprintf(stderr, "hetsgd-plot: %s holds a control character (byte 0x%02x at offset %td), which a gnuplot script cannot hold: use one without newlines, tabs or other control characters\n",
+		what, (unsigned char)*c, c - s);
+	return -EINVAL;
+}
 
 static void usage(FILE *f)
 {
@@ -53,6 +71,15 @@ int main(int argc, char **argv)
 	if (n < 1) {
 		usage(stderr);
 		return 2;
+	}
+	if (check_arg("--out", out) || check_arg("--prefix", prefix))
+		return 2;
+	for (int i = optind; i < argc; i++) {
+		char what[64];
+
+		snprintf(what, sizeof(what), "argument %d (RUN[=LABEL])", i - optind + 1);
+		if (check_arg(what, argv[i]))
+			return 2;
 	}
 	if (strchr(prefix, '/')) {
 		fprintf(stderr, "hetsgd-plot: --prefix %s: a prefix is part of a file name; put folders in --out\n", prefix);

@@ -23,6 +23,7 @@
 #include "hetsgd_topology.h"
 #include "hetsgd_transport.h"
 #include "plot.h"
+#include "quote.h"
 
 #define PATH_MAX_LEN 1024
 
@@ -263,8 +264,21 @@ static int yesno(const char *name, const char *v, int *out, char *err, size_t n)
 	return bad(err, n, "--%s %s: give yes or no", name, v);
 }
 
+/*
+ * Every text option goes through here.  A control character is refused:
+ * these values are written into plot.gp (a newline in --out ended a gnuplot
+ * string and ran the rest as commands) and into 'key = value' lines of
+ * summary.txt and the printed configuration (a newline there would forge a
+ * key when the file is read back with --config).  No real path or device
+ * name needs one, so refusing beats escaping for every reader.
+ */
 static int copy_str(const char *name, const char *v, char *dst, size_t cap, char *err, size_t n)
 {
+	const char *c = quote_find_ctl(v);
+
+	if (c)
+		return bad(err, n, "--%s: the value holds a control character (byte 0x%02x at offset %td), which plot.gp and summary.txt cannot hold: use one without newlines, tabs or other control characters",
+			   name, (unsigned char)*c, c - v);
 	if (strlen(v) >= cap)
 		return bad(err, n, "--%s: the value is longer than %zu characters", name, cap - 1);
 	if (!*v)
@@ -694,6 +708,15 @@ static int check_opts(struct opts *o, char *err, size_t n)
 	return 0;
 }
 
+/* One 'key = value' line; a text value goes through quote_kv so that it
+ * cannot end the line early and forge another key. */
+static void kv(FILE *f, const char *key, const char *value)
+{
+	fprintf(f, "%s = ", key);
+	quote_kv(f, value);
+	fputc('\n', f);
+}
+
 /* The configuration as text, in a fixed order: what ranks hash, and what
  * summary.txt records. */
 static void dump_config(const struct opts *o, const char *provider, FILE *f)
@@ -715,15 +738,16 @@ static void dump_config(const struct opts *o, const char *provider, FILE *f)
 	if (o->objective == HETSGD_OBJ_QUAD) {
 		fprintf(f, "dim = %u\n", o->dim);
 	} else {
-		if (o->per_worker[0])
-			fprintf(f, "data-per-worker = %s\n", o->per_worker);
-		else
-			fprintf(f, "data = %s\nsplit = %s\n", o->data,
-				o->split == SPLIT_IID ? "iid" : "dirichlet");
+		if (o->per_worker[0]) {
+			kv(f, "data-per-worker", o->per_worker);
+		} else {
+			kv(f, "data", o->data);
+			fprintf(f, "split = %s\n", o->split == SPLIT_IID ? "iid" : "dirichlet");
+		}
 		if (o->split == SPLIT_DIRICHLET && !o->per_worker[0])
 			fprintf(f, "alpha = %.17g\n", o->alpha);
 		if (o->test[0])
-			fprintf(f, "test = %s\n", o->test);
+			kv(f, "test", o->test);
 		else if (strcmp(o->data, "fashion-mnist"))
 			fprintf(f, "test-fraction = %.17g\n", o->test_fraction);
 		if (!strncmp(o->data, "synth", 5))
@@ -734,9 +758,10 @@ static void dump_config(const struct opts *o, const char *provider, FILE *f)
 	fprintf(f, "workers = %d\nprofile = %s\ntime-unit = %.17g\nnoise = %.17g\nshuffle = %s\n",
 		o->workers, hetsgd_profile_name(o->profile), o->time_unit, o->noise,
 		o->shuffle ? "yes" : "no");
-	fprintf(f, "threads = %d\ngamma = %.17g\nbatch = %u\nprovider = %s\ndevice = %s\nseed = %llu\n",
-		o->threads, o->gamma, o->batch, provider, o->device[0] ? o->device : "(plan)",
-		(unsigned long long)o->seed);
+	fprintf(f, "threads = %d\ngamma = %.17g\nbatch = %u\n", o->threads, o->gamma, o->batch);
+	kv(f, "provider", provider);
+	kv(f, "device", o->device[0] ? o->device : "(plan)");
+	fprintf(f, "seed = %llu\n", (unsigned long long)o->seed);
 	fprintf(f, "time = %.17g\nepochs = %.17g\ntarget-loss = %.17g\ntarget-acc = %.17g\neval-interval = %.17g\npin = %d\n",
 		o->time_s, o->epochs, o->target_loss, o->target_acc, o->eval_interval, o->pin);
 }
@@ -1230,13 +1255,20 @@ static int write_outputs(struct job *j, const struct hetsgd_engine_result *res, 
 	f = fopen(path, "w");
 	if (!f)
 		return bad(err, n, "cannot write %s: %s", path, strerror(errno));
-	fprintf(f, "# hetsgd-train run %s\nname = %s\nconfig-hash = %016llx\n", o->name, o->name,
-		(unsigned long long)j->hash);
+	fputs("# hetsgd-train run ", f);
+	quote_kv(f, o->name);
+	fputc('\n', f);
+	kv(f, "name", o->name);
+	fprintf(f, "config-hash = %016llx\n", (unsigned long long)j->hash);
 	dump_config(o, j->provider, f);
-	fprintf(f, "transport = %s\nplacement = %s\ndata-label = %s\nd = %zu\ntraining-samples = %llu\n",
-		res->provider, res->placement, j->data_label, j->d, (unsigned long long)j->ntrain);
-	fprintf(f, "stop-reason = %s\nelapsed-s = %.3f\nupdates = %llu\ngradients = %llu\ndropped = %llu\n",
-		res->stop_reason, res->elapsed_s, (unsigned long long)res->updates,
+	/* placement can quote the system's own text (device names, errors) */
+	kv(f, "transport", res->provider);
+	kv(f, "placement", res->placement);
+	kv(f, "data-label", j->data_label);
+	fprintf(f, "d = %zu\ntraining-samples = %llu\n", j->d, (unsigned long long)j->ntrain);
+	kv(f, "stop-reason", res->stop_reason);
+	fprintf(f, "elapsed-s = %.3f\nupdates = %llu\ngradients = %llu\ndropped = %llu\n",
+		res->elapsed_s, (unsigned long long)res->updates,
 		(unsigned long long)res->grads, (unsigned long long)res->dropped);
 	if (last) {
 		fprintf(f, "final-loss = %.6g\nfinal-accuracy = %.6g\nfinal-grad-norm = %.6g\nwaiting-share = %.4f\n",

@@ -217,7 +217,10 @@ int hetsgd_topo_bind_memory(void *p, size_t bytes, int numa_node);
  * nodes with their cores and memory, RDMA devices with their locality,
  * the allowed CPUs); plan_print: one rank's plan in two lines.  The
  * _json variants write one JSON object (no newline after it).
- * print_json_string writes s as a JSON string literal, or null for NULL.
+ * print_json_string writes s as a JSON string literal, or null for NULL:
+ * " and \ escaped, every control character (below 0x20, and 0x7f) as
+ * \n, \r, \t or \u00XX, well-formed UTF-8 as it is, and each byte that
+ * is not part of well-formed UTF-8 as \ufffd.
  * Each returns 0, or -EIO when the stream reports an error.
  */
 int hetsgd_topo_describe(const struct hetsgd_topo *topo, FILE *f);

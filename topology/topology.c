@@ -1240,6 +1240,49 @@ static int stream_ok(FILE *f)
 	return ferror(f) ? topo_err(-EIO, "writing the topology report failed") : 0;
 }
 
+/*
+ * Bytes of the well-formed UTF-8 sequence at s (1 to 4), or 0 when there is
+ * none: a stray continuation byte, an overlong form, a surrogate, a code
+ * point above U+10FFFF or a sequence cut short (the NUL ends it).
+ */
+static int utf8_len(const unsigned char *s)
+{
+	unsigned cp, min;
+	int n;
+
+	if (s[0] < 0x80)
+		return 1;
+	if (s[0] >= 0xc2 && s[0] <= 0xdf) {
+		n = 2;
+		cp = s[0] & 0x1fu;
+		min = 0x80;
+	} else if ((s[0] & 0xf0) == 0xe0) {
+		n = 3;
+		cp = s[0] & 0x0fu;
+		min = 0x800;
+	} else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
+		n = 4;
+		cp = s[0] & 0x07u;
+		min = 0x10000;
+	} else {
+		return 0;
+	}
+	for (int i = 1; i < n; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (s[i] & 0x3fu);
+	}
+	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return n;
+}
+
+/*
+ * JSON text must be UTF-8, and names here come from the system and the
+ * user (device names, --device, --cpuset, --topology paths): a byte that
+ * is not part of well-formed UTF-8 becomes U+FFFD, so one odd file name
+ * cannot make the whole report unreadable to a strict parser.
+ */
 int hetsgd_topo_print_json_string(FILE *f, const char *s)
 {
 	if (!s) {
@@ -1249,7 +1292,18 @@ int hetsgd_topo_print_json_string(FILE *f, const char *s)
 	fputc('"', f);
 	for (; *s; s++) {
 		unsigned char c = (unsigned char)*s;
+		int len;
 
+		if (c >= 0x80) {
+			len = utf8_len((const unsigned char *)s);
+			if (!len) {
+				fputs("\\ufffd", f);
+				continue;
+			}
+			fwrite(s, 1, (size_t)len, f);
+			s += len - 1;
+			continue;
+		}
 		switch (c) {
 		case '"':
 			fputs("\\\"", f);

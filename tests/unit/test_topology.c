@@ -829,6 +829,59 @@ Test(report, json_strings_are_escaped)
 	free(s);
 }
 
+/* Every byte below 0x20: the short forms JSON has for \n \r \t, \u00XX for
+ * the rest; nothing raw may remain, or a strict parser refuses the text. */
+Test(report, json_every_control_character_is_escaped)
+{
+	char in[32], want[32 * 6 + 3], *s;
+	size_t w = 0;
+
+	want[w++] = '"';
+	for (int c = 1; c < 0x20; c++) {
+		in[c - 1] = (char)c;
+		if (c == '\n' || c == '\r' || c == '\t')
+			w += (size_t)sprintf(want + w, "\\%c", c == '\n' ? 'n' : c == '\r' ? 'r' : 't');
+		else
+			w += (size_t)sprintf(want + w, "\\u%04x", c);
+	}
+	in[31] = 0;
+	want[w++] = '"';
+	want[w] = 0;
+	s = capture_json_string(in);
+	cr_assert_str_eq(s, want);
+	free(s);
+	/* a device name or --cpuset trying to close the string and add a key */
+	s = capture_json_string("mlx5_0\", \"admin\": true, \"x\": \"\\");
+	cr_assert_str_eq(s, "\"mlx5_0\\\", \\\"admin\\\": true, \\\"x\\\": \\\"\\\\\"");
+	free(s);
+}
+
+/* JSON text is UTF-8: well-formed sequences pass as they are, every other
+ * byte (from a file name in another encoding, say) becomes U+FFFD. */
+Test(report, json_utf8_is_kept_and_bad_bytes_replaced)
+{
+	static const struct {
+		const char *in, *want;
+	} cases[] = {
+		{ "\xc3\xa9 \xe2\x82\xac \xf0\x9d\x84\x9e", "\"\xc3\xa9 \xe2\x82\xac \xf0\x9d\x84\x9e\"" },
+		{ "a\xff" "b", "\"a\\ufffdb\"" },				/* never valid */
+		{ "\x80", "\"\\ufffd\"" },				/* stray continuation */
+		{ "\xc0\xaf", "\"\\ufffd\\ufffd\"" },		/* overlong '/' */
+		{ "\xe0\x80\xaf", "\"\\ufffd\\ufffd\\ufffd\"" },	/* overlong, 3 bytes */
+		{ "\xed\xa0\x80", "\"\\ufffd\\ufffd\\ufffd\"" },	/* a surrogate */
+		{ "\xf4\x90\x80\x80", "\"\\ufffd\\ufffd\\ufffd\\ufffd\"" },	/* above U+10FFFF */
+		{ "\xe2\x82", "\"\\ufffd\\ufffd\"" },			/* cut short by the end */
+		{ "\xe2\x82\"", "\"\\ufffd\\ufffd\\\"\"" },		/* cut short by a quote */
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *s = capture_json_string(cases[i].in);
+
+		cr_assert_str_eq(s, cases[i].want, "case %zu", i);
+		free(s);
+	}
+}
+
 Test(report, plan_json_and_text_exactly)
 {
 	struct hetsgd_topo *t = open_xml("two-socket-nic1.xml");
