@@ -17,7 +17,7 @@
  * rdma_cm private data (all integers little-endian, 40 bytes; a REQ may
  * carry 56 bytes on InfiniBand CM, so this fits everywhere):
  *
- *   u16 magic "hc"  u8 version  u8 type (1 REQ, 2 REP)
+ *   u16 magic "hc"  u8 version  u8 type (1 REQ, 2 REP, 3 ABORT)
  *   u32 rank        the sender's rank
  *   u32 target      the rank it means to reach
  *   u32 rkey        the key of the ring the sender registered for target
@@ -33,6 +33,11 @@
  * replayed either, and a requester learns that it reached its job's rank
  * and not an impostor.  The ring's key is sent only to the rank it is for,
  * and it belongs to a protection domain of that rank's queue pair alone.
+ *
+ * ABORT is a request that says "I failed to open; stop waiting for me": a
+ * rank whose connecting failed sends it to every lower rank it has not
+ * connected to yet, so that no rank waits out its connect timeout.  It is
+ * proven like a request, so a stranger cannot stop a job with it.
  */
 #include <config.h>
 
@@ -91,7 +96,7 @@ static uint64_t conn_mac(const uint8_t key[16], const uint8_t body[TP_CONN_LEN -
 	uint8_t m[8 + TP_CONN_LEN - 8 + 4 + 8];
 	size_t len = 8 + TP_CONN_LEN - 8 + 4;
 
-	memcpy(m, type == TP_CONN_REQ ? "hsgd-req" : "hsgd-rep", 8);
+	memcpy(m, type == TP_CONN_REQ ? "hsgd-req" : type == TP_CONN_REP ? "hsgd-rep" : "hsgd-abt", 8);
 	memcpy(m + 8, body, TP_CONN_LEN - 8);
 	put32(m + 8 + TP_CONN_LEN - 8, qpn);
 	if (type == TP_CONN_REP) {
@@ -132,9 +137,10 @@ int tp_conn_parse(const uint8_t key[16], const void *buf, size_t len, int type, 
 	if (p[2] != CONN_VERSION)
 		return hetsgd_err(-EPROTO, "connection format version %u, this build speaks %u: run the same hetsgd on every rank",
 				  p[2], CONN_VERSION);
-	if (p[3] != type)
+	if (p[3] != type && !(type == TP_CONN_REQ && p[3] == TP_CONN_ABORT))
 		return hetsgd_err(-EBADMSG, "message type %u where a %s (%d) belongs", p[3],
 				  type == TP_CONN_REQ ? "request" : "answer", type);
+	type = p[3];
 	mac = conn_mac(key, p, qpn, req_nonce, type);
 	/* Compare in constant time: a timing oracle would leak the tag. */
 	for (int i = 0; i < 8; i++)

@@ -561,7 +561,14 @@ static int on_request(struct hetsgd_tp *tp, struct verbs_state *st, struct rdma_
 		*destroy = 1;
 		return 0;
 	}
-	if (in.target != (uint32_t)tp->rank || in.rank <= (uint32_t)tp->rank || in.rank >= (uint32_t)tp->size) {
+	if (in.type == TP_CONN_ABORT && in.target == (uint32_t)tp->rank && in.rank < (uint32_t)tp->size) {
+		rdma_reject(ev->id, NULL, 0);
+		*destroy = 1;
+		return hetsgd_err(-ECONNABORTED, "rank %d: rank %u failed to connect and told this rank to stop "
+				  "waiting: see rank %u's message", tp->rank, in.rank, in.rank);
+	}
+	if (in.type != TP_CONN_REQ || in.target != (uint32_t)tp->rank || in.rank <= (uint32_t)tp->rank ||
+	    in.rank >= (uint32_t)tp->size) {
 		refuse(tp, st, ev->id, "it proves the job key but names ranks that do not connect here "
 		       "(a rank connects to every lower rank): a confused rank of this job");
 		*destroy = 1;
@@ -806,6 +813,80 @@ static int connect_all(struct hetsgd_tp *tp, struct verbs_state *st)
 	return ret;
 }
 
+/*
+ * This rank failed to connect.  The ranks that wait for a connection from
+ * it would wait out their connect timeout: tell each lower rank not yet
+ * connected with a proven ABORT request, and stop listening, so that a
+ * higher rank's request is refused at once.  Best effort, a few seconds.
+ */
+static void abort_connects(struct hetsgd_tp *tp, struct verbs_state *st)
+{
+	int me = tp->rank, pending = 0, j;
+	double end = now_s() + 3.0;
+
+	if (!st->ec)
+		return;
+	if (st->listen) {
+		rdma_destroy_id(st->listen);
+		st->listen = NULL;
+	}
+	for (j = 0; j < me; j++) {
+		struct sockaddr_in dst = { .sin_family = AF_INET, .sin_addr.s_addr = st->info[j].ipv4,
+					   .sin_port = st->info[j].port };
+		struct sockaddr_in src = st->addr;
+		struct vpeer *p = &st->peers[j];
+
+		if (p->established || !p->pd)
+			continue;
+		if (p->qp) {
+			ibv_destroy_qp(p->qp);
+			p->qp = NULL;
+		}
+		if (p->id)
+			rdma_destroy_id(p->id);
+		p->id = NULL;
+		src.sin_port = 0;
+		if (rdma_create_id(st->ec, &p->id, (void *)(intptr_t)j, RDMA_PS_TCP) ||
+		    rdma_resolve_addr(p->id, (struct sockaddr *)&src, (struct sockaddr *)&dst, 2000))
+			continue;
+		pending++;
+	}
+	while (pending > 0 && now_s() < end) {
+		struct pollfd pfd = { .fd = st->ec->fd, .events = POLLIN };
+		struct rdma_cm_event *ev;
+		struct rdma_cm_id *kill = NULL;
+		int peer;
+
+		if (poll(&pfd, 1, 100) <= 0 || rdma_get_cm_event(st->ec, &ev))
+			continue;
+		peer = (int)(intptr_t)ev->id->context;
+		if (ev->event == RDMA_CM_EVENT_CONNECT_REQUEST) {
+			rdma_reject(ev->id, NULL, 0);
+			kill = ev->id;
+		} else if (peer >= 0 && peer < me && !st->peers[peer].established) {
+			if (ev->event == RDMA_CM_EVENT_ADDR_RESOLVED) {
+				if (rdma_resolve_route(ev->id, 2000))
+					pending--;
+			} else if (ev->event == RDMA_CM_EVENT_ROUTE_RESOLVED) {
+				struct rdma_conn_param cp;
+				uint8_t pd[TP_CONN_LEN];
+				struct tp_conn c;
+
+				conn_fill(tp, st, peer, TP_CONN_ABORT, rand64(), &c);
+				tp_conn_pack(st->key, &c, 0, 0, pd);
+				conn_param(&cp, pd, NULL);
+				if (rdma_connect(ev->id, &cp))
+					pending--;
+			} else {
+				pending--;	/* refused, as it should be, or unreachable */
+			}
+		}
+		rdma_ack_cm_event(ev);
+		if (kill)
+			rdma_destroy_id(kill);
+	}
+}
+
 /* ---- open / close ------------------------------------------------------- */
 
 static void verbs_teardown(struct hetsgd_tp *tp, struct verbs_state *st)
@@ -1016,8 +1097,11 @@ static int verbs_open(struct hetsgd_tp *tp)
 	}
 	if (!ret)
 		ret = derive_job_key(tp, st);
-	if (!ret)
+	if (!ret) {
 		ret = connect_all(tp, st);
+		if (ret)
+			abort_connects(tp, st);
+	}
 	/* From now on the CM channel is polled from progress, never waited on. */
 	if (!ret && fcntl(st->ec->fd, F_SETFL, fcntl(st->ec->fd, F_GETFL) | O_NONBLOCK))
 		ret = hetsgd_err(-errno, "fcntl on the rdma_cm channel: %s", strerror(errno));
@@ -1168,7 +1252,8 @@ static const char *wc_hint(enum ibv_wc_status s)
 	case IBV_WC_REM_ACCESS_ERR:
 		return "the peer's memory key or address was refused";
 	case IBV_WC_WR_FLUSH_ERR:
-		return "the queue pair was already in error";
+		return "the connection was already broken, by an earlier error on it (a peer that writes where "
+		       "it has no right to breaks its own connection)";
 	default:
 		return "see ibv_wc_status_str";
 	}

@@ -43,7 +43,7 @@ uint64_t hetsgd_boot_tcp_siphash(const uint8_t key[16], const void *msg, size_t 
  * the private data of rdma_cm requests and answers.
  */
 #define TP_CONN_LEN 40u
-enum { TP_CONN_REQ = 1, TP_CONN_REP = 2 };
+enum { TP_CONN_REQ = 1, TP_CONN_REP = 2, TP_CONN_ABORT = 3 };
 
 struct tp_conn {
 	int type;		/* TP_CONN_REQ or TP_CONN_REP */
@@ -61,7 +61,8 @@ void tp_conn_pack(const uint8_t key[16], const struct tp_conn *c, uint32_t qpn, 
 		  uint8_t out[TP_CONN_LEN]);
 /*
  * Check len bytes of private data as a message of `type` from the queue
- * pair qpn.  Never reads past len.  -EBADMSG (not hetsgd's), -EPROTO
+ * pair qpn (an ABORT passes where a REQ is expected: out->type tells).
+ * Never reads past len.  -EBADMSG (not hetsgd's), -EPROTO
  * (another version), -EACCES (no proof of the job key); *out on success.
  */
 int tp_conn_parse(const uint8_t key[16], const void *buf, size_t len, int type, uint32_t qpn,

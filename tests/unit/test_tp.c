@@ -14,6 +14,8 @@
 #include <numaif.h>
 
 #include "hetsgd_transport.h"
+/* Internal to the library (transport/conn_auth.c), exported for tests. */
+#include "transport_priv.h"
 
 #define CHECK(cond, code) do { if (!(cond)) { fprintf(stderr, "line %d: %s: %s\n", __LINE__, #cond, \
 						hetsgd_errmsg()); return code; } } while (0)
@@ -255,4 +257,82 @@ Test(tp_shm, buffers_on_the_requested_numa_node)
 	if (numa_available() < 0)
 		cr_skip_test("this kernel has no NUMA support");
 	cr_assert_eq(hetsgd_boot_local_run(1, numa_rank, NULL, NULL), 0, "%s", hetsgd_errmsg());
+}
+
+/* ---- connection proofs (conn_auth.c) --------------------------------------- */
+
+static void job_key(const char *secret, uint8_t fill, uint8_t key[16])
+{
+	uint8_t nonce0[16];
+
+	memset(nonce0, fill, sizeof(nonce0));
+	cr_assert_eq(tp_job_key(secret, nonce0, key), 0);
+}
+
+Test(conn_auth, a_request_proves_the_job_key_rank_ring_and_queue_pair)
+{
+	struct tp_conn c = { .type = TP_CONN_REQ, .rank = 3, .target = 1, .rkey = 0xabcd,
+			     .ring = 0x7f0012345000ull, .nonce = 42 }, out;
+	uint8_t key[16], other[16], pd[TP_CONN_LEN];
+
+	job_key("0123456789abcdef", 7, key);
+	tp_conn_pack(key, &c, 0x111, 0, pd);
+	cr_assert_eq(tp_conn_parse(key, pd, sizeof(pd), TP_CONN_REQ, 0x111, 0, &out), 0, "%s", hetsgd_errmsg());
+	cr_expect_eq(out.rank, 3);
+	cr_expect_eq(out.target, 1);
+	cr_expect_eq(out.rkey, 0xabcd);
+	cr_expect_eq(out.ring, 0x7f0012345000ull);
+	cr_expect_eq(out.nonce, 42);
+
+	/* Another job (other nonce), another secret, another queue pair. */
+	job_key("0123456789abcdef", 8, other);
+	cr_expect_eq(tp_conn_parse(other, pd, sizeof(pd), TP_CONN_REQ, 0x111, 0, &out), -EACCES);
+	job_key("fedcba9876543210", 7, other);
+	cr_expect_eq(tp_conn_parse(other, pd, sizeof(pd), TP_CONN_REQ, 0x111, 0, &out), -EACCES);
+	job_key(NULL, 7, other);
+	cr_expect_eq(tp_conn_parse(other, pd, sizeof(pd), TP_CONN_REQ, 0x111, 0, &out), -EACCES);
+	cr_expect_eq(tp_conn_parse(key, pd, sizeof(pd), TP_CONN_REQ, 0x112, 0, &out), -EACCES);
+	cr_expect(strstr(hetsgd_errmsg(), "not a rank of this job"), "%s", hetsgd_errmsg());
+
+	/* Any bit changed in the body: the proof fails. */
+	for (size_t i = 4; i < 32; i++) {
+		pd[i] ^= 0x10;
+		cr_expect_eq(tp_conn_parse(key, pd, sizeof(pd), TP_CONN_REQ, 0x111, 0, &out), -EACCES, "byte %zu", i);
+		pd[i] ^= 0x10;
+	}
+}
+
+Test(conn_auth, malformed_private_data_is_refused_without_reading_past_it)
+{
+	struct tp_conn c = { .type = TP_CONN_REQ, .rank = 2, .target = 0 }, out;
+	uint8_t key[16], pd[TP_CONN_LEN], junk[56];
+
+	job_key(NULL, 1, key);
+	tp_conn_pack(key, &c, 5, 0, pd);
+	for (size_t n = 0; n < TP_CONN_LEN; n++)
+		cr_expect_eq(tp_conn_parse(key, pd, n, TP_CONN_REQ, 5, 0, &out), -EBADMSG, "length %zu", n);
+	cr_expect_eq(tp_conn_parse(key, NULL, 40, TP_CONN_REQ, 5, 0, &out), -EBADMSG);
+	memset(junk, 0x5a, sizeof(junk));
+	cr_expect_eq(tp_conn_parse(key, junk, sizeof(junk), TP_CONN_REQ, 5, 0, &out), -EBADMSG);
+	pd[2] = 9;
+	cr_expect_eq(tp_conn_parse(key, pd, sizeof(pd), TP_CONN_REQ, 5, 0, &out), -EPROTO);
+	cr_expect(strstr(hetsgd_errmsg(), "same hetsgd"), "%s", hetsgd_errmsg());
+}
+
+Test(conn_auth, an_answer_is_bound_to_its_request_and_an_abort_passes_as_a_request)
+{
+	struct tp_conn rep = { .type = TP_CONN_REP, .rank = 0, .target = 2, .nonce = 9 }, out;
+	struct tp_conn abt = { .type = TP_CONN_ABORT, .rank = 2, .target = 0 };
+	uint8_t key[16], pd[TP_CONN_LEN];
+
+	job_key(NULL, 3, key);
+	tp_conn_pack(key, &rep, 77, 1234, pd);
+	cr_expect_eq(tp_conn_parse(key, pd, sizeof(pd), TP_CONN_REP, 77, 1234, &out), 0, "%s", hetsgd_errmsg());
+	cr_expect_eq(tp_conn_parse(key, pd, sizeof(pd), TP_CONN_REP, 77, 1235, &out), -EACCES);
+	/* An answer is not a request, nor the reverse. */
+	cr_expect_eq(tp_conn_parse(key, pd, sizeof(pd), TP_CONN_REQ, 77, 1234, &out), -EBADMSG);
+	tp_conn_pack(key, &abt, 0, 0, pd);
+	cr_expect_eq(tp_conn_parse(key, pd, sizeof(pd), TP_CONN_REQ, 0, 0, &out), 0, "%s", hetsgd_errmsg());
+	cr_expect_eq(out.type, TP_CONN_ABORT);
+	cr_expect_eq(tp_conn_parse(key, pd, sizeof(pd), TP_CONN_REP, 0, 0, &out), -EBADMSG);
 }
