@@ -83,9 +83,10 @@ int tp_recv_landed(struct hetsgd_tp *tp, int peer, uint32_t slot,
 		   const void *data, size_t len, uint8_t kind)
 {
 	uint32_t expect = (uint32_t)(tp->recvd[peer] % tp->attr.slots);
-	char *copy = tp->rx_mem + ((size_t)peer * tp->attr.slots + slot) * tp->attr.slot_bytes;
 	struct hetsgd_ev ev = { .type = HETSGD_EV_RECV, .peer = peer, .kind = kind,
-				.slot = slot, .data = copy, .len = len };
+				.slot = slot, .len = len };
+	uint32_t buf;
+	char *copy;
 
 	/* A peer that skips or reuses a slot breaks the credit protocol. */
 	if (slot != expect || tp->held[(size_t)peer * tp->attr.slots + slot])
@@ -103,7 +104,11 @@ int tp_recv_landed(struct hetsgd_tp *tp, int peer, uint32_t slot,
 	 * can reach.  The copy costs one pass over the block in the receiver's
 	 * cache, which the caller's decode and apply read next anyway.
 	 */
+	buf = tp->rx_free[--tp->rx_nfree];	/* never empty: one per slot */
+	tp->rx_buf_of[(size_t)peer * tp->attr.slots + slot] = buf;
+	copy = tp->rx_mem + (size_t)buf * tp->attr.slot_bytes;
 	memcpy(copy, data, len);
+	ev.data = copy;
 	tp->held[(size_t)peer * tp->attr.slots + slot] = 1;
 	tp->recvd[peer]++;
 	tp_evq_push(tp, &ev);
@@ -140,6 +145,7 @@ int64_t tp_release_slot(struct hetsgd_tp *tp, int peer, uint32_t slot)
 				  "release each received block exactly once",
 				  slot, peer);
 	held[slot] = 2;		/* released, waiting for the older ones */
+	tp->rx_free[tp->rx_nfree++] = tp->rx_buf_of[(size_t)peer * S + slot];
 	while (tp->rel_head[peer] < tp->recvd[peer] && held[tp->rel_head[peer] % S] == 2) {
 		held[tp->rel_head[peer] % S] = 0;
 		tp->rel_head[peer]++;
@@ -232,10 +238,15 @@ int hetsgd_tp_open(struct hetsgd_boot *boot, const struct hetsgd_tp_attr *attr,
 	/* Pages of the copies are touched only as blocks land. */
 	tp->rx_bytes = (size_t)tp->size * a.slots * a.slot_bytes;
 	tp->rx_mem = tp_alloc(tp, tp->rx_bytes);
+	tp->rx_free = calloc((size_t)tp->size * a.slots, sizeof(uint32_t));
+	tp->rx_buf_of = calloc((size_t)tp->size * a.slots, sizeof(uint32_t));
+	for (i = 0; tp->rx_free && i < (uint32_t)tp->size * a.slots; i++)
+		tp->rx_free[tp->rx_nfree++] = (uint32_t)tp->size * a.slots - 1 - i;
 	/* Room for every block that can be outstanding plus every put. */
 	tp->evq_cap = (uint32_t)tp->size * a.slots * 2 + a.tx_bufs + 16;
 	tp->evq = calloc(tp->evq_cap, sizeof(*tp->evq));
-	if (!tp->txs || !tp->recvd || !tp->rel_head || !tp->held || !tp->evq || !tp->rx_mem) {
+	if (!tp->txs || !tp->recvd || !tp->rel_head || !tp->held || !tp->evq || !tp->rx_mem ||
+	    !tp->rx_free || !tp->rx_buf_of) {
 		ret = hetsgd_err(-ENOMEM, "out of memory for the transport's bookkeeping (%d ranks, %u slots)",
 				 tp->size, a.slots);
 		goto free_mem;
@@ -256,6 +267,8 @@ int hetsgd_tp_open(struct hetsgd_boot *boot, const struct hetsgd_tp_attr *attr,
 
 free_mem:
 	tp_free(tp->rx_mem, tp->rx_bytes);
+	free(tp->rx_free);
+	free(tp->rx_buf_of);
 	free(tp->evq);
 	free(tp->held);
 	free(tp->rel_head);
@@ -280,6 +293,8 @@ int hetsgd_tp_close(struct hetsgd_tp *tp)
 		ret = r;
 	tp->prov->close(tp);
 	tp_free(tp->rx_mem, tp->rx_bytes);
+	free(tp->rx_free);
+	free(tp->rx_buf_of);
 	free(tp->evq);
 	free(tp->held);
 	free(tp->rel_head);

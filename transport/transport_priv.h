@@ -152,6 +152,14 @@ struct hetsgd_tp {
 	 */
 	char *rx_mem;
 	size_t rx_bytes;
+	/*
+	 * The copies are a pool, reused last-freed-first, so that a caller
+	 * that releases promptly keeps landing blocks in the same few
+	 * cache-warm buffers instead of sweeping size * slots of them.
+	 */
+	uint32_t *rx_free;		/* stack of free copy buffers */
+	uint32_t rx_nfree;
+	uint32_t *rx_buf_of;		/* size * slots: the copy of each held slot */
 
 	/* events waiting to be returned by hetsgd_tp_progress() */
 	struct hetsgd_ev *evq;
