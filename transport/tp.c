@@ -24,30 +24,40 @@
 #define MAX_SLOTS 4096u		/* the immediate has 16 bits for the slot */
 #define MAX_SLOT_BYTES ((size_t)1 << 30)
 
-static const char *const prov_names[] = {
-	[HETSGD_PROV_SHM] = "shm",
-	[HETSGD_PROV_VERBS] = "verbs",
+/* Every provider, by its enum value: the only place that lists them. */
+static const struct tp_provider *const providers[] = {
+	[HETSGD_PROV_SHM] = &hetsgd_tp_shm,
+	[HETSGD_PROV_VERBS] = &hetsgd_tp_verbs,
 };
+#define NPROV (sizeof(providers) / sizeof(providers[0]))
+
+static const struct tp_provider *provider_of(enum hetsgd_provider prov)
+{
+	return (unsigned)prov < NPROV ? providers[prov] : NULL;
+}
 
 int hetsgd_provider_parse(const char *name, enum hetsgd_provider *prov)
 {
-	if (name && !strcmp(name, "shm")) {
-		*prov = HETSGD_PROV_SHM;
-		return 0;
+	char known[128] = "";
+
+	for (unsigned i = 0; i < NPROV; i++) {
+		if (!providers[i])
+			continue;
+		if (name && !strcmp(name, providers[i]->name)) {
+			*prov = (enum hetsgd_provider)i;
+			return 0;
+		}
+		snprintf(known + strlen(known), sizeof(known) - strlen(known), "%s%s (%s)",
+			 *known ? " or " : "", providers[i]->name, providers[i]->what);
 	}
-	if (name && !strcmp(name, "verbs")) {
-		*prov = HETSGD_PROV_VERBS;
-		return 0;
-	}
-	return hetsgd_err(-EINVAL, "unknown provider '%s': use verbs (InfiniBand, RoCE, rxe) or shm (one host)",
-			  name ? name : "(null)");
+	return hetsgd_err(-EINVAL, "unknown provider '%s': use %s", name ? name : "(null)", known);
 }
 
 const char *hetsgd_provider_name(enum hetsgd_provider prov)
 {
-	if (prov == HETSGD_PROV_SHM || prov == HETSGD_PROV_VERBS)
-		return prov_names[prov];
-	return "invalid";
+	const struct tp_provider *p = provider_of(prov);
+
+	return p ? p->name : "invalid";
 }
 
 void hetsgd_tp_attr_init(struct hetsgd_tp_attr *attr)
@@ -175,8 +185,9 @@ int tp_agree(struct hetsgd_tp *tp, int ret, const char *stage)
 
 static int check_attr(const struct hetsgd_tp_attr *a)
 {
-	if (a->provider != HETSGD_PROV_SHM && a->provider != HETSGD_PROV_VERBS)
-		return hetsgd_err(-EINVAL, "transport provider %d is neither shm nor verbs", (int)a->provider);
+	if (!provider_of(a->provider))
+		return hetsgd_err(-EINVAL, "transport provider %d is not one of hetsgd_provider_parse()'s",
+				  (int)a->provider);
 	if (a->slots < 1 || a->slots > MAX_SLOTS)
 		return hetsgd_err(-EINVAL, "%u slots per peer: use 1 to %u", a->slots, MAX_SLOTS);
 	if (a->slot_bytes < 64 || a->slot_bytes > MAX_SLOT_BYTES || a->slot_bytes % 64)
@@ -222,7 +233,7 @@ int hetsgd_tp_open(struct hetsgd_boot *boot, const struct hetsgd_tp_attr *attr,
 	tp->attr = a;
 	tp->rank = hetsgd_boot_rank(boot);
 	tp->size = hetsgd_boot_size(boot);
-	tp->prov = a.provider == HETSGD_PROV_SHM ? &hetsgd_tp_shm : &hetsgd_tp_verbs;
+	tp->prov = provider_of(a.provider);
 
 	tp->tx_mem = tp_alloc(tp, a.tx_bufs * a.slot_bytes);
 	if (!tp->tx_mem) {

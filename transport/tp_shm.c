@@ -392,6 +392,7 @@ static int shm_test_write(struct hetsgd_tp *tp, int peer, int target, int victim
 
 const struct tp_provider hetsgd_tp_shm = {
 	.name = "shm",
+	.what = "one host",
 	.open = shm_open_tp,
 	.put = shm_put,
 	.progress = shm_progress,

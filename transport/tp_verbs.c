@@ -1509,6 +1509,7 @@ static int verbs_test_write(struct hetsgd_tp *tp, int peer, int target, int vict
 
 const struct tp_provider hetsgd_tp_verbs = {
 	.name = "verbs",
+	.what = "InfiniBand, RoCE, rxe",
 	.open = verbs_open,
 	.put = verbs_put,
 	.progress = verbs_progress,

@@ -106,6 +106,7 @@ int hetsgd_tp_test_write(struct hetsgd_tp *tp, int peer, enum tp_test_target tar
 
 struct tp_provider {
 	const char *name;
+	const char *what;	/* for messages: where it runs */
 	/* Set up staging, connect every pair; tp->rank/size/attr are set. */
 	int (*open)(struct hetsgd_tp *tp);
 	/* Post one put; 0 or -EAGAIN (no credit, queue full) or -errno. */
