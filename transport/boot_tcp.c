@@ -283,7 +283,7 @@ static int parse_head(const uint8_t *buf, size_t len)
 {
 	size_t n = len < 4 ? len : 4;
 
-	if (memcmp(buf, TCP_MAGIC, n))
+	if (n && memcmp(buf, TCP_MAGIC, n))	/* n == 0: buf may be NULL */
 		return -EPROTO;
 	if (len >= 6 && get16(buf + 4) != TCP_VERSION)
 		return -EPROTONOSUPPORT;
