@@ -66,8 +66,11 @@
  *   so neither can be replayed or reflected.  Rank 0 reveals its proof only
  *   to a peer that proved itself first; a peer that receives a wrong proof
  *   knows it reached something other than its job's rank 0 and says so.
- *   status: 0 admitted, 1 wrong size, 2 rank out of range, 3 duplicate rank.
- *   A peer whose proof is wrong gets no WELCOME: rank 0 closes.
+ *   status: 0 admitted, 1 wrong size, 2 rank out of range, 3 duplicate rank,
+ *   4 wrong proof.  Status 4 comes with a zero MAC (rank 0 cannot prove
+ *   itself to a peer that holds another key), so a peer takes it as a hint
+ *   of a wrong secret, not as proof.  A connection closed without a
+ *   WELCOME was cut off (rank 0 busy or gone): the peer tries again.
  *
  * Collectives (a star through rank 0, like the local launcher)
  *   peer -> 0   REQ     16 B  u32 op u32 seq u64 len, then len bytes
@@ -139,7 +142,7 @@
 
 enum { HELLO_LEN = 32, CHAL_LEN = 32, PROOF_LEN = 8, WELCOME_LEN = 16,
        REQ_LEN = 16, REP_LEN = 40, NONCE_LEN = 16 };
-enum { ST_OK = 0, ST_BAD_SIZE = 1, ST_BAD_RANK = 2, ST_DUP_RANK = 3 };
+enum { ST_OK = 0, ST_BAD_SIZE = 1, ST_BAD_RANK = 2, ST_DUP_RANK = 3, ST_BAD_PROOF = 4 };
 enum { OP_ALLGATHER = 1, OP_BARRIER = 2 };
 enum { RS_OK = 0, RS_MISMATCH = 1, RS_ABORT = 2 };
 
@@ -1115,6 +1118,12 @@ static int conn_judge(struct rdv *x, struct conn *c)
 
 	(void)hetsgd_boot_tcp_parse_hello(c->hello, HELLO_LEN, &h);	/* parsed before the challenge */
 	if (hetsgd_boot_tcp_parse_proof(c->proof, PROOF_LEN, x->key, c->hello, c->chal)) {
+		/* Say so, or the peer could not tell this from being cut off, and would retry. */
+		memset(welcome, 0, sizeof(welcome));
+		put32(welcome, ST_BAD_PROOF);
+		put32(welcome + 4, (uint32_t)size);
+		if (send(c->fd, welcome, WELCOME_LEN, MSG_NOSIGNAL) < 0)
+			errno = 0;	/* it is refused either way */
 		refuse(x, c, RF_BAD_MAC, "claims rank %u, but its proof does not match this job's HETSGD_SECRET", h.rank);
 		return 0;
 	}
@@ -1248,7 +1257,11 @@ static int conn_progress(const struct conn *c)
 /*
  * The connection to give up for a newcomer: among those from ip (NULL: all),
  * the least advanced, oldest first.  A silent candidate gets one more read
- * first, so that a rank whose hello is already here is not cut off.
+ * first, so that a rank whose hello is already here is not cut off.  The
+ * per-address limit spares connections that owe only their proof: many
+ * ranks of one node may be there at once, and a rank cut off after its
+ * proof would take it for a wrong secret and give up; strangers parked
+ * there still meet the handshake deadline and the overall limit.
  */
 static int evict_one(struct rdv *x, const char *ip, enum refusal why, int limit)
 {
@@ -1262,7 +1275,7 @@ static int evict_one(struct rdv *x, const char *ip, enum refusal why, int limit)
 
 			if (c->state != CS_HELLO && c->state != CS_PROOF)
 				continue;
-			if (ip && strcmp(c->ip, ip))
+			if (ip && (strcmp(c->ip, ip) || c->state == CS_PROOF))
 				continue;
 			if (!best || conn_progress(c) < conn_progress(best) ||
 			    (conn_progress(c) == conn_progress(best) && c->since < best->since))
@@ -1757,7 +1770,7 @@ static int peer_connect_once(const struct rendezvous *rv, int64_t deadline, int 
 	return -EAGAIN;
 }
 
-/* 0 admitted; -EAGAIN rank 0 hung up before the challenge (retry); or fatal. */
+/* 0 admitted; -EAGAIN rank 0 hung up without a word (retry); or fatal. */
 static int peer_handshake(struct hetsgd_boot *boot, const struct rendezvous *rv, int fd,
 			  const uint8_t key[16], int64_t deadline, int timeout_s)
 {
@@ -1798,11 +1811,7 @@ static int peer_handshake(struct hetsgd_boot *boot, const struct rendezvous *rv,
 	if (!ret)
 		ret = recv_full(fd, welcome, WELCOME_LEN, -1, deadline);
 	if (ret == -EPIPE)
-		return hetsgd_err(-EACCES,
-				  "rank %d: rank 0 at %s closed the connection after this rank's proof: most likely its "
-				  "HETSGD_SECRET differs from this rank's (every rank needs the same value: export it before srun), "
-				  "or rank 0 gave up on the rendezvous; rank 0's stderr names the reason",
-				  boot->rank, rv->where);
+		return -EAGAIN;	/* cut off without a word: rank 0 was busy (see peer_open) */
 	if (ret == -ETIMEDOUT)
 		return hetsgd_err(-ETIMEDOUT, "rank %d: rank 0 at %s did not answer this rank's proof within %d s",
 				  boot->rank, rv->where, timeout_s);
@@ -1810,6 +1819,11 @@ static int peer_handshake(struct hetsgd_boot *boot, const struct rendezvous *rv,
 		return hetsgd_err(ret, "rank %d: talking to rank 0 at %s: %s", boot->rank, rv->where, strerror(-ret));
 
 	(void)hetsgd_boot_tcp_parse_welcome(welcome, WELCOME_LEN, &w);	/* whole: cannot fail */
+	if (w.status == ST_BAD_PROOF)
+		return hetsgd_err(-EACCES,
+				  "rank %d: rank 0 at %s refused this rank's proof: its HETSGD_SECRET differs from this rank's "
+				  "(every rank needs the same value: export it before srun); rank 0's stderr names the reason",
+				  boot->rank, rv->where);
 	make_mac(key, "HGTBrnk0", hello, chal, welcome, 8, want);
 	if (!mac_equal(want, w.mac))
 		return hetsgd_err(-EACCES,
@@ -1865,7 +1879,7 @@ static int peer_open(struct hetsgd_boot *boot, struct tcp_state *st, const uint8
 		if (now_ms() >= deadline && cut)
 			return hetsgd_err(-ETIMEDOUT,
 					  "rank %d reached rank 0 at %s %u times within %d s, but each time rank 0 closed the "
-					  "connection before its challenge: rank 0 is overloaded, most likely by connections "
+					  "connection during the handshake: rank 0 is overloaded, most likely by connections "
 					  "that are not ranks (its stderr counts them by address); the network and port are fine",
 					  boot->rank, rv->where, cut, timeout_s);
 		if (now_ms() >= deadline)
