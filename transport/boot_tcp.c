@@ -1481,6 +1481,8 @@ static int timeout_err(const struct rdv *x, int timeout_s)
 			    "and that no firewall blocks port %s from their hosts", x->rv->where, x->rv->port);
 	}
 #undef ADD
+	for (n = strlen(why); n && why[n - 1] == ' '; n--)
+		why[n - 1] = '\0';
 	return hetsgd_err(-ETIMEDOUT, "rank 0 (rendezvous %s) waited %d s for ranks %s: %s (HETSGD_BOOT_TIMEOUT sets the wait)",
 			  x->rv->where, timeout_s, miss, why);
 }
