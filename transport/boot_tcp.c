@@ -18,15 +18,33 @@
  *
  * Admission
  *   Rank 0 listens (on the literal address when HETSGD_RENDEZVOUS gives one,
- *   otherwise on every address), handshakes with any number of connections
- *   at once under poll(), and admits a connection only after it proved that
- *   it knows HETSGD_SECRET.  Everything else -- wrong secret, garbage, a
- *   peer silent for HANDSHAKE_MS, wrong size, duplicate or out-of-range
- *   rank -- is closed and logged on stderr as
- *       hetsgd: tcp bootstrap: refused ADDR:PORT: REASON
- *   and rank 0 goes on waiting, up to HETSGD_BOOT_TIMEOUT seconds (default
- *   60) for the whole rendezvous.  Other ranks connect with back-off retries
- *   until the same deadline (rank 0 may start later than they do).
+ *   otherwise on every address), handshakes with many connections at once
+ *   under poll(), and admits a connection only after it proved that it
+ *   knows HETSGD_SECRET.  Strangers cannot hold the door shut:
+ *   - each connection must be admitted within HETSGD_BOOT_HANDSHAKE_MS
+ *     (default 2000) of its accept;
+ *   - at most HETSGD_BOOT_PER_SOURCE (default 64) connections from one
+ *     address authenticate at once, and HETSGD_BOOT_MAX_PENDING (default
+ *     1024, less when ulimit -n is low) in all; a newcomer beyond either
+ *     limit is taken in and the least advanced, oldest connection of that
+ *     address (or of all) is closed, so that a flood churns through its
+ *     own connections while a rank, which sends its hello at once, goes on;
+ *   - connections half-way through the handshake are served before new
+ *     ones are accepted, and accepts come in batches.
+ *   Refusals -- wrong secret, garbage, silence, eviction, wrong size, rank
+ *   out of range -- are counted, not logged one by one: the first at once,
+ *   then one summary line (counts per reason and per source address, with
+ *   an example of each reason) at most every 5 s, and one with the totals
+ *   at the end.  Rank 0 waits up to HETSGD_BOOT_TIMEOUT seconds (default
+ *   60) for the whole rendezvous; when it gives up, its error says which
+ *   it saw: a wrong secret (a handshake completed with a bad MAC), a flood
+ *   (many connections that never authenticated, and from where), other
+ *   mismatches, or no connection at all (a firewall, or ranks not started).
+ *   A second authenticated claim on an admitted rank (or two racing) stops
+ *   the bootstrap at once: rank 0 fails with both addresses, and tells the
+ *   admitted ranks (an ABORT answer, then a close) so they fail too.
+ *   Other ranks connect with back-off retries until the same deadline
+ *   (rank 0 may start later than they do).
  *
  * Keys and MACs (the secret itself never leaves the process)
  *   K    = LE64(SipHash-2-4("hetsgd-tcp-kdf-0", S)) ||
@@ -48,13 +66,19 @@
  *   so neither can be replayed or reflected.  Rank 0 reveals its proof only
  *   to a peer that proved itself first; a peer that receives a wrong proof
  *   knows it reached something other than its job's rank 0 and says so.
- *   status: 0 admitted, 1 wrong size, 2 rank out of range, 3 duplicate rank.
+ *   status: 0 admitted, 1 wrong size, 2 rank out of range, 3 duplicate rank,
+ *   4 wrong proof.  Status 4 comes with a zero MAC (rank 0 cannot prove
+ *   itself to a peer that holds another key), so a peer takes it as a hint
+ *   of a wrong secret, not as proof.  A connection closed without a
+ *   WELCOME was cut off (rank 0 busy or gone): the peer tries again.
  *
  * Collectives (a star through rank 0, like the local launcher)
  *   peer -> 0   REQ     16 B  u32 op u32 seq u64 len, then len bytes
  *   0 -> peer   REP     40 B  u32 op u32 seq u32 status u32 bad_rank
  *                             u64 len u32 bad_op u32 bad_seq u64 bad_len
  *                             then, when status is 0, len = size * len bytes
+ *   status: 0 ok, 1 mismatch, 2 abort (bad_rank was claimed twice; rank 0
+ *   may send it before any REQ, and then closes).
  *   Rank 0 answers only when every rank asked for the same (op, seq, len);
  *   otherwise every rank gets -EPROTO naming the first rank that differs,
  *   and the bootstrap stays usable.  A rank that disconnects or stalls in
@@ -62,7 +86,7 @@
  *   connection down so that nobody waits forever.
  *
  * Timeouts
- *   handshake: HANDSHAKE_MS per connection at rank 0; the whole rendezvous:
+ *   handshake: HETSGD_BOOT_HANDSHAKE_MS per connection at rank 0; the whole rendezvous:
  *   HETSGD_BOOT_TIMEOUT.  In a collective, a message that has started must
  *   keep moving (HETSGD_BOOT_TIMEOUT without progress is an error), but the
  *   wait for the other ranks to *enter* a collective is unbounded, as with
@@ -91,6 +115,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -99,8 +124,12 @@
 
 #define TCP_MAGIC "HGTB"
 #define TCP_VERSION 1u
-#define HANDSHAKE_MS 5000	/* a connection must authenticate within this */
-#define MAX_PENDING 64		/* connections authenticating at once */
+#define HANDSHAKE_MS 2000	/* a connection must authenticate within this */
+#define MAX_PENDING 1024	/* connections authenticating at once (fd limit permitting) */
+#define PER_SOURCE 64		/* of those, from one source address */
+#define ACCEPT_BATCH 16		/* accepts per turn, so reads are not starved */
+#define LOG_EVERY_MS 5000	/* refusal summaries at most this often */
+#define FLOOD_MIN 32		/* unauthenticated connections that make a flood */
 #define MAX_SIZE (1 << 20)
 #define DEFAULT_TIMEOUT_S 60
 #define MIN_SECRET 16
@@ -113,9 +142,9 @@
 
 enum { HELLO_LEN = 32, CHAL_LEN = 32, PROOF_LEN = 8, WELCOME_LEN = 16,
        REQ_LEN = 16, REP_LEN = 40, NONCE_LEN = 16 };
-enum { ST_OK = 0, ST_BAD_SIZE = 1, ST_BAD_RANK = 2, ST_DUP_RANK = 3 };
+enum { ST_OK = 0, ST_BAD_SIZE = 1, ST_BAD_RANK = 2, ST_DUP_RANK = 3, ST_BAD_PROOF = 4 };
 enum { OP_ALLGATHER = 1, OP_BARRIER = 2 };
-enum { RS_OK = 0, RS_MISMATCH = 1 };
+enum { RS_OK = 0, RS_MISMATCH = 1, RS_ABORT = 2 };
 
 #define ERR_SECRET_HOWTO \
 	"make one before starting the ranks with export HETSGD_SECRET=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \\n') " \
@@ -248,6 +277,127 @@ static int mac_equal(const uint8_t *a, const uint8_t *b)
 	for (i = 0; i < 8; i++)
 		d |= (unsigned)(a[i] ^ b[i]);
 	return d == 0;
+}
+
+/* ---- message parsers (pure: see transport_priv.h) --------------------- */
+
+/* HELLO and CHAL share a header: "HGTB" u16 version u16 0. */
+static int parse_head(const uint8_t *buf, size_t len)
+{
+	size_t n = len < 4 ? len : 4;
+
+	if (n && memcmp(buf, TCP_MAGIC, n))	/* n == 0: buf may be NULL */
+		return -EPROTO;
+	if (len >= 6 && get16(buf + 4) != TCP_VERSION)
+		return -EPROTONOSUPPORT;
+	if (len >= 8 && get16(buf + 6) != 0)
+		return -EPROTO;
+	return 0;
+}
+
+int hetsgd_boot_tcp_parse_hello(const uint8_t *buf, size_t len, struct hetsgd_boot_tcp_hello *out)
+{
+	int ret;
+
+	if ((!buf && len) || !out)
+		return -EINVAL;
+	ret = parse_head(buf, len);
+	if (ret)
+		return ret;
+	if (len < HELLO_LEN)
+		return -EAGAIN;
+	out->rank = get32(buf + 8);
+	out->size = get32(buf + 12);
+	memcpy(out->nonce, buf + 16, NONCE_LEN);
+	return 0;
+}
+
+int hetsgd_boot_tcp_parse_chal(const uint8_t *buf, size_t len, struct hetsgd_boot_tcp_chal *out)
+{
+	int ret;
+
+	if ((!buf && len) || !out)
+		return -EINVAL;
+	ret = parse_head(buf, len);
+	if (ret)
+		return ret;
+	if (len >= 16 && get32(buf + 12) != 0)
+		return -EPROTO;
+	if (len < CHAL_LEN)
+		return -EAGAIN;
+	out->size = get32(buf + 8);
+	memcpy(out->nonce, buf + 16, NONCE_LEN);
+	return 0;
+}
+
+int hetsgd_boot_tcp_parse_proof(const uint8_t *buf, size_t len, const uint8_t key[16],
+				const uint8_t hello[HELLO_LEN], const uint8_t chal[CHAL_LEN])
+{
+	uint8_t want[PROOF_LEN];
+
+	if ((!buf && len) || !key || !hello || !chal)
+		return -EINVAL;
+	if (len < PROOF_LEN)
+		return -EAGAIN;
+	make_mac(key, "HGTBpeer", hello, chal, NULL, 0, want);
+	return mac_equal(want, buf) ? 0 : -EACCES;
+}
+
+int hetsgd_boot_tcp_parse_welcome(const uint8_t *buf, size_t len, struct hetsgd_boot_tcp_welcome *out)
+{
+	if ((!buf && len) || !out)
+		return -EINVAL;
+	if (len < WELCOME_LEN)
+		return -EAGAIN;
+	out->status = get32(buf);
+	out->size = get32(buf + 4);
+	memcpy(out->mac, buf + 8, 8);
+	return 0;
+}
+
+int hetsgd_boot_tcp_parse_req(const uint8_t *buf, size_t len, struct hetsgd_boot_tcp_req *out)
+{
+	uint32_t op = 0;
+	uint64_t n;
+
+	if ((!buf && len) || !out)
+		return -EINVAL;
+	if (len >= 4) {
+		op = get32(buf);
+		if (op != OP_ALLGATHER && op != OP_BARRIER)
+			return -EPROTO;
+	}
+	if (len < REQ_LEN)
+		return -EAGAIN;
+	n = get64(buf + 8);
+	if (n > HETSGD_BOOT_MAX_LEN || (op == OP_BARRIER && n))
+		return -EPROTO;
+	out->op = op;
+	out->seq = get32(buf + 4);
+	out->len = n;
+	return 0;
+}
+
+int hetsgd_boot_tcp_parse_rep(const uint8_t *buf, size_t len, struct hetsgd_boot_tcp_rep *out)
+{
+	struct hetsgd_boot_tcp_rep r;
+
+	if ((!buf && len) || !out)
+		return -EINVAL;
+	if (len < REP_LEN)
+		return -EAGAIN;
+	r.op = get32(buf);
+	r.seq = get32(buf + 4);
+	r.status = get32(buf + 8);
+	r.bad_rank = get32(buf + 12);
+	r.len = get64(buf + 16);
+	r.bad_op = get32(buf + 24);
+	r.bad_seq = get32(buf + 28);
+	r.bad_len = get64(buf + 32);
+	if (r.status != RS_OK && r.status != RS_MISMATCH && r.status != RS_ABORT)
+		return -EPROTO;
+	*out = r;
+	return 0;
 }
 
 static int fill_random(uint8_t *buf, size_t len)
@@ -626,41 +776,7 @@ static void tcp_free(struct tcp_state *st, int nranks)
 	free(st);
 }
 
-/* ---- rank 0: rendezvous ------------------------------------------------ */
-
-struct pending {
-	int fd;
-	int state;		/* 0: reading HELLO, 1: reading PROOF */
-	size_t got;
-	int64_t deadline;
-	uint8_t hello[HELLO_LEN], chal[CHAL_LEN], proof[PROOF_LEN];
-	char addr[INET6_ADDRSTRLEN + 8];
-};
-
-static void log_refusal(const char *addr, const char *fmt, ...) HETSGD_PRINTF(2, 3);
-
-static void log_refusal(const char *addr, const char *fmt, ...)
-{
-	char line[512];
-	va_list ap;
-	int n;
-
-	n = snprintf(line, sizeof(line), "hetsgd: tcp bootstrap: refused %s: ", addr);
-	va_start(ap, fmt);
-	vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
-	va_end(ap);
-	n = (int)strlen(line);
-	line[n++] = '\n';
-	/* One write, so that concurrent ranks' lines do not interleave. */
-	if (write(STDERR_FILENO, line, (size_t)n) < 0)
-		return;
-}
-
-static void drop(struct pending *p)
-{
-	close(p->fd);
-	p->fd = -1;
-}
+/* ---- rank 0: listening ----------------------------------------------- */
 
 /* A listening socket on sa, or -errno. */
 static int listen_on(const struct sockaddr *sa, socklen_t sl, int backlog)
@@ -725,113 +841,555 @@ static int root_listen(const struct rendezvous *rv, int backlog, int *out)
 	return 0;
 }
 
-struct root_ctx {
+/* ---- rank 0: rendezvous ------------------------------------------------ */
+
+/*
+ * A connection that has not proved itself yet.  Its state changes only in
+ * conn_set(), and only along conn_next[]; what may be read in a state is
+ * decided in conn_step()'s switch:
+ *
+ *   state      reads     event      next        what happened
+ *   FREE       -         ACCEPT     HELLO       accept4()
+ *   HELLO      HELLO     HELLO_OK   PROOF       well-formed HELLO, CHAL sent
+ *   PROOF      PROOF     PROOF_OK   ADMITTED    MAC good, WELCOME(ok) sent
+ *   HELLO,PROOF          REFUSE     CLOSED      anything else; fd closed
+ *   ADMITTED,CLOSED      RELEASE    FREE        the slot is reused
+ */
+enum conn_state {
+	CS_ILLEGAL = 0,		/* not a state: marks a forbidden transition */
+	CS_FREE,
+	CS_HELLO,
+	CS_PROOF,
+	CS_ADMITTED,
+	CS_CLOSED,
+	CS_COUNT
+};
+
+enum conn_event { CE_ACCEPT, CE_HELLO_OK, CE_PROOF_OK, CE_REFUSE, CE_RELEASE, CE_COUNT };
+
+static const uint8_t conn_next[CS_COUNT][CE_COUNT] = {
+	[CS_FREE] = { [CE_ACCEPT] = CS_HELLO },
+	[CS_HELLO] = { [CE_HELLO_OK] = CS_PROOF, [CE_REFUSE] = CS_CLOSED },
+	[CS_PROOF] = { [CE_PROOF_OK] = CS_ADMITTED, [CE_REFUSE] = CS_CLOSED },
+	[CS_ADMITTED] = { [CE_RELEASE] = CS_FREE },
+	[CS_CLOSED] = { [CE_RELEASE] = CS_FREE },
+};
+
+static const char *const conn_state_name[CS_COUNT] = {
+	"illegal", "free", "awaiting hello", "awaiting proof", "admitted", "closed",
+};
+
+struct conn {
+	enum conn_state state;
+	int fd;
+	size_t got;			/* bytes of the message being read */
+	int64_t since;			/* accepted at (now_ms) */
+	int64_t deadline;		/* must be admitted by then */
+	uint8_t hello[HELLO_LEN], chal[CHAL_LEN], proof[PROOF_LEN];
+	char ip[INET6_ADDRSTRLEN];	/* the source, for limits and counts */
+	char addr[INET6_ADDRSTRLEN + 8];	/* ip:port, for messages */
+};
+
+/*
+ * Why a connection was refused.  "unauth" reasons are the ones anyone on
+ * the network can cause without the secret: they are what a flood is made
+ * of, and the final diagnosis tells them apart from a wrong secret.
+ */
+enum refusal {
+	RF_SILENT, RF_STALLED, RF_EVICT_SOURCE, RF_EVICT_FULL, RF_GARBAGE, RF_HUNGUP, RF_LATE,
+	RF_VERSION, RF_BAD_MAC, RF_BAD_SIZE, RF_BAD_RANK, RF_COUNT
+};
+
+static const struct {
+	const char *label;
+	int unauth;
+} refusal_info[RF_COUNT] = {
+	[RF_SILENT] = { "sent nothing before the handshake deadline", 1 },
+	[RF_STALLED] = { "did not finish the handshake before the deadline", 1 },
+	[RF_EVICT_SOURCE] = { "closed unauthenticated: too many at once from one address", 1 },
+	[RF_EVICT_FULL] = { "closed unauthenticated: too many at once in all", 1 },
+	[RF_GARBAGE] = { "not a hetsgd bootstrap client", 1 },
+	[RF_HUNGUP] = { "hung up before authenticating", 1 },
+	[RF_LATE] = { "still authenticating when the rendezvous completed", 1 },
+	[RF_VERSION] = { "another bootstrap protocol version", 0 },
+	[RF_BAD_MAC] = { "wrong secret", 0 },
+	[RF_BAD_SIZE] = { "wrong job size", 0 },
+	[RF_BAD_RANK] = { "rank out of range", 0 },
+};
+
+#define MAX_SOURCES 32		/* sources counted by name; the rest together */
+#define EXAMPLE_LEN 160
+
+struct source_count {
+	char ip[INET6_ADDRSTRLEN];
+	unsigned win, total, unauth;
+};
+
+/* Refusals, counted instead of logged one by one. */
+struct refusals {
+	unsigned win[RF_COUNT], total[RF_COUNT];
+	char example[RF_COUNT][EXAMPLE_LEN];	/* the first of each reason in the window */
+	char first[RF_COUNT][EXAMPLE_LEN];	/* the first of each reason ever */
+	struct source_count src[MAX_SOURCES];
+	int nsrc;
+	unsigned other_win, other_total, other_unauth;
+	unsigned win_sum;
+	int64_t win_start, log_next;
+};
+
+struct rdv {
 	struct hetsgd_boot *boot;
 	struct tcp_state *st;
 	const uint8_t *key;
+	const struct rendezvous *rv;
+	struct conn *conns;
+	int cap;			/* slots in conns */
+	int used;			/* slots in HELLO or PROOF */
+	int per_source, handshake_ms;
 	int joined;
+	int dup_rank;			/* claimed twice: the rendezvous is off */
+	unsigned accepted;		/* connections ever accepted */
+	int64_t t0;
+	struct refusals rf;
 };
 
-/* Advance one connection's handshake on readable input; drops it when done. */
-static void root_step(struct root_ctx *cx, struct pending *p)
+static int conn_set(struct conn *c, enum conn_event ev)
 {
-	struct tcp_state *st = cx->st;
-	int size = cx->boot->size;
+	uint8_t next = conn_next[c->state][ev];
 
+	if (next == CS_ILLEGAL)
+		return hetsgd_err(-EPROTO, "tcp bootstrap: internal error: event %d in state '%s' for %s; please report it",
+				  (int)ev, conn_state_name[c->state], c->addr);
+	c->state = (enum conn_state)next;
+	return 0;
+}
+
+static void emit_line(const char *line, size_t n)
+{
+	/* One write, so that concurrent ranks' lines do not interleave. */
+	if (write(STDERR_FILENO, line, n) < 0)
+		return;
+}
+
+/* "N reason (e.g. ADDR: detail), ...; from IP xN, ..." into buf. */
+static void refusals_format(const struct refusals *rf, int window, char *buf, size_t len)
+{
+	const unsigned *cnt = window ? rf->win : rf->total;
+	size_t n = 0;
+	int i, shown = 0;
+
+#define ADD(...) do { if (n < len) n += (size_t)snprintf(buf + n, len - n, __VA_ARGS__); } while (0)
+	buf[0] = '\0';
+	for (i = 0; i < RF_COUNT; i++) {
+		const char *ex = window ? rf->example[i] : rf->first[i];
+
+		if (!cnt[i])
+			continue;
+		ADD("%s%u %s", shown++ ? ", " : "", cnt[i], refusal_info[i].label);
+		if (ex[0])
+			ADD(" (%s%s)", cnt[i] > 1 ? "first: " : "", ex);
+	}
+	ADD("; from");
+	for (i = 0, shown = 0; i < rf->nsrc; i++) {
+		unsigned k = window ? rf->src[i].win : rf->src[i].total;
+
+		if (k && shown < 8)
+			ADD("%s %s x%u", shown++ ? "," : "", rf->src[i].ip, k);
+	}
+	if (window ? rf->other_win : rf->other_total)
+		ADD(" and %u from other addresses", window ? rf->other_win : rf->other_total);
+#undef ADD
+	if (n >= len && len > 4)
+		memcpy(buf + len - 4, "...", 4);
+}
+
+/* One summary line for the window, then a new window. */
+static void refusals_flush(struct refusals *rf, int64_t now)
+{
+	char line[1536], body[1400];
+	int i, n;
+
+	if (!rf->win_sum)
+		return;
+	refusals_format(rf, 1, body, sizeof(body));
+	n = snprintf(line, sizeof(line), "hetsgd: tcp bootstrap: refused %u connection%s in %.1f s: %s\n",
+		     rf->win_sum, rf->win_sum == 1 ? "" : "s", (double)(now - rf->win_start) / 1000.0, body);
+	emit_line(line, n < (int)sizeof(line) ? (size_t)n : sizeof(line) - 1);
+	memset(rf->win, 0, sizeof(rf->win));
+	for (i = 0; i < RF_COUNT; i++)
+		rf->example[i][0] = '\0';
+	for (i = 0; i < rf->nsrc; i++)
+		rf->src[i].win = 0;
+	rf->other_win = 0;
+	rf->win_sum = 0;
+	rf->win_start = now;
+	rf->log_next = now + LOG_EVERY_MS;
+}
+
+static void refusals_count(struct refusals *rf, enum refusal why, const char *ip, const char *example)
+{
+	int64_t now = now_ms();
+	int i;
+
+	if (!rf->win_sum)
+		rf->win_start = now;
+	rf->win[why]++;
+	rf->total[why]++;
+	rf->win_sum++;
+	if (!rf->example[why][0])
+		snprintf(rf->example[why], EXAMPLE_LEN, "%s", example);
+	if (!rf->first[why][0])
+		snprintf(rf->first[why], EXAMPLE_LEN, "%s", example);
+	for (i = 0; i < rf->nsrc && strcmp(rf->src[i].ip, ip); i++)
+		;
+	if (i == rf->nsrc && rf->nsrc < MAX_SOURCES)
+		snprintf(rf->src[rf->nsrc++].ip, sizeof(rf->src[0].ip), "%s", ip);
+	if (i < rf->nsrc) {
+		rf->src[i].win++;
+		rf->src[i].total++;
+		rf->src[i].unauth += (unsigned)refusal_info[why].unauth;
+	} else {
+		rf->other_win++;
+		rf->other_total++;
+		rf->other_unauth += (unsigned)refusal_info[why].unauth;
+	}
+	/* The first refusal shows at once; later ones wait for the summary. */
+	if (now >= rf->log_next)
+		refusals_flush(rf, now);
+}
+
+static void conn_close(struct rdv *x, struct conn *c, int abortive)
+{
+	if (abortive) {
+		/* RST: a flood leaves no TIME_WAIT sockets behind at rank 0. */
+		struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+
+		(void)setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	}
+	close(c->fd);
+	c->fd = -1;
+	x->used--;
+}
+
+static void refuse(struct rdv *x, struct conn *c, enum refusal why, const char *fmt, ...) HETSGD_PRINTF(4, 5);
+
+/* Close c, count why; fmt says what happened, for the summary. */
+static void refuse(struct rdv *x, struct conn *c, enum refusal why, const char *fmt, ...)
+{
+	char ex[EXAMPLE_LEN];
+	va_list ap;
+	int n;
+
+	n = snprintf(ex, sizeof(ex), "%s: ", c->addr);
+	va_start(ap, fmt);
+	vsnprintf(ex + n, sizeof(ex) - (size_t)n, fmt, ap);
+	va_end(ap);
+	/* Abortive for the ones strangers cause in bulk; a graceful close lets a welcome arrive. */
+	conn_close(x, c, why == RF_SILENT || why == RF_STALLED || why == RF_EVICT_SOURCE ||
+			 why == RF_EVICT_FULL || why == RF_LATE);
+	(void)conn_set(c, CE_REFUSE);
+	(void)conn_set(c, CE_RELEASE);
+	refusals_count(&x->rf, why, c->ip, ex);
+}
+
+/* 0 sent; otherwise the connection was refused. */
+static int conn_send(struct rdv *x, struct conn *c, const uint8_t *msg, size_t len, const char *what)
+{
+	/* Fresh socket, empty send buffer: a short message goes out whole or not at all. */
+	ssize_t n = send(c->fd, msg, len, MSG_NOSIGNAL);
+
+	if (n == (ssize_t)len)
+		return 0;
+	refuse(x, c, RF_HUNGUP, "could not send the %s (%s)", what, n < 0 ? strerror(errno) : "short write");
+	return -1;
+}
+
+/*
+ * A proof arrived complete: admit, refuse, or -- a second claim on an
+ * admitted rank -- end the rendezvous with -EADDRINUSE.
+ */
+static int conn_judge(struct rdv *x, struct conn *c)
+{
+	struct tcp_state *st = x->st;
+	struct hetsgd_boot_tcp_hello h;
+	uint8_t welcome[WELCOME_LEN];
+	uint32_t status = ST_OK;
+	int size = x->boot->size;
+
+	(void)hetsgd_boot_tcp_parse_hello(c->hello, HELLO_LEN, &h);	/* parsed before the challenge */
+	if (hetsgd_boot_tcp_parse_proof(c->proof, PROOF_LEN, x->key, c->hello, c->chal)) {
+		/* Say so, or the peer could not tell this from being cut off, and would retry. */
+		memset(welcome, 0, sizeof(welcome));
+		put32(welcome, ST_BAD_PROOF);
+		put32(welcome + 4, (uint32_t)size);
+		if (send(c->fd, welcome, WELCOME_LEN, MSG_NOSIGNAL) < 0)
+			errno = 0;	/* it is refused either way */
+		refuse(x, c, RF_BAD_MAC, "claims rank %u, but its proof does not match this job's HETSGD_SECRET", h.rank);
+		return 0;
+	}
+	if (h.size != (uint32_t)size)
+		status = ST_BAD_SIZE;
+	else if (h.rank == 0 || h.rank >= (uint32_t)size)
+		status = ST_BAD_RANK;
+	else if (st->pfd_fd[h.rank] >= 0)
+		status = ST_DUP_RANK;
+	put32(welcome, status);
+	put32(welcome + 4, (uint32_t)size);
+	make_mac(x->key, "HGTBrnk0", c->hello, c->chal, welcome, 8, welcome + 8);
+	if (conn_send(x, c, welcome, WELCOME_LEN, "welcome"))
+		return 0;
+	switch (status) {
+	case ST_OK:
+		(void)conn_set(c, CE_PROOF_OK);
+		st->pfd_fd[h.rank] = c->fd;
+		snprintf(st->addr[h.rank], sizeof(st->addr[h.rank]), "%s", c->addr);
+		c->fd = -1;
+		x->used--;
+		(void)conn_set(c, CE_RELEASE);
+		x->joined++;
+		return 0;
+	case ST_BAD_SIZE:
+		refuse(x, c, RF_BAD_SIZE, "rank %u says the job has %u ranks, rank 0 has %d "
+		       "(check HETSGD_SIZE or SLURM_NTASKS on every rank)", h.rank, h.size, size);
+		return 0;
+	case ST_BAD_RANK:
+		refuse(x, c, RF_BAD_RANK, "rank %u is out of range for a job of %d ranks (peers are 1 to %d)",
+		       h.rank, size, size - 1);
+		return 0;
+	default:
+		break;
+	}
+	/*
+	 * Both processes know the secret and claim the same rank: a launch
+	 * mistake, or the secret leaked.  Either way, whichever we keep may be
+	 * the wrong one and the job would wait on it forever: stop now.
+	 */
+	{
+		int ret = hetsgd_err(-EADDRINUSE,
+				     "rank 0 (rendezvous %s): rank %u was claimed twice, first by %s (admitted) and then by %s; "
+				     "both know HETSGD_SECRET.  The bootstrap stops here rather than run with the wrong process: "
+				     "give every process its own HETSGD_RANK, and if no launch gave rank %u twice, "
+				     "the secret has leaked: replace HETSGD_SECRET",
+				     x->rv->where, h.rank, st->addr[h.rank], c->addr, h.rank);
+
+		x->dup_rank = (int)h.rank;
+		conn_close(x, c, 0);
+		(void)conn_set(c, CE_REFUSE);
+		(void)conn_set(c, CE_RELEASE);
+		return ret;
+	}
+}
+
+/* Read what c has for us and act on it.  0, or an error that ends the rendezvous. */
+static int conn_step(struct rdv *x, struct conn *c)
+{
 	for (;;) {
-		uint8_t *buf = p->state ? p->proof : p->hello;
-		size_t need = p->state ? PROOF_LEN : HELLO_LEN;
-		ssize_t n = recv(p->fd, buf + p->got, need - p->got, 0);
+		struct hetsgd_boot_tcp_hello h;
+		uint8_t *buf;
+		size_t need;
+		ssize_t n;
+		int rc;
 
-		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
-			log_refusal(p->addr, "%s %s", n ? strerror(errno) : "disconnected",
-				    p->state ? "before sending its proof"
-					     : p->got ? "in the middle of its hello" : "without sending anything");
-			drop(p);
-			return;
+		switch (c->state) {
+		case CS_HELLO:
+			buf = c->hello;
+			need = HELLO_LEN;
+			break;
+		case CS_PROOF:
+			buf = c->proof;
+			need = PROOF_LEN;
+			break;
+		default:
+			return 0;	/* nothing to read in the other states */
 		}
-		if (n < 0) {
-			if (errno == EINTR)
+		n = recv(c->fd, buf + c->got, need - c->got, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return 0;
+		if (n <= 0) {
+			refuse(x, c, RF_HUNGUP, "%s %s", n ? strerror(errno) : "disconnected",
+			       c->state == CS_PROOF ? "before sending its proof"
+						    : c->got ? "in the middle of its hello" : "without sending anything");
+			return 0;
+		}
+		c->got += (size_t)n;
+		if (c->state == CS_PROOF) {
+			if (c->got < PROOF_LEN)
 				continue;
-			return;
+			return conn_judge(x, c);
 		}
-		p->got += (size_t)n;
-		if (!p->state && p->got >= 4 && memcmp(p->hello, TCP_MAGIC, 4)) {
-			log_refusal(p->addr, "not a hetsgd bootstrap client (it sent %02x %02x %02x %02x, not \"%s\")",
-				    p->hello[0], p->hello[1], p->hello[2], p->hello[3], TCP_MAGIC);
-			drop(p);
-			return;
-		}
-		if (p->got < need)
+		rc = hetsgd_boot_tcp_parse_hello(c->hello, c->got, &h);
+		if (rc == -EAGAIN)
 			continue;
+		if (rc == -EPROTONOSUPPORT) {
+			refuse(x, c, RF_VERSION, "speaks bootstrap protocol version %u, this rank 0 version %u "
+			       "(mixed hetsgd builds?)", get16(c->hello + 4), TCP_VERSION);
+			return 0;
+		}
+		if (rc) {
+			refuse(x, c, RF_GARBAGE, "it sent %02x %02x %02x %02x, not \"%s\"",
+			       c->hello[0], c->got > 1 ? c->hello[1] : 0, c->got > 2 ? c->hello[2] : 0,
+			       c->got > 3 ? c->hello[3] : 0, TCP_MAGIC);
+			return 0;
+		}
+		memcpy(c->chal, TCP_MAGIC, 4);
+		put16(c->chal + 4, TCP_VERSION);
+		put16(c->chal + 6, 0);
+		put32(c->chal + 8, (uint32_t)x->boot->size);
+		put32(c->chal + 12, 0);
+		rc = fill_random(c->chal + 16, NONCE_LEN);
+		if (rc)
+			return rc;
+		if (conn_send(x, c, c->chal, CHAL_LEN, "challenge"))
+			return 0;
+		(void)conn_set(c, CE_HELLO_OK);
+		c->got = 0;
+	}
+}
 
-		if (!p->state) {
-			if (get16(p->hello + 4) != TCP_VERSION) {
-				log_refusal(p->addr, "speaks bootstrap protocol version %u, this rank 0 version %u (mixed hetsgd builds?)",
-					    get16(p->hello + 4), TCP_VERSION);
-				drop(p);
-				return;
+/* How far c got: evict the least advanced first, a real rank is never silent for long. */
+static int conn_progress(const struct conn *c)
+{
+	return c->state == CS_PROOF ? 2 : c->got ? 1 : 0;
+}
+
+/*
+ * The connection to give up for a newcomer: among those from ip (NULL: all),
+ * the least advanced, oldest first.  A silent candidate gets one more read
+ * first, so that a rank whose hello is already here is not cut off.  The
+ * per-address limit spares connections that owe only their proof: many
+ * ranks of one node may be there at once, and a rank cut off after its
+ * proof would take it for a wrong secret and give up; strangers parked
+ * there still meet the handshake deadline and the overall limit.
+ */
+static int evict_one(struct rdv *x, const char *ip, enum refusal why, int limit)
+{
+	int tries, i, ret;
+
+	for (tries = 0; tries < 4; tries++) {
+		struct conn *best = NULL;
+
+		for (i = 0; i < x->cap; i++) {
+			struct conn *c = &x->conns[i];
+
+			if (c->state != CS_HELLO && c->state != CS_PROOF)
+				continue;
+			if (ip && (strcmp(c->ip, ip) || c->state == CS_PROOF))
+				continue;
+			if (!best || conn_progress(c) < conn_progress(best) ||
+			    (conn_progress(c) == conn_progress(best) && c->since < best->since))
+				best = c;
+		}
+		if (!best)
+			return 0;
+		if (tries < 3 && !conn_progress(best)) {
+			ret = conn_step(x, best);
+			if (ret)
+				return ret;
+			if (best->state != CS_HELLO || best->got)
+				continue;	/* it moved, or it was refused: look again */
+		}
+		if (why == RF_EVICT_SOURCE)
+			refuse(x, best, why, "%d connections from %s were authenticating at once (HETSGD_BOOT_PER_SOURCE=%d)",
+			       limit + 1, best->ip, limit);
+		else
+			refuse(x, best, why, "%d connections were authenticating at once (HETSGD_BOOT_MAX_PENDING=%d)",
+			       limit, limit);
+		return 0;
+	}
+	return 0;
+}
+
+static int source_count(const struct rdv *x, const char *ip)
+{
+	int i, n = 0;
+
+	for (i = 0; i < x->cap; i++)
+		if ((x->conns[i].state == CS_HELLO || x->conns[i].state == CS_PROOF) && !strcmp(x->conns[i].ip, ip))
+			n++;
+	return n;
+}
+
+static void ip_str(const struct sockaddr *sa, char *buf, size_t len)
+{
+	char *colon;
+
+	addr_str(sa, buf, len);
+	/* "a.b.c.d:port" or "[v6]:port" -> the address alone */
+	colon = strrchr(buf, ':');
+	if (colon)
+		*colon = '\0';
+	if (buf[0] == '[') {
+		memmove(buf, buf + 1, strlen(buf));
+		buf[strlen(buf) - 1] = '\0';
+	}
+}
+
+/* Take in up to max connections.  0, or an error that ends the rendezvous. */
+static int accept_some(struct rdv *x, int lfd, int max)
+{
+	int k, i, ret;
+
+	for (k = 0; k < max; k++) {
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		struct conn *c;
+		int fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return 0;
+			if ((errno == EMFILE || errno == ENFILE) && x->used) {
+				/* Out of descriptors: a stranger's slot is worth less than a rank's. */
+				ret = evict_one(x, NULL, RF_EVICT_FULL, x->used);
+				if (ret)
+					return ret;
+				continue;
 			}
-			memcpy(p->chal, TCP_MAGIC, 4);
-			put16(p->chal + 4, TCP_VERSION);
-			put16(p->chal + 6, 0);
-			put32(p->chal + 8, (uint32_t)size);
-			put32(p->chal + 12, 0);
-			if (fill_random(p->chal + 16, NONCE_LEN) ||
-			    send(p->fd, p->chal, CHAL_LEN, MSG_NOSIGNAL) != CHAL_LEN) {
-				log_refusal(p->addr, "could not send the challenge (%s)", strerror(errno));
-				drop(p);
-				return;
+			if (errno == EMFILE || errno == ENFILE)
+				return hetsgd_err(-errno, "rank 0 ran out of file descriptors accepting the ranks' connections: "
+						  "raise the limit (ulimit -n) above %d", x->boot->size + 64);
+			return hetsgd_err(-errno, "rank 0: accept on %s: %s", x->rv->where, strerror(errno));
+		}
+		x->accepted++;
+		if (x->used == x->cap) {
+			ret = evict_one(x, NULL, RF_EVICT_FULL, x->cap);
+			if (ret) {
+				close(fd);
+				return ret;
 			}
-			p->state = 1;
-			p->got = 0;
+		}
+		for (i = 0; i < x->cap && x->conns[i].state != CS_FREE; i++)
+			;
+		if (i == x->cap) {	/* evict_one found nothing to evict: cap is tiny */
+			close(fd);
 			continue;
 		}
-
-		/* The proof is complete. */
-		{
-			uint8_t want[PROOF_LEN], welcome[WELCOME_LEN];
-			uint32_t rank = get32(p->hello + 8), psize = get32(p->hello + 12), status = ST_OK;
-
-			make_mac(cx->key, "HGTBpeer", p->hello, p->chal, NULL, 0, want);
-			if (!mac_equal(want, p->proof)) {
-				log_refusal(p->addr, "wrong secret (its proof does not match this job's HETSGD_SECRET)");
-				drop(p);
-				return;
-			}
-			if (psize != (uint32_t)size) {
-				status = ST_BAD_SIZE;
-				log_refusal(p->addr, "rank %u says the job has %u ranks, rank 0 has %d "
-					    "(check HETSGD_SIZE or SLURM_NTASKS on every rank)", rank, psize, size);
-			} else if (rank == 0 || rank >= (uint32_t)size) {
-				status = ST_BAD_RANK;
-				log_refusal(p->addr, "rank %u is out of range for a job of %d ranks (peers are 1 to %d)",
-					    rank, size, size - 1);
-			} else if (st->pfd_fd[rank] >= 0) {
-				status = ST_DUP_RANK;
-				log_refusal(p->addr, "duplicate rank %u: %s joined as rank %u already (check HETSGD_RANK)",
-					    rank, st->addr[rank], rank);
-			}
-			put32(welcome, status);
-			put32(welcome + 4, (uint32_t)size);
-			make_mac(cx->key, "HGTBrnk0", p->hello, p->chal, welcome, 8, welcome + 8);
-			if (send(p->fd, welcome, WELCOME_LEN, MSG_NOSIGNAL) != WELCOME_LEN) {
-				if (status == ST_OK)
-					log_refusal(p->addr, "could not send the welcome (%s)", strerror(errno));
-				drop(p);
-				return;
-			}
-			if (status != ST_OK) {
-				drop(p);
-				return;
-			}
-			st->pfd_fd[rank] = p->fd;
-			snprintf(st->addr[rank], sizeof(st->addr[rank]), "%s", p->addr);
-			p->fd = -1;
-			cx->joined++;
-			return;
+		c = &x->conns[i];
+		memset(c, 0, sizeof(*c));
+		c->state = CS_FREE;
+		(void)conn_set(c, CE_ACCEPT);
+		c->fd = fd;
+		c->since = now_ms();
+		c->deadline = c->since + x->handshake_ms;
+		addr_str((struct sockaddr *)&ss, c->addr, sizeof(c->addr));
+		ip_str((struct sockaddr *)&ss, c->ip, sizeof(c->ip));
+		x->used++;
+		tune_socket(fd);
+		/* A rank sends its hello at once: it may be here already. */
+		ret = conn_step(x, c);
+		if (ret)
+			return ret;
+		if (c->state != CS_FREE && source_count(x, c->ip) > x->per_source) {
+			ret = evict_one(x, c->ip, RF_EVICT_SOURCE, x->per_source);
+			if (ret)
+				return ret;
 		}
 	}
+	return 0;
 }
 
 static void missing_ranks(const struct tcp_state *st, int size, char *buf, size_t len)
@@ -852,16 +1410,174 @@ static void missing_ranks(const struct tcp_state *st, int size, char *buf, size_
 	}
 }
 
+/* The busiest unauthenticated sources, "a (n), b (m)", most first. */
+static void flood_sources(const struct refusals *rf, char *buf, size_t len)
+{
+	int used[MAX_SOURCES] = { 0 }, k, i;
+	size_t n = 0;
+
+	buf[0] = '\0';
+	for (k = 0; k < 4; k++) {
+		int best = -1;
+
+		for (i = 0; i < rf->nsrc; i++)
+			if (!used[i] && rf->src[i].unauth && (best < 0 || rf->src[i].unauth > rf->src[best].unauth))
+				best = i;
+		if (best < 0)
+			break;
+		used[best] = 1;
+		if (n < len)
+			n += (size_t)snprintf(buf + n, len - n, "%s%s (%u)", k ? ", " : "", rf->src[best].ip,
+					      rf->src[best].unauth);
+	}
+	if (rf->other_unauth && n < len)
+		snprintf(buf + n, len - n, "%sothers (%u)", n ? ", " : "", rf->other_unauth);
+}
+
+/*
+ * Why the ranks did not all come, from what rank 0 saw: a wrong secret
+ * (someone completed the handshake with a bad MAC), a flood (many
+ * connections that never authenticated), other mismatches, or nothing
+ * at all (the ranks never reached this port).
+ */
+static int timeout_err(const struct rdv *x, int timeout_s)
+{
+	const struct refusals *rf = &x->rf;
+	unsigned unauth = 0, cfg = rf->total[RF_VERSION] + rf->total[RF_BAD_SIZE] + rf->total[RF_BAD_RANK];
+	char miss[160], why[800], srcs[200];
+	size_t n = 0;
+	int i;
+
+	for (i = 0; i < RF_COUNT; i++)
+		if (refusal_info[i].unauth)
+			unauth += rf->total[i];
+	missing_ranks(x->st, x->boot->size, miss, sizeof(miss));
+	flood_sources(rf, srcs, sizeof(srcs));
+	why[0] = '\0';
+#define ADD(...) do { if (n < sizeof(why)) n += (size_t)snprintf(why + n, sizeof(why) - n, __VA_ARGS__); } while (0)
+	if (!x->accepted) {
+		ADD("no connection reached rank 0 at all: check that the other ranks were started with "
+		    "HETSGD_RENDEZVOUS=%s, and that no firewall blocks port %s", x->rv->where, x->rv->port);
+	} else {
+		if (rf->total[RF_BAD_MAC])
+			ADD("WRONG SECRET: %u connection%s completed the handshake with a wrong proof (%s): they were "
+			    "started with another HETSGD_SECRET; export the same value for every rank. ",
+			    rf->total[RF_BAD_MAC], rf->total[RF_BAD_MAC] == 1 ? "" : "s", rf->first[RF_BAD_MAC]);
+		if (cfg)
+			ADD("MISMATCH: %u authenticated connection%s had another job size, rank range or protocol "
+			    "version (first: %s). ", cfg, cfg == 1 ? "" : "s",
+			    rf->first[RF_BAD_SIZE][0] ? rf->first[RF_BAD_SIZE]
+			    : rf->first[RF_BAD_RANK][0] ? rf->first[RF_BAD_RANK] : rf->first[RF_VERSION]);
+		if (unauth >= FLOOD_MIN)
+			ADD("FLOOD: %u connections never authenticated (silent, garbage or cut off), from %s: "
+			    "something other than this job is connecting to port %s; stop it, or keep it off the port "
+			    "with a firewall (HETSGD_BOOT_PER_SOURCE and HETSGD_BOOT_HANDSHAKE_MS bound what one address "
+			    "can hold). ", unauth, srcs, x->rv->port);
+		else if (unauth)
+			ADD("%u connection%s never authenticated (from %s; port scanners or other programs). ",
+			    unauth, unauth == 1 ? "" : "s", srcs);
+		if (!rf->total[RF_BAD_MAC] && !cfg)
+			ADD("No missing rank presented itself: check that they were started, with HETSGD_RENDEZVOUS=%s, "
+			    "and that no firewall blocks port %s from their hosts", x->rv->where, x->rv->port);
+	}
+#undef ADD
+	for (n = strlen(why); n && why[n - 1] == ' '; n--)
+		why[n - 1] = '\0';
+	return hetsgd_err(-ETIMEDOUT, "rank 0 (rendezvous %s) waited %d s for ranks %s: %s (HETSGD_BOOT_TIMEOUT sets the wait)",
+			  x->rv->where, timeout_s, miss, why);
+}
+
+/*
+ * Every rank is in.  Anyone else who knows the secret and is knocking now
+ * claims a rank already admitted: two claims racing.  Take in what the
+ * kernel has queued, and give the handshakes under way LINGER_MS to end,
+ * so that such a claim stops the job instead of being cut off unheard.
+ * Silent connections are not waited for: a flood does not delay the job.
+ */
+#define LINGER_MS 250
+
+static int linger(struct rdv *x, int lfd)
+{
+	struct pollfd pfd[64];
+	int64_t end = now_ms() + LINGER_MS;
+	int ret, i;
+
+	ret = accept_some(x, lfd, x->cap);
+	if (ret)
+		return ret;
+	for (;;) {
+		int64_t left = end - now_ms();
+		struct conn *at[64];
+		int n = 0;
+
+		for (i = 0; i < x->cap; i++) {
+			struct conn *c = &x->conns[i];
+
+			if (c->state != CS_HELLO && c->state != CS_PROOF)
+				continue;
+			if (left <= 0 || !conn_progress(c)) {
+				refuse(x, c, RF_LATE, "the rendezvous is complete (all %d ranks joined)", x->boot->size);
+				continue;
+			}
+			if (n < 64) {
+				pfd[n] = (struct pollfd){ .fd = c->fd, .events = POLLIN };
+				at[n++] = c;
+			}
+		}
+		if (!n)
+			return 0;
+		if (poll(pfd, (nfds_t)n, (int)left) < 0 && errno != EINTR)
+			return hetsgd_err(-errno, "rank 0: poll: %s", strerror(errno));
+		for (i = 0; i < n; i++) {
+			if (!pfd[i].revents)
+				continue;
+			ret = conn_step(x, at[i]);
+			if (ret)
+				return ret;
+		}
+	}
+}
+
+/* Tell the ranks already admitted that the bootstrap is off, so they fail at once. */
+static void abort_admitted(struct tcp_state *st, int size, uint32_t rank)
+{
+	uint8_t rep[REP_LEN] = { 0 };
+	int r;
+
+	put32(rep + 8, RS_ABORT);
+	put32(rep + 12, rank);
+	for (r = 1; r < size; r++)
+		if (st->pfd_fd[r] >= 0 && send(st->pfd_fd[r], rep, REP_LEN, MSG_NOSIGNAL) < 0)
+			continue;	/* best effort: the close that follows tells them too */
+}
+
+static int max_pending(int size)
+{
+	const char *v = getenv("HETSGD_BOOT_MAX_PENDING");
+	struct rlimit rl;
+	int cap = MAX_PENDING, ret;
+
+	if (v) {
+		ret = parse_int("HETSGD_BOOT_MAX_PENDING", v, 1, 1 << 20, &cap);
+		if (ret)
+			return ret;
+	}
+	/* Leave descriptors for the ranks and the program; EMFILE is handled anyway. */
+	if (!getrlimit(RLIMIT_NOFILE, &rl) && rl.rlim_cur != RLIM_INFINITY &&
+	    (rlim_t)cap + (rlim_t)size + 64 > rl.rlim_cur)
+		cap = rl.rlim_cur > (rlim_t)size + 64 + 8 ? (int)(rl.rlim_cur - (rlim_t)size - 64) : 8;
+	return cap;
+}
+
 static int root_open(struct hetsgd_boot *boot, struct tcp_state *st, const uint8_t key[16],
 		     const struct rendezvous *rv, int timeout_s)
 {
-	struct pending pend[MAX_PENDING];
-	struct pollfd pfd[MAX_PENDING + 1];
-	int pidx[MAX_PENDING + 1];
-	struct root_ctx cx = { .boot = boot, .st = st, .key = key };
-	int64_t deadline = now_ms() + (int64_t)timeout_s * 1000;
-	int lfd = -1, ret, i, handshake_ms = timeout_s * 1000 < HANDSHAKE_MS ? timeout_s * 1000 : HANDSHAKE_MS;
-	int backlog = boot->size + 16 < 65535 ? boot->size + 16 : 65535;
+	struct rdv x = { .boot = boot, .st = st, .key = key, .rv = rv, .t0 = now_ms() };
+	const char *v;
+	struct pollfd *pfd = NULL;
+	int *pidx = NULL;
+	int64_t deadline = x.t0 + (int64_t)timeout_s * 1000;
+	int lfd = -1, ret, i, backlog;
 
 	if (rv->from_slurm) {
 		const char *me = getenv("SLURMD_NODENAME");
@@ -872,42 +1588,70 @@ static int root_open(struct hetsgd_boot *boot, struct tcp_state *st, const uint8
 					  "the Slurm node list: use srun's default task distribution, or set HETSGD_RENDEZVOUS=host:port "
 					  "to rank 0's host on every rank", me, rv->host);
 	}
-	ret = root_listen(rv, backlog, &lfd);
+	x.handshake_ms = HANDSHAKE_MS;
+	x.per_source = PER_SOURCE;
+	v = getenv("HETSGD_BOOT_HANDSHAKE_MS");
+	ret = v ? parse_int("HETSGD_BOOT_HANDSHAKE_MS", v, 10, 600000, &x.handshake_ms) : 0;
+	v = getenv("HETSGD_BOOT_PER_SOURCE");
+	if (!ret && v)
+		ret = parse_int("HETSGD_BOOT_PER_SOURCE", v, 1, 1 << 20, &x.per_source);
 	if (ret)
 		return ret;
-	for (i = 0; i < MAX_PENDING; i++)
-		pend[i].fd = -1;
+	if (x.handshake_ms > timeout_s * 1000)
+		x.handshake_ms = timeout_s * 1000;
+	x.cap = max_pending(boot->size);
+	if (x.cap < 0)
+		return x.cap;
+	x.conns = calloc((size_t)x.cap, sizeof(*x.conns));
+	pfd = calloc((size_t)x.cap + 1, sizeof(*pfd));
+	pidx = calloc((size_t)x.cap + 1, sizeof(*pidx));
+	if (!x.conns || !pfd || !pidx) {
+		ret = hetsgd_err(-ENOMEM, "tcp bootstrap: out of memory for %d pending connections: "
+				 "lower HETSGD_BOOT_MAX_PENDING", x.cap);
+		goto out_free;
+	}
+	for (i = 0; i < x.cap; i++) {
+		x.conns[i].state = CS_FREE;
+		x.conns[i].fd = -1;
+	}
+	/* Room for the ranks and a flood in the kernel's queue: its overflow drops ranks' SYNs too. */
+	backlog = boot->size + x.cap + 16 < 65535 ? boot->size + x.cap + 16 : 65535;
+	ret = root_listen(rv, backlog, &lfd);
+	if (ret)
+		goto out_free;
 
-	while (cx.joined < boot->size - 1) {
+	while (x.joined < boot->size - 1) {
 		int64_t now = now_ms(), wait = deadline - now;
 		int nfd = 0, rc;
 
 		if (wait <= 0) {
-			char miss[160];
-
-			missing_ranks(st, boot->size, miss, sizeof(miss));
-			ret = hetsgd_err(-ETIMEDOUT,
-					 "rank 0 (rendezvous %s) waited %d s for ranks %s: check that they were started with the same "
-					 "HETSGD_SECRET, size and rendezvous, and can reach port %s (refused connections are logged "
-					 "on rank 0's stderr; HETSGD_BOOT_TIMEOUT sets the wait)",
-					 rv->where, timeout_s, miss, rv->port);
+			ret = timeout_err(&x, timeout_s);
 			goto out;
+		}
+		if (x.rf.win_sum) {
+			if (now >= x.rf.log_next)
+				refusals_flush(&x.rf, now);
+			else if (x.rf.log_next - now < wait)
+				wait = x.rf.log_next - now;
 		}
 		pfd[nfd] = (struct pollfd){ .fd = lfd, .events = POLLIN };
 		pidx[nfd++] = -1;
-		for (i = 0; i < MAX_PENDING; i++) {
-			if (pend[i].fd < 0)
+		for (i = 0; i < x.cap; i++) {
+			struct conn *c = &x.conns[i];
+
+			if (c->state != CS_HELLO && c->state != CS_PROOF)
 				continue;
-			if (pend[i].deadline <= now) {
-				log_refusal(pend[i].addr, "%s within %d ms (handshake timeout)",
-					    pend[i].state || pend[i].got ? "did not complete authentication" : "sent nothing",
-					    handshake_ms);
-				drop(&pend[i]);
+			if (c->deadline <= now) {
+				if (c->state == CS_PROOF || c->got)
+					refuse(&x, c, RF_STALLED, "did not complete authentication within %d ms",
+					       x.handshake_ms);
+				else
+					refuse(&x, c, RF_SILENT, "sent nothing within %d ms", x.handshake_ms);
 				continue;
 			}
-			if (pend[i].deadline - now < wait)
-				wait = pend[i].deadline - now;
-			pfd[nfd] = (struct pollfd){ .fd = pend[i].fd, .events = POLLIN };
+			if (c->deadline - now < wait)
+				wait = c->deadline - now;
+			pfd[nfd] = (struct pollfd){ .fd = c->fd, .events = POLLIN };
 			pidx[nfd++] = i;
 		}
 		rc = poll(pfd, (nfds_t)nfd, (int)(wait > INT_MAX ? INT_MAX : wait));
@@ -917,53 +1661,56 @@ static int root_open(struct hetsgd_boot *boot, struct tcp_state *st, const uint8
 			ret = hetsgd_err(-errno, "rank 0: poll: %s", strerror(errno));
 			goto out;
 		}
-		for (i = 1; i < nfd; i++)
-			if (pfd[i].revents && pend[pidx[i]].fd >= 0 && cx.joined < boot->size - 1)
-				root_step(&cx, &pend[pidx[i]]);
-		/* Accept everything queued, so that a flood cannot starve the rest. */
-		while (pfd[0].revents && cx.joined < boot->size - 1) {
-			struct sockaddr_storage ss;
-			socklen_t sl = sizeof(ss);
-			int fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
-			char addr[INET6_ADDRSTRLEN + 8];
-
-			if (fd < 0) {
-				if (errno == EINTR || errno == ECONNABORTED)
-					continue;
-				if (errno == EAGAIN || errno == EWOULDBLOCK)
-					break;
-				if (errno == EMFILE || errno == ENFILE)
-					ret = hetsgd_err(-errno, "rank 0 ran out of file descriptors accepting the ranks' connections: "
-							 "raise the limit (ulimit -n) above %d", boot->size + MAX_PENDING + 16);
-				else
-					ret = hetsgd_err(-errno, "rank 0: accept on %s: %s", rv->where, strerror(errno));
-				goto out;
-			}
-			addr_str((struct sockaddr *)&ss, addr, sizeof(addr));
-			for (i = 0; i < MAX_PENDING && pend[i].fd >= 0; i++)
-				;
-			if (i == MAX_PENDING) {
-				log_refusal(addr, "%d connections are already authenticating", MAX_PENDING);
-				close(fd);
+		/* Connections in progress first: a rank half-way through must not wait behind newcomers. */
+		for (i = 1; i < nfd && x.joined < boot->size - 1; i++) {
+			if (!pfd[i].revents)
 				continue;
-			}
-			tune_socket(fd);
-			memset(&pend[i], 0, sizeof(pend[i]));
-			pend[i].fd = fd;
-			pend[i].deadline = now_ms() + handshake_ms;
-			snprintf(pend[i].addr, sizeof(pend[i].addr), "%s", addr);
+			ret = conn_step(&x, &x.conns[pidx[i]]);
+			if (ret)
+				goto out;
+		}
+		if (pfd[0].revents && x.joined < boot->size - 1) {
+			ret = accept_some(&x, lfd, ACCEPT_BATCH);
+			if (ret)
+				goto out;
 		}
 	}
-	ret = 0;
+	ret = linger(&x, lfd);
 out:
-	for (i = 0; i < MAX_PENDING; i++) {
-		if (pend[i].fd < 0)
+	if (x.dup_rank > 0)
+		abort_admitted(st, boot->size, (uint32_t)x.dup_rank);
+	for (i = 0; i < x.cap; i++) {
+		struct conn *c = &x.conns[i];
+
+		if (c->state != CS_HELLO && c->state != CS_PROOF)
 			continue;
 		if (!ret)
-			log_refusal(pend[i].addr, "the rendezvous is complete (all %d ranks joined)", boot->size);
-		drop(&pend[i]);
+			refuse(&x, c, RF_LATE, "the rendezvous is complete (all %d ranks joined)", boot->size);
+		else
+			conn_close(&x, c, 1);
+	}
+	{
+		/* The last word on refusals: totals for the whole rendezvous. */
+		unsigned sum = 0;
+
+		for (i = 0; i < RF_COUNT; i++)
+			sum += x.rf.total[i];
+		if (sum) {
+			char line[1536], body[1400];
+			int n;
+
+			refusals_format(&x.rf, 0, body, sizeof(body));
+			n = snprintf(line, sizeof(line), "hetsgd: tcp bootstrap: rendezvous %s after %.1f s; refused %u "
+				     "connection%s in all: %s\n", ret ? "failed" : "complete",
+				     (double)(now_ms() - x.t0) / 1000.0, sum, sum == 1 ? "" : "s", body);
+			emit_line(line, n < (int)sizeof(line) ? (size_t)n : sizeof(line) - 1);
+		}
 	}
 	close(lfd);
+out_free:
+	free(x.conns);
+	free(pfd);
+	free(pidx);
 	return ret;
 }
 
@@ -1025,11 +1772,13 @@ static int peer_connect_once(const struct rendezvous *rv, int64_t deadline, int 
 	return -EAGAIN;
 }
 
-/* 0 admitted; -EAGAIN rank 0 hung up before the challenge (retry); or fatal. */
+/* 0 admitted; -EAGAIN rank 0 hung up without a word (retry); or fatal. */
 static int peer_handshake(struct hetsgd_boot *boot, const struct rendezvous *rv, int fd,
 			  const uint8_t key[16], int64_t deadline, int timeout_s)
 {
 	uint8_t hello[HELLO_LEN], chal[CHAL_LEN], proof[PROOF_LEN], welcome[WELCOME_LEN], want[8];
+	struct hetsgd_boot_tcp_chal c;
+	struct hetsgd_boot_tcp_welcome w;
 	uint32_t status, size0;
 	int ret;
 
@@ -1053,7 +1802,7 @@ static int peer_handshake(struct hetsgd_boot *boot, const struct rendezvous *rv,
 				  boot->rank, rv->where, timeout_s);
 	if (ret)
 		return hetsgd_err(ret, "rank %d: talking to rank 0 at %s: %s", boot->rank, rv->where, strerror(-ret));
-	if (memcmp(chal, TCP_MAGIC, 4) || get16(chal + 4) != TCP_VERSION)
+	if (hetsgd_boot_tcp_parse_chal(chal, CHAL_LEN, &c))
 		return hetsgd_err(-EPROTO,
 				  "rank %d: the process at %s is not a hetsgd rank 0 speaking bootstrap protocol %u "
 				  "(another program on that port, or a different hetsgd version)",
@@ -1064,24 +1813,27 @@ static int peer_handshake(struct hetsgd_boot *boot, const struct rendezvous *rv,
 	if (!ret)
 		ret = recv_full(fd, welcome, WELCOME_LEN, -1, deadline);
 	if (ret == -EPIPE)
-		return hetsgd_err(-EACCES,
-				  "rank %d: rank 0 at %s refused this rank's proof: its HETSGD_SECRET differs from this rank's "
-				  "(every rank needs the same value: export it before srun); rank 0's stderr names the reason",
-				  boot->rank, rv->where);
+		return -EAGAIN;	/* cut off without a word: rank 0 was busy (see peer_open) */
 	if (ret == -ETIMEDOUT)
 		return hetsgd_err(-ETIMEDOUT, "rank %d: rank 0 at %s did not answer this rank's proof within %d s",
 				  boot->rank, rv->where, timeout_s);
 	if (ret)
 		return hetsgd_err(ret, "rank %d: talking to rank 0 at %s: %s", boot->rank, rv->where, strerror(-ret));
 
+	(void)hetsgd_boot_tcp_parse_welcome(welcome, WELCOME_LEN, &w);	/* whole: cannot fail */
+	if (w.status == ST_BAD_PROOF)
+		return hetsgd_err(-EACCES,
+				  "rank %d: rank 0 at %s refused this rank's proof: its HETSGD_SECRET differs from this rank's "
+				  "(every rank needs the same value: export it before srun); rank 0's stderr names the reason",
+				  boot->rank, rv->where);
 	make_mac(key, "HGTBrnk0", hello, chal, welcome, 8, want);
-	if (!mac_equal(want, welcome + 8))
+	if (!mac_equal(want, w.mac))
 		return hetsgd_err(-EACCES,
 				  "rank %d: the process at %s is not this job's rank 0: it could not prove that it knows "
 				  "HETSGD_SECRET (a stale or foreign process holds the port, or rank 0 has another secret): "
 				  "check HETSGD_RENDEZVOUS and HETSGD_SECRET", boot->rank, rv->where);
-	status = get32(welcome);
-	size0 = get32(welcome + 4);
+	status = w.status;
+	size0 = w.size;
 	switch (status) {
 	case ST_OK:
 		return 0;
@@ -1093,8 +1845,10 @@ static int peer_handshake(struct hetsgd_boot *boot, const struct rendezvous *rv,
 		return hetsgd_err(-EPROTO, "rank %d: rank 0 at %s refused rank %d as out of range for %u ranks",
 				  boot->rank, rv->where, boot->rank, size0);
 	case ST_DUP_RANK:
-		return hetsgd_err(-EADDRINUSE, "rank %d: rank 0 at %s already has a rank %d: two processes were given "
-				  "the same rank (check HETSGD_RANK)", boot->rank, rv->where, boot->rank);
+		return hetsgd_err(-EADDRINUSE, "rank %d: rank 0 at %s already has a rank %d, so it stops the whole "
+				  "bootstrap: two processes were given the same rank (check HETSGD_RANK), or a process "
+				  "outside the job knows HETSGD_SECRET; rank 0's error names both addresses",
+				  boot->rank, rv->where, boot->rank);
 	default:
 		return hetsgd_err(-EPROTO, "rank %d: rank 0 at %s answered with unknown status %u",
 				  boot->rank, rv->where, status);
@@ -1106,6 +1860,7 @@ static int peer_open(struct hetsgd_boot *boot, struct tcp_state *st, const uint8
 {
 	int64_t deadline = now_ms() + (int64_t)timeout_s * 1000, backoff = 20;
 	int last_err = 0, ret, fd;
+	unsigned cut = 0;	/* reached rank 0, closed before its challenge */
 
 	for (;;) {
 		fd = -1;
@@ -1118,9 +1873,17 @@ static int peer_open(struct hetsgd_boot *boot, struct tcp_state *st, const uint8
 			}
 			close(fd);
 			last_err = ECONNRESET;
+			if (ret == -EAGAIN)
+				cut++;
 		}
 		if (ret != -EAGAIN)
 			return ret;
+		if (now_ms() >= deadline && cut)
+			return hetsgd_err(-ETIMEDOUT,
+					  "rank %d reached rank 0 at %s %u times within %d s, but each time rank 0 closed the "
+					  "connection during the handshake: rank 0 is overloaded, most likely by connections "
+					  "that are not ranks (its stderr counts them by address); the network and port are fine",
+					  boot->rank, rv->where, cut, timeout_s);
 		if (now_ms() >= deadline)
 			return hetsgd_err(-ETIMEDOUT,
 					  "rank %d could not reach rank 0 at %s within %d s (last error: %s): check that rank 0 "
@@ -1192,6 +1955,7 @@ static int root_read(struct hetsgd_boot *boot, int r, uint32_t op, size_t len, v
 	uint8_t sink[16384];
 
 	for (;;) {
+		struct hetsgd_boot_tcp_req req;
 		ssize_t n;
 
 		if (c->hgot < REQ_LEN)
@@ -1217,14 +1981,15 @@ static int root_read(struct hetsgd_boot *boot, int r, uint32_t op, size_t len, v
 			c->hgot += (size_t)n;
 			if (c->hgot < REQ_LEN)
 				continue;
-			c->op = get32(c->hdr);
-			c->seq = get32(c->hdr + 4);
-			c->len = get64(c->hdr + 8);
-			if ((c->op != OP_ALLGATHER && c->op != OP_BARRIER) || c->len > HETSGD_BOOT_MAX_LEN)
+			if (hetsgd_boot_tcp_parse_req(c->hdr, REQ_LEN, &req))
 				return fail(boot, -EPROTO,
 					    "rank 0: rank %d (%s) sent a malformed request in collective %u "
 					    "(operation %u, %llu bytes; the limit is %u)",
-					    r, st->addr[r], boot->seq, c->op, (unsigned long long)c->len, HETSGD_BOOT_MAX_LEN);
+					    r, st->addr[r], boot->seq, get32(c->hdr),
+					    (unsigned long long)get64(c->hdr + 8), HETSGD_BOOT_MAX_LEN);
+			c->op = req.op;
+			c->seq = req.seq;
+			c->len = req.len;
 			c->left = c->len;
 			if (c->op == op && c->seq == boot->seq && c->len == len) {
 				c->dst = len ? (uint8_t *)all + (size_t)r * len : NULL;
@@ -1327,6 +2092,7 @@ static int peer_collective(struct hetsgd_boot *boot, uint32_t op, const void *mi
 {
 	struct tcp_state *st = boot->priv;
 	uint8_t req[REQ_LEN], rep[REP_LEN];
+	struct hetsgd_boot_tcp_rep r;
 	uint64_t total;
 	int ret;
 
@@ -1344,14 +2110,21 @@ static int peer_collective(struct hetsgd_boot *boot, uint32_t op, const void *mi
 			    "rank %d lost its connection to rank 0 (%s) during collective %u (%s): rank 0 or another rank "
 			    "exited or failed; see their output", boot->rank, st->where, boot->seq,
 			    ret == -EPIPE ? "closed" : strerror(-ret));
-	if (get32(rep + 4) != boot->seq)
+	if (hetsgd_boot_tcp_parse_rep(rep, REP_LEN, &r))
+		return fail(boot, -EPROTO, "rank %d: malformed answer from rank 0 (%s) to collective %u",
+			    boot->rank, st->where, boot->seq);
+	if (r.status == RS_ABORT)
+		return fail(boot, -ECONNABORTED,
+			    "rank %d: rank 0 (%s) stopped the bootstrap because rank %u was claimed by two processes "
+			    "(rank 0's error names both addresses): give every process its own HETSGD_RANK, and "
+			    "replace HETSGD_SECRET if a process outside the job knows it", boot->rank, st->where, r.bad_rank);
+	if (r.seq != boot->seq)
 		return fail(boot, -EPROTO, "rank %d: rank 0 answered collective %u in collective %u",
-			    boot->rank, get32(rep + 4), boot->seq);
-	if (get32(rep + 8) == RS_MISMATCH)
-		return mismatch_err(boot, get32(rep), get64(rep + 16),
-				    get32(rep + 12), get32(rep + 24), get32(rep + 28), get64(rep + 32));
+			    boot->rank, r.seq, boot->seq);
+	if (r.status == RS_MISMATCH)
+		return mismatch_err(boot, r.op, r.len, r.bad_rank, r.bad_op, r.bad_seq, r.bad_len);
 	total = (uint64_t)len * (uint64_t)boot->size;
-	if (get32(rep + 8) != RS_OK || get32(rep) != op || get64(rep + 16) != total)
+	if (r.op != op || r.len != total)
 		return fail(boot, -EPROTO, "rank %d: malformed answer from rank 0 (%s) to collective %u",
 			    boot->rank, st->where, boot->seq);
 	if (total) {

@@ -6,7 +6,7 @@
 #include "transport_priv.h"
 
 /* Per thread, so that concurrent ranks' threads do not garble each other. */
-static _Thread_local char errbuf[512];
+static _Thread_local char errbuf[1024];	/* room for a rendezvous diagnosis */
 
 const char *hetsgd_errmsg(void)
 {

@@ -39,6 +39,64 @@ int hetsgd_boot_tcp_first_host(const char *nodelist, char *out, size_t outlen);
 uint64_t hetsgd_boot_tcp_siphash(const uint8_t key[16], const void *msg, size_t len);
 
 /*
+ * The TCP rendezvous' messages (wire formats in boot_tcp.c), parsed by pure
+ * functions: they read buf[0..len) and nothing else, keep no state, write
+ * *out only on success and never print or set hetsgd_errmsg(), so that a
+ * fuzzer can call them with any bytes.  Each returns
+ *   0                 buf starts with one whole, well-formed message (bytes
+ *                     after it are not read);
+ *   -EAGAIN           buf is shorter than the message and nothing in it is
+ *                     wrong yet (read more);
+ *   -EPROTO           not this protocol, or a field no sender produces;
+ *   -EPROTONOSUPPORT  our magic, another protocol version (HELLO, CHAL);
+ *   -EACCES           PROOF only: whole, but the MAC does not verify;
+ *   -EINVAL           buf is NULL while len > 0, or out is NULL.
+ * Checks that need the job (rank in range, same size) are the caller's.
+ */
+struct hetsgd_boot_tcp_hello {		/* peer -> rank 0 */
+	uint32_t rank;
+	uint32_t size;
+	uint8_t nonce[16];
+};
+
+struct hetsgd_boot_tcp_chal {		/* rank 0 -> peer */
+	uint32_t size;
+	uint8_t nonce[16];
+};
+
+struct hetsgd_boot_tcp_welcome {	/* rank 0 -> peer; mac checked by the caller */
+	uint32_t status;
+	uint32_t size;
+	uint8_t mac[8];
+};
+
+struct hetsgd_boot_tcp_req {		/* collective request, peer -> rank 0 */
+	uint32_t op;
+	uint32_t seq;
+	uint64_t len;
+};
+
+struct hetsgd_boot_tcp_rep {		/* collective reply, rank 0 -> peer */
+	uint32_t op;
+	uint32_t seq;
+	uint32_t status;
+	uint32_t bad_rank;
+	uint64_t len;
+	uint32_t bad_op;
+	uint32_t bad_seq;
+	uint64_t bad_len;
+};
+
+int hetsgd_boot_tcp_parse_hello(const uint8_t *buf, size_t len, struct hetsgd_boot_tcp_hello *out);
+int hetsgd_boot_tcp_parse_chal(const uint8_t *buf, size_t len, struct hetsgd_boot_tcp_chal *out);
+/* hello and chal: the 32-byte messages as sent; key: derived from the secret. */
+int hetsgd_boot_tcp_parse_proof(const uint8_t *buf, size_t len, const uint8_t key[16],
+				const uint8_t hello[32], const uint8_t chal[32]);
+int hetsgd_boot_tcp_parse_welcome(const uint8_t *buf, size_t len, struct hetsgd_boot_tcp_welcome *out);
+int hetsgd_boot_tcp_parse_req(const uint8_t *buf, size_t len, struct hetsgd_boot_tcp_req *out);
+int hetsgd_boot_tcp_parse_rep(const uint8_t *buf, size_t len, struct hetsgd_boot_tcp_rep *out);
+
+/*
  * Connection proofs of the verbs provider (conn_auth.c): the job key and
  * the private data of rdma_cm requests and answers.
  */
