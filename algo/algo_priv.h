@@ -5,9 +5,10 @@
 #include <stdint.h>
 
 #include "hetsgd_algo.h"
+#include "hetsgd_topology.h"
 
-/* Record the message for hetsgd_algo_errmsg() and return err (negative errno). */
-int algo_err(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Record the message for hetsgd_errmsg() and return err (negative errno). */
+#define algo_err hetsgd_error
 
 /*
  * splitmix64: the room's one seeded generator (data generators, splits,

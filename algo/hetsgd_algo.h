@@ -4,7 +4,7 @@
  *
  * Conventions, as in the rest of hetsgd: a call returns 0 or a negative
  * errno value; a failed call leaves a sentence naming the cause and the
- * fix in hetsgd_algo_errmsg(); outputs are written only on success.
+ * fix in hetsgd_errmsg(); outputs are written only on success.
  * Numbers are float (the transport's wire format is binary32).
  */
 #ifndef HETSGD_ALGO_H
@@ -19,7 +19,8 @@
 extern "C" {
 #endif
 
-/* The message of the last failed call of this room in this thread. */
+/* The same as hetsgd_errmsg() (hetsgd_topology.h), kept for programs
+ * written against 0.1. */
 const char *hetsgd_algo_errmsg(void);
 
 /* ---- data: LIBSVM, Fashion-MNIST IDX, generated data, splits ---------- */
@@ -654,7 +655,7 @@ void hetsgd_engine_result_free(struct hetsgd_engine_result *res);
  * Run one training job on this rank (collective over boot).  tp_attr
  * chooses the provider and device; the engine sizes the slots for the
  * model.  Returns 0 on every rank when training finished; otherwise a
- * negative errno with the reason in hetsgd_algo_errmsg().
+ * negative errno with the reason in hetsgd_errmsg().
  */
 int hetsgd_engine_run(struct hetsgd_boot *boot,
 		      const struct hetsgd_tp_attr *tp_attr,

@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "hetsgd_topology.h"
 #include "hetsgd_transport.h"
 #include "quote.h"
 
@@ -66,13 +67,7 @@ static inline void cpu_relax(void)
 #endif
 }
 
-static double now_s(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
+#define now_s hetsgd_clock_s
 
 static int cmp_double(const void *a, const void *b)
 {

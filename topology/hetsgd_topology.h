@@ -10,7 +10,7 @@
  *
  * Conventions (as in the rest of hetsgd): a call returns 0 or a negative
  * errno value; a failed call leaves a sentence naming the cause and the
- * fix in hetsgd_topo_errmsg(); outputs are written only on success.  An
+ * fix in hetsgd_errmsg(); outputs are written only on success.  An
  * open topology is read-only: any thread may use it at the same time as
  * others, until hetsgd_topo_close().  Every CPU number here is an OS
  * index (what taskset, Slurm and /proc/cpuinfo call a CPU), and every
@@ -28,10 +28,23 @@ extern "C" {
 #endif
 
 /*
- * The message of the last failed hetsgd_topo_* call in this thread ("" if
- * none).  Separate from the transport's hetsgd_errmsg(): the topology
- * does not depend on the transport.
+ * Services every room of hetsgd shares (this room is the one they may all
+ * depend on).
+ *
+ * hetsgd_errmsg(): the message of the last failed hetsgd call in this
+ * thread, whichever room failed ("" if none).  hetsgd_error() records one
+ * and returns err; it is for the library's own rooms, and a message may
+ * quote the one it replaces.  hetsgd_clock_s(): CLOCK_MONOTONIC in
+ * seconds.  hetsgd_env_long(): an integer setting from the environment:
+ * 0 when unset or empty, 1 with *out set, -EINVAL (and a message naming
+ * the variable and the range) otherwise.
  */
+const char *hetsgd_errmsg(void);
+int hetsgd_error(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+double hetsgd_clock_s(void);
+int hetsgd_env_long(const char *name, long lo, long hi, long *out);
+
+/* The same as hetsgd_errmsg(), kept for programs written against 0.1. */
 const char *hetsgd_topo_errmsg(void);
 
 struct hetsgd_topo;

@@ -33,24 +33,12 @@
 
 /* ---- errors ------------------------------------------------------------- */
 
-/* Per thread, like the transport's, so ranks' threads do not garble it. */
-static _Thread_local char errbuf[512];
-
 const char *hetsgd_topo_errmsg(void)
 {
-	return errbuf;
+	return hetsgd_errmsg();
 }
 
-static int topo_err(int err, const char *fmt, ...) TOPO_PRINTF(2, 3);
-static int topo_err(int err, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(errbuf, sizeof(errbuf), fmt, ap);
-	va_end(ap);
-	return err;
-}
+#define topo_err hetsgd_error
 
 /* ---- the machine --------------------------------------------------------- */
 
@@ -474,18 +462,12 @@ void hetsgd_topo_close(struct hetsgd_topo *t)
 /* 1 and *v when set, 0 when unset, -EINVAL when not a number >= 0. */
 static int env_int(const char *name, int *v)
 {
-	const char *s = getenv(name);
-	char *end;
 	long l;
+	int ret = hetsgd_env_long(name, 0, INT_MAX, &l);
 
-	if (!s || !*s)
-		return 0;
-	errno = 0;
-	l = strtol(s, &end, 10);
-	if (errno || end == s || *end || l < 0 || l > INT_MAX)
-		return topo_err(-EINVAL, "%s=\"%s\" is not a number >= 0: fix or unset it", name, s);
-	*v = (int)l;
-	return 1;
+	if (ret == 1)
+		*v = (int)l;
+	return ret;
 }
 
 /* Entry `node` of Slurm's compressed list "4(x2),3"; -EINVAL if bad. */
@@ -533,7 +515,7 @@ bad:
 
 static int pair(const char *rname, const char *sname, int *rank, int *size)
 {
-	int r, s, got_r, got_s;
+	int r = 0, s = 0, got_r, got_s;
 
 	got_r = env_int(rname, &r);
 	if (got_r < 0)
@@ -560,7 +542,7 @@ static int slurm_local(int *rank, int *size)
 		{ "SLURM_STEP_TASKS_PER_NODE", "SLURM_STEP_NODEID" },
 		{ "SLURM_TASKS_PER_NODE", "SLURM_NODEID" },
 	};
-	int r, s = 0, node, got, ret;
+	int r = 0, s = 0, node, got, ret;
 	size_t i;
 
 	got = env_int("SLURM_LOCALID", &r);

@@ -130,29 +130,7 @@ struct verbs_state {
 	struct sockaddr_in addr;
 };
 
-static double now_s(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-static int env_int(const char *name, int lo, int hi, int *out)
-{
-	const char *v = getenv(name);
-	char *end;
-	long x;
-
-	if (!v || !*v)
-		return 1;	/* not set */
-	errno = 0;
-	x = strtol(v, &end, 10);
-	if (errno || *end || x < lo || x > hi)
-		return hetsgd_err(-EINVAL, "%s=%s: expected an integer in %d..%d", name, v, lo, hi);
-	*out = (int)x;
-	return 0;
-}
+#define now_s hetsgd_clock_s
 
 /* ---- choosing device, port, GID and address ------------------------------ */
 
@@ -206,11 +184,12 @@ static int choose_endpoint(struct hetsgd_tp *tp, struct verbs_state *st)
 	uint32_t ip = 0;
 
 	if (gid_index < 0) {
-		ret = env_int("HETSGD_GID_INDEX", 0, 65535, &gid_index);
+		long v = -1;
+
+		ret = hetsgd_env_long("HETSGD_GID_INDEX", 0, 65535, &v);
 		if (ret < 0)
 			return ret;
-		if (ret > 0)
-			gid_index = -1;
+		gid_index = (int)v;
 	}
 	if (addr && inet_pton(AF_INET, addr, &ip) != 1)
 		return hetsgd_err(-EINVAL, "HETSGD_IB_ADDR/addr '%s' is not an IPv4 address", addr);
@@ -686,13 +665,15 @@ static int test_route(struct hetsgd_tp *tp, struct verbs_state *st, struct rdma_
 
 static int connect_all(struct hetsgd_tp *tp, struct verbs_state *st)
 {
-	int me = tp->rank, want = tp->size - 1, done = 0, j, ret = 0, timeout_s = 60;
+	int me = tp->rank, want = tp->size - 1, done = 0, j, ret = 0, timeout_s;
 	struct rdma_cm_id *test_ids[3] = { NULL, NULL, NULL };
 	int test_pending = 0;
+	long tmo = 60;
 	double deadline;
 
-	if (env_int("HETSGD_CONNECT_TIMEOUT", 1, 86400, &timeout_s) < 0)
+	if (hetsgd_env_long("HETSGD_CONNECT_TIMEOUT", 1, 86400, &tmo) < 0)
 		return -EINVAL;
+	timeout_s = (int)tmo;
 	deadline = now_s() + timeout_s;
 #ifdef HETSGD_TEST_HOOKS
 	ret = test_start(tp, st, test_ids);

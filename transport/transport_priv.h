@@ -4,12 +4,13 @@
 
 #include <stdint.h>
 
+#include "hetsgd_topology.h"
 #include "hetsgd_transport.h"
 
 #define HETSGD_PRINTF(f, a) __attribute__((format(printf, f, a)))
 
 /* Record the message for hetsgd_errmsg() and return err (negative errno). */
-int hetsgd_err(int err, const char *fmt, ...) HETSGD_PRINTF(2, 3);
+#define hetsgd_err hetsgd_error
 
 struct hetsgd_boot_ops {
 	int (*allgather)(struct hetsgd_boot *boot, const void *mine, void *all,
