@@ -49,6 +49,30 @@ else
 	ko "config file: $out"
 fi
 
+# the printed configuration, fed back with --config, is the same configuration
+roundtrip() {
+	local out h1 h2
+	out=$("$train" "$@" --check --out "$tmp/x" 2>&1)
+	h1=$(sed -n 's/.*configuration ok (hash \([0-9a-f]*\)).*/\1/p' <<<"$out")
+	sed -n '/configuration ok/,$p' <<<"$out" | tail -n +2 > "$tmp/rt.conf"
+	out=$("$train" --config "$tmp/rt.conf" --check --out "$tmp/x" 2>&1)
+	h2=$(sed -n 's/.*configuration ok (hash \([0-9a-f]*\)).*/\1/p' <<<"$out")
+	if [ -n "$h1" ] && [ "$h1" = "$h2" ]; then
+		ok "printed configuration reads back to hash $h1: $*"
+	else
+		ko "printed configuration of '$*' (hash '$h1') read back as '$h2': $out"
+	fi
+}
+printf '1 1:0.5 2:1\n0 1:-1 3:2\n1 2:0.25\n0 1:1 2:1 3:1\n' > "$tmp/w0.svm"
+cp "$tmp/w0.svm" "$tmp/w1.svm"
+cp "$tmp/w0.svm" "$tmp/t.svm"
+roundtrip --method loscar --k-fraction 0.01 --data synth --synth-n 400 --no-overlap --comm-delay 0.1
+roundtrip --method asgd --policy ringmaster --ringmaster-r 3 --data synth --synth-n 400 --split iid --shuffle
+roundtrip --method sync --objective quad --dim 20 --time 2 --provider shm --pin no
+roundtrip --objective mlp --hidden 8 --data synth --synth-n 400 --epochs 2 --target-loss 0.1 --threads 2
+roundtrip --objective lsq --data synth-regression --synth-n 400 --gamma 0.01 --seed 99
+roundtrip --objective logreg --data-per-worker "$tmp/w{i}.svm" --test "$tmp/t.svm" --workers 2 --target-acc 0.5
+
 # a local run writes every promised output
 run=$tmp/run
 if "$train" --data synth --synth-n 4000 --workers 3 --time 3 --out "$run" --progress plain > "$tmp/run.log" 2>&1; then
