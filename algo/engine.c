@@ -164,10 +164,13 @@ int hetsgd_engine_cfg_check(const struct hetsgd_engine_cfg *c, uint32_t n,
 		return algo_err(-EINVAL, "model dimension %zu is outside 1 .. %u", d, UINT32_MAX / 8);
 	if (c->method < HETSGD_METHOD_ASGD || c->method > HETSGD_METHOD_LOSCAR)
 		return algo_err(-EINVAL, "unknown method %d: use asgd, sync or loscar", (int)c->method);
-	if (c->method == HETSGD_METHOD_ASGD &&
-	    (c->policy < HETSGD_POLICY_VANILLA || c->policy > HETSGD_POLICY_RESCALED))
-		return algo_err(-EINVAL, "unknown ASGD policy %d: use vanilla, delay-adaptive, ringmaster or rescaled",
-				(int)c->policy);
+	if (c->method == HETSGD_METHOD_ASGD && !hetsgd_policy_get(c->policy)) {
+		char choices[256];
+
+		hetsgd_policy_list(choices, sizeof(choices), ", ");
+		return algo_err(-EINVAL, "unknown ASGD policy %d: use one of %s", (int)c->policy,
+				choices);
+	}
 	if (c->method == HETSGD_METHOD_LOSCAR) {
 		if (c->merge != HETSGD_MERGE_DELAY_CORRECTED && c->merge != HETSGD_MERGE_OVERWRITE)
 			return algo_err(-EINVAL, "unknown merge rule %d: use delay-corrected or overwrite",
@@ -1653,9 +1656,15 @@ static int server_recv(struct server *s, const struct hetsgd_ev *ev)
 			ret = hetsgd_tau_report(&s->tau, wk, h.tau, t);
 			if (ret)
 				return ret;
-			g_i = hetsgd_policy_gamma(c->policy, c->gamma, e->n, s->version - h.round,
-						  c->ringmaster_r, hetsgd_tau_get(&s->tau, wk),
-						  hetsgd_tau_max(&s->tau, t));
+			{
+				struct hetsgd_policy_in in = {
+					.gamma = c->gamma, .n = e->n, .delay = s->version - h.round,
+					.R = c->ringmaster_r, .tau_i = hetsgd_tau_get(&s->tau, wk),
+					.tau_max = hetsgd_tau_max(&s->tau, t),
+				};
+
+				g_i = hetsgd_policy_gamma(c->policy, &in);
+			}
 			if (g_i == 0.0) {
 				s->dropped++;
 				return enqueue(s, wk, MSG_MODEL, s->version, FLAG_DROPPED, t);

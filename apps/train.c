@@ -101,7 +101,7 @@ struct optdef {
 
 static const struct optdef optdefs[] = {
 	{ "method", O_METHOD, 1, "M", "asgd | sync | loscar (default asgd)" },
-	{ "policy", O_POLICY, 1, "P", "asgd: rescaled | vanilla | delay-adaptive | ringmaster (default rescaled)" },
+	{ "policy", O_POLICY, 1, "P", NULL },	/* help from the table of policies */
 	{ "ringmaster-r", O_RINGMASTER_R, 1, "R", "ringmaster: drop gradients with delay >= R (default: workers)" },
 	{ "merge", O_MERGE, 1, "R", "loscar: delay-corrected | overwrite (default delay-corrected)" },
 	{ "overlap", O_OVERLAP, 1, "yes|no", "loscar: keep stepping while the average is in flight (default yes)" },
@@ -164,6 +164,18 @@ static void usage(FILE *f)
 		char left[64];
 
 		snprintf(left, sizeof(left), "--%s%s%s", d->name, d->arg ? " " : "", d->arg ? d->arg : "");
+		if (d->id == O_POLICY) {
+			/* the choices come from the library's table of policies */
+			char names[256];
+
+			hetsgd_policy_list(names, sizeof(names), " | ");
+			fprintf(f, "  %-26s asgd: %s (default %s)\n", left, names,
+				hetsgd_policy_name(HETSGD_POLICY_RESCALED));
+			for (size_t i = 0; hetsgd_policy_at(i); i++)
+				fprintf(f, "  %-26s   %-15s %s\n", "", hetsgd_policy_at(i)->name,
+					hetsgd_policy_at(i)->help);
+			continue;
+		}
 		fprintf(f, "  %-26s %s\n", left, d->help);
 	}
 	fprintf(f, "Outputs in the folder: metrics.csv, workers.csv, model.bin, summary.txt,\n"
@@ -313,8 +325,12 @@ static int set_opt(struct opts *o, int id, const char *v, char *err, size_t n)
 			return bad(err, n, "--method %s: use asgd, sync or loscar", v);
 		break;
 	case O_POLICY:
-		if (hetsgd_policy_parse(v, &o->policy))
-			return bad(err, n, "--policy %s: use rescaled, vanilla, delay-adaptive or ringmaster", v);
+		if (hetsgd_policy_parse(v, &o->policy)) {
+			char names[256];
+
+			hetsgd_policy_list(names, sizeof(names), ", ");
+			return bad(err, n, "--policy %s: use one of %s", v, names);
+		}
 		break;
 	case O_RINGMASTER_R:
 		r = whole(nm, v, 1, 1u << 30, &o->ringmaster_r, err, n);
