@@ -52,10 +52,6 @@ static const struct name_map merges[] = {
 	{ "overwrite", HETSGD_MERGE_OVERWRITE }, { NULL, 0 },
 };
 
-static const struct name_map methods[] = {
-	{ "asgd", HETSGD_METHOD_ASGD }, { "sync", HETSGD_METHOD_SYNC },
-	{ "loscar", HETSGD_METHOD_LOSCAR }, { NULL, 0 },
-};
 
 int hetsgd_profile_parse(const char *name, enum hetsgd_profile_kind *kind)
 {
@@ -85,20 +81,6 @@ int hetsgd_merge_parse(const char *name, enum hetsgd_merge *merge)
 const char *hetsgd_merge_name(enum hetsgd_merge merge)
 {
 	return name_of(merges, merge);
-}
-
-int hetsgd_method_parse(const char *name, enum hetsgd_method *method)
-{
-	int v, ret = parse_name(methods, name, &v, "method", "asgd, sync, loscar");
-
-	if (!ret)
-		*method = (enum hetsgd_method)v;
-	return ret;
-}
-
-const char *hetsgd_method_name(enum hetsgd_method method)
-{
-	return name_of(methods, method);
 }
 
 /* ---- time profiles ---- */
