@@ -537,8 +537,9 @@ void hetsgd_loscar_merge(enum hetsgd_merge merge, float *x,
  * (the calling thread, pinned too)
  * that drives the transport: it hands blocks from the compute thread to
  * the network and landed blocks to the compute thread, so computation
- * never waits for the network unless the method says so.  The methods
- * are callbacks over that loop (engine.c) and differ only in their math.
+ * never waits for the network unless the method says so.  Each method is
+ * one file of algo/ (method_*.c) that plugs its worker loop and its
+ * server's handling of a block into that shared loop (see algo/README.md).
  *
  *   ASGD    worker: compute g at its model, write it (dense, or indexed
  *           when that is smaller) with its seconds per gradient; wait

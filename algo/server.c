@@ -304,27 +304,14 @@ static void server_free(struct server *s)
 	pthread_mutex_destroy(&s->emu);
 }
 
-/* Landed blocks to the method, each slot released at once; *last_recv
- * becomes t when one landed. */
-static int server_drain(struct server *s, const struct hetsgd_ev *ev, int n, double t,
-			double *last_recv)
+/* A landed block (a recv_fn). */
+static int server_landed(void *ctx, const struct hetsgd_ev *ev)
 {
-	struct eng *e = s->e;
-	int ret;
+	struct server *s = ctx;
 
-	for (int i = 0; i < n; i++) {
-		if (ev[i].type != HETSGD_EV_RECV)
-			continue;
-		e->bytes_recv += ev[i].len;
-		*last_recv = t;
-		ret = server_recv(s, &ev[i]);
-		if (ret)
-			return ret;
-		ret = hetsgd_tp_release(e->tp, ev[i].peer, ev[i].slot);
-		if (ret)
-			return tp_error(ret, "releasing a slot");
-	}
-	return 0;
+	s->e->bytes_recv += ev->len;
+	s->landed = 1;
+	return server_recv(s, ev);
 }
 
 static int server_stalled(struct server *s)
@@ -351,13 +338,16 @@ static int server_loop(struct server *s, struct hetsgd_engine_result *res)
 
 	/* every worker starts from x0 on its own: nothing to send first */
 	for (;;) {
-		int n = hetsgd_tp_progress(e->tp, ev, 32);
+		int n;
 
-		if (n < 0)
-			return tp_error(n, "the transport failed");
+		s->landed = 0;
+		n = eng_poll(e, ev, 32, server_landed, s);
 		t = now_s();
-		ret = server_drain(s, ev, n, t, &last_recv);
-		if (!ret && s->state == S_TRAINING) {
+		if (s->landed)
+			last_recv = t;
+		if (n < 0)
+			return n;
+		if (s->state == S_TRAINING) {
 			const char *why = server_should_stop(s, t);
 
 			if (why)

@@ -58,6 +58,7 @@ struct server {
 	enum server_state state;
 	uint8_t *wk_state;	/* per worker: enum peer_state */
 	uint32_t ndone;		/* workers in WK_DONE */
+	int landed;		/* a block landed in this pass of the loop */
 	float *x;		/* the model (ASGD, SYNC; LOSCAR's at the end) */
 	uint64_t version;
 	float *acc;		/* SYNC: gradient sum; LOSCAR: FINAL sum */

@@ -162,6 +162,37 @@ int send_dense_blocking(struct eng *e, int peer, struct eng_hdr *h, const float 
 	return send_blocking(e, peer, h, fill_dense, &a);
 }
 
+int eng_poll(struct eng *e, struct hetsgd_ev *ev, int max, recv_fn on_recv, void *ctx)
+{
+	int n = hetsgd_tp_progress(e->tp, ev, max), ret;
+
+	if (n < 0)
+		return tp_error(n, "the transport failed");
+	for (int i = 0; i < n; i++) {
+		if (ev[i].type != HETSGD_EV_RECV)
+			continue;
+		ret = on_recv ? on_recv(ctx, &ev[i]) : 0;
+		if (ret)
+			return ret;
+		ret = hetsgd_tp_release(e->tp, ev[i].peer, ev[i].slot);
+		if (ret)
+			return tp_error(ret, "releasing a slot");
+	}
+	return n;
+}
+
+/* While the last messages go out: ABORT fails, anything else is dropped. */
+static int recv_last(void *ctx, const struct hetsgd_ev *ev)
+{
+	struct eng_hdr ah;
+	int ret;
+
+	if (ev->kind != MSG_ABORT)
+		return 0;
+	ret = eng_parse(ctx, ev, &ah, NULL, 0);
+	return ret ? ret : peer_aborted(ev, &ah);
+}
+
 int send_blocking(struct eng *e, int peer, struct eng_hdr *h, body_fn fill, void *arg)
 {
 	struct hetsgd_ev ev[16];
@@ -169,25 +200,9 @@ int send_blocking(struct eng *e, int peer, struct eng_hdr *h, body_fn fill, void
 	int ret, n;
 
 	while ((ret = eng_send(e, peer, h, fill, arg)) == -EAGAIN) {
-		n = hetsgd_tp_progress(e->tp, ev, 16);
+		n = eng_poll(e, ev, 16, recv_last, e);
 		if (n < 0)
-			return tp_error(n, "the transport failed");
-		for (int i = 0; i < n; i++) {
-			if (ev[i].type != HETSGD_EV_RECV)
-				continue;
-			if (ev[i].kind == MSG_ABORT) {
-				struct eng_hdr ah;
-
-				ret = eng_parse(e, &ev[i], &ah, NULL, 0);
-				if (!ret)
-					ret = peer_aborted(&ev[i], &ah);
-				(void)hetsgd_tp_release(e->tp, ev[i].peer, ev[i].slot);
-				return ret;
-			}
-			ret = hetsgd_tp_release(e->tp, ev[i].peer, ev[i].slot);
-			if (ret)
-				return tp_error(ret, "releasing a slot");
-		}
+			return n;
 		if (now_s() - t0 > e->stall_s)
 			return algo_err(-ETIMEDOUT, "rank %d could not write to rank %d for %.0f s: it stopped reading",
 					e->rank, peer, e->stall_s);
@@ -224,15 +239,9 @@ static void send_abort(struct eng *e, int peer, const char *why)
 	snprintf(msg, sizeof(msg), "%s", why);
 	e->abort_sent = 1;
 	fill_hdr(&h, MSG_ABORT, (uint32_t)e->rank, 0, 0);
-	while (eng_send(e, peer, &h, fill_reason, msg) == -EAGAIN && now_s() - t0 < 0.5) {
-		int n = hetsgd_tp_progress(e->tp, ev, 16);
-
-		if (n < 0)
+	while (eng_send(e, peer, &h, fill_reason, msg) == -EAGAIN && now_s() - t0 < 0.5)
+		if (eng_poll(e, ev, 16, NULL, NULL) < 0)
 			return;
-		for (int i = 0; i < n; i++)
-			if (ev[i].type == HETSGD_EV_RECV)
-				(void)hetsgd_tp_release(e->tp, ev[i].peer, ev[i].slot);
-	}
 }
 
 int peer_aborted(const struct hetsgd_ev *ev, const struct eng_hdr *h)

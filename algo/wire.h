@@ -78,6 +78,14 @@ typedef int (*body_fn)(struct eng *e, void *buf, size_t cap, size_t *len, void *
  */
 int eng_send(struct eng *e, int peer, struct eng_hdr *h, body_fn fill, void *arg);
 
+/*
+ * One pass of progress: each landed block to on_recv (NULL: dropped),
+ * then its slot released; an error of on_recv stops the pass.  Returns
+ * the number of events (>= 0), or a negative errno with the message.
+ */
+typedef int (*recv_fn)(void *ctx, const struct hetsgd_ev *ev);
+int eng_poll(struct eng *e, struct hetsgd_ev *ev, int max, recv_fn on_recv, void *ctx);
+
 /* Send until it goes, driving progress meanwhile: for the last messages,
  * when nothing but ABORT may arrive (other blocks that land are released). */
 int send_blocking(struct eng *e, int peer, struct eng_hdr *h, body_fn fill, void *arg);

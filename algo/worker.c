@@ -243,14 +243,16 @@ static int worker_inbox(struct worker *w, const struct hetsgd_ev *ev,
 	return 0;
 }
 
-/* A landed message for a worker. */
-static int worker_recv(struct worker *w, const struct hetsgd_ev *ev)
+/* A landed message for a worker (a recv_fn). */
+static int worker_recv(void *ctx, const struct hetsgd_ev *ev)
 {
+	struct worker *w = ctx;
 	struct eng *e = w->e;
 	struct eng_hdr h;
 	struct hetsgd_block b;
 	int ret;
 
+	e->bytes_recv += ev->len;
 	if (ev->peer != 0)
 		return algo_err(-EPROTO, "rank %d wrote to worker rank %d; only the server (rank 0) does",
 				ev->peer, e->rank);
@@ -297,21 +299,9 @@ static int worker_progress(struct worker *w)
 	struct hetsgd_ev ev[16];
 	int n, ret = 0, did = 0;
 
-	n = hetsgd_tp_progress(e->tp, ev, 16);
+	n = eng_poll(e, ev, 16, worker_recv, w);
 	if (n < 0)
-		return tp_error(n, "the transport failed");
-	for (int i = 0; i < n; i++) {
-		if (ev[i].type != HETSGD_EV_RECV)
-			continue;
-		did = 1;
-		e->bytes_recv += ev[i].len;
-		ret = worker_recv(w, &ev[i]);
-		if (ret)
-			return ret;
-		ret = hetsgd_tp_release(e->tp, ev[i].peer, ev[i].slot);
-		if (ret)
-			return tp_error(ret, "releasing a slot");
-	}
+		return n;
 	pthread_mutex_lock(&w->mu);
 	if (worker_state(w) == W_POSTED)
 		ret = worker_write(w, &did);
