@@ -244,6 +244,7 @@ static int add_distinct(struct svm_state *s, double v, uint64_t line)
 #define TOK_FMT "'%.*s%s'"
 #define TOK_ARGS(t, l) (int)((l) > 40 ? 40 : (l)), (t), ((l) > 40 ? "..." : "")
 
+/* Long: one LIBSVM line token by token, each failure with its own message; not split in the engine restructure. */
 static int svm_line(struct svm_state *s, char *line, size_t len, uint64_t ln)
 {
 	char *p = line, *end = line + len, *q, *tok;
@@ -561,6 +562,7 @@ static int idx_check_end(gzFile f, const char *path)
 	return 0;
 }
 
+/* Long: two IDX files, each header field checked with its own message; not split in the engine restructure. */
 int hetsgd_idx_load(const char *images_path, const char *labels_path,
 		    struct hetsgd_dataset *out)
 {
@@ -952,6 +954,7 @@ int hetsgd_split_iid(uint64_t n, uint32_t workers, uint64_t seed,
 	return ret;
 }
 
+/* Long: per-class Dirichlet draws and the assignment in one pass; not split in the engine restructure. */
 int hetsgd_split_dirichlet(const int32_t *labels, uint64_t n,
 			   uint32_t classes, uint32_t workers, double alpha,
 			   uint64_t seed, struct hetsgd_split *out)
@@ -1096,6 +1099,7 @@ static int cmp_dbl(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+/* Long: k files loaded and made to agree on features and classes; not split in the engine restructure. */
 int hetsgd_libsvm_load_many(const char *const *paths, uint32_t k,
 			    uint32_t p_hint, struct hetsgd_dataset *out)
 {

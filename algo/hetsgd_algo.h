@@ -467,19 +467,46 @@ enum hetsgd_policy {
 	HETSGD_POLICY_RESCALED,		/* gamma tau_i / tau_max */
 };
 
-/* "vanilla", "delay-adaptive", "ringmaster", "rescaled"; -EINVAL otherwise. */
+/* What a policy sees of one gradient. */
+struct hetsgd_policy_in {
+	double gamma;		/* the base step size */
+	uint32_t n;		/* workers */
+	uint64_t delay;		/* server updates since the gradient's model */
+	uint64_t R;		/* Ringmaster's R; 0 means n */
+	double tau_i;		/* the sending worker's seconds per gradient; 0: unknown */
+	double tau_max;		/* the largest over active workers; 0: unknown */
+};
+
+/* One row of the table of policies (policy.c). */
+struct hetsgd_policy_desc {
+	enum hetsgd_policy policy;
+	const char *name;	/* for --policy and the outputs */
+	const char *help;	/* the step size, as a formula */
+	double (*gamma)(const struct hetsgd_policy_in *in);
+};
+
+/* Row i of the table (i from 0), NULL past its end: for help texts. */
+const struct hetsgd_policy_desc *hetsgd_policy_at(size_t i);
+/* The row of a policy; NULL when the value is no policy. */
+const struct hetsgd_policy_desc *hetsgd_policy_get(enum hetsgd_policy policy);
+/*
+ * The names, in table order, joined by sep, into buf (always terminated
+ * when len > 0).  Returns the length the whole list needs, as snprintf.
+ */
+size_t hetsgd_policy_list(char *buf, size_t len, const char *sep);
+
+/* A name of the table; -EINVAL otherwise. */
 int hetsgd_policy_parse(const char *name, enum hetsgd_policy *policy);
+/* "invalid" for a value that is no policy. */
 const char *hetsgd_policy_name(enum hetsgd_policy policy);
 
 /*
- * Step size for a gradient computed `delay` server updates ago by a worker
- * whose estimate is tau_i, with tau_max over active workers and n workers.
- * Returns 0 when the policy discards the gradient (Ringmaster, delay >=
- * R).  RESCALED with tau_i or tau_max unknown (0) falls back to gamma.
+ * Step size for one gradient (see struct hetsgd_policy_in).  Returns 0
+ * when the policy discards the gradient (Ringmaster, delay >= R).
+ * RESCALED with tau_i or tau_max unknown (0) falls back to gamma, and so
+ * does a value that is no policy.
  */
-double hetsgd_policy_gamma(enum hetsgd_policy policy, double gamma,
-			   uint32_t n, uint64_t delay, uint64_t ringmaster_r,
-			   double tau_i, double tau_max);
+double hetsgd_policy_gamma(enum hetsgd_policy policy, const struct hetsgd_policy_in *in);
 
 /* ---- LOSCAR-SGD: the merge ---------------------------------------------- */
 
@@ -494,7 +521,7 @@ const char *hetsgd_merge_name(enum hetsgd_merge merge);
 
 /*
  * Merge the average mbar of the K masked coordinates idx[0 .. k) into the
- * worker's current model x (z in ALGORITHMS.md), whose values at the
+ * worker's current model x (z in the LOSCAR paper), whose values at the
  * snapshot were y: y[j] and mbar[j] belong to coordinate idx[j].
  */
 void hetsgd_loscar_merge(enum hetsgd_merge merge, float *x,
@@ -511,8 +538,9 @@ void hetsgd_loscar_merge(enum hetsgd_merge merge, float *x,
  * (the calling thread, pinned too)
  * that drives the transport: it hands blocks from the compute thread to
  * the network and landed blocks to the compute thread, so computation
- * never waits for the network unless the method says so.  The methods
- * are callbacks over that loop (engine.c) and differ only in their math.
+ * never waits for the network unless the method says so.  Each method is
+ * one file of algo/ (method_*.c) that plugs its worker loop and its
+ * server's handling of a block into that shared loop (see algo/README.md).
  *
  *   ASGD    worker: compute g at its model, write it (dense, or indexed
  *           when that is smaller) with its seconds per gradient; wait

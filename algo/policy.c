@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,22 +47,11 @@ static const struct name_map profiles[] = {
 	{ "random", HETSGD_PROFILE_RANDOM }, { NULL, 0 },
 };
 
-static const struct name_map policies[] = {
-	{ "vanilla", HETSGD_POLICY_VANILLA },
-	{ "delay-adaptive", HETSGD_POLICY_DELAY_ADAPTIVE },
-	{ "ringmaster", HETSGD_POLICY_RINGMASTER },
-	{ "rescaled", HETSGD_POLICY_RESCALED }, { NULL, 0 },
-};
-
 static const struct name_map merges[] = {
 	{ "delay-corrected", HETSGD_MERGE_DELAY_CORRECTED },
 	{ "overwrite", HETSGD_MERGE_OVERWRITE }, { NULL, 0 },
 };
 
-static const struct name_map methods[] = {
-	{ "asgd", HETSGD_METHOD_ASGD }, { "sync", HETSGD_METHOD_SYNC },
-	{ "loscar", HETSGD_METHOD_LOSCAR }, { NULL, 0 },
-};
 
 int hetsgd_profile_parse(const char *name, enum hetsgd_profile_kind *kind)
 {
@@ -78,21 +68,6 @@ const char *hetsgd_profile_name(enum hetsgd_profile_kind kind)
 	return name_of(profiles, kind);
 }
 
-int hetsgd_policy_parse(const char *name, enum hetsgd_policy *policy)
-{
-	int v, ret = parse_name(policies, name, &v, "policy",
-				"vanilla, delay-adaptive, ringmaster, rescaled");
-
-	if (!ret)
-		*policy = (enum hetsgd_policy)v;
-	return ret;
-}
-
-const char *hetsgd_policy_name(enum hetsgd_policy policy)
-{
-	return name_of(policies, policy);
-}
-
 int hetsgd_merge_parse(const char *name, enum hetsgd_merge *merge)
 {
 	int v, ret = parse_name(merges, name, &v, "merge rule",
@@ -106,20 +81,6 @@ int hetsgd_merge_parse(const char *name, enum hetsgd_merge *merge)
 const char *hetsgd_merge_name(enum hetsgd_merge merge)
 {
 	return name_of(merges, merge);
-}
-
-int hetsgd_method_parse(const char *name, enum hetsgd_method *method)
-{
-	int v, ret = parse_name(methods, name, &v, "method", "asgd, sync, loscar");
-
-	if (!ret)
-		*method = (enum hetsgd_method)v;
-	return ret;
-}
-
-const char *hetsgd_method_name(enum hetsgd_method method)
-{
-	return name_of(methods, method);
 }
 
 /* ---- time profiles ---- */
@@ -308,26 +269,101 @@ double hetsgd_tau_max(const struct hetsgd_tau_est *e, double now)
 	return m;
 }
 
-/* ---- policies ---- */
+/* ---- step-size policies: one table ---- */
 
-double hetsgd_policy_gamma(enum hetsgd_policy policy, double gamma,
-			   uint32_t n, uint64_t delay, uint64_t ringmaster_r,
-			   double tau_i, double tau_max)
+static double gamma_vanilla(const struct hetsgd_policy_in *in)
 {
-	switch (policy) {
-	case HETSGD_POLICY_DELAY_ADAPTIVE:
-		return delay > n ? gamma * (double)n / (double)delay : gamma;
-	case HETSGD_POLICY_RINGMASTER:
-		return delay >= (ringmaster_r ? ringmaster_r : n) ? 0.0 : gamma;
-	case HETSGD_POLICY_RESCALED:
-		if (tau_i > 0.0 && tau_max > 0.0)
-			/* a worker estimated above a stale tau_max is the slowest */
-			return tau_i >= tau_max ? gamma : gamma * tau_i / tau_max;
-		return gamma;
-	case HETSGD_POLICY_VANILLA:
-	default:
-		return gamma;
+	return in->gamma;
+}
+
+static double gamma_delay_adaptive(const struct hetsgd_policy_in *in)
+{
+	return in->delay > in->n ? in->gamma * (double)in->n / (double)in->delay : in->gamma;
+}
+
+static double gamma_ringmaster(const struct hetsgd_policy_in *in)
+{
+	return in->delay >= (in->R ? in->R : in->n) ? 0.0 : in->gamma;
+}
+
+static double gamma_rescaled(const struct hetsgd_policy_in *in)
+{
+	if (in->tau_i > 0.0 && in->tau_max > 0.0)
+		/* a worker estimated above a stale tau_max is the slowest */
+		return in->tau_i >= in->tau_max ? in->gamma : in->gamma * in->tau_i / in->tau_max;
+	return in->gamma;
+}
+
+/*
+ * Every policy, in the order --help lists them.  Parsing, names, the
+ * engine's range check and the help text all walk this table: a new
+ * policy is one enum value, one function and one line here.
+ */
+static const struct hetsgd_policy_desc policy_table[] = {
+	{ HETSGD_POLICY_VANILLA, "vanilla", "gamma", gamma_vanilla },
+	{ HETSGD_POLICY_DELAY_ADAPTIVE, "delay-adaptive", "gamma n / max(n, delay)",
+	  gamma_delay_adaptive },
+	{ HETSGD_POLICY_RINGMASTER, "ringmaster", "gamma; drop the gradient when delay >= R",
+	  gamma_ringmaster },
+	{ HETSGD_POLICY_RESCALED, "rescaled", "gamma tau_i / tau_max", gamma_rescaled },
+};
+
+#define NPOLICIES (sizeof(policy_table) / sizeof(policy_table[0]))
+
+const struct hetsgd_policy_desc *hetsgd_policy_at(size_t i)
+{
+	return i < NPOLICIES ? &policy_table[i] : NULL;
+}
+
+const struct hetsgd_policy_desc *hetsgd_policy_get(enum hetsgd_policy policy)
+{
+	for (size_t i = 0; i < NPOLICIES; i++)
+		if (policy_table[i].policy == policy)
+			return &policy_table[i];
+	return NULL;
+}
+
+size_t hetsgd_policy_list(char *buf, size_t len, const char *sep)
+{
+	size_t off = 0;
+
+	if (len)
+		buf[0] = 0;
+	for (size_t i = 0; i < NPOLICIES; i++) {
+		int w = snprintf(buf + (off < len ? off : len), off < len ? len - off : 0, "%s%s",
+				 i ? sep : "", policy_table[i].name);
+
+		off += w > 0 ? (size_t)w : 0;
 	}
+	return off;
+}
+
+int hetsgd_policy_parse(const char *name, enum hetsgd_policy *policy)
+{
+	char choices[256];
+
+	for (size_t i = 0; i < NPOLICIES; i++)
+		if (name && !strcmp(name, policy_table[i].name)) {
+			*policy = policy_table[i].policy;
+			return 0;
+		}
+	hetsgd_policy_list(choices, sizeof(choices), ", ");
+	return algo_err(-EINVAL, "unknown policy '%s': use one of %s", name ? name : "(null)",
+			choices);
+}
+
+const char *hetsgd_policy_name(enum hetsgd_policy policy)
+{
+	const struct hetsgd_policy_desc *p = hetsgd_policy_get(policy);
+
+	return p ? p->name : "invalid";
+}
+
+double hetsgd_policy_gamma(enum hetsgd_policy policy, const struct hetsgd_policy_in *in)
+{
+	const struct hetsgd_policy_desc *p = hetsgd_policy_get(policy);
+
+	return p ? p->gamma(in) : in->gamma;
 }
 
 /* ---- LOSCAR merge ---- */

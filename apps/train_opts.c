@@ -50,6 +50,7 @@ struct optdef {
 	int (*applies)(const struct opts *o);	/* NULL: always */
 	const char *applies_to;			/* for the message */
 	int (*check)(const struct opts *o, const char *v, char *err, size_t n);	/* more rules */
+	void (*help_fn)(FILE *f, const char *left);	/* help from elsewhere */
 };
 
 /* ---- the library's enums, as ints ------------------------------------------- */
@@ -77,6 +78,17 @@ static const char *const launch_names[] = { "auto", "local", "srun" };
 static const char *const progress_names[] = { "auto", "bar", "plain", "none" };
 static const char *const pin_names[] = { "auto", "no", "yes" };		/* -1, 0, 1 */
 static const char *const provider_names[] = { "auto", "shm", "verbs" };
+
+/* The choices come from the library's table of policies. */
+static void policy_help(FILE *f, const char *left)
+{
+	char names[256];
+
+	hetsgd_policy_list(names, sizeof(names), " | ");
+	fprintf(f, "  %-26s asgd: %s (default %s)\n", left, names, hetsgd_policy_name(HETSGD_POLICY_RESCALED));
+	for (size_t i = 0; hetsgd_policy_at(i); i++)
+		fprintf(f, "  %-26s   %-15s %s\n", "", hetsgd_policy_at(i)->name, hetsgd_policy_at(i)->help);
+}
 
 /* ---- when an option applies ----------------------------------------------------- */
 
@@ -130,8 +142,7 @@ static const struct optdef optdefs[O_COUNT] = {
 	[O_METHOD] = { "method", LIB(method), .off = F(method), .arg = "M", .flags = F_HASH,
 		       .help = "asgd | sync | loscar (default asgd)" },
 	[O_POLICY] = { "policy", LIB(policy), .off = F(policy), .arg = "P", .flags = F_HASH,
-		       .applies = is_asgd, .applies_to = "--method asgd",
-		       .help = "asgd: rescaled | vanilla | delay-adaptive | ringmaster (default rescaled)" },
+		       .applies = is_asgd, .applies_to = "--method asgd", .help_fn = policy_help },
 	[O_RINGMASTER_R] = { "ringmaster-r", T_U64, F(ringmaster_r), 0, 1, 1 << 30, .arg = "R",
 			     .flags = F_HASH | F_UNSET0, .applies = is_ringmaster,
 			     .applies_to = "--method asgd --policy ringmaster",
@@ -266,7 +277,10 @@ static void usage(FILE *f)
 		char left[64];
 
 		snprintf(left, sizeof(left), "--%s%s%s", d->name, d->arg ? " " : "", d->arg ? d->arg : "");
-		fprintf(f, "  %-26s %s\n", left, d->help);
+		if (d->help_fn)
+			d->help_fn(f, left);
+		else
+			fprintf(f, "  %-26s %s\n", left, d->help);
 	}
 	fprintf(f, "Outputs in the folder: metrics.csv, workers.csv, model.bin, summary.txt,\n"
 		"loss.png, loss-work.png, accuracy.png.  Exit status: 0 trained, 1 failed,\n"

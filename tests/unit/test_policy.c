@@ -429,22 +429,31 @@ Test(tau, bad_inputs)
 
 /* ---- step-size policies ---- */
 
+static double gamma_of(enum hetsgd_policy p, double gamma, uint32_t n, uint64_t delay,
+		       uint64_t R, double tau_i, double tau_max)
+{
+	struct hetsgd_policy_in in = { .gamma = gamma, .n = n, .delay = delay, .R = R,
+				       .tau_i = tau_i, .tau_max = tau_max };
+
+	return hetsgd_policy_gamma(p, &in);
+}
+
 Test(policy, vanilla_and_delay_adaptive)
 {
 	const double g = 0.1;
 	uint64_t d;
 
 	for (d = 0; d < 50; d += 7)
-		cr_expect_eq(hetsgd_policy_gamma(HETSGD_POLICY_VANILLA, g, 4, d, 0, 0.001, 0.01), g);
+		cr_expect_eq(gamma_of(HETSGD_POLICY_VANILLA, g, 4, d, 0, 0.001, 0.01), g);
 	/* gamma n / max(n, delay), n = 4 */
 	for (d = 0; d <= 4; d++)
-		cr_expect_eq(hetsgd_policy_gamma(HETSGD_POLICY_DELAY_ADAPTIVE, g, 4, d, 0, 0, 0), g,
+		cr_expect_eq(gamma_of(HETSGD_POLICY_DELAY_ADAPTIVE, g, 4, d, 0, 0, 0), g,
 			     "delay %llu <= n", (unsigned long long)d);
-	cr_expect_float_eq(hetsgd_policy_gamma(HETSGD_POLICY_DELAY_ADAPTIVE, g, 4, 5, 0, 0, 0),
+	cr_expect_float_eq(gamma_of(HETSGD_POLICY_DELAY_ADAPTIVE, g, 4, 5, 0, 0, 0),
 			   0.08, 1e-15);
-	cr_expect_float_eq(hetsgd_policy_gamma(HETSGD_POLICY_DELAY_ADAPTIVE, g, 4, 8, 0, 0, 0),
+	cr_expect_float_eq(gamma_of(HETSGD_POLICY_DELAY_ADAPTIVE, g, 4, 8, 0, 0, 0),
 			   0.05, 1e-15);
-	cr_expect_float_eq(hetsgd_policy_gamma(HETSGD_POLICY_DELAY_ADAPTIVE, g, 4, 400, 0, 0, 0),
+	cr_expect_float_eq(gamma_of(HETSGD_POLICY_DELAY_ADAPTIVE, g, 4, 400, 0, 0, 0),
 			   0.001, 1e-15);
 }
 
@@ -453,14 +462,14 @@ Test(policy, ringmaster)
 	const double g = 0.1;
 
 	/* R = 3: delays 0 .. 2 step, 3 and beyond are dropped */
-	cr_expect_eq(hetsgd_policy_gamma(HETSGD_POLICY_RINGMASTER, g, 8, 0, 3, 0, 0), g);
-	cr_expect_eq(hetsgd_policy_gamma(HETSGD_POLICY_RINGMASTER, g, 8, 2, 3, 0, 0), g);
-	cr_expect_eq(hetsgd_policy_gamma(HETSGD_POLICY_RINGMASTER, g, 8, 3, 3, 0, 0), 0.0);
-	cr_expect_eq(hetsgd_policy_gamma(HETSGD_POLICY_RINGMASTER, g, 8, 1000, 3, 0, 0), 0.0);
+	cr_expect_eq(gamma_of(HETSGD_POLICY_RINGMASTER, g, 8, 0, 3, 0, 0), g);
+	cr_expect_eq(gamma_of(HETSGD_POLICY_RINGMASTER, g, 8, 2, 3, 0, 0), g);
+	cr_expect_eq(gamma_of(HETSGD_POLICY_RINGMASTER, g, 8, 3, 3, 0, 0), 0.0);
+	cr_expect_eq(gamma_of(HETSGD_POLICY_RINGMASTER, g, 8, 1000, 3, 0, 0), 0.0);
 	/* R = 0 means R = n = 4 */
-	cr_expect_eq(hetsgd_policy_gamma(HETSGD_POLICY_RINGMASTER, g, 4, 3, 0, 0, 0), g);
-	cr_expect_eq(hetsgd_policy_gamma(HETSGD_POLICY_RINGMASTER, g, 4, 4, 0, 0, 0), 0.0);
-	cr_expect_eq(hetsgd_policy_gamma(HETSGD_POLICY_RINGMASTER, g, 4, 5, 0, 0, 0), 0.0);
+	cr_expect_eq(gamma_of(HETSGD_POLICY_RINGMASTER, g, 4, 3, 0, 0, 0), g);
+	cr_expect_eq(gamma_of(HETSGD_POLICY_RINGMASTER, g, 4, 4, 0, 0, 0), 0.0);
+	cr_expect_eq(gamma_of(HETSGD_POLICY_RINGMASTER, g, 4, 5, 0, 0, 0), 0.0);
 }
 
 Test(policy, rescaled)
@@ -468,18 +477,18 @@ Test(policy, rescaled)
 	const double g = 0.1;
 
 	/* gamma tau_i / tau_max */
-	cr_expect_float_eq(hetsgd_policy_gamma(HETSGD_POLICY_RESCALED, g, 4, 0, 0, 0.002, 0.008),
+	cr_expect_float_eq(gamma_of(HETSGD_POLICY_RESCALED, g, 4, 0, 0, 0.002, 0.008),
 			   0.025, 1e-15);
-	cr_expect_float_eq(hetsgd_policy_gamma(HETSGD_POLICY_RESCALED, g, 4, 9, 0, 0.006, 0.008),
+	cr_expect_float_eq(gamma_of(HETSGD_POLICY_RESCALED, g, 4, 9, 0, 0.006, 0.008),
 			   0.075, 1e-15);
 	/* the slowest worker steps with gamma; the delay plays no part */
-	cr_expect_eq(hetsgd_policy_gamma(HETSGD_POLICY_RESCALED, g, 4, 100, 0, 0.008, 0.008), g);
+	cr_expect_eq(gamma_of(HETSGD_POLICY_RESCALED, g, 4, 100, 0, 0.008, 0.008), g);
 	/* estimated above a stale tau_max: the slowest */
-	cr_expect_eq(hetsgd_policy_gamma(HETSGD_POLICY_RESCALED, g, 4, 0, 0, 0.010, 0.008), g);
+	cr_expect_eq(gamma_of(HETSGD_POLICY_RESCALED, g, 4, 0, 0, 0.010, 0.008), g);
 	/* unknown tau: gamma */
-	cr_expect_eq(hetsgd_policy_gamma(HETSGD_POLICY_RESCALED, g, 4, 0, 0, 0.0, 0.008), g);
-	cr_expect_eq(hetsgd_policy_gamma(HETSGD_POLICY_RESCALED, g, 4, 0, 0, 0.002, 0.0), g);
-	cr_expect_eq(hetsgd_policy_gamma(HETSGD_POLICY_RESCALED, g, 4, 0, 0, 0.0, 0.0), g);
+	cr_expect_eq(gamma_of(HETSGD_POLICY_RESCALED, g, 4, 0, 0, 0.0, 0.008), g);
+	cr_expect_eq(gamma_of(HETSGD_POLICY_RESCALED, g, 4, 0, 0, 0.002, 0.0), g);
+	cr_expect_eq(gamma_of(HETSGD_POLICY_RESCALED, g, 4, 0, 0, 0.0, 0.0), g);
 }
 
 Test(policy, names)
@@ -502,6 +511,27 @@ Test(policy, names)
 		cr_expect_eq(hetsgd_policy_parse(names[i], &p), 0, "%s", names[i]);
 		cr_expect_eq(p, pols[i], "%s parsed as %d", names[i], (int)p);
 		cr_expect_str_eq(hetsgd_policy_name(pols[i]), names[i]);
+	}
+	/* the table: every row parses to itself, the list joins the names */
+	for (i = 0; hetsgd_policy_at(i); i++) {
+		const struct hetsgd_policy_desc *d = hetsgd_policy_at(i);
+
+		cr_expect_eq(hetsgd_policy_get(d->policy), d, "%s", d->name);
+		cr_expect_eq(hetsgd_policy_parse(d->name, &p), 0, "%s", d->name);
+		cr_expect_eq(p, d->policy);
+		cr_expect(d->help && d->gamma, "%s", d->name);
+	}
+	cr_expect_eq(i, 4);
+	cr_expect_null(hetsgd_policy_get((enum hetsgd_policy)0));
+	cr_expect_null(hetsgd_policy_get((enum hetsgd_policy)(HETSGD_POLICY_RESCALED + 1)));
+	{
+		char buf[128], small[8];
+
+		cr_expect_eq(hetsgd_policy_list(buf, sizeof(buf), ", "),
+			     strlen("vanilla, delay-adaptive, ringmaster, rescaled"));
+		cr_expect_str_eq(buf, "vanilla, delay-adaptive, ringmaster, rescaled");
+		hetsgd_policy_list(small, sizeof(small), ", ");
+		cr_expect_str_eq(small, "vanilla");
 	}
 	p = HETSGD_POLICY_VANILLA;
 	cr_expect_eq(hetsgd_policy_parse("adaptive", &p), -EINVAL);

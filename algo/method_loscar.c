@@ -1,0 +1,264 @@
+/*
+ * LOSCAR-SGD (both merges, with or without overlap, any K): a worker
+ * takes local steps for round_s seconds, snapshots the K masked values
+ * (mask from (seed, round), the same on every rank), writes them, keeps
+ * stepping (overlap) or waits (no overlap) until the average lands,
+ * merges, and starts the next round.  The server averages the n blocks of
+ * a round and writes the average to all, held comm_delay_s; it asks for
+ * whole-model snapshots when an evaluation is due, and for the final
+ * models at the end.  K = d is the dense baseline.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "methods.h"
+#include "server.h"
+#include "worker.h"
+
+/* ---- worker ---- */
+
+/* Round r's snapshot y = x[S], written; no step until the progress
+ * thread has encoded it from x. */
+static int loscar_send_round(struct worker *w, uint64_t r)
+{
+	struct eng *e = w->e;
+	int ret = hetsgd_mask_draw(&w->mask, e->mask_seed, r);
+
+	if (ret)
+		return algo_err(ret, "drawing the mask of round %llu: %s", (unsigned long long)r,
+				hetsgd_errmsg());
+	for (uint32_t j = 0; j < e->k; j++)
+		w->y[j] = w->x[w->mask.idx[j]];
+	worker_post(w, MSG_ROUND, r, w->x, 0);
+	worker_wait_written(w);
+	return 0;
+}
+
+/* The average of round r from the inbox into x; a snapshot when asked. */
+static int loscar_merge(struct worker *w, uint64_t r)
+{
+	struct eng *e = w->e;
+	uint16_t flags;
+
+	pthread_mutex_lock(&w->mu);
+	if (w->in_round != r) {
+		pthread_mutex_unlock(&w->mu);
+		return algo_err(-EPROTO, "the server sent the average of round %llu during round %llu",
+				(unsigned long long)w->in_round, (unsigned long long)r);
+	}
+	hetsgd_loscar_merge(e->cfg->merge, w->x, w->mask.idx, e->k, w->y, w->in_vec);
+	flags = w->in_flags;
+	worker_took_reply(w);
+	pthread_mutex_unlock(&w->mu);
+	w->rounds++;
+	if (flags & FLAG_SNAP) {
+		memcpy(w->xs, w->x, e->d * sizeof(float));
+		worker_post(w, MSG_SNAP, r + 1, w->xs, 0);
+	}
+	return 0;
+}
+
+static int loscar_worker_loop(struct worker *w)
+{
+	struct eng *e = w->e;
+	const struct hetsgd_engine_cfg *c = e->cfg;
+	uint64_t r = 0;
+	int inflight = 0, ret;
+	double round_start = now_s();
+
+	while (!atomic_load(&w->stop)) {
+		if (!inflight && now_s() - round_start >= c->round_s) {
+			ret = loscar_send_round(w, r);
+			if (ret)
+				return ret;
+			inflight = 1;
+		}
+		if (inflight) {
+			if (!c->overlap)
+				worker_wait_reply(w);
+			if (worker_has_reply(w)) {
+				ret = loscar_merge(w, r);
+				if (ret)
+					return ret;
+				r++;
+				inflight = 0;
+				round_start = now_s();
+				continue;
+			}
+			if (atomic_load(&w->stop))
+				break;
+		}
+		ret = worker_grad(w, w->x);
+		if (ret)
+			return ret;
+		sgd_step(w->x, w->g, c->gamma, e->d);
+		if (inflight)
+			w->overlap_steps++;
+	}
+	return 0;
+}
+
+/* After STOP: the whole model, for the server's final average. */
+static int loscar_worker_finish(struct worker *w)
+{
+	struct eng_hdr h;
+
+	fill_hdr(&h, MSG_FINAL, (uint32_t)w->e->rank, 0, w->rounds);
+	h.steps = w->steps;
+	return send_dense_blocking(w->e, 0, &h, w->x);
+}
+
+/* ---- server ---- */
+
+/* The average of the round, scattered onto the mask for the encoder,
+ * queued to every worker; an evaluation snapshot asked when one is due. */
+static int loscar_average(struct server *s, double t)
+{
+	struct eng *e = s->e;
+	const struct hetsgd_engine_cfg *c = e->cfg;
+	uint16_t fl = 0;
+	int ret = hetsgd_mask_draw(&s->mask, e->mask_seed, s->round);
+
+	if (ret)
+		return algo_err(ret, "drawing the mask of round %llu: %s",
+				(unsigned long long)s->round, hetsgd_errmsg());
+	for (uint32_t j = 0; j < e->k; j++)
+		s->xs[s->mask.idx[j]] = s->sum[j] / (float)e->n;
+	memset(s->sum, 0, (size_t)e->k * sizeof(float));
+	memset(s->got, 0, e->n);
+	s->acc_count = 0;
+	if (c->eval_interval_s > 0 && t >= s->next_eval && !s->snap_wanted) {
+		fl = FLAG_SNAP;
+		s->snap_wanted = 1;
+		s->next_eval = t + c->eval_interval_s;
+	}
+	for (uint32_t i = 0; i < e->n; i++)
+		if ((ret = enqueue(s, i, MSG_AVG, s->round, fl, t + c->comm_delay_s)))
+			return ret;
+	s->round++;
+	s->updates++;
+	return 0;
+}
+
+static int loscar_round(struct server *s, uint32_t wk, const struct hetsgd_ev *ev,
+			const struct hetsgd_block *b, double t)
+{
+	struct eng *e = s->e;
+	int ret = want_masked(e, ev, b, s->round, "its round block");
+
+	if (ret)
+		return ret;
+	if (s->got[wk])
+		return algo_err(-EPROTO, "worker %u sent round %llu twice", wk,
+				(unsigned long long)s->round);
+	s->got[wk] = 1;
+	for (uint32_t j = 0; j < e->k; j++)
+		s->sum[j] += b->val[j];
+	if (++s->acc_count < e->n)
+		return 0;
+	return loscar_average(s, t);
+}
+
+static int loscar_snap(struct server *s, uint32_t wk, const struct hetsgd_ev *ev,
+		       const struct hetsgd_block *b)
+{
+	struct eng *e = s->e;
+	int ret = want_full(ev, b, "a snapshot");
+
+	if (ret)
+		return ret;
+	if (!s->snap_wanted || s->have_snap[wk])
+		return algo_err(-EPROTO, "worker %u sent a snapshot the server did not ask for", wk);
+	s->have_snap[wk] = 1;
+	for (size_t j = 0; j < e->d; j++)
+		s->snap[j] += b->val[j];
+	if (++s->snap_count == e->n) {
+		eval_submit(s, s->snap, 1.0 / e->n);
+		memset(s->snap, 0, e->d * sizeof(float));
+		memset(s->have_snap, 0, e->n);
+		s->snap_count = 0;
+		s->snap_wanted = 0;
+	}
+	return 0;
+}
+
+static int loscar_server_msg(struct server *s, uint32_t wk, const struct eng_hdr *h,
+			     const struct hetsgd_block *b, const struct hetsgd_ev *ev, double t)
+{
+	int ret;
+
+	switch (h->type) {
+	case MSG_ROUND:
+		return loscar_round(s, wk, ev, b, t);
+	case MSG_SNAP:
+		return loscar_snap(s, wk, ev, b);
+	default:	/* MSG_FINAL: once per worker, after STOP (server.c) */
+		ret = want_full(ev, b, "its final model");
+		if (ret)
+			return ret;
+		for (size_t j = 0; j < s->e->d; j++)
+			s->acc[j] += b->val[j];
+		s->finals++;
+		return 0;
+	}
+}
+
+/* The final model: the average of the workers' final models. */
+static int loscar_server_finish(struct server *s)
+{
+	struct eng *e = s->e;
+
+	if (s->finals != e->n)
+		return algo_err(-EPROTO, "only %u of %u workers sent their final model", s->finals,
+				e->n);
+	for (size_t j = 0; j < e->d; j++)
+		s->x[j] = s->acc[j] / (float)e->n;
+	return 0;
+}
+
+/* ---- configuration ---- */
+
+static int loscar_check(const struct hetsgd_engine_cfg *c, uint32_t n, size_t d)
+{
+	(void)n;
+	if (c->merge != HETSGD_MERGE_DELAY_CORRECTED && c->merge != HETSGD_MERGE_OVERWRITE)
+		return algo_err(-EINVAL, "unknown merge rule %d: use delay-corrected or overwrite",
+				(int)c->merge);
+	if (c->k > d)
+		return algo_err(-EINVAL, "K = %u coordinates per round exceeds the model dimension d = %zu: use K <= d (K = d is the dense baseline)",
+				c->k, d);
+	if (!(c->round_s > 0.0) || !isfinite(c->round_s) || c->round_s > 3600.0)
+		return algo_err(-EINVAL, "LOSCAR round time %g s must be in (0, 3600]", c->round_s);
+	if (c->overlap != 0 && c->overlap != 1)
+		return algo_err(-EINVAL, "overlap must be 0 or 1, not %d", c->overlap);
+	return 0;
+}
+
+static uint32_t loscar_coords(const struct hetsgd_engine_cfg *c, size_t d)
+{
+	return c->k ? c->k : (uint32_t)d;
+}
+
+/* A round and a held average are expected silences. */
+static double loscar_quiet_s(const struct hetsgd_engine_cfg *c)
+{
+	return c->round_s + c->comm_delay_s;
+}
+
+const struct hetsgd_method_ops method_loscar = {
+	.id = HETSGD_METHOD_LOSCAR,
+	.name = "loscar",
+	.to_server = MSG_BIT(MSG_ROUND) | MSG_BIT(MSG_SNAP) | MSG_BIT(MSG_FINAL),
+	.to_worker = MSG_BIT(MSG_AVG),
+	.delayable = 1,
+	.check = loscar_check,
+	.coords = loscar_coords,
+	.quiet_s = loscar_quiet_s,
+	.worker_loop = loscar_worker_loop,
+	.worker_finish = loscar_worker_finish,
+	.server_msg = loscar_server_msg,
+	.server_finish = loscar_server_finish,
+};

@@ -1,0 +1,430 @@
+/*
+ * The server (server.h): its loop, the legal messages per worker state,
+ * the pending sends, stop.  The method handles each block through
+ * e->ops->server_msg.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server.h"
+
+static const char *const peer_state_names[WK_NSTATES] = {
+	[WK_TRAINING] = "TRAINING", [WK_STOPPED] = "STOPPED", [WK_FINAL] = "FINAL",
+	[WK_DONE] = "DONE",
+};
+
+/*
+ * Which message from a worker is legal in which of its states (the
+ * method narrows it further to the messages it uses: ops->to_server).
+ * GRAD and ROUND that cross STOP on the wire are legal and dropped.
+ */
+static const uint8_t server_legal[MSG_MAX][WK_NSTATES] = {
+	[MSG_GRAD] = { [WK_TRAINING] = 1, [WK_STOPPED] = 1 },
+	[MSG_ROUND] = { [WK_TRAINING] = 1, [WK_STOPPED] = 1 },
+	[MSG_SNAP] = { [WK_TRAINING] = 1, [WK_STOPPED] = 1 },
+	[MSG_FINAL] = { [WK_STOPPED] = 1 },
+	[MSG_STATS] = { [WK_STOPPED] = 1, [WK_FINAL] = 1 },
+	[MSG_ABORT] = { 1, 1, 1, 1 },
+};
+
+uint64_t server_grads(const struct server *s)
+{
+	uint64_t t = 0;
+
+	for (uint32_t i = 0; i < s->e->n; i++)
+		t += s->steps[i];
+	return t;
+}
+
+int enqueue(struct server *s, uint32_t wk, uint16_t type, uint64_t round,
+	    uint16_t flags, double due)
+{
+	struct pending *p;
+
+	if (s->pend_len[wk] == MAX_PENDING)
+		return algo_err(-EOVERFLOW, "server: more than %u messages queued for worker %u: the engine lost track of a worker",
+				MAX_PENDING, wk);
+	p = &s->pend[(size_t)wk * MAX_PENDING + s->pend_len[wk]++];
+	p->type = type;
+	p->round = round;
+	p->flags = flags;
+	p->due = due;
+	return 0;
+}
+
+static int fill_avg(struct eng *e, void *buf, size_t cap, size_t *len, void *arg)
+{
+	struct server *s = arg;
+	struct hetsgd_block_hdr bh = { .kind = MSG_AVG, .sender = 0, .dim = (uint32_t)e->d,
+				       .round = s->mask.round, .seed = e->mask_seed };
+	int ret = hetsgd_block_encode_masked(buf, cap, &bh, &s->mask, s->xs, len);
+
+	return ret ? algo_err(ret, "encoding an average: %s", hetsgd_errmsg()) : 0;
+}
+
+/* Write what is due, in order, per worker. */
+static int server_flush(struct server *s)
+{
+	struct eng *e = s->e;
+	double t = now_s();
+
+	for (uint32_t wk = 0; wk < e->n; wk++) {
+		struct pending *q = s->pend + (size_t)wk * MAX_PENDING;
+
+		while (s->pend_len[wk] && q[0].due <= t) {
+			struct eng_hdr h;
+			int ret;
+
+			fill_hdr(&h, q[0].type, 0, 0, q[0].round);
+			h.flags = q[0].flags;
+			if (q[0].type == MSG_MODEL) {
+				h.round = s->version;	/* the freshest model */
+				ret = send_dense(e, (int)wk + 1, &h, s->x);
+			} else if (q[0].type == MSG_AVG) {
+				ret = eng_send(e, (int)wk + 1, &h, fill_avg, s);
+			} else {
+				ret = eng_send(e, (int)wk + 1, &h, NULL, NULL);
+			}
+			if (ret == -EAGAIN)
+				break;
+			if (ret)
+				return ret;
+			memmove(q, q + 1, (s->pend_len[wk] - 1) * sizeof(*q));
+			s->pend_len[wk]--;
+		}
+	}
+	return 0;
+}
+
+void apply_block(float *x, const struct hetsgd_block *b, float gamma)
+{
+	if (b->encoding == HETSGD_ENC_INDEXED) {
+		for (uint32_t j = 0; j < b->count; j++)
+			x[b->idx[j]] -= gamma * b->val[j];
+	} else {
+		sgd_step(x + b->first, b->val, gamma, b->count);
+	}
+}
+
+/* Whether worker wk may send h's type now; a protocol error if not. */
+static int server_check_legal(struct server *s, uint32_t wk, const struct eng_hdr *h)
+{
+	const struct hetsgd_method_ops *ops = s->e->ops;
+	enum peer_state st = (enum peer_state)s->wk_state[wk];
+
+	if (h->type != MSG_STATS && h->type != MSG_ABORT && !(ops->to_server & MSG_BIT(h->type)))
+		return algo_err(-EPROTO, "worker %u sent %s, which a %s server does not expect: the ranks run different configurations",
+				wk, msg_names[h->type], ops->name);
+	if (!server_legal[h->type][st])
+		return algo_err(-EPROTO, "worker %u sent %s in state %s, where it is not legal (STATS and FINAL come once, after STOP)",
+				wk, msg_names[h->type], peer_state_names[st]);
+	return 0;
+}
+
+/* STATS, the last message of worker wk: its state goes DONE. */
+static int server_stats(struct server *s, uint32_t wk, const struct eng_hdr *h,
+			const struct hetsgd_ev *ev)
+{
+	struct wire_stats w;
+	struct hetsgd_worker_stats *o = &s->ws[wk];
+
+	if (h->body != sizeof(w))
+		return algo_err(-EPROTO, "worker %u sent statistics of %u bytes (expected %zu)",
+				wk, h->body, sizeof(w));
+	memcpy(&w, (const char *)ev->data + HDR_BYTES, sizeof(w));
+	if (!finite_nonneg(w.tau_target) || !finite_nonneg(w.compute_s) ||
+	    !finite_nonneg(w.idle_s) || !finite_nonneg(w.elapsed_s))
+		return algo_err(-EPROTO, "worker %u sent statistics with a time that is negative or not a number",
+				wk);
+	stats_from_wire(o, wk, &w);
+	o->tau_est = hetsgd_tau_get(&s->tau, wk);
+	hetsgd_tau_leave(&s->tau, wk);
+	s->wk_state[wk] = WK_DONE;
+	if (++s->ndone == s->e->n)
+		s->state = S_DRAINED;
+	return 0;
+}
+
+/* A landed block. */
+static int server_recv(struct server *s, const struct hetsgd_ev *ev)
+{
+	struct eng *e = s->e;
+	struct eng_hdr h;
+	struct hetsgd_block b;
+	uint32_t wk;
+	double t = now_s();
+	int ret;
+
+	if (ev->peer < 1 || ev->peer >= e->size)
+		return algo_err(-EPROTO, "a message from rank %d, which is not a worker", ev->peer);
+	wk = (uint32_t)ev->peer - 1;
+	ret = eng_parse(e, ev, &h, &b, ev->kind != MSG_STATS && ev->kind != MSG_ABORT);
+	if (ret)
+		return ret;
+	if (h.type == MSG_ABORT)
+		return peer_aborted(ev, &h);
+	ret = server_check_legal(s, wk, &h);
+	if (ret)
+		return ret;
+	if (h.steps < s->steps[wk])
+		return algo_err(-EPROTO, "worker %u reported %llu steps after %llu", wk,
+				(unsigned long long)h.steps, (unsigned long long)s->steps[wk]);
+	/* ROUND's tau, for the statistics: compute seconds per step over
+	 * the round (a bad report only leaves the estimate as it was) */
+	if (h.type == MSG_ROUND && h.steps > s->steps[wk] && h.compute >= s->compute[wk])
+		(void)hetsgd_tau_report(&s->tau, wk, (h.compute - s->compute[wk]) /
+					(double)(h.steps - s->steps[wk]), t);
+	s->steps[wk] = h.steps;
+	s->compute[wk] = h.compute;
+	s->idle[wk] = h.idle;
+	s->wall[wk] = h.elapsed;
+	if (h.type == MSG_STATS)
+		return server_stats(s, wk, &h, ev);
+	if (s->wk_state[wk] == WK_STOPPED && (h.type == MSG_GRAD || h.type == MSG_ROUND))
+		return 0;	/* crossed STOP on the wire */
+	ret = e->ops->server_msg(s, wk, &h, &b, ev, t);
+	if (!ret && h.type == MSG_FINAL)
+		s->wk_state[wk] = WK_FINAL;
+	return ret;
+}
+
+/*
+ * TRAINING -> STOPPING: every worker goes STOPPED, and STOP goes out now:
+ * a held average or a model would only make the workers step past the
+ * budget.
+ */
+static int server_stop(struct server *s, const char *why, struct hetsgd_engine_result *res)
+{
+	int ret = 0;
+
+	s->state = S_STOPPING;
+	snprintf(res->stop_reason, sizeof(res->stop_reason), "%s", why);
+	memset(s->pend_len, 0, s->e->n * sizeof(*s->pend_len));
+	for (uint32_t i = 0; i < s->e->n && !ret; i++) {
+		s->wk_state[i] = WK_STOPPED;
+		ret = enqueue(s, i, MSG_STOP, 0, 0, 0.0);
+	}
+	return ret;
+}
+
+static const char *server_should_stop(struct server *s, double t)
+{
+	const struct hetsgd_engine_cfg *c = s->e->cfg;
+
+	if (c->budget_s > 0 && t - s->e->t0 >= c->budget_s)
+		return "time budget";
+	if (c->budget_grads && server_grads(s) >= c->budget_grads)
+		return "gradient budget";
+	if (atomic_load(&s->target_hit))
+		return s->target_why;
+	return NULL;
+}
+
+static int server_setup(struct server *s, struct eng *e)
+{
+	const struct hetsgd_engine_cfg *c = e->cfg;
+	pthread_condattr_t ca;
+	int ret;
+
+	memset(s, 0, sizeof(*s));
+	s->e = e;
+	s->state = S_TRAINING;
+	pthread_mutex_init(&s->emu, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&s->ecv, &ca);
+	pthread_condattr_destroy(&ca);
+	ret = hetsgd_tau_init(&s->tau, e->n, c->tau_window ? c->tau_window : 8,
+			      c->tau_stale_s > 0 ? c->tau_stale_s : 2.0);
+	if (ret)
+		return ret;
+	s->x = hetsgd_topo_alloc(e->plan.numa_node, e->d * sizeof(float));
+	s->wk_state = calloc(e->n, 1);
+	s->acc = calloc(e->d, sizeof(float));
+	s->got = calloc(e->n, 1);
+	s->ws = calloc(e->n, sizeof(*s->ws));
+	s->have_snap = calloc(e->n, 1);
+	s->compute = calloc(e->n, sizeof(double));
+	s->steps = calloc(e->n, sizeof(*s->steps));
+	s->idle = calloc(e->n, sizeof(double));
+	s->wall = calloc(e->n, sizeof(double));
+	s->sum = calloc((size_t)e->k + 1, sizeof(float));
+	s->xs = calloc(e->d, sizeof(float));
+	s->snap = calloc(e->d, sizeof(float));
+	s->pend = calloc((size_t)e->n * MAX_PENDING, sizeof(*s->pend));
+	s->pend_len = calloc(e->n, sizeof(*s->pend_len));
+	s->job.x = malloc(e->d * sizeof(float));
+	s->eg = malloc(e->d * sizeof(float));
+	if (e->io->eval && e->io->eval->n)
+		s->eidx = malloc(e->io->eval->n * sizeof(uint32_t));
+	if (!s->x || !s->wk_state || !s->acc || !s->got || !s->ws || !s->have_snap ||
+	    !s->compute || !s->steps || !s->idle || !s->wall || !s->sum || !s->xs || !s->snap ||
+	    !s->pend || !s->pend_len || !s->job.x || !s->eg ||
+	    (e->io->eval && e->io->eval->n && !s->eidx))
+		return algo_err(-ENOMEM, "server: out of memory for a model of %zu floats", e->d);
+	if (e->io->eval && e->io->eval->n > UINT32_MAX)
+		return algo_err(-EINVAL, "the evaluation set has %llu samples; at most 2^32 - 1",
+				(unsigned long long)e->io->eval->n);
+	for (uint64_t i = 0; s->eidx && i < e->io->eval->n; i++)
+		s->eidx[i] = (uint32_t)i;
+	memcpy(s->x, e->io->x0, e->d * sizeof(float));
+	return eng_mask_init(e, &s->mask);
+}
+
+static void server_free(struct server *s)
+{
+	eval_stop(s);
+	hetsgd_tau_fini(&s->tau);
+	hetsgd_mask_fini(&s->mask);
+	if (s->x)
+		hetsgd_topo_free(s->x, s->e->d * sizeof(float));
+	free(s->wk_state);
+	free(s->acc);
+	free(s->got);
+	free(s->ws);
+	free(s->have_snap);
+	free(s->compute);
+	free(s->steps);
+	free(s->idle);
+	free(s->wall);
+	free(s->sum);
+	free(s->xs);
+	free(s->snap);
+	free(s->pend);
+	free(s->pend_len);
+	free(s->job.x);
+	free(s->eg);
+	free(s->eidx);
+	free(s->pts);
+	pthread_cond_destroy(&s->ecv);
+	pthread_mutex_destroy(&s->emu);
+}
+
+/* A landed block (a recv_fn). */
+static int server_landed(void *ctx, const struct hetsgd_ev *ev)
+{
+	struct server *s = ctx;
+
+	s->e->bytes_recv += ev->len;
+	s->landed = 1;
+	return server_recv(s, ev);
+}
+
+static int server_stalled(struct server *s)
+{
+	struct eng *e = s->e;
+	uint32_t i;
+
+	for (i = 0; i < e->n && s->wk_state[i] == WK_DONE; i++)
+		;
+	if (s->state != S_TRAINING)
+		return algo_err(-ETIMEDOUT, "the server heard nothing from any worker for %.0f s after stopping them (worker %u still owes its statistics): a worker died or stalled",
+				e->stall_s, i);
+	return algo_err(-ETIMEDOUT, "the server heard nothing from any worker for %.0f s: a worker died or stalled (raise the stall time if steps are that slow)",
+			e->stall_s);
+}
+
+/* The progress loop, until every worker is DONE (S_DRAINED) or an error. */
+static int server_loop(struct server *s, struct hetsgd_engine_result *res)
+{
+	struct eng *e = s->e;
+	struct hetsgd_ev ev[32];
+	double t, last_recv = e->t0;
+	int ret = 0, idle_polls = 0;
+
+	/* every worker starts from x0 on its own: nothing to send first */
+	for (;;) {
+		int n;
+
+		s->landed = 0;
+		n = eng_poll(e, ev, 32, server_landed, s);
+		t = now_s();
+		if (s->landed)
+			last_recv = t;
+		if (n < 0)
+			return n;
+		if (s->state == S_TRAINING) {
+			const char *why = server_should_stop(s, t);
+
+			if (why)
+				ret = server_stop(s, why, res);
+			else if (e->ops->server_tick)
+				e->ops->server_tick(s, t);
+		}
+		if (!ret)
+			ret = server_flush(s);
+		if (ret)
+			return ret;
+		if (s->state == S_DRAINED)
+			break;
+		if (t - last_recv > e->stall_s)
+			return server_stalled(s);
+		ret = eval_error(s);
+		if (ret)
+			return ret;
+		if (n == 0 && ++idle_polls > 64) {
+			struct timespec ts = { 0, 50000 };
+
+			nanosleep(&ts, NULL);
+		} else if (n) {
+			idle_polls = 0;
+		}
+	}
+	return 0;
+}
+
+int server_run(struct eng *e, struct hetsgd_engine_result *res)
+{
+	const struct hetsgd_engine_cfg *c = e->cfg;
+	struct server S, *s = &S;
+	int ret;
+
+	ret = server_setup(s, e);
+	if (ret)
+		goto out;
+	bind_self(e, e->plan.progress_pu);
+	ret = eval_start(s);
+	if (ret)
+		goto out;
+	e->t0 = now_s();
+	s->next_eval = e->t0 + c->eval_interval_s;
+	if (c->eval_interval_s > 0 || c->target_loss > 0 || c->target_acc > 0)
+		eval_submit(s, s->x, 1.0);	/* the starting point */
+	ret = server_loop(s, res);
+	if (ret) {
+		/* tell every worker, so that none waits out its stall time */
+		char reason[ABORT_MAX + 1];
+
+		snprintf(reason, sizeof(reason), "%s", hetsgd_algo_errmsg());
+		abort_peers(e, reason);
+		algo_err(ret, "%s", reason);
+		goto out;
+	}
+	res->elapsed_s = now_s() - e->t0;
+	/* wait for the last evaluation, then evaluate the final model here */
+	eval_stop(s);
+	ret = eval_error(s);
+	if (!ret && e->ops->server_finish)
+		ret = e->ops->server_finish(s);
+	if (!ret)
+		ret = eval_final(s, res);
+	if (ret)
+		goto out;
+	if (e->io->x_out)
+		memcpy(e->io->x_out, s->x, e->d * sizeof(float));
+	res->updates = s->updates;
+	res->dropped = s->dropped;
+	res->nworkers = e->n;
+	res->workers = s->ws;
+	s->ws = NULL;
+	res->points = s->pts;
+	res->npoints = s->npts;
+	s->pts = NULL;
+out:
+	server_free(s);
+	return ret;
+}

@@ -1,0 +1,121 @@
+/*
+ * The engine's messages: a 64-byte engine header (below) then a transport
+ * block.  Every field from a peer is checked before use; a peer that
+ * breaks the protocol ends the run with an error naming it.  Blocks to
+ * one peer arrive in the order they were written (one ring per peer,
+ * filled in order), which the stop protocol relies on: STOP is the
+ * server's last message to a worker.
+ */
+#ifndef HETSGD_WIRE_H
+#define HETSGD_WIRE_H
+
+#include "engine_core.h"
+
+#define ENG_MAGIC 0x45475348u	/* "HSGE" little-endian */
+#define HDR_BYTES 64u
+
+enum msg_type {
+	MSG_GRAD = 1,	/* worker -> server: gradient at model version `round` */
+	MSG_MODEL,	/* server -> worker: the model, version `round` */
+	MSG_ROUND,	/* worker -> server: masked snapshot y of round `round` */
+	MSG_AVG,	/* server -> worker: the average of round `round` */
+	MSG_SNAP,	/* worker -> server: the whole model, for evaluation */
+	MSG_FINAL,	/* worker -> server: the whole model at the end */
+	MSG_STOP,	/* server -> worker: the last message */
+	MSG_STATS,	/* worker -> server: its statistics, its last message */
+	MSG_ABORT,	/* either way: this rank failed; the body says why */
+	MSG_MAX,
+};
+
+#define MSG_BIT(t) (1u << (t))
+
+extern const char *const msg_names[MSG_MAX];
+
+#define ABORT_MAX 480u		/* bytes of reason an ABORT carries */
+
+#define FLAG_DROPPED 1u		/* MODEL: the server discarded your gradient */
+#define FLAG_SNAP 2u		/* AVG: send your model after this merge */
+
+struct eng_hdr {
+	uint32_t magic;
+	uint16_t type;
+	uint16_t flags;
+	uint32_t sender;
+	uint32_t body;		/* bytes after the header */
+	uint64_t round;		/* model version or LOSCAR round */
+	uint64_t steps;		/* worker: gradients computed so far */
+	double tau;		/* worker: seconds per gradient, last period */
+	double idle;		/* worker: seconds waiting so far */
+	double elapsed;		/* worker: seconds since its start */
+	double compute;		/* worker: seconds computing so far */
+};
+_Static_assert(sizeof(struct eng_hdr) == HDR_BYTES, "engine header is 64 bytes");
+
+/* The statistics a worker sends at the end (host order: one host type). */
+struct wire_stats {
+	uint64_t steps, sent, rounds, overlap_steps, dropped, overruns;
+	double tau_target, compute_s, idle_s, elapsed_s;
+	uint64_t bytes_sent, bytes_recv;
+};
+
+/* The public statistics of worker wk from what it sent. */
+void stats_from_wire(struct hetsgd_worker_stats *o, uint32_t wk,
+		     const struct wire_stats *w);
+
+void fill_hdr(struct eng_hdr *h, uint16_t type, uint32_t sender, uint32_t body,
+	      uint64_t round);
+
+/*
+ * Writes the body of a message after the header: at most cap bytes at
+ * buf, their number in *len.  0 or a negative errno (with the message).
+ */
+typedef int (*body_fn)(struct eng *e, void *buf, size_t cap, size_t *len, void *arg);
+
+/*
+ * Take a send buffer, let fill() write the body after the header, and put
+ * it.  -EAGAIN when no buffer or credit is free: nothing was sent, try
+ * again after progress.
+ */
+int eng_send(struct eng *e, int peer, struct eng_hdr *h, body_fn fill, void *arg);
+
+/*
+ * One pass of progress: each landed block to on_recv (NULL: dropped),
+ * then its slot released; an error of on_recv stops the pass.  Returns
+ * the number of events (>= 0), or a negative errno with the message.
+ */
+typedef int (*recv_fn)(void *ctx, const struct hetsgd_ev *ev);
+int eng_poll(struct eng *e, struct hetsgd_ev *ev, int max, recv_fn on_recv, void *ctx);
+
+/* Send until it goes, driving progress meanwhile: for the last messages,
+ * when nothing but ABORT may arrive (other blocks that land are released). */
+int send_blocking(struct eng *e, int peer, struct eng_hdr *h, body_fn fill, void *arg);
+
+/* The whole model x, dense, with h's type and round. */
+int send_dense(struct eng *e, int peer, struct eng_hdr *h, const float *x);
+int send_dense_blocking(struct eng *e, int peer, struct eng_hdr *h, const float *x);
+
+/* Body writer of STATS: arg is a struct wire_stats. */
+int fill_stats(struct eng *e, void *buf, size_t cap, size_t *len, void *arg);
+
+/* Check a landed message; *blk is decoded when the header says a block follows. */
+int eng_parse(struct eng *e, const struct hetsgd_ev *ev, struct eng_hdr *h,
+	      struct hetsgd_block *blk, int want_block);
+
+/* A block that must be dense and cover the whole model. */
+int want_full(const struct hetsgd_ev *ev, const struct hetsgd_block *b, const char *what);
+
+/* A block that must be the mask of (seed, round) with K values. */
+int want_masked(struct eng *e, const struct hetsgd_ev *ev, const struct hetsgd_block *b,
+		uint64_t round, const char *what);
+
+/* The error an ABORT from a peer becomes here. */
+int peer_aborted(const struct hetsgd_ev *ev, const struct eng_hdr *h);
+
+/*
+ * Tell this rank's peers that it failed (the server tells every worker,
+ * a worker the server), so that they fail at once with the reason
+ * instead of waiting out the stall time.  Best effort.
+ */
+void abort_peers(struct eng *e, const char *why);
+
+#endif
