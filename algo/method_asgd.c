@@ -76,12 +76,12 @@ static int asgd_server_msg(struct server *s, uint32_t wk, const struct eng_hdr *
 	if (h->round > s->version)
 		return algo_err(-EPROTO, "worker %u sent a gradient at model version %llu; the server is at %llu",
 				wk, (unsigned long long)h->round, (unsigned long long)s->version);
-	ret = hetsgd_tau_report(&s->tau, wk, h->tau, t);
+	ret = hetsgd_tau_report(s->tau, wk, h->tau, t);
 	if (ret)
 		return ret;
 	in.delay = s->version - h->round;
-	in.tau_i = hetsgd_tau_get(&s->tau, wk);
-	in.tau_max = hetsgd_tau_max(&s->tau, t);
+	in.tau_i = hetsgd_tau_get(s->tau, wk);
+	in.tau_max = hetsgd_tau_max(s->tau, t);
 	g_i = hetsgd_policy_gamma(c->policy, &in);
 	if (g_i == 0.0) {
 		s->dropped++;

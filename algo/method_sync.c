@@ -26,7 +26,7 @@ static int sync_server_msg(struct server *s, uint32_t wk, const struct eng_hdr *
 		return algo_err(-EPROTO, "worker %u sent a gradient for version %llu in synchronous round %llu",
 				wk, (unsigned long long)h->round, (unsigned long long)s->version);
 	s->got[wk] = 1;
-	(void)hetsgd_tau_report(&s->tau, wk, h->tau, t);	/* for the statistics */
+	(void)hetsgd_tau_report(s->tau, wk, h->tau, t);	/* for the statistics */
 	apply_block(s->acc, b, -1.0f);	/* acc += g */
 	if (++s->acc_count < e->n)
 		return 0;

@@ -850,6 +850,37 @@ int hetsgd_objective_quad_create(size_t d, const float *a, const float *b,
 	return 0;
 }
 
+int hetsgd_quad_generate(size_t d, size_t k, uint64_t seed, float *const *a, float *const *b,
+			 float *avg_a, float *avg_b)
+{
+	uint64_t s = seed * 0x9e3779b97f4a7c15ull + 1;
+
+	if (!d || !k || !a || !b || (!avg_a) != (!avg_b))
+		return algo_err(-EINVAL, "hetsgd_quad_generate: need d, k >= 1, a and b, and both averages or none");
+	for (size_t i = 0; i < k; i++) {
+		if (!a[i] || !b[i])
+			return algo_err(-EINVAL, "hetsgd_quad_generate: worker %zu has no arrays", i);
+		for (size_t c = 0; c < d; c++) {
+			/* an LCG: the same quadratics from a seed on every machine */
+			s = s * 6364136223846793005ull + 1442695040888963407ull;
+			a[i][c] = 0.5f + (float)((s >> 40) % 1000) / 666.0f;
+			b[i][c] = 2.0f * ((float)i - 0.5f * (float)(k - 1)) +
+				  (float)((s >> 20) % 1000) / 1000.0f - 0.5f;
+		}
+	}
+	for (size_t c = 0; avg_a && c < d; c++) {
+		double num = 0, den = 0;
+
+		for (size_t i = 0; i < k; i++) {
+			num += (double)a[i][c] * b[i][c];
+			den += a[i][c];
+		}
+		avg_a[c] = (float)(den / (double)k);
+		avg_b[c] = (float)(num / den);
+	}
+	return 0;
+}
+
 int hetsgd_quad_weighted_optimum(size_t d, size_t k, const float *const *a,
 				 const float *const *b, const double *w,
 				 float *xstar)

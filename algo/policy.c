@@ -170,15 +170,44 @@ double hetsgd_profile_step(const struct hetsgd_profile *prof, double mean,
 
 /* ---- tau estimation ---- */
 
-int hetsgd_tau_init(struct hetsgd_tau_est *e, uint32_t n, uint32_t window,
-		    double stale_s)
+/* The estimator's state: private, so that its layout may change. */
+struct hetsgd_tau_est {
+	uint32_t n;
+	uint32_t window;
+	double stale_s;
+	double *hist;		/* n * window reports, ring per worker */
+	uint32_t *count;	/* reports in the ring (<= window) */
+	uint32_t *pos;		/* next ring position */
+	double *last;		/* time of the last report */
+	double *est;		/* current median; 0 before the first report */
+	uint8_t *left;
+};
+
+void hetsgd_tau_destroy(struct hetsgd_tau_est *e)
 {
-	memset(e, 0, sizeof(*e));
+	if (!e)
+		return;
+	free(e->hist);
+	free(e->count);
+	free(e->pos);
+	free(e->last);
+	free(e->est);
+	free(e->left);
+	free(e);
+}
+
+int hetsgd_tau_create(uint32_t n, uint32_t window, double stale_s, struct hetsgd_tau_est **out)
+{
+	struct hetsgd_tau_est *e;
+
 	if (n == 0 || window == 0 || window > 1024)
 		return algo_err(-EINVAL, "tau estimate: need n >= 1 and window 1 .. 1024 (got %u, %u)",
 				n, window);
 	if (!(stale_s > 0.0) || !isfinite(stale_s))
 		return algo_err(-EINVAL, "tau estimate: stale time %g s must be positive", stale_s);
+	e = calloc(1, sizeof(*e));
+	if (!e)
+		return algo_err(-ENOMEM, "tau estimate: out of memory");
 	e->n = n;
 	e->window = window;
 	e->stale_s = stale_s;
@@ -189,21 +218,11 @@ int hetsgd_tau_init(struct hetsgd_tau_est *e, uint32_t n, uint32_t window,
 	e->est = calloc(n, sizeof(*e->est));
 	e->left = calloc(n, sizeof(*e->left));
 	if (!e->hist || !e->count || !e->pos || !e->last || !e->est || !e->left) {
-		hetsgd_tau_fini(e);
+		hetsgd_tau_destroy(e);
 		return algo_err(-ENOMEM, "tau estimate: out of memory for %u workers", n);
 	}
+	*out = e;
 	return 0;
-}
-
-void hetsgd_tau_fini(struct hetsgd_tau_est *e)
-{
-	free(e->hist);
-	free(e->count);
-	free(e->pos);
-	free(e->last);
-	free(e->est);
-	free(e->left);
-	memset(e, 0, sizeof(*e));
 }
 
 static int cmp_double(const void *a, const void *b)

@@ -141,8 +141,8 @@ static int server_stats(struct server *s, uint32_t wk, const struct eng_hdr *h,
 		return algo_err(-EPROTO, "worker %u sent statistics with a time that is negative or not a number",
 				wk);
 	stats_from_wire(o, wk, &w);
-	o->tau_est = hetsgd_tau_get(&s->tau, wk);
-	hetsgd_tau_leave(&s->tau, wk);
+	o->tau_est = hetsgd_tau_get(s->tau, wk);
+	hetsgd_tau_leave(s->tau, wk);
 	s->wk_state[wk] = WK_DONE;
 	if (++s->ndone == s->e->n)
 		s->state = S_DRAINED;
@@ -176,7 +176,7 @@ static int server_recv(struct server *s, const struct hetsgd_ev *ev)
 	/* ROUND's tau, for the statistics: compute seconds per step over
 	 * the round (a bad report only leaves the estimate as it was) */
 	if (h.type == MSG_ROUND && h.steps > s->steps[wk] && h.compute >= s->compute[wk])
-		(void)hetsgd_tau_report(&s->tau, wk, (h.compute - s->compute[wk]) /
+		(void)hetsgd_tau_report(s->tau, wk, (h.compute - s->compute[wk]) /
 					(double)(h.steps - s->steps[wk]), t);
 	s->steps[wk] = h.steps;
 	s->compute[wk] = h.compute;
@@ -238,8 +238,8 @@ static int server_setup(struct server *s, struct eng *e)
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&s->ecv, &ca);
 	pthread_condattr_destroy(&ca);
-	ret = hetsgd_tau_init(&s->tau, e->n, c->tau_window ? c->tau_window : 8,
-			      c->tau_stale_s > 0 ? c->tau_stale_s : 2.0);
+	ret = hetsgd_tau_create(e->n, c->tau_window ? c->tau_window : 8,
+			      c->tau_stale_s > 0 ? c->tau_stale_s : 2.0, &s->tau);
 	if (ret)
 		return ret;
 	s->x = hetsgd_topo_alloc(e->plan.numa_node, e->d * sizeof(float));
@@ -278,7 +278,8 @@ static int server_setup(struct server *s, struct eng *e)
 static void server_free(struct server *s)
 {
 	eval_stop(s);
-	hetsgd_tau_fini(&s->tau);
+	hetsgd_tau_destroy(s->tau);
+	s->tau = NULL;
 	hetsgd_mask_fini(&s->mask);
 	if (s->x)
 		hetsgd_topo_free(s->x, s->e->d * sizeof(float));

@@ -107,45 +107,23 @@ static int load_data(struct job *j, int keep, int server, char *err, size_t n)
 	if (!j->shard)
 		return train_err(err, n, "out of memory");
 	if (o->objective == HETSGD_OBJ_QUAD) {
-		/* heterogeneous quadratics: worker i's optimum sits around 2 (i - (n-1)/2) */
-		uint64_t s = o->seed * 0x9e3779b97f4a7c15ull + 1;
-		double *num = calloc(o->dim, sizeof(double)), *den = calloc(o->dim, sizeof(double));
-
+		/* heterogeneous quadratics: worker i's optimum sits around 2 (i - (n-1)/2);
+		 * the server's loss is then f(x) - f(x*) of the average objective */
 		j->d = o->dim;
 		j->qa = calloc((size_t)W, sizeof(float *));
 		j->qb = calloc((size_t)W, sizeof(float *));
 		j->qavg_a = malloc(o->dim * sizeof(float));
 		j->qavg_b = malloc(o->dim * sizeof(float));
-		if (!num || !den || !j->qa || !j->qb || !j->qavg_a || !j->qavg_b) {
-			free(num);
-			free(den);
+		if (!j->qa || !j->qb || !j->qavg_a || !j->qavg_b)
 			return train_err(err, n, "out of memory");
-		}
 		for (int i = 0; i < W; i++) {
 			j->qa[i] = malloc(o->dim * sizeof(float));
 			j->qb[i] = malloc(o->dim * sizeof(float));
-			if (!j->qa[i] || !j->qb[i]) {
-				free(num);
-				free(den);
+			if (!j->qa[i] || !j->qb[i])
 				return train_err(err, n, "out of memory");
-			}
-			for (uint32_t c = 0; c < o->dim; c++) {
-				s = s * 6364136223846793005ull + 1442695040888963407ull;
-				j->qa[i][c] = 0.5f + (float)((s >> 40) % 1000) / 666.0f;
-				j->qb[i][c] = 2.0f * ((float)i - 0.5f * (float)(W - 1)) +
-					      (float)((s >> 20) % 1000) / 1000.0f - 0.5f;
-				num[c] += (double)j->qa[i][c] * j->qb[i][c];
-				den[c] += j->qa[i][c];
-			}
 		}
-		/* (1/n) sum f_i = 0.5 (x - x*)^T diag(mean a) (x - x*) + const:
-		 * the server's loss is then f(x) - f(x*) */
-		for (uint32_t c = 0; c < o->dim; c++) {
-			j->qavg_a[c] = (float)(den[c] / W);
-			j->qavg_b[c] = (float)(num[c] / den[c]);
-		}
-		free(num);
-		free(den);
+		if (hetsgd_quad_generate(o->dim, (size_t)W, o->seed, j->qa, j->qb, j->qavg_a, j->qavg_b))
+			return algo_fail(err, n, "generating the quadratics");
 		j->data_label = "heterogeneous quadratics";
 		goto model;
 	}

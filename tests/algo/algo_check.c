@@ -224,7 +224,6 @@ static int scenario_quad(const struct opts *o)
 	struct job j = { .o = o, .d = 8, .n = 4 };
 	struct quad_ctx q = { .j = &j };
 	double w[4];
-	uint64_t s = o->seed;
 	int bad = 0;
 
 	j.qa = calloc(j.n, sizeof(float *));
@@ -235,11 +234,11 @@ static int scenario_quad(const struct opts *o)
 	for (uint32_t i = 0; i < j.n; i++) {
 		j.qa[i] = malloc(j.d * sizeof(float));
 		j.qb[i] = malloc(j.d * sizeof(float));
-		for (size_t c = 0; c < j.d; c++) {
-			s = s * 6364136223846793005ull + 1442695040888963407ull;
-			j.qa[i][c] = 0.5f + (float)((s >> 40) % 1000) / 666.0f;	/* 0.5 .. 2 */
-			j.qb[i][c] = 2.0f * ((float)i - 1.5f) + (float)((s >> 20) % 100) / 200.0f;
-		}
+	}
+	/* hetsgd-train's quadratics: one generator for the programs and the tests */
+	if (hetsgd_quad_generate(j.d, j.n, o->seed, j.qa, j.qb, NULL, NULL)) {
+		fprintf(stderr, "algo-check: %s\n", hetsgd_errmsg());
+		return 1;
 	}
 	hetsgd_engine_cfg_init(&j.cfg);
 	j.cfg.method = HETSGD_METHOD_ASGD;

@@ -587,3 +587,35 @@ Test(objective, dataset_check)
 	cr_expect_eq(hetsgd_dataset_check(&fx.sparse), -EINVAL);
 	cr_expect_eq(hetsgd_dataset_check(NULL), -EINVAL);
 }
+
+Test(quad, generate_is_seeded_heterogeneous_and_averages_exactly)
+{
+	enum { D = 16, K = 4 };
+	float a0[K][D], b0[K][D], a1[K][D], b1[K][D], avg_a[D], avg_b[D];
+	float *pa0[K], *pb0[K], *pa1[K], *pb1[K];
+
+	for (int i = 0; i < K; i++) {
+		pa0[i] = a0[i], pb0[i] = b0[i], pa1[i] = a1[i], pb1[i] = b1[i];
+	}
+	cr_assert_eq(hetsgd_quad_generate(D, K, 7, pa0, pb0, avg_a, avg_b), 0, "%s", hetsgd_errmsg());
+	cr_assert_eq(hetsgd_quad_generate(D, K, 7, pa1, pb1, NULL, NULL), 0);
+	cr_expect_eq(memcmp(a0, a1, sizeof(a0)), 0, "the same seed gives the same quadratics");
+	cr_expect_eq(memcmp(b0, b1, sizeof(b0)), 0);
+	cr_assert_eq(hetsgd_quad_generate(D, K, 8, pa1, pb1, NULL, NULL), 0);
+	cr_expect_neq(memcmp(a0, a1, sizeof(a0)), 0, "another seed, other quadratics");
+	for (int j = 0; j < D; j++) {
+		double num = 0, den = 0;
+
+		for (int i = 0; i < K; i++) {
+			cr_expect(a0[i][j] >= 0.5f && a0[i][j] <= 2.0f, "a[%d][%d] = %g", i, j, a0[i][j]);
+			/* worker i's optimum: 2 (i - 1.5) +- 0.5 */
+			cr_expect(fabsf(b0[i][j] - 2.0f * ((float)i - 1.5f)) <= 0.5f, "b[%d][%d] = %g", i, j, b0[i][j]);
+			num += (double)a0[i][j] * b0[i][j];
+			den += a0[i][j];
+		}
+		cr_expect_float_eq(avg_a[j], den / K, 1e-6);
+		cr_expect_float_eq(avg_b[j], num / den, 1e-5);
+	}
+	cr_expect_eq(hetsgd_quad_generate(0, K, 7, pa0, pb0, NULL, NULL), -EINVAL);
+	cr_expect_eq(hetsgd_quad_generate(D, K, 7, pa0, pb0, avg_a, NULL), -EINVAL);
+}

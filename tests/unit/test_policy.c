@@ -265,42 +265,42 @@ Test(tau, median_of_the_window)
 	static const double rep[] = { 1, 2, 100, 3, 4 };
 	/* medians after 1 .. 5 reports: {1}, {1,2}, {1,2,100}, {1,2,3,100}, {1,2,3,4,100} */
 	static const double med[] = { 1, 1.5, 2, 2.5, 3 };
-	struct hetsgd_tau_est e;
+	struct hetsgd_tau_est *e;
 	size_t i;
 
-	cr_assert_eq(hetsgd_tau_init(&e, 2, 5, 1.0), 0, "%s", hetsgd_algo_errmsg());
-	cr_expect_eq(hetsgd_tau_get(&e, 0), 0.0);
+	cr_assert_eq(hetsgd_tau_create(2, 5, 1.0, &e), 0, "%s", hetsgd_algo_errmsg());
+	cr_expect_eq(hetsgd_tau_get(e, 0), 0.0);
 	for (i = 0; i < 5; i++) {
-		cr_assert_eq(hetsgd_tau_report(&e, 0, rep[i], 0.1 * (double)i), 0);
-		cr_expect_eq(hetsgd_tau_get(&e, 0), med[i], "after %zu reports: %g, not %g",
-			     i + 1, hetsgd_tau_get(&e, 0), med[i]);
+		cr_assert_eq(hetsgd_tau_report(e, 0, rep[i], 0.1 * (double)i), 0);
+		cr_expect_eq(hetsgd_tau_get(e, 0), med[i], "after %zu reports: %g, not %g",
+			     i + 1, hetsgd_tau_get(e, 0), med[i]);
 	}
 	/* the sixth report pushes out the first: {2, 100, 3, 4, 5} -> 4 */
-	cr_assert_eq(hetsgd_tau_report(&e, 0, 5, 1.0), 0);
-	cr_expect_eq(hetsgd_tau_get(&e, 0), 4.0);
+	cr_assert_eq(hetsgd_tau_report(e, 0, 5, 1.0), 0);
+	cr_expect_eq(hetsgd_tau_get(e, 0), 4.0);
 	/* the other worker is untouched */
-	cr_expect_eq(hetsgd_tau_get(&e, 1), 0.0);
-	hetsgd_tau_fini(&e);
+	cr_expect_eq(hetsgd_tau_get(e, 1), 0.0);
+	hetsgd_tau_destroy(e);
 }
 
 /* fill worker 0's window with `from`, then report `to` until the estimate is `to` */
 static void follow(uint32_t window, double from, double to, const double *expect)
 {
-	struct hetsgd_tau_est e;
+	struct hetsgd_tau_est *e;
 	double now = 0;
 	uint32_t k;
 
-	cr_assert_eq(hetsgd_tau_init(&e, 1, window, 10.0), 0);
+	cr_assert_eq(hetsgd_tau_create(1, window, 10.0, &e), 0);
 	for (k = 0; k < window; k++, now += from)
-		cr_assert_eq(hetsgd_tau_report(&e, 0, from, now), 0);
-	cr_expect_eq(hetsgd_tau_get(&e, 0), from);
+		cr_assert_eq(hetsgd_tau_report(e, 0, from, now), 0);
+	cr_expect_eq(hetsgd_tau_get(e, 0), from);
 	for (k = 1; k <= window / 2 + 1; k++, now += to) {
-		cr_assert_eq(hetsgd_tau_report(&e, 0, to, now), 0);
-		cr_expect_eq(hetsgd_tau_get(&e, 0), expect[k - 1],
+		cr_assert_eq(hetsgd_tau_report(e, 0, to, now), 0);
+		cr_expect_eq(hetsgd_tau_get(e, 0), expect[k - 1],
 			     "window %u, %u reports of %g after %g: estimate %g, not %g",
-			     window, k, to, from, hetsgd_tau_get(&e, 0), expect[k - 1]);
+			     window, k, to, from, hetsgd_tau_get(e, 0), expect[k - 1]);
 	}
-	hetsgd_tau_fini(&e);
+	hetsgd_tau_destroy(e);
 }
 
 Test(tau, follows_a_real_change)
@@ -321,110 +321,110 @@ Test(tau, follows_a_real_change)
 
 Test(tau, one_outlier_does_not_move_a_full_window)
 {
-	struct hetsgd_tau_est e;
+	struct hetsgd_tau_est *e;
 	uint32_t k;
 
-	cr_assert_eq(hetsgd_tau_init(&e, 1, 5, 10.0), 0);
+	cr_assert_eq(hetsgd_tau_create(1, 5, 10.0, &e), 0);
 	for (k = 0; k < 5; k++)
-		cr_assert_eq(hetsgd_tau_report(&e, 0, 0.010, 0.01 * k), 0);
-	cr_assert_eq(hetsgd_tau_report(&e, 0, 1.0, 0.06), 0);	/* a 100x page fault */
-	cr_expect_eq(hetsgd_tau_get(&e, 0), 0.010);
-	cr_assert_eq(hetsgd_tau_report(&e, 0, 0.0001, 0.07), 0);	/* and a 100x fast one */
-	cr_expect_eq(hetsgd_tau_get(&e, 0), 0.010);
-	hetsgd_tau_fini(&e);
+		cr_assert_eq(hetsgd_tau_report(e, 0, 0.010, 0.01 * k), 0);
+	cr_assert_eq(hetsgd_tau_report(e, 0, 1.0, 0.06), 0);	/* a 100x page fault */
+	cr_expect_eq(hetsgd_tau_get(e, 0), 0.010);
+	cr_assert_eq(hetsgd_tau_report(e, 0, 0.0001, 0.07), 0);	/* and a 100x fast one */
+	cr_expect_eq(hetsgd_tau_get(e, 0), 0.010);
+	hetsgd_tau_destroy(e);
 }
 
 Test(tau, max_join_leave_never)
 {
-	struct hetsgd_tau_est e;
+	struct hetsgd_tau_est *e;
 
-	cr_assert_eq(hetsgd_tau_init(&e, 4, 4, 1.0), 0);
+	cr_assert_eq(hetsgd_tau_create(4, 4, 1.0, &e), 0);
 	/* nobody has reported: no estimate, nobody counts */
-	cr_expect_eq(hetsgd_tau_max(&e, 0.0), 0.0);
-	cr_assert_eq(hetsgd_tau_report(&e, 0, 0.01, 0.0), 0);
-	cr_assert_eq(hetsgd_tau_report(&e, 1, 0.02, 0.0), 0);
-	cr_assert_eq(hetsgd_tau_report(&e, 2, 0.04, 0.0), 0);
+	cr_expect_eq(hetsgd_tau_max(e, 0.0), 0.0);
+	cr_assert_eq(hetsgd_tau_report(e, 0, 0.01, 0.0), 0);
+	cr_assert_eq(hetsgd_tau_report(e, 1, 0.02, 0.0), 0);
+	cr_assert_eq(hetsgd_tau_report(e, 2, 0.04, 0.0), 0);
 	/* worker 3 never reported */
-	cr_expect_eq(hetsgd_tau_get(&e, 3), 0.0);
-	cr_expect_not(hetsgd_tau_active(&e, 3, 0.1));
-	cr_expect(hetsgd_tau_active(&e, 2, 0.1));
-	cr_expect_eq(hetsgd_tau_max(&e, 0.1), 0.04);
+	cr_expect_eq(hetsgd_tau_get(e, 3), 0.0);
+	cr_expect_not(hetsgd_tau_active(e, 3, 0.1));
+	cr_expect(hetsgd_tau_active(e, 2, 0.1));
+	cr_expect_eq(hetsgd_tau_max(e, 0.1), 0.04);
 	/* the slowest leaves: the next slowest sets tau_max */
-	hetsgd_tau_leave(&e, 2);
-	cr_expect_not(hetsgd_tau_active(&e, 2, 0.1));
-	cr_expect_eq(hetsgd_tau_max(&e, 0.1), 0.02);
+	hetsgd_tau_leave(e, 2);
+	cr_expect_not(hetsgd_tau_active(e, 2, 0.1));
+	cr_expect_eq(hetsgd_tau_max(e, 0.1), 0.02);
 	/* a bad worker number is ignored, not written past the arrays */
-	hetsgd_tau_leave(&e, 4);
-	hetsgd_tau_leave(&e, UINT32_MAX);
-	cr_expect_eq(hetsgd_tau_max(&e, 0.1), 0.02);
-	cr_expect_eq(hetsgd_tau_get(&e, 4), 0.0);
-	cr_expect_not(hetsgd_tau_active(&e, 4, 0.1));
+	hetsgd_tau_leave(e, 4);
+	hetsgd_tau_leave(e, UINT32_MAX);
+	cr_expect_eq(hetsgd_tau_max(e, 0.1), 0.02);
+	cr_expect_eq(hetsgd_tau_get(e, 4), 0.0);
+	cr_expect_not(hetsgd_tau_active(e, 4, 0.1));
 	/* it rejoins with its next report, with its window intact: {0.04, 0.05} */
-	cr_assert_eq(hetsgd_tau_report(&e, 2, 0.05, 0.2), 0);
-	cr_expect(hetsgd_tau_active(&e, 2, 0.2));
-	cr_expect_float_eq(hetsgd_tau_max(&e, 0.2), 0.045, 1e-15);
+	cr_assert_eq(hetsgd_tau_report(e, 2, 0.05, 0.2), 0);
+	cr_expect(hetsgd_tau_active(e, 2, 0.2));
+	cr_expect_float_eq(hetsgd_tau_max(e, 0.2), 0.045, 1e-15);
 	/* everyone leaves: nobody counts */
-	hetsgd_tau_leave(&e, 0);
-	hetsgd_tau_leave(&e, 1);
-	hetsgd_tau_leave(&e, 2);
-	cr_expect_eq(hetsgd_tau_max(&e, 0.2), 0.0);
-	hetsgd_tau_fini(&e);
+	hetsgd_tau_leave(e, 0);
+	hetsgd_tau_leave(e, 1);
+	hetsgd_tau_leave(e, 2);
+	cr_expect_eq(hetsgd_tau_max(e, 0.2), 0.0);
+	hetsgd_tau_destroy(e);
 }
 
 Test(tau, stale_worker)
 {
-	struct hetsgd_tau_est e;
+	struct hetsgd_tau_est *e;
 	double t;
 
 	/* stale after 1 s + 4 tau: 3 s for worker 0 (tau 0.5), 1.4 s for worker 1 */
-	cr_assert_eq(hetsgd_tau_init(&e, 2, 4, 1.0), 0);
-	cr_assert_eq(hetsgd_tau_report(&e, 0, 0.5, 0.0), 0);
+	cr_assert_eq(hetsgd_tau_create(2, 4, 1.0, &e), 0);
+	cr_assert_eq(hetsgd_tau_report(e, 0, 0.5, 0.0), 0);
 	for (t = 0.0; t < 3.25; t += 0.125)	/* worker 1 keeps reporting */
-		cr_assert_eq(hetsgd_tau_report(&e, 1, 0.1, t), 0);
-	cr_expect(hetsgd_tau_active(&e, 0, 2.9));
-	cr_expect_eq(hetsgd_tau_max(&e, 2.9), 0.5);
-	cr_expect_not(hetsgd_tau_active(&e, 0, 3.1));
-	cr_expect_eq(hetsgd_tau_max(&e, 3.1), 0.1);
+		cr_assert_eq(hetsgd_tau_report(e, 1, 0.1, t), 0);
+	cr_expect(hetsgd_tau_active(e, 0, 2.9));
+	cr_expect_eq(hetsgd_tau_max(e, 2.9), 0.5);
+	cr_expect_not(hetsgd_tau_active(e, 0, 3.1));
+	cr_expect_eq(hetsgd_tau_max(e, 3.1), 0.1);
 	/* the estimate is kept, the worker just does not count */
-	cr_expect_eq(hetsgd_tau_get(&e, 0), 0.5);
-	cr_assert_eq(hetsgd_tau_report(&e, 0, 0.5, 3.2), 0);
-	cr_expect(hetsgd_tau_active(&e, 0, 3.2));
-	cr_expect_eq(hetsgd_tau_max(&e, 3.2), 0.5);
+	cr_expect_eq(hetsgd_tau_get(e, 0), 0.5);
+	cr_assert_eq(hetsgd_tau_report(e, 0, 0.5, 3.2), 0);
+	cr_expect(hetsgd_tau_active(e, 0, 3.2));
+	cr_expect_eq(hetsgd_tau_max(e, 3.2), 0.5);
 	/* worker 1 stopped at t = 3.125: stale after 4.525 */
-	cr_expect(hetsgd_tau_active(&e, 1, 4.5));
-	cr_expect_not(hetsgd_tau_active(&e, 1, 4.6));
-	hetsgd_tau_fini(&e);
+	cr_expect(hetsgd_tau_active(e, 1, 4.5));
+	cr_expect_not(hetsgd_tau_active(e, 1, 4.6));
+	hetsgd_tau_destroy(e);
 }
 
 Test(tau, bad_inputs)
 {
-	struct hetsgd_tau_est e;
+	struct hetsgd_tau_est *e = NULL;
 
-	cr_expect_eq(hetsgd_tau_init(&e, 0, 4, 1.0), -EINVAL);
-	cr_expect_eq(hetsgd_tau_init(&e, 2, 0, 1.0), -EINVAL);
-	cr_expect_eq(hetsgd_tau_init(&e, 2, 1025, 1.0), -EINVAL);
-	cr_expect_eq(hetsgd_tau_init(&e, 2, 4, 0.0), -EINVAL);
-	cr_expect_eq(hetsgd_tau_init(&e, 2, 4, -1.0), -EINVAL);
-	cr_expect_eq(hetsgd_tau_init(&e, 2, 4, NAN), -EINVAL);
+	cr_expect_eq(hetsgd_tau_create(0, 4, 1.0, &e), -EINVAL);
+	cr_expect_eq(hetsgd_tau_create(2, 0, 1.0, &e), -EINVAL);
+	cr_expect_eq(hetsgd_tau_create(2, 1025, 1.0, &e), -EINVAL);
+	cr_expect_eq(hetsgd_tau_create(2, 4, 0.0, &e), -EINVAL);
+	cr_expect_eq(hetsgd_tau_create(2, 4, -1.0, &e), -EINVAL);
+	cr_expect_eq(hetsgd_tau_create(2, 4, NAN, &e), -EINVAL);
 	cr_expect_neq(hetsgd_algo_errmsg()[0], '\0');
-	hetsgd_tau_fini(&e);	/* a failed init leaves a struct fini accepts */
-	cr_assert_eq(hetsgd_tau_init(&e, 2, 1024, 1.0), 0);
-	hetsgd_tau_fini(&e);
-	cr_assert_eq(hetsgd_tau_init(&e, 2, 1, 1.0), 0);
-	cr_assert_eq(hetsgd_tau_report(&e, 0, 0.25, 0.0), 0);
-	cr_expect_eq(hetsgd_tau_report(&e, 2, 0.1, 0.0), -EINVAL);
-	cr_expect_eq(hetsgd_tau_report(&e, UINT32_MAX, 0.1, 0.0), -EINVAL);
-	cr_expect_eq(hetsgd_tau_report(&e, 0, -0.1, 0.0), -EINVAL);
-	cr_expect_eq(hetsgd_tau_report(&e, 0, NAN, 0.0), -EINVAL);
-	cr_expect_eq(hetsgd_tau_report(&e, 0, INFINITY, 0.0), -EINVAL);
-	cr_expect_eq(hetsgd_tau_report(&e, 0, -INFINITY, 0.0), -EINVAL);
+	cr_expect_null(e, "a failed create leaves its output alone");
+	hetsgd_tau_destroy(NULL);
+	cr_assert_eq(hetsgd_tau_create(2, 1024, 1.0, &e), 0);
+	hetsgd_tau_destroy(e);
+	cr_assert_eq(hetsgd_tau_create(2, 1, 1.0, &e), 0);
+	cr_assert_eq(hetsgd_tau_report(e, 0, 0.25, 0.0), 0);
+	cr_expect_eq(hetsgd_tau_report(e, 2, 0.1, 0.0), -EINVAL);
+	cr_expect_eq(hetsgd_tau_report(e, UINT32_MAX, 0.1, 0.0), -EINVAL);
+	cr_expect_eq(hetsgd_tau_report(e, 0, -0.1, 0.0), -EINVAL);
+	cr_expect_eq(hetsgd_tau_report(e, 0, NAN, 0.0), -EINVAL);
+	cr_expect_eq(hetsgd_tau_report(e, 0, INFINITY, 0.0), -EINVAL);
+	cr_expect_eq(hetsgd_tau_report(e, 0, -INFINITY, 0.0), -EINVAL);
 	cr_expect_neq(hetsgd_algo_errmsg()[0], '\0');
 	/* window 1: a bad report would have replaced the estimate */
-	cr_expect_eq(hetsgd_tau_get(&e, 0), 0.25);
-	cr_expect_eq(hetsgd_tau_get(&e, 1), 0.0);
-	cr_expect_eq(hetsgd_tau_get(&e, 2), 0.0);
-	hetsgd_tau_fini(&e);
-	hetsgd_tau_fini(&e);	/* zeroed by the first */
+	cr_expect_eq(hetsgd_tau_get(e, 0), 0.25);
+	cr_expect_eq(hetsgd_tau_get(e, 1), 0.0);
+	cr_expect_eq(hetsgd_tau_get(e, 2), 0.0);
+	hetsgd_tau_destroy(e);
 }
 
 /* ---- step-size policies ---- */

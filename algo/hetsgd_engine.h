@@ -1,0 +1,348 @@
+/*
+ * hetsgd engine: time profiles, the tau estimate, step-size policies, the
+ * LOSCAR merge, and the engine that runs every method over the transport.
+ *
+ * Part of hetsgd's algorithm room; hetsgd_algo.h includes every part.
+ * Conventions, as in the rest of hetsgd: a call returns 0 or a negative
+ * errno value; a failed call leaves a sentence naming the cause and the
+ * fix in hetsgd_errmsg(); outputs are written only on success.
+ */
+#ifndef HETSGD_ENGINE_H
+#define HETSGD_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hetsgd_transport.h"
+#include "hetsgd_data.h"
+#include "hetsgd_objective.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- heterogeneous compute: time profiles ------------------------------ */
+
+/*
+ * One machine reproduces a heterogeneous cluster by padding each gradient
+ * computation of worker i (0-based, of n) to a target time.  Mean seconds
+ * per gradient, with c = unit_s:
+ *   CONST    c
+ *   LINEAR   c (i + 1)
+ *   SQRT     c (1 + sqrt(i))
+ *   SQUARED  c (1 + i^2)
+ *   RANDOM   c (1 + (n - 1) u_i), u_i uniform in [0, 1) from seed
+ * With shuffle set, worker i takes the mean of position pi(i) of a seeded
+ * permutation pi instead of position i (the papers shuffle tau_i = i + 1).
+ * With noise > 0, every step's target is the mean times exp(noise z -
+ * noise^2 / 2), z ~ N(0, 1) drawn from (seed, i, step): a lognormal factor
+ * whose mean is 1.  A step whose real computation takes longer than its
+ * target is not padded (the engine counts these overruns).
+ */
+enum hetsgd_profile_kind {
+	HETSGD_PROFILE_CONST = 1,
+	HETSGD_PROFILE_LINEAR,
+	HETSGD_PROFILE_SQRT,
+	HETSGD_PROFILE_SQUARED,
+	HETSGD_PROFILE_RANDOM,
+};
+
+struct hetsgd_profile {
+	enum hetsgd_profile_kind kind;
+	double unit_s;		/* c; 0: no padding at all (run flat out) */
+	double noise;		/* lognormal sigma per step, 0 .. 2 */
+	int shuffle;
+	uint64_t seed;
+};
+
+/* "const", "linear", "sqrt", "squared", "random"; -EINVAL otherwise. */
+int hetsgd_profile_parse(const char *name, enum hetsgd_profile_kind *kind);
+const char *hetsgd_profile_name(enum hetsgd_profile_kind kind);
+
+/* Mean seconds per gradient of worker i of n (-EINVAL for a bad profile). */
+int hetsgd_profile_mean(const struct hetsgd_profile *prof, uint32_t i,
+			uint32_t n, double *tau);
+
+/* Target seconds of step `step` of worker i whose mean is `mean`. */
+double hetsgd_profile_step(const struct hetsgd_profile *prof, double mean,
+			   uint32_t i, uint64_t step);
+
+/* ---- Rescaled ASGD: tau estimation and step-size policies ------------- */
+
+/*
+ * Online estimate of each worker's seconds per gradient, from the times
+ * the workers report with their gradients.  Robust: the estimate is the
+ * median of the last `window` reports, so one slow step (a page fault, a
+ * preempted core) does not move it, and a worker that really speeds up or
+ * slows down is followed within window / 2 + 1 reports.
+ *
+ * Active workers: a worker joins with its first report and leaves with
+ * hetsgd_tau_leave(), or when it has not reported for stale_s plus four
+ * times its estimate (it died, stalled or was descheduled): tau_max is the
+ * largest estimate among active workers, so the rescaling follows workers
+ * that join or leave.  A stale worker rejoins with its next report.
+ */
+struct hetsgd_tau_est;
+
+/* window 1 .. 1024; stale_s > 0.  Free with hetsgd_tau_destroy(). */
+int hetsgd_tau_create(uint32_t n, uint32_t window, double stale_s, struct hetsgd_tau_est **out);
+void hetsgd_tau_destroy(struct hetsgd_tau_est *e);	/* NULL accepted */
+/* A report of tau seconds at time now; -EINVAL for a bad worker, tau or now. */
+int hetsgd_tau_report(struct hetsgd_tau_est *e, uint32_t worker, double tau,
+		      double now);
+void hetsgd_tau_leave(struct hetsgd_tau_est *e, uint32_t worker);
+/* The estimate (0 before the first report). */
+double hetsgd_tau_get(const struct hetsgd_tau_est *e, uint32_t worker);
+/* Whether the worker counts at time now. */
+int hetsgd_tau_active(const struct hetsgd_tau_est *e, uint32_t worker,
+		      double now);
+/* Largest estimate over active workers at time now; 0 when none. */
+double hetsgd_tau_max(const struct hetsgd_tau_est *e, double now);
+
+enum hetsgd_policy {
+	HETSGD_POLICY_VANILLA = 1,	/* gamma */
+	HETSGD_POLICY_DELAY_ADAPTIVE,	/* gamma n / max(n, delay) */
+	HETSGD_POLICY_RINGMASTER,	/* gamma; drop when delay >= R */
+	HETSGD_POLICY_RESCALED,		/* gamma tau_i / tau_max */
+};
+
+/* What a policy sees of one gradient. */
+struct hetsgd_policy_in {
+	double gamma;		/* the base step size */
+	uint32_t n;		/* workers */
+	uint64_t delay;		/* server updates since the gradient's model */
+	uint64_t R;		/* Ringmaster's R; 0 means n */
+	double tau_i;		/* the sending worker's seconds per gradient; 0: unknown */
+	double tau_max;		/* the largest over active workers; 0: unknown */
+};
+
+/* One row of the table of policies (policy.c). */
+struct hetsgd_policy_desc {
+	enum hetsgd_policy policy;
+	const char *name;	/* for --policy and the outputs */
+	const char *help;	/* the step size, as a formula */
+	double (*gamma)(const struct hetsgd_policy_in *in);
+};
+
+/* Row i of the table (i from 0), NULL past its end: for help texts. */
+const struct hetsgd_policy_desc *hetsgd_policy_at(size_t i);
+/* The row of a policy; NULL when the value is no policy. */
+const struct hetsgd_policy_desc *hetsgd_policy_get(enum hetsgd_policy policy);
+/*
+ * The names, in table order, joined by sep, into buf (always terminated
+ * when len > 0).  Returns the length the whole list needs, as snprintf.
+ */
+size_t hetsgd_policy_list(char *buf, size_t len, const char *sep);
+
+/* A name of the table; -EINVAL otherwise. */
+int hetsgd_policy_parse(const char *name, enum hetsgd_policy *policy);
+/* "invalid" for a value that is no policy. */
+const char *hetsgd_policy_name(enum hetsgd_policy policy);
+
+/*
+ * Step size for one gradient (see struct hetsgd_policy_in).  Returns 0
+ * when the policy discards the gradient (Ringmaster, delay >= R).
+ * RESCALED with tau_i or tau_max unknown (0) falls back to gamma, and so
+ * does a value that is no policy.
+ */
+double hetsgd_policy_gamma(enum hetsgd_policy policy, const struct hetsgd_policy_in *in);
+
+/* ---- LOSCAR-SGD: the merge ---------------------------------------------- */
+
+enum hetsgd_merge {
+	HETSGD_MERGE_DELAY_CORRECTED = 1,	/* x[S] += mbar - y[S] */
+	HETSGD_MERGE_OVERWRITE,			/* x[S]  = mbar */
+};
+
+/* "delay-corrected", "overwrite"; -EINVAL otherwise. */
+int hetsgd_merge_parse(const char *name, enum hetsgd_merge *merge);
+const char *hetsgd_merge_name(enum hetsgd_merge merge);
+
+/*
+ * Merge the average mbar of the K masked coordinates idx[0 .. k) into the
+ * worker's current model x (z in the LOSCAR paper), whose values at the
+ * snapshot were y: y[j] and mbar[j] belong to coordinate idx[j].
+ */
+void hetsgd_loscar_merge(enum hetsgd_merge merge, float *x,
+			 const uint32_t *idx, uint32_t k, const float *y,
+			 const float *mbar);
+
+/* ---- the engine --------------------------------------------------------- */
+
+/*
+ * A job of n + 1 ranks: rank 0 is the server (it holds the model for
+ * ASGD and synchronous SGD, and averages for LOSCAR), ranks 1 .. n are
+ * workers 0 .. n - 1.  A worker is compute threads (one by default; more
+ * split each batch), pinned per the topology plan, and a progress step
+ * (the calling thread, pinned too)
+ * that drives the transport: it hands blocks from the compute thread to
+ * the network and landed blocks to the compute thread, so computation
+ * never waits for the network unless the method says so.  Each method is
+ * one file of algo/ (method_*.c) that plugs its worker loop and its
+ * server's handling of a block into that shared loop (see algo/README.md).
+ *
+ *   ASGD    worker: compute g at its model, write it (dense, or indexed
+ *           when that is smaller) with its seconds per gradient; wait
+ *           for the model the server writes back.  Server: x -= gamma_i g
+ *           with gamma_i from the policy; write x to that worker only.
+ *   SYNC    synchronous minibatch SGD: the server averages one gradient
+ *           from every worker, steps, writes x to all.
+ *   LOSCAR  worker: local steps for round_s seconds; snapshot the K
+ *           masked values (mask from (seed, round), the same on every
+ *           rank); write them; keep stepping (overlap) or wait (no
+ *           overlap) until the average lands; merge; next round.
+ *           Server: average the n blocks of a round, write it to all.
+ *           K = d is the dense baseline.
+ */
+enum hetsgd_method {
+	HETSGD_METHOD_ASGD = 1,
+	HETSGD_METHOD_SYNC,
+	HETSGD_METHOD_LOSCAR,
+};
+
+/* "asgd", "sync", "loscar"; -EINVAL otherwise. */
+int hetsgd_method_parse(const char *name, enum hetsgd_method *method);
+const char *hetsgd_method_name(enum hetsgd_method method);
+
+struct hetsgd_eval_point {
+	double t;		/* seconds since the start of training */
+	uint64_t grads;		/* gradients computed by all workers (work) */
+	uint64_t updates;	/* server updates (ASGD, SYNC) or rounds (LOSCAR) */
+	double loss;		/* on the eval set; NaN without one */
+	double gnorm;		/* norm of the eval set's full gradient; NaN without */
+	double acc;		/* on the test set; NaN without one or for non-classifiers */
+	double idle_share;	/* workers' time waiting for the network / their time */
+	int final;		/* the point of the final model */
+	/* the evaluated model (d floats): valid during the callback only,
+	 * NULL in hetsgd_engine_result's stored points */
+	const float *x;
+};
+
+/* Called on the server, in time order: on its evaluation thread, and for
+ * the final point on the thread that called hetsgd_engine_run(). */
+typedef void (*hetsgd_eval_fn)(void *arg, const struct hetsgd_eval_point *pt);
+
+struct hetsgd_engine_cfg {
+	enum hetsgd_method method;
+	enum hetsgd_policy policy;	/* ASGD */
+	uint64_t ringmaster_r;		/* RINGMASTER's R; 0: n */
+	enum hetsgd_merge merge;	/* LOSCAR */
+	int overlap;			/* LOSCAR: 1 keep stepping, 0 wait */
+	uint32_t k;			/* LOSCAR: coordinates per round; 0: d */
+	double round_s;			/* LOSCAR: local phase of a round */
+	double comm_delay_s;		/* LOSCAR: the server holds each average
+					 * this long (emulates a slow network) */
+	float gamma;			/* step size */
+	uint32_t batch;			/* minibatch (ignored for QUAD) */
+	uint64_t seed;			/* sampling, masks, profile */
+	struct hetsgd_profile profile;
+	double budget_s;		/* stop after this long; 0: no limit */
+	uint64_t budget_grads;		/* ... or this many gradients; 0: none */
+	double target_loss;		/* stop when eval loss <= this; 0: off */
+	double target_acc;		/* stop when test accuracy >= this; 0: off */
+	double eval_interval_s;		/* 0: no intermediate evaluations */
+	uint32_t tau_window;		/* 0: 8 */
+	double tau_stale_s;		/* 0: 2 s */
+	int compute_threads;		/* per worker (0: 1); each step's batch is
+					 * split between them; deterministic for a
+					 * given count, and hetsgd_sgd_reference()
+					 * matches one thread */
+	int pin;			/* 1 bind threads per the plan, 0 never,
+					 * -1 unless the plan oversubscribes */
+	double stall_s;			/* a worker waiting this long for a reply,
+					 * or a server hearing from no worker, beyond
+					 * the silence expected (a round, a delayed
+					 * average, 4 steps of the slowest worker),
+					 * fails the run; 0: 60 s */
+	hetsgd_eval_fn on_eval;
+	void *on_eval_arg;
+};
+
+/* Defaults: rescaled ASGD, gamma 0.05, batch 32, LOSCAR delay-corrected
+ * with overlap and round_s 0.05, const profile without padding, 10 s. */
+void hetsgd_engine_cfg_init(struct hetsgd_engine_cfg *cfg);
+
+/*
+ * Check a configuration for n workers and a d-dimensional model before
+ * any rank starts: every contradiction gets one sentence (-EINVAL).
+ */
+int hetsgd_engine_cfg_check(const struct hetsgd_engine_cfg *cfg, uint32_t n,
+			    size_t d);
+
+/* What a rank brings.  The engine never frees any of it. */
+struct hetsgd_engine_io {
+	/* worker: f_i, used by its compute thread only; server: for
+	 * evaluation, used by its evaluation thread only (may be NULL). */
+	struct hetsgd_objective *obj;
+	/* worker with compute_threads T > 1: T - 1 more instances of the same
+	 * objective, one per extra thread (an instance is single-threaded) */
+	struct hetsgd_objective *const *thread_obj;
+	const struct hetsgd_dataset *data;	/* worker: its samples; NULL for QUAD */
+	const struct hetsgd_dataset *eval;	/* server: loss set (optional) */
+	const struct hetsgd_dataset *test;	/* server: accuracy set (optional) */
+	const float *x0;			/* d floats, the same on every rank */
+	size_t d;
+	float *x_out;				/* server, optional: the final model */
+};
+
+struct hetsgd_worker_stats {
+	uint32_t worker;
+	uint64_t steps;		/* gradients computed */
+	uint64_t sent;		/* messages written */
+	uint64_t rounds;	/* LOSCAR rounds merged */
+	uint64_t overlap_steps;	/* LOSCAR steps taken while a block was in flight */
+	uint64_t dropped;	/* gradients the server discarded (Ringmaster) */
+	uint64_t overruns;	/* steps longer than their profile target */
+	double tau_target;	/* the profile's mean, seconds */
+	double tau_est;		/* the server's estimate at the end */
+	double compute_s;	/* seconds computing or padding */
+	double idle_s;		/* seconds waiting for the network */
+	double elapsed_s;
+	uint64_t bytes_sent;
+	uint64_t bytes_recv;
+};
+
+struct hetsgd_engine_result {
+	double elapsed_s;
+	uint64_t updates;	/* server updates (ASGD, SYNC) or rounds (LOSCAR) */
+	uint64_t grads;
+	uint64_t dropped;
+	char stop_reason[64];	/* "time budget", "gradient budget", "target loss", ... */
+	uint32_t nworkers;
+	struct hetsgd_worker_stats *workers;	/* server: all; worker: its own */
+	size_t npoints;
+	struct hetsgd_eval_point *points;	/* server: the evaluations */
+	char provider[256];	/* hetsgd_tp_describe() of this rank */
+	char placement[160];	/* where this rank's threads went */
+};
+
+void hetsgd_engine_result_free(struct hetsgd_engine_result *res);
+
+/*
+ * Run one training job on this rank (collective over boot).  tp_attr
+ * chooses the provider and device; the engine sizes the slots for the
+ * model.  Returns 0 on every rank when training finished; otherwise a
+ * negative errno with the reason in hetsgd_errmsg().
+ */
+int hetsgd_engine_run(struct hetsgd_boot *boot,
+		      const struct hetsgd_tp_attr *tp_attr,
+		      const struct hetsgd_engine_cfg *cfg,
+		      const struct hetsgd_engine_io *io,
+		      struct hetsgd_engine_result *res);
+
+/*
+ * The worker's sampler and step, run sequentially: `steps` SGD steps
+ * x -= gamma g on batches drawn exactly as the engine's worker `worker`
+ * draws them for this seed.  The reference that LOSCAR with one worker
+ * and K = d must reproduce.
+ */
+int hetsgd_sgd_reference(struct hetsgd_objective *obj,
+			 const struct hetsgd_dataset *data, float *x,
+			 float gamma, uint32_t batch, uint64_t steps,
+			 uint64_t seed, uint32_t worker);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* HETSGD_ENGINE_H */
