@@ -59,6 +59,16 @@ int hetsgd_model_save(const char *path, const struct hetsgd_model_info *info,
 int hetsgd_model_load(const char *path, struct hetsgd_model_info *info,
 		      float **x);
 
+/*
+ * The objective a model file was trained for, ready to evaluate it:
+ * lambda is the L2 term to include in its loss (0: the data loss alone).
+ * -ENOTSUP for a quadratic (it has no data; its distance to the optimum
+ * is in the run's summary.txt), -EBADMSG when the header's d does not
+ * match what its kind, p, classes and hidden units make.
+ */
+int hetsgd_model_objective(const struct hetsgd_model_info *info, float lambda,
+			   struct hetsgd_objective **obj);
+
 #ifdef __cplusplus
 }
 #endif

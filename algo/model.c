@@ -167,3 +167,41 @@ out:
 	fclose(f);
 	return ret;
 }
+
+int hetsgd_model_objective(const struct hetsgd_model_info *info, float lambda,
+			   struct hetsgd_objective **obj)
+{
+	struct hetsgd_objective *o = NULL;
+	int ret;
+
+	switch (info->kind) {
+	case HETSGD_OBJ_SOFTMAX:
+		ret = hetsgd_objective_softmax_create(info->p, info->classes, info->flags & 1, lambda, &o);
+		break;
+	case HETSGD_OBJ_LOGREG:
+		ret = hetsgd_objective_logreg_create(info->p, lambda, &o);
+		break;
+	case HETSGD_OBJ_LSQ:
+		ret = hetsgd_objective_lsq_create(info->p, &o);
+		break;
+	case HETSGD_OBJ_MLP:
+		ret = hetsgd_objective_mlp_create(info->p, info->hidden, info->classes, HETSGD_ACT_RELU, &o);
+		break;
+	case HETSGD_OBJ_QUAD:
+		return algo_err(-ENOTSUP, "a quadratic model has no data to be evaluated on: its distance to the optimum is in the run's summary.txt");
+	default:
+		return algo_err(-EBADMSG, "the model's objective kind %d is not one this build knows", (int)info->kind);
+	}
+	if (ret)
+		return algo_err(ret, "the model's header (%s, p = %u, %u classes, %u hidden) makes no objective: %s",
+				hetsgd_obj_kind_name(info->kind), info->p, info->classes, info->hidden, hetsgd_errmsg());
+	if (o->d != info->d) {
+		ret = algo_err(-EBADMSG, "the model holds %llu values, but a %s of p = %u, %u classes, %u hidden has %zu: the header is corrupt",
+			       (unsigned long long)info->d, hetsgd_obj_kind_name(info->kind), info->p, info->classes,
+			       info->hidden, o->d);
+		hetsgd_objective_destroy(o);
+		return ret;
+	}
+	*obj = o;
+	return 0;
+}
