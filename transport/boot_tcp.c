@@ -40,9 +40,19 @@
  *   it saw: a wrong secret (a handshake completed with a bad MAC), a flood
  *   (many connections that never authenticated, and from where), other
  *   mismatches, or no connection at all (a firewall, or ranks not started).
- *   A second authenticated claim on an admitted rank (or two racing) stops
- *   the bootstrap at once: rank 0 fails with both addresses, and tells the
- *   admitted ranks (an ABORT answer, then a close) so they fail too.
+ *   Rank 0 keeps listening from open to close, and serves newcomers
+ *   (same deadline, limits and summaries) whenever it waits in the
+ *   bootstrap: in the rendezvous and in every collective.  A second
+ *   authenticated claim on an admitted rank -- two racing, or one that
+ *   comes after an impostor with the secret took the last free rank and
+ *   completed the rendezvous -- stops the job at once: the claimant is
+ *   told it is a duplicate, rank 0 fails with the rank and both
+ *   addresses, and tells the admitted ranks (an ABORT answer, then a
+ *   close) so they fail too.  When that happens during the rendezvous,
+ *   rank 0 answers for up to 1 s more (until every missing rank has
+ *   asked) that it stopped the job, so that ranks arriving then fail at
+ *   once saying so; a rank that starts later meets a closed port.
+ *   A handshake's deadline runs only while rank 0 is in the bootstrap.
  *   Other ranks connect with back-off retries until the same deadline
  *   (rank 0 may start later than they do).
  *
@@ -67,7 +77,7 @@
  *   to a peer that proved itself first; a peer that receives a wrong proof
  *   knows it reached something other than its job's rank 0 and says so.
  *   status: 0 admitted, 1 wrong size, 2 rank out of range, 3 duplicate rank,
- *   4 wrong proof.  Status 4 comes with a zero MAC (rank 0 cannot prove
+ *   4 wrong proof, 5 rank 0 stopped the job (a rank was claimed twice).  Status 4 comes with a zero MAC (rank 0 cannot prove
  *   itself to a peer that holds another key), so a peer takes it as a hint
  *   of a wrong secret, not as proof.  A connection closed without a
  *   WELCOME was cut off (rank 0 busy or gone): the peer tries again.
@@ -78,7 +88,7 @@
  *                             u64 len u32 bad_op u32 bad_seq u64 bad_len
  *                             then, when status is 0, len = size * len bytes
  *   status: 0 ok, 1 mismatch, 2 abort (bad_rank was claimed twice; rank 0
- *   may send it before any REQ, and then closes).
+ *   may send it at any time, before or after a REQ, and then closes).
  *   Rank 0 answers only when every rank asked for the same (op, seq, len);
  *   otherwise every rank gets -EPROTO naming the first rank that differs,
  *   and the bootstrap stays usable.  A rank that disconnects or stalls in
@@ -96,6 +106,12 @@
  * Not in scope: confidentiality and integrity of the collectives' payloads
  * against an on-path attacker (the bootstrap authenticates who joins, as
  * PMI does not even do; it carries no keys or credentials).
+ *
+ * Files: this one (the other ranks' side, the collectives, open and
+ * close), boot_tcp_admit.c (rank 0's admission state machine),
+ * boot_tcp_refusals.c (refusal counts and rank 0's diagnosis),
+ * boot_tcp_env.c (environment, listening socket), boot_tcp_wire.c
+ * (SipHash, MACs, parsers, whole-message I/O), boot_tcp_priv.h.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE		/* accept4 */
@@ -105,6 +121,7 @@
 #include <config.h>
 
 #include <errno.h>
+#include <limits.h>
 #include <netdb.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -133,6 +150,7 @@ static void tcp_free(struct tcp_state *st, int nranks)
 	for (r = 1; st->pfd_fd && r < nranks; r++)
 		if (st->pfd_fd[r] >= 0)
 			close(st->pfd_fd[r]);
+	btcp_admit_close(st->adm);
 	free(st->pfd_fd);
 	free(st->addr);
 	free(st->coll);
@@ -199,6 +217,34 @@ static int peer_connect_once(const struct rendezvous *rv, int64_t deadline, int 
 	return -EAGAIN;
 }
 
+/* What rank 0's (authenticated) answer to this rank's claim means: 0 admitted, or why not. */
+static int welcome_err(const struct hetsgd_boot *boot, const struct rendezvous *rv, uint32_t status, uint32_t size0)
+{
+	switch (status) {
+	case ST_OK:
+		return 0;
+	case ST_BAD_SIZE:
+		return hetsgd_err(-EPROTO, "rank %d: rank 0 at %s runs a job of %u ranks, this rank was told %d: "
+				  "every rank needs the same HETSGD_SIZE (or SLURM_NTASKS)",
+				  boot->rank, rv->where, size0, boot->size);
+	case ST_BAD_RANK:
+		return hetsgd_err(-EPROTO, "rank %d: rank 0 at %s refused rank %d as out of range for %u ranks",
+				  boot->rank, rv->where, boot->rank, size0);
+	case ST_DUP_RANK:
+		return hetsgd_err(-EADDRINUSE, "rank %d: rank 0 at %s already has a rank %d, so it stops the whole "
+				  "bootstrap (a duplicate rank claim): two processes were given the same rank (check "
+				  "HETSGD_RANK), or a process outside the job knows HETSGD_SECRET and took this rank's place; "
+				  "rank 0's error names both addresses", boot->rank, rv->where, boot->rank);
+	case ST_STOPPED:
+		return hetsgd_err(-ECONNABORTED, "rank %d: rank 0 at %s stopped the job before this rank joined, "
+				  "because a rank was claimed twice (rank 0's error names the rank and both addresses); "
+				  "this rank's network and secret are fine", boot->rank, rv->where);
+	default:
+		return hetsgd_err(-EPROTO, "rank %d: rank 0 at %s answered with unknown status %u",
+				  boot->rank, rv->where, status);
+	}
+}
+
 /* 0 admitted; -EAGAIN rank 0 hung up without a word (retry); or fatal. */
 static int peer_handshake(struct hetsgd_boot *boot, const struct rendezvous *rv, int fd,
 			  const uint8_t key[16], int64_t deadline, int timeout_s)
@@ -206,7 +252,6 @@ static int peer_handshake(struct hetsgd_boot *boot, const struct rendezvous *rv,
 	uint8_t hello[HELLO_LEN], chal[CHAL_LEN], proof[PROOF_LEN], welcome[WELCOME_LEN], want[8];
 	struct hetsgd_boot_tcp_chal c;
 	struct hetsgd_boot_tcp_welcome w;
-	uint32_t status, size0;
 	int ret;
 
 	memcpy(hello, TCP_MAGIC, 4);
@@ -259,27 +304,7 @@ static int peer_handshake(struct hetsgd_boot *boot, const struct rendezvous *rv,
 				  "rank %d: the process at %s is not this job's rank 0: it could not prove that it knows "
 				  "HETSGD_SECRET (a stale or foreign process holds the port, or rank 0 has another secret): "
 				  "check HETSGD_RENDEZVOUS and HETSGD_SECRET", boot->rank, rv->where);
-	status = w.status;
-	size0 = w.size;
-	switch (status) {
-	case ST_OK:
-		return 0;
-	case ST_BAD_SIZE:
-		return hetsgd_err(-EPROTO, "rank %d: rank 0 at %s runs a job of %u ranks, this rank was told %d: "
-				  "every rank needs the same HETSGD_SIZE (or SLURM_NTASKS)",
-				  boot->rank, rv->where, size0, boot->size);
-	case ST_BAD_RANK:
-		return hetsgd_err(-EPROTO, "rank %d: rank 0 at %s refused rank %d as out of range for %u ranks",
-				  boot->rank, rv->where, boot->rank, size0);
-	case ST_DUP_RANK:
-		return hetsgd_err(-EADDRINUSE, "rank %d: rank 0 at %s already has a rank %d, so it stops the whole "
-				  "bootstrap: two processes were given the same rank (check HETSGD_RANK), or a process "
-				  "outside the job knows HETSGD_SECRET; rank 0's error names both addresses",
-				  boot->rank, rv->where, boot->rank);
-	default:
-		return hetsgd_err(-EPROTO, "rank %d: rank 0 at %s answered with unknown status %u",
-				  boot->rank, rv->where, status);
-	}
+	return welcome_err(boot, rv, w.status, w.size);
 }
 
 static int peer_open(struct hetsgd_boot *boot, struct tcp_state *st, const uint8_t key[16],
@@ -345,7 +370,7 @@ static int fail(struct hetsgd_boot *boot, int err, const char *fmt, ...) HETSGD_
 static int fail(struct hetsgd_boot *boot, int err, const char *fmt, ...)
 {
 	struct tcp_state *st = boot->priv;
-	char msg[400];
+	char msg[1024];
 	va_list ap;
 	int r;
 
@@ -359,6 +384,9 @@ static int fail(struct hetsgd_boot *boot, int err, const char *fmt, ...)
 	for (r = 1; st->pfd_fd && r < boot->size; r++)
 		if (st->pfd_fd[r] >= 0)
 			shutdown(st->pfd_fd[r], SHUT_RDWR);
+	/* Nobody is admitted any more: newcomers meet a closed port, not a silent one. */
+	btcp_admit_close(st->adm);
+	st->adm = NULL;
 	return hetsgd_err(err, "%s", msg);
 }
 
@@ -435,18 +463,21 @@ static int root_read(struct hetsgd_boot *boot, int r, uint32_t op, size_t len, v
 	}
 }
 
-static int root_collective(struct hetsgd_boot *boot, uint32_t op, const void *mine, void *all, size_t len)
+/*
+ * Wait until every peer's request is in: their sockets and, while rank 0
+ * waits here anyway, the listener and the handshakes under way, so that a
+ * late claim on an admitted rank stops the job instead of going unheard.
+ * The wait for peers to enter is unbounded; a request that has started
+ * must keep moving.
+ */
+static int root_gather(struct hetsgd_boot *boot, uint32_t op, void *all, size_t len, int *bad)
 {
 	struct tcp_state *st = boot->priv;
-	int size = boot->size, pending = size - 1, bad = -1, r, i, ret;
-	uint8_t rep[REP_LEN];
+	int size = boot->size, pending = size - 1, r, i, ret;
 
-	if (len)
-		memmove(all, mine, len);
-	memset(st->coll, 0, sizeof(*st->coll) * (size_t)size);
 	while (pending) {
-		int64_t now = now_ms();
-		int nfd = 0, timeout = -1, rc;
+		int64_t now = now_ms(), timeout = -1;
+		int nfd = 0, nadm = 0;
 
 		for (r = 1; r < size; r++) {
 			struct coll *c = &st->coll[r];
@@ -462,13 +493,14 @@ static int root_collective(struct hetsgd_boot *boot, uint32_t op, const void *mi
 						    "it hangs, or its host or the network is overloaded",
 						    r, st->addr[r], boot->seq, st->stall_ms / 1000);
 				if (timeout < 0 || left < timeout)
-					timeout = (int)left;
+					timeout = left;
 			}
 			st->pfd[nfd] = (struct pollfd){ .fd = st->pfd_fd[r], .events = POLLIN };
 			st->pidx[nfd++] = r;
 		}
-		rc = poll(st->pfd, (nfds_t)nfd, timeout);
-		if (rc < 0) {
+		if (st->adm)
+			nadm = btcp_admit_prepare(st->adm, st->pfd + nfd, now, &timeout);
+		if (poll(st->pfd, (nfds_t)(nfd + nadm), (int)(timeout > INT_MAX ? INT_MAX : timeout)) < 0) {
 			if (errno == EINTR)
 				continue;
 			return fail(boot, -errno, "rank 0: poll in collective %u: %s", boot->seq, strerror(errno));
@@ -477,14 +509,32 @@ static int root_collective(struct hetsgd_boot *boot, uint32_t op, const void *mi
 			if (!st->pfd[i].revents)
 				continue;
 			r = st->pidx[i];
-			ret = root_read(boot, r, op, len, all, &bad);
+			ret = root_read(boot, r, op, len, all, bad);
 			if (ret)
 				return ret;
 			if (st->coll[r].done)
 				pending--;
 		}
+		ret = nadm ? btcp_admit_serve(st->adm, st->pfd + nfd, nadm) : 0;
+		if (ret)
+			return fail(boot, ret, "%s", hetsgd_errmsg());
 	}
+	return 0;
+}
 
+static int root_collective(struct hetsgd_boot *boot, uint32_t op, const void *mine, void *all, size_t len)
+{
+	struct tcp_state *st = boot->priv;
+	int size = boot->size, bad = -1, r, ret;
+	uint8_t rep[REP_LEN];
+
+	if (len)
+		memmove(all, mine, len);
+	memset(st->coll, 0, sizeof(*st->coll) * (size_t)size);
+	ret = root_gather(boot, op, all, len, &bad);
+	if (ret)
+		return ret;
+	btcp_admit_pause(st->adm);
 	put32(rep, op);
 	put32(rep + 4, boot->seq);
 	if (bad < 0) {
@@ -646,9 +696,8 @@ int hetsgd_boot_tcp_open(struct hetsgd_boot *boot)
 		st->pfd_fd = malloc(sizeof(*st->pfd_fd) * (size_t)size);
 		st->addr = calloc((size_t)size, sizeof(*st->addr));
 		st->coll = calloc((size_t)size, sizeof(*st->coll));
-		st->pfd = calloc((size_t)size, sizeof(*st->pfd));
 		st->pidx = calloc((size_t)size, sizeof(*st->pidx));
-		if (!st->pfd_fd || !st->addr || !st->coll || !st->pfd || !st->pidx) {
+		if (!st->pfd_fd || !st->addr || !st->coll || !st->pidx) {
 			ret = hetsgd_err(-ENOMEM, "tcp bootstrap: out of memory for %d ranks", size);
 		} else {
 			for (r = 0; r < size; r++)

@@ -69,19 +69,25 @@ struct conn {
 };
 
 
-struct rdv {
+/* Rank 0's listener and the handshakes under way, from open to close. */
+struct btcp_admit {
 	struct hetsgd_boot *boot;
 	struct tcp_state *st;
-	const uint8_t *key;
-	const struct rendezvous *rv;
+	uint8_t key[16];
+	struct rendezvous rv;
+	int lfd;			/* listening, for the life of the bootstrap */
 	struct conn *conns;
+	int *slot;			/* poll entry i+1 -> conns[slot[i+1]] */
+	uint8_t *told;			/* per rank: told that rank 0 stopped */
 	int cap;			/* slots in conns */
 	int used;			/* slots in HELLO or PROOF */
 	int per_source, handshake_ms;
 	int joined;
-	int dup_rank;			/* claimed twice: the rendezvous is off */
+	int dup_rank;			/* claimed twice: the job is off */
+	int stopped;			/* only ST_STOPPED is answered now */
 	unsigned accepted;		/* connections ever accepted */
 	int64_t t0;
+	int64_t away_since;		/* rank 0 left the bootstrap then (0: it is in) */
 	struct refusals rf;
 };
 
@@ -96,7 +102,7 @@ static int conn_set(struct conn *c, enum conn_event ev)
 	return 0;
 }
 
-static void conn_close(struct rdv *x, struct conn *c, int abortive)
+static void conn_close(struct btcp_admit *x, struct conn *c, int abortive)
 {
 	if (abortive) {
 		/* RST: a flood leaves no TIME_WAIT sockets behind at rank 0. */
@@ -109,10 +115,10 @@ static void conn_close(struct rdv *x, struct conn *c, int abortive)
 	x->used--;
 }
 
-static void refuse(struct rdv *x, struct conn *c, enum refusal why, const char *fmt, ...) HETSGD_PRINTF(4, 5);
+static void refuse(struct btcp_admit *x, struct conn *c, enum refusal why, const char *fmt, ...) HETSGD_PRINTF(4, 5);
 
 /* Close c, count why; fmt says what happened, for the summary. */
-static void refuse(struct rdv *x, struct conn *c, enum refusal why, const char *fmt, ...)
+static void refuse(struct btcp_admit *x, struct conn *c, enum refusal why, const char *fmt, ...)
 {
 	char ex[EXAMPLE_LEN];
 	va_list ap;
@@ -131,7 +137,7 @@ static void refuse(struct rdv *x, struct conn *c, enum refusal why, const char *
 }
 
 /* 0 sent; otherwise the connection was refused. */
-static int conn_send(struct rdv *x, struct conn *c, const uint8_t *msg, size_t len, const char *what)
+static int conn_send(struct btcp_admit *x, struct conn *c, const uint8_t *msg, size_t len, const char *what)
 {
 	/* Fresh socket, empty send buffer: a short message goes out whole or not at all. */
 	ssize_t n = send(c->fd, msg, len, MSG_NOSIGNAL);
@@ -144,9 +150,10 @@ static int conn_send(struct rdv *x, struct conn *c, const uint8_t *msg, size_t l
 
 /*
  * A proof arrived complete: admit, refuse, or -- a second claim on an
- * admitted rank -- end the rendezvous with -EADDRINUSE.
+ * admitted rank, during the rendezvous or after it -- stop the job with
+ * -EADDRINUSE (the claimant is told ST_DUP_RANK first).
  */
-static int conn_judge(struct rdv *x, struct conn *c)
+static int conn_judge(struct btcp_admit *x, struct conn *c)
 {
 	struct tcp_state *st = x->st;
 	struct hetsgd_boot_tcp_hello h;
@@ -169,6 +176,8 @@ static int conn_judge(struct rdv *x, struct conn *c)
 		status = ST_BAD_SIZE;
 	else if (h.rank == 0 || h.rank >= (uint32_t)size)
 		status = ST_BAD_RANK;
+	else if (x->stopped)
+		status = ST_STOPPED;
 	else if (st->pfd_fd[h.rank] >= 0)
 		status = ST_DUP_RANK;
 	put32(welcome, status);
@@ -194,6 +203,11 @@ static int conn_judge(struct rdv *x, struct conn *c)
 		refuse(x, c, RF_BAD_RANK, "rank %u is out of range for a job of %d ranks (peers are 1 to %d)",
 		       h.rank, size, size - 1);
 		return 0;
+	case ST_STOPPED:
+		if (st->pfd_fd[h.rank] < 0)
+			x->told[h.rank] = 1;
+		refuse(x, c, RF_STOPPED, "claims rank %u after rank 0 stopped the job", h.rank);
+		return 0;
 	default:
 		break;
 	}
@@ -208,7 +222,7 @@ static int conn_judge(struct rdv *x, struct conn *c)
 				     "both know HETSGD_SECRET.  The bootstrap stops here rather than run with the wrong process: "
 				     "give every process its own HETSGD_RANK, and if no launch gave rank %u twice, "
 				     "the secret has leaked: replace HETSGD_SECRET",
-				     x->rv->where, h.rank, st->addr[h.rank], c->addr, h.rank);
+				     x->rv.where, h.rank, st->addr[h.rank], c->addr, h.rank);
 
 		x->dup_rank = (int)h.rank;
 		conn_close(x, c, 0);
@@ -219,7 +233,7 @@ static int conn_judge(struct rdv *x, struct conn *c)
 }
 
 /* Read what c has for us and act on it.  0, or an error that ends the rendezvous. */
-static int conn_step(struct rdv *x, struct conn *c)
+static int conn_step(struct btcp_admit *x, struct conn *c)
 {
 	for (;;) {
 		struct hetsgd_boot_tcp_hello h;
@@ -301,7 +315,7 @@ static int conn_progress(const struct conn *c)
  * proof would take it for a wrong secret and give up; strangers parked
  * there still meet the handshake deadline and the overall limit.
  */
-static int evict_one(struct rdv *x, const char *ip, enum refusal why, int limit)
+static int evict_one(struct btcp_admit *x, const char *ip, enum refusal why, int limit)
 {
 	int tries, i, ret;
 
@@ -339,7 +353,7 @@ static int evict_one(struct rdv *x, const char *ip, enum refusal why, int limit)
 	return 0;
 }
 
-static int source_count(const struct rdv *x, const char *ip)
+static int source_count(const struct btcp_admit *x, const char *ip)
 {
 	int i, n = 0;
 
@@ -365,7 +379,7 @@ static void ip_str(const struct sockaddr *sa, char *buf, size_t len)
 }
 
 /* Take in up to max connections.  0, or an error that ends the rendezvous. */
-static int accept_some(struct rdv *x, int lfd, int max)
+static int accept_some(struct btcp_admit *x, int max)
 {
 	int k, i, ret;
 
@@ -373,7 +387,7 @@ static int accept_some(struct rdv *x, int lfd, int max)
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
 		struct conn *c;
-		int fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		int fd = accept4(x->lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
 		if (fd < 0) {
 			if (errno == EINTR || errno == ECONNABORTED)
@@ -390,7 +404,7 @@ static int accept_some(struct rdv *x, int lfd, int max)
 			if (errno == EMFILE || errno == ENFILE)
 				return hetsgd_err(-errno, "rank 0 ran out of file descriptors accepting the ranks' connections: "
 						  "raise the limit (ulimit -n) above %d", x->boot->size + 64);
-			return hetsgd_err(-errno, "rank 0: accept on %s: %s", x->rv->where, strerror(errno));
+			return hetsgd_err(-errno, "rank 0: accept on %s: %s", x->rv.where, strerror(errno));
 		}
 		x->accepted++;
 		if (x->used == x->cap) {
@@ -431,68 +445,154 @@ static int accept_some(struct rdv *x, int lfd, int max)
 }
 
 
+/* *wait = the sooner of *wait and ms (-1: no wait yet). */
+static void wait_less(int64_t *wait, int64_t ms)
+{
+	if (*wait < 0 || ms < *wait)
+		*wait = ms < 0 ? 0 : ms;
+}
+
+int btcp_admit_prepare(struct btcp_admit *x, struct pollfd *pfd, int64_t now, int64_t *wait)
+{
+	int n = 0, i;
+
+	if (x->away_since) {
+		/* A handshake's deadline runs only while rank 0 can answer it. */
+		for (i = 0; i < x->cap; i++)
+			x->conns[i].deadline += now - x->away_since;
+		x->away_since = 0;
+	}
+	if (x->rf.win_sum) {
+		if (now >= x->rf.log_next)
+			btcp_refusals_flush(&x->rf, now);
+		else
+			wait_less(wait, x->rf.log_next - now);
+	}
+	pfd[n] = (struct pollfd){ .fd = x->lfd, .events = POLLIN };
+	x->slot[n++] = -1;
+	for (i = 0; i < x->cap; i++) {
+		struct conn *c = &x->conns[i];
+
+		if (c->state != CS_HELLO && c->state != CS_PROOF)
+			continue;
+		if (c->deadline <= now) {
+			if (c->state == CS_PROOF || c->got)
+				refuse(x, c, RF_STALLED, "did not complete authentication within %d ms", x->handshake_ms);
+			else
+				refuse(x, c, RF_SILENT, "sent nothing within %d ms", x->handshake_ms);
+			continue;
+		}
+		wait_less(wait, c->deadline - now);
+		pfd[n] = (struct pollfd){ .fd = c->fd, .events = POLLIN };
+		x->slot[n++] = i;
+	}
+	return n;
+}
+
+/*
+ * Tell the admitted ranks that the job is off (an ABORT answer naming the
+ * rank claimed twice, then end of stream), so that they fail at once
+ * wherever they wait.
+ */
+static void stop(struct btcp_admit *x)
+{
+	struct tcp_state *st = x->st;
+	uint8_t rep[REP_LEN] = { 0 };
+	int r;
+
+	x->stopped = 1;
+	put32(rep + 8, RS_ABORT);
+	put32(rep + 12, (uint32_t)x->dup_rank);
+	for (r = 1; r < x->boot->size; r++) {
+		if (st->pfd_fd[r] < 0)
+			continue;
+		if (send(st->pfd_fd[r], rep, REP_LEN, MSG_NOSIGNAL) < 0)
+			errno = 0;	/* best effort: the end of stream tells them too */
+		shutdown(st->pfd_fd[r], SHUT_RDWR);
+	}
+}
+
+int btcp_admit_serve(struct btcp_admit *x, const struct pollfd *pfd, int n)
+{
+	int i, ret = 0;
+
+	/* Connections in progress first: a rank half-way through must not wait behind newcomers. */
+	for (i = 1; i < n && !ret; i++)
+		if (pfd[i].revents && (x->conns[x->slot[i]].state == CS_HELLO || x->conns[x->slot[i]].state == CS_PROOF))
+			ret = conn_step(x, &x->conns[x->slot[i]]);
+	if (!ret && pfd[0].revents)
+		ret = accept_some(x, ACCEPT_BATCH);
+	if (ret && x->dup_rank > 0 && !x->stopped)
+		stop(x);
+	return ret;
+}
+
+/* One poll over the listener and the handshakes, until `until` at most. */
+static int admit_turn(struct btcp_admit *x, int64_t until)
+{
+	int64_t now = now_ms(), wait = until - now;
+	int n = btcp_admit_prepare(x, x->st->pfd, now, &wait);
+
+	if (poll(x->st->pfd, (nfds_t)n, (int)(wait > INT_MAX ? INT_MAX : wait)) < 0)
+		return errno == EINTR ? 0 : hetsgd_err(-errno, "rank 0: poll: %s", strerror(errno));
+	return btcp_admit_serve(x, x->st->pfd, n);
+}
+
+/* A handshake under way that has got somewhere (silent ones are not waited for). */
+static int busy(const struct btcp_admit *x)
+{
+	int i;
+
+	for (i = 0; i < x->cap; i++)
+		if ((x->conns[i].state == CS_HELLO || x->conns[i].state == CS_PROOF) && conn_progress(&x->conns[i]))
+			return 1;
+	return 0;
+}
+
 /*
  * Every rank is in.  Anyone else who knows the secret and is knocking now
  * claims a rank already admitted: two claims racing.  Take in what the
  * kernel has queued, and give the handshakes under way LINGER_MS to end,
- * so that such a claim stops the job instead of being cut off unheard.
- * Silent connections are not waited for: a flood does not delay the job.
+ * so that such a claim fails the open itself.  Later ones are still heard
+ * (rank 0 keeps listening in the collectives) and fail the job there.
  */
 #define LINGER_MS 250
 
-static int linger(struct rdv *x, int lfd)
+static int linger(struct btcp_admit *x)
 {
-	struct pollfd pfd[64];
 	int64_t end = now_ms() + LINGER_MS;
-	int ret, i;
+	int ret = accept_some(x, x->cap);
 
-	ret = accept_some(x, lfd, x->cap);
-	if (ret)
-		return ret;
-	for (;;) {
-		int64_t left = end - now_ms();
-		struct conn *at[64];
-		int n = 0;
-
-		for (i = 0; i < x->cap; i++) {
-			struct conn *c = &x->conns[i];
-
-			if (c->state != CS_HELLO && c->state != CS_PROOF)
-				continue;
-			if (left <= 0 || !conn_progress(c)) {
-				refuse(x, c, RF_LATE, "the rendezvous is complete (all %d ranks joined)", x->boot->size);
-				continue;
-			}
-			if (n < 64) {
-				pfd[n] = (struct pollfd){ .fd = c->fd, .events = POLLIN };
-				at[n++] = c;
-			}
-		}
-		if (!n)
-			return 0;
-		if (poll(pfd, (nfds_t)n, (int)left) < 0 && errno != EINTR)
-			return hetsgd_err(-errno, "rank 0: poll: %s", strerror(errno));
-		for (i = 0; i < n; i++) {
-			if (!pfd[i].revents)
-				continue;
-			ret = conn_step(x, at[i]);
-			if (ret)
-				return ret;
-		}
-	}
+	if (ret && x->dup_rank > 0)
+		stop(x);
+	while (!ret && busy(x) && now_ms() < end)
+		ret = admit_turn(x, end);
+	return ret;
 }
 
-/* Tell the ranks already admitted that the bootstrap is off, so they fail at once. */
-static void abort_admitted(struct tcp_state *st, int size, uint32_t rank)
-{
-	uint8_t rep[REP_LEN] = { 0 };
-	int r;
+/*
+ * The job is off while ranks are still missing: for up to GRACE_MS, or
+ * until each missing rank has asked, answer every authenticated claim
+ * with ST_STOPPED, so that a rank arriving now fails at once saying that
+ * rank 0 stopped the job, not after its timeout blaming the network.
+ * Ranks that start later than that meet a closed port.
+ */
+#define GRACE_MS 1000
 
-	put32(rep + 8, RS_ABORT);
-	put32(rep + 12, rank);
-	for (r = 1; r < size; r++)
-		if (st->pfd_fd[r] >= 0 && send(st->pfd_fd[r], rep, REP_LEN, MSG_NOSIGNAL) < 0)
-			continue;	/* best effort: the close that follows tells them too */
+static void grace(struct btcp_admit *x)
+{
+	int64_t end = now_ms() + GRACE_MS;
+
+	for (;;) {
+		int r, untold = 0;
+
+		for (r = 1; r < x->boot->size; r++)
+			untold += x->st->pfd_fd[r] < 0 && !x->told[r];
+		if (!untold || now_ms() >= end)
+			return;
+		if (admit_turn(x, end))
+			return;	/* the job is off anyway: stop answering */
+	}
 }
 
 static int max_pending(int size)
@@ -513,15 +613,91 @@ static int max_pending(int size)
 	return cap;
 }
 
-int btcp_root_open(struct hetsgd_boot *boot, struct tcp_state *st, const uint8_t key[16],
-		     const struct rendezvous *rv, int timeout_s)
+/* Rank 0's admission state with its limits from the environment, listening; NULL on error. */
+static struct btcp_admit *admit_new(struct hetsgd_boot *boot, struct tcp_state *st, const uint8_t key[16],
+				    const struct rendezvous *rv, int timeout_s, int *err)
 {
-	struct rdv x = { .boot = boot, .st = st, .key = key, .rv = rv, .t0 = now_ms() };
+	struct btcp_admit *x = calloc(1, sizeof(*x));
 	const char *v;
-	struct pollfd *pfd = NULL;
-	int *pidx = NULL;
-	int64_t deadline = x.t0 + (int64_t)timeout_s * 1000;
-	int lfd = -1, ret, i, backlog;
+	int i, backlog, size = boot->size;
+
+	*err = -ENOMEM;
+	if (!x)
+		return NULL;
+	*x = (struct btcp_admit){ .boot = boot, .st = st, .rv = *rv, .lfd = -1, .t0 = now_ms(),
+				  .handshake_ms = HANDSHAKE_MS, .per_source = PER_SOURCE };
+	memcpy(x->key, key, sizeof(x->key));
+	v = getenv("HETSGD_BOOT_HANDSHAKE_MS");
+	*err = v ? btcp_parse_int("HETSGD_BOOT_HANDSHAKE_MS", v, 10, 600000, &x->handshake_ms) : 0;
+	v = getenv("HETSGD_BOOT_PER_SOURCE");
+	if (!*err && v)
+		*err = btcp_parse_int("HETSGD_BOOT_PER_SOURCE", v, 1, 1 << 20, &x->per_source);
+	if (x->handshake_ms > timeout_s * 1000)
+		x->handshake_ms = timeout_s * 1000;
+	x->cap = *err ? 0 : max_pending(size);
+	if (x->cap < 0)
+		*err = x->cap;
+	if (*err) {
+		btcp_admit_close(x);
+		return NULL;
+	}
+	x->conns = calloc((size_t)x->cap, sizeof(*x->conns));
+	x->slot = calloc((size_t)x->cap + 1, sizeof(*x->slot));
+	x->told = calloc((size_t)size, 1);
+	/* The collectives poll the peers and then the admission: room for both. */
+	free(st->pfd);
+	st->pfd = calloc((size_t)size + (size_t)x->cap + 1, sizeof(*st->pfd));
+	if (!x->conns || !x->slot || !x->told || !st->pfd) {
+		btcp_admit_close(x);
+		*err = hetsgd_err(-ENOMEM, "tcp bootstrap: out of memory for %d pending connections: "
+				  "lower HETSGD_BOOT_MAX_PENDING", x->cap);
+		return NULL;
+	}
+	for (i = 0; i < x->cap; i++) {
+		x->conns[i].state = CS_FREE;
+		x->conns[i].fd = -1;
+	}
+	/* Room for the ranks and a flood in the kernel's queue: its overflow drops ranks' SYNs too. */
+	backlog = size + x->cap + 16 < 65535 ? size + x->cap + 16 : 65535;
+	*err = btcp_root_listen(rv, backlog, &x->lfd);
+	if (*err) {
+		btcp_admit_close(x);
+		return NULL;
+	}
+	return x;
+}
+
+/*
+ * The last word on the rendezvous' refusals: its totals (the handshakes
+ * still under way count when it failed); later refusals start afresh.
+ */
+static void rendezvous_summary(struct btcp_admit *x, int ret)
+{
+	char line[1536], body[1400];
+	unsigned sum = 0;
+	int i, n;
+
+	for (i = 0; ret && i < x->cap; i++)
+		if (x->conns[i].state == CS_HELLO || x->conns[i].state == CS_PROOF)
+			refuse(x, &x->conns[i], RF_LATE, "the rendezvous failed");
+	for (i = 0; i < RF_COUNT; i++)
+		sum += x->rf.total[i];
+	if (!sum)
+		return;
+	btcp_refusals_format(&x->rf, 0, body, sizeof(body));
+	n = snprintf(line, sizeof(line), "hetsgd: tcp bootstrap: rendezvous %s after %.1f s; refused %u "
+		     "connection%s in all: %s\n", ret ? "failed" : "complete",
+		     (double)(now_ms() - x->t0) / 1000.0, sum, sum == 1 ? "" : "s", body);
+	btcp_emit_line(line, n < (int)sizeof(line) ? (size_t)n : sizeof(line) - 1);
+	btcp_refusals_window(&x->rf, now_ms());
+}
+
+int btcp_root_open(struct hetsgd_boot *boot, struct tcp_state *st, const uint8_t key[16],
+		   const struct rendezvous *rv, int timeout_s)
+{
+	int64_t deadline = now_ms() + (int64_t)timeout_s * 1000;
+	struct btcp_admit *x;
+	int ret;
 
 	if (rv->from_slurm) {
 		const char *me = getenv("SLURMD_NODENAME");
@@ -532,128 +708,53 @@ int btcp_root_open(struct hetsgd_boot *boot, struct tcp_state *st, const uint8_t
 					  "the Slurm node list: use srun's default task distribution, or set HETSGD_RENDEZVOUS=host:port "
 					  "to rank 0's host on every rank", me, rv->host);
 	}
-	x.handshake_ms = HANDSHAKE_MS;
-	x.per_source = PER_SOURCE;
-	v = getenv("HETSGD_BOOT_HANDSHAKE_MS");
-	ret = v ? btcp_parse_int("HETSGD_BOOT_HANDSHAKE_MS", v, 10, 600000, &x.handshake_ms) : 0;
-	v = getenv("HETSGD_BOOT_PER_SOURCE");
-	if (!ret && v)
-		ret = btcp_parse_int("HETSGD_BOOT_PER_SOURCE", v, 1, 1 << 20, &x.per_source);
-	if (ret)
+	x = admit_new(boot, st, key, rv, timeout_s, &ret);
+	if (!x)
 		return ret;
-	if (x.handshake_ms > timeout_s * 1000)
-		x.handshake_ms = timeout_s * 1000;
-	x.cap = max_pending(boot->size);
-	if (x.cap < 0)
-		return x.cap;
-	x.conns = calloc((size_t)x.cap, sizeof(*x.conns));
-	pfd = calloc((size_t)x.cap + 1, sizeof(*pfd));
-	pidx = calloc((size_t)x.cap + 1, sizeof(*pidx));
-	if (!x.conns || !pfd || !pidx) {
-		ret = hetsgd_err(-ENOMEM, "tcp bootstrap: out of memory for %d pending connections: "
-				 "lower HETSGD_BOOT_MAX_PENDING", x.cap);
-		goto out_free;
+	while (!ret && x->joined < boot->size - 1)
+		ret = now_ms() >= deadline ? btcp_timeout_err(&x->rf, st, boot->size, rv, x->accepted, timeout_s)
+					   : admit_turn(x, deadline);
+	if (!ret)
+		ret = linger(x);
+	if (ret && x->stopped) {
+		char msg[1024];
+
+		snprintf(msg, sizeof(msg), "%s", hetsgd_errmsg());	/* grace() may log over it */
+		grace(x);
+		hetsgd_err(ret, "%s", msg);
 	}
-	for (i = 0; i < x.cap; i++) {
-		x.conns[i].state = CS_FREE;
-		x.conns[i].fd = -1;
+	rendezvous_summary(x, ret);
+	if (ret) {
+		btcp_admit_close(x);
+		return ret;
 	}
-	/* Room for the ranks and a flood in the kernel's queue: its overflow drops ranks' SYNs too. */
-	backlog = boot->size + x.cap + 16 < 65535 ? boot->size + x.cap + 16 : 65535;
-	ret = btcp_root_listen(rv, backlog, &lfd);
-	if (ret)
-		goto out_free;
+	st->adm = x;
+	btcp_admit_pause(x);
+	return 0;
+}
 
-	while (x.joined < boot->size - 1) {
-		int64_t now = now_ms(), wait = deadline - now;
-		int nfd = 0, rc;
+void btcp_admit_pause(struct btcp_admit *x)
+{
+	if (x && !x->away_since)
+		x->away_since = now_ms();
+}
 
-		if (wait <= 0) {
-			ret = btcp_timeout_err(&x.rf, st, boot->size, rv, x.accepted, timeout_s);
-			goto out;
-		}
-		if (x.rf.win_sum) {
-			if (now >= x.rf.log_next)
-				btcp_refusals_flush(&x.rf, now);
-			else if (x.rf.log_next - now < wait)
-				wait = x.rf.log_next - now;
-		}
-		pfd[nfd] = (struct pollfd){ .fd = lfd, .events = POLLIN };
-		pidx[nfd++] = -1;
-		for (i = 0; i < x.cap; i++) {
-			struct conn *c = &x.conns[i];
+void btcp_admit_close(struct btcp_admit *x)
+{
+	int i;
 
-			if (c->state != CS_HELLO && c->state != CS_PROOF)
-				continue;
-			if (c->deadline <= now) {
-				if (c->state == CS_PROOF || c->got)
-					refuse(&x, c, RF_STALLED, "did not complete authentication within %d ms",
-					       x.handshake_ms);
-				else
-					refuse(&x, c, RF_SILENT, "sent nothing within %d ms", x.handshake_ms);
-				continue;
-			}
-			if (c->deadline - now < wait)
-				wait = c->deadline - now;
-			pfd[nfd] = (struct pollfd){ .fd = c->fd, .events = POLLIN };
-			pidx[nfd++] = i;
-		}
-		rc = poll(pfd, (nfds_t)nfd, (int)(wait > INT_MAX ? INT_MAX : wait));
-		if (rc < 0) {
-			if (errno == EINTR)
-				continue;
-			ret = hetsgd_err(-errno, "rank 0: poll: %s", strerror(errno));
-			goto out;
-		}
-		/* Connections in progress first: a rank half-way through must not wait behind newcomers. */
-		for (i = 1; i < nfd && x.joined < boot->size - 1; i++) {
-			if (!pfd[i].revents)
-				continue;
-			ret = conn_step(&x, &x.conns[pidx[i]]);
-			if (ret)
-				goto out;
-		}
-		if (pfd[0].revents && x.joined < boot->size - 1) {
-			ret = accept_some(&x, lfd, ACCEPT_BATCH);
-			if (ret)
-				goto out;
-		}
-	}
-	ret = linger(&x, lfd);
-out:
-	if (x.dup_rank > 0)
-		abort_admitted(st, boot->size, (uint32_t)x.dup_rank);
-	for (i = 0; i < x.cap; i++) {
-		struct conn *c = &x.conns[i];
-
-		if (c->state != CS_HELLO && c->state != CS_PROOF)
-			continue;
-		if (!ret)
-			refuse(&x, c, RF_LATE, "the rendezvous is complete (all %d ranks joined)", boot->size);
-		else
-			conn_close(&x, c, 1);
-	}
-	{
-		/* The last word on refusals: totals for the whole rendezvous. */
-		unsigned sum = 0;
-
-		for (i = 0; i < RF_COUNT; i++)
-			sum += x.rf.total[i];
-		if (sum) {
-			char line[1536], body[1400];
-			int n;
-
-			btcp_refusals_format(&x.rf, 0, body, sizeof(body));
-			n = snprintf(line, sizeof(line), "hetsgd: tcp bootstrap: rendezvous %s after %.1f s; refused %u "
-				     "connection%s in all: %s\n", ret ? "failed" : "complete",
-				     (double)(now_ms() - x.t0) / 1000.0, sum, sum == 1 ? "" : "s", body);
-			btcp_emit_line(line, n < (int)sizeof(line) ? (size_t)n : sizeof(line) - 1);
-		}
-	}
-	close(lfd);
-out_free:
-	free(x.conns);
-	free(pfd);
-	free(pidx);
-	return ret;
+	if (!x)
+		return;
+	for (i = 0; x->conns && i < x->cap; i++)
+		if (x->conns[i].state == CS_HELLO || x->conns[i].state == CS_PROOF)
+			refuse(x, &x->conns[i], RF_LATE, "rank 0 closed the bootstrap");
+	if (x->rf.win_sum)
+		btcp_refusals_flush(&x->rf, now_ms());	/* nothing counted goes unsaid */
+	if (x->lfd >= 0)
+		close(x->lfd);
+	memset(x->key, 0, sizeof(x->key));
+	free(x->conns);
+	free(x->slot);
+	free(x->told);
+	free(x);
 }

@@ -34,7 +34,8 @@
 
 enum { HELLO_LEN = 32, CHAL_LEN = 32, PROOF_LEN = 8, WELCOME_LEN = 16,
        REQ_LEN = 16, REP_LEN = 40, NONCE_LEN = 16 };
-enum { ST_OK = 0, ST_BAD_SIZE = 1, ST_BAD_RANK = 2, ST_DUP_RANK = 3, ST_BAD_PROOF = 4 };
+enum { ST_OK = 0, ST_BAD_SIZE = 1, ST_BAD_RANK = 2, ST_DUP_RANK = 3, ST_BAD_PROOF = 4,
+       ST_STOPPED = 5 };
 enum { OP_ALLGATHER = 1, OP_BARRIER = 2 };
 enum { RS_OK = 0, RS_MISMATCH = 1, RS_ABORT = 2 };
 
@@ -116,8 +117,9 @@ struct tcp_state {
 	int *pidx;
 	int stall_ms;
 	int broken;
-	char why[400];
+	char why[1024];		/* room for a duplicate claim's two addresses */
 	char where[300];
+	struct btcp_admit *adm;	/* rank 0: still listening (NULL: closed) */
 };
 
 /* ---- boot_tcp_wire.c: MACs, randomness, moving bytes -------------------- */
@@ -156,7 +158,7 @@ int btcp_root_listen(const struct rendezvous *rv, int backlog, int *out);
  */
 enum refusal {
 	RF_SILENT, RF_STALLED, RF_EVICT_SOURCE, RF_EVICT_FULL, RF_GARBAGE, RF_HUNGUP, RF_LATE,
-	RF_VERSION, RF_BAD_MAC, RF_BAD_SIZE, RF_BAD_RANK, RF_COUNT
+	RF_VERSION, RF_BAD_MAC, RF_BAD_SIZE, RF_BAD_RANK, RF_STOPPED, RF_COUNT
 };
 
 #define MAX_SOURCES 32		/* sources counted by name; the rest together */
@@ -185,6 +187,8 @@ void btcp_emit_line(const char *line, size_t n);
 void btcp_refusals_format(const struct refusals *rf, int window, char *buf, size_t len);
 /* One summary line for the window, then a new window. */
 void btcp_refusals_flush(struct refusals *rf, int64_t now);
+/* A new window: what was counted so far has been said. */
+void btcp_refusals_window(struct refusals *rf, int64_t now);
 /* Count one refusal of ip; example says what happened, for the summary. */
 void btcp_refusals_count(struct refusals *rf, enum refusal why, const char *ip, const char *example);
 /* Rank 0 gave up after timeout_s: -ETIMEDOUT, with what it saw. */
@@ -193,7 +197,28 @@ int btcp_timeout_err(const struct refusals *rf, const struct tcp_state *st, int 
 
 /* ---- boot_tcp_admit.c: rank 0 takes the ranks in ----------------------- */
 
+/*
+ * Rank 0 keeps its listener and the handshakes under way from open to
+ * close, so that a late claim on an admitted rank is heard (and stops the
+ * job) wherever rank 0 waits.
+ */
+struct btcp_admit;
+
+/* The rendezvous: 0 with every rank admitted and st->adm listening, or an error. */
 int btcp_root_open(struct hetsgd_boot *boot, struct tcp_state *st, const uint8_t key[16],
 		   const struct rendezvous *rv, int timeout_s);
+/*
+ * Poll entries for the listener and the handshakes into pfd (room for
+ * MAX_PENDING + 1; the count is returned); *wait (ms, -1: none) is
+ * lowered to the next deadline.  Then, after poll(), serve them: 0, or
+ * an error that ends the job (-EADDRINUSE: a rank claimed twice; the
+ * admitted ranks have been told).
+ */
+int btcp_admit_prepare(struct btcp_admit *x, struct pollfd *pfd, int64_t now, int64_t *wait);
+int btcp_admit_serve(struct btcp_admit *x, const struct pollfd *pfd, int n);
+/* Rank 0 leaves the bootstrap: handshake deadlines stop running until the next prepare. */
+void btcp_admit_pause(struct btcp_admit *x);
+/* Stop listening; handshakes under way are refused and counted. */
+void btcp_admit_close(struct btcp_admit *x);
 
 #endif

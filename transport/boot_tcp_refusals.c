@@ -23,11 +23,12 @@ static const struct {
 	[RF_EVICT_FULL] = { "closed unauthenticated: too many at once in all", 1 },
 	[RF_GARBAGE] = { "not a hetsgd bootstrap client", 1 },
 	[RF_HUNGUP] = { "hung up before authenticating", 1 },
-	[RF_LATE] = { "still authenticating when the rendezvous completed", 1 },
+	[RF_LATE] = { "still authenticating when rank 0 closed the bootstrap", 1 },
 	[RF_VERSION] = { "another bootstrap protocol version", 0 },
 	[RF_BAD_MAC] = { "wrong secret", 0 },
 	[RF_BAD_SIZE] = { "wrong job size", 0 },
 	[RF_BAD_RANK] = { "rank out of range", 0 },
+	[RF_STOPPED] = { "arrived after rank 0 stopped the job", 0 },
 };
 
 void btcp_emit_line(const char *line, size_t n)
@@ -73,7 +74,7 @@ void btcp_refusals_format(const struct refusals *rf, int window, char *buf, size
 void btcp_refusals_flush(struct refusals *rf, int64_t now)
 {
 	char line[1536], body[1400];
-	int i, n;
+	int n;
 
 	if (!rf->win_sum)
 		return;
@@ -81,6 +82,13 @@ void btcp_refusals_flush(struct refusals *rf, int64_t now)
 	n = snprintf(line, sizeof(line), "hetsgd: tcp bootstrap: refused %u connection%s in %.1f s: %s\n",
 		     rf->win_sum, rf->win_sum == 1 ? "" : "s", (double)(now - rf->win_start) / 1000.0, body);
 	btcp_emit_line(line, n < (int)sizeof(line) ? (size_t)n : sizeof(line) - 1);
+	btcp_refusals_window(rf, now);
+}
+
+void btcp_refusals_window(struct refusals *rf, int64_t now)
+{
+	int i;
+
 	memset(rf->win, 0, sizeof(rf->win));
 	for (i = 0; i < RF_COUNT; i++)
 		rf->example[i][0] = '\0';
