@@ -298,6 +298,17 @@ static void wait_file(const struct job *j, const char *tag, const char *ext, int
 	}
 }
 
+/* TAG.EXT once it holds text, or as it is after timeout_ms. */
+static const char *wait_text(const struct job *j, const char *tag, const char *ext, const char *text, int timeout_ms)
+{
+	int64_t end = now_ms() + timeout_ms;
+	const char *got;
+
+	while (!strstr(got = slurp(j, tag, ext), text) && now_ms() < end)
+		sleep_ms(10);
+	return got;
+}
+
 /*
  * The set-up most tests share: ranks first..first+n-1 of a job of size,
  * each from tmpl with its own rank and the tag "rN".
@@ -1184,8 +1195,11 @@ Test(boot_tcp_admission, wrong_secret_is_refused_and_logged, .init = clean_env, 
 	cr_assert(strstr(err, "-13 ") == err, "rogue should get -EACCES: %s", err);
 	cr_assert(strstr(err, j.rendezvous) && strstr(err, "HETSGD_SECRET"), "%s", err);
 
-	/* The first refusal is reported at once, with its address and why. */
-	log = slurp(&j, "r0", "stderr");
+	/*
+	 * The first refusal is reported at once, with its address and why
+	 * (rank 0 writes it just after its answer reaches the rogue: wait).
+	 */
+	log = wait_text(&j, "r0", "stderr", "hetsgd: tcp bootstrap: refused 1 connection in ", 3000);
 	cr_assert(strstr(log, "hetsgd: tcp bootstrap: refused 1 connection in "), "no refusal line: '%s'", log);
 	cr_assert(strstr(log, "1 wrong secret (127.0.0.1:") && strstr(log, "claims rank 1"),
 		  "refusal does not say why: '%s'", log);
