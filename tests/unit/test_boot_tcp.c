@@ -298,6 +298,17 @@ static void wait_file(const struct job *j, const char *tag, const char *ext, int
 	}
 }
 
+/* TAG.EXT once it holds text, or as it is after timeout_ms. */
+static const char *wait_text(const struct job *j, const char *tag, const char *ext, const char *text, int timeout_ms)
+{
+	int64_t end = now_ms() + timeout_ms;
+	const char *got;
+
+	while (!strstr(got = slurp(j, tag, ext), text) && now_ms() < end)
+		sleep_ms(10);
+	return got;
+}
+
 /*
  * The set-up most tests share: ranks first..first+n-1 of a job of size,
  * each from tmpl with its own rank and the tag "rN".
@@ -1184,8 +1195,11 @@ Test(boot_tcp_admission, wrong_secret_is_refused_and_logged, .init = clean_env, 
 	cr_assert(strstr(err, "-13 ") == err, "rogue should get -EACCES: %s", err);
 	cr_assert(strstr(err, j.rendezvous) && strstr(err, "HETSGD_SECRET"), "%s", err);
 
-	/* The first refusal is reported at once, with its address and why. */
-	log = slurp(&j, "r0", "stderr");
+	/*
+	 * The first refusal is reported at once, with its address and why
+	 * (rank 0 writes it just after its answer reaches the rogue: wait).
+	 */
+	log = wait_text(&j, "r0", "stderr", "hetsgd: tcp bootstrap: refused 1 connection in ", 3000);
 	cr_assert(strstr(log, "hetsgd: tcp bootstrap: refused 1 connection in "), "no refusal line: '%s'", log);
 	cr_assert(strstr(log, "1 wrong secret (127.0.0.1:") && strstr(log, "claims rank 1"),
 		  "refusal does not say why: '%s'", log);
@@ -1477,12 +1491,12 @@ Test(boot_tcp_flood, hello_flood_does_not_keep_ranks_out, .init = clean_env, .ti
 /* The ranks already admitted learn that the bootstrap is off, at once. */
 static int rank_expect_abort(struct hetsgd_boot *b, void *arg)
 {
+	const char *must = arg ? arg : "rank 1 was claimed by two processes";
 	int rc = hetsgd_boot_barrier(b);
 
-	(void)arg;
 	if (rc != -ECONNABORTED)
 		return 60;
-	return strstr(hetsgd_errmsg(), "rank 1 was claimed by two processes") ? 0 : 61;
+	return strstr(hetsgd_errmsg(), must) ? 0 : 61;
 }
 
 /*
@@ -1560,6 +1574,135 @@ Test(boot_tcp_admission, racing_duplicate_claims_stop_the_job, .init = clean_env
 	cr_assert_lt(now_ms() - t0, 3000);
 	err = slurp(&j, "r0", "err");
 	cr_assert(strstr(err, "rank 1 was claimed twice") && strstr(err, addr_a) && strstr(err, addr_b), "%s", err);
+	job_fini(&j);
+}
+
+/* Rank 0's first collective must fail with -EADDRINUSE: exit 98 and keep the message. */
+static int rank0_expect_dup(struct hetsgd_boot *b, void *arg)
+{
+	uint64_t mine = 1, all[8];
+	int rc = hetsgd_boot_allgather(b, &mine, all, sizeof(mine));
+
+	(void)arg;
+	return rc == -EADDRINUSE ? EADDRINUSE : rc ? 70 : 71;
+}
+
+/*
+ * Issue #11, item 8: an impostor with the secret takes the LAST free rank,
+ * so the rendezvous completes; the real rank comes afterwards.  Rank 0,
+ * waiting in its first collective, still hears it: the job stops within
+ * seconds on every rank, rank 0 names both addresses, the real rank is
+ * told it is a duplicate (not that a firewall is in the way).
+ */
+Test(boot_tcp_admission, late_claim_on_the_last_rank_stops_the_job, .init = clean_env, .timeout = 30)
+{
+	struct job j;
+	struct ranks rk;
+	char imp_addr[32];
+	uint8_t rep[40];
+	const char *err;
+	int64_t t0;
+	int imp = -1;
+
+	job_init(&j);
+	start_ranks(&j, &rk, 0, 1, 3, &(struct rank_spec){ .fn = rank0_expect_dup });
+	start_ranks(&j, &rk, 1, 1, 3, &(struct rank_spec){ .fn = rank_expect_abort,
+							  .arg = "rank 2 was claimed by two processes" });
+	wait_file(&j, "r1", "opened", 10000);
+	cr_assert_eq(raw_claim(j.port, GOOD_SECRET, 2, 3, &imp), 0, "the impostor is admitted as the last rank");
+	snprintf(imp_addr, sizeof(imp_addr), "127.0.0.1:%d", local_port(imp));
+	wait_file(&j, "r0", "opened", 5000);	/* the rendezvous is complete */
+	t0 = now_ms();
+	start_ranks(&j, &rk, 2, 1, 3, &(struct rank_spec){ .fn = rank_once });
+	expect_ranks(&j, &rk, 2, 1, OPEN_FAILED, 5000);
+	expect_ranks(&j, &rk, 0, 1, EADDRINUSE, 5000);
+	expect_ranks(&j, &rk, 1, 1, 0, 5000);
+	cr_assert_lt(now_ms() - t0, 3000, "took %lld ms; the boot timeout is 20 s", (long long)(now_ms() - t0));
+	err = slurp(&j, "r0", "err");
+	cr_assert(strstr(err, "-98 ") == err && strstr(err, "rank 2 was claimed twice"), "%s", err);
+	cr_assert(strstr(err, imp_addr) && count(err, "127.0.0.1:") >= 3, "both addresses (%s): %s", imp_addr, err);
+	err = slurp(&j, "r2", "err");
+	cr_assert(strstr(err, "-98 ") == err && strstr(err, "duplicate") && strstr(err, "already has a rank 2") &&
+		  !strstr(err, "firewall"), "%s", err);
+	cr_assert_eq(full_io(imp, rep, sizeof(rep), 0), 0, "no abort for the admitted impostor");
+	cr_assert(get32(rep + 8) == 2 && get32(rep + 12) == 2, "status %u rank %u", get32(rep + 8), get32(rep + 12));
+	cr_assert(closed_by_peer(imp, 3000));
+	close(imp);
+	job_fini(&j);
+}
+
+/*
+ * Rank 0 stops the rendezvous (a duplicate claim) while rank 3 has not
+ * joined yet: rank 3, arriving just after, is told that rank 0 stopped the
+ * job, at once, instead of meeting a closed port until its timeout.
+ */
+Test(boot_tcp_admission, rank_arriving_after_the_abort_is_told, .init = clean_env, .timeout = 30)
+{
+	struct job j;
+	struct ranks rk;
+	const char *err;
+	int64_t t0;
+	int imp = -1;
+
+	job_init(&j);
+	start_ranks(&j, &rk, 0, 1, 4, &(struct rank_spec){ .fn = rank_once });
+	start_ranks(&j, &rk, 2, 1, 4, &(struct rank_spec){ .fn = rank_expect_abort });
+	wait_file(&j, "r2", "opened", 10000);
+	cr_assert_eq(raw_claim(j.port, GOOD_SECRET, 1, 4, &imp), 0);
+	t0 = now_ms();
+	start_ranks(&j, &rk, 1, 1, 4, &(struct rank_spec){ .fn = rank_once });
+	expect_ranks(&j, &rk, 1, 1, OPEN_FAILED, 5000);
+	start_ranks(&j, &rk, 3, 1, 4, &(struct rank_spec){ .fn = rank_once });
+	expect_ranks(&j, &rk, 3, 1, OPEN_FAILED, 5000);
+	expect_ranks(&j, &rk, 0, 1, OPEN_FAILED, 5000);
+	expect_ranks(&j, &rk, 2, 1, 0, 5000);
+	cr_assert_lt(now_ms() - t0, 3000, "took %lld ms", (long long)(now_ms() - t0));
+	err = slurp(&j, "r3", "err");
+	cr_assert(strstr(err, "-103 ") == err && strstr(err, "stopped the job") && !strstr(err, "firewall"), "%s", err);
+	close(imp);
+	job_fini(&j);
+}
+
+/* One collective, rank 1 away for 2.5 s (the others wait in the second), one more. */
+static int rank_pause(struct hetsgd_boot *b, void *arg)
+{
+	int rc = rank_once(b, NULL);
+
+	(void)arg;
+	if (rc)
+		return rc;
+	if (hetsgd_boot_rank(b) == 1)
+		sleep_ms(2500);
+	return rank_once(b, NULL);
+}
+
+/*
+ * Rank 0 keeps listening after the rendezvous: strangers that connect
+ * while it waits in a collective meet the handshake deadline, do not
+ * disturb the collective, and cost a few summary lines, not one each.
+ */
+Test(boot_tcp_flood, strangers_during_a_collective_do_not_disturb_it, .init = clean_env, .timeout = 30)
+{
+	struct job j;
+	struct ranks rk;
+	const char *log;
+	pid_t flood;
+	int64_t t0;
+
+	setenv("HETSGD_BOOT_HANDSHAKE_MS", "300", 1);	/* the ranks inherit it */
+	job_init(&j);
+	start_ranks(&j, &rk, 0, 3, 3, &(struct rank_spec){ .fn = rank_pause });
+	wait_file(&j, "r0", "opened", 10000);
+	t0 = now_ms();
+	flood = flood_start(&j, j.port, 40, 2000, 400000, 0);	/* under HETSGD_BOOT_PER_SOURCE */
+	expect_ranks(&j, &rk, 0, 3, 0, 9000);
+	cr_assert_lt(now_ms() - t0, 6000, "took %lld ms", (long long)(now_ms() - t0));
+	flood_stop(&j, flood);
+	log = slurp(&j, "r0", "stderr");
+	cr_assert_lt(count(log, "\n"), 10, "rank 0 wrote %d lines: %.2000s", count(log, "\n"), log);
+	cr_assert(strstr(log, "sent nothing before the handshake deadline") && strstr(log, "from 127.0.0.1 x"),
+		  "rank 0 did not hear the strangers: %s", log);
+	cr_log_info("rank 0 said:\n%s", log);
 	job_fini(&j);
 }
 
