@@ -512,7 +512,7 @@ static void refuse(struct hetsgd_tp *tp, struct verbs_state *st, struct rdma_cm_
 
 	rdma_reject(id, NULL, 0);
 	st->refused++;
-	for (i = 0; i < st->refused_logged && !seen; i++)
+	for (i = 0; i < st->refused_logged && i < REFUSED_SOURCES && !seen; i++)
 		seen = st->refused_ip[i] == ip;
 	if (seen)
 		return;
