@@ -35,7 +35,7 @@ expect_ok "HETSGD_IB_DEV=$dev HETSGD_GID_INDEX=$gid HETSGD_IB_ADDR=$addr" \
 	HETSGD_IB_DEV="$dev" HETSGD_GID_INDEX="$gid" HETSGD_IB_ADDR="$addr"
 expect_err "unknown device" "not found; this host has: $dev" HETSGD_IB_DEV=nosuch0
 expect_err "GID index that is not RoCE v2 IPv4" "HETSGD_GID_INDEX" HETSGD_GID_INDEX=0
-expect_err "GID index out of range" "HETSGD_GID_INDEX=70000" HETSGD_GID_INDEX=70000
+expect_err "GID index out of range" 'HETSGD_GID_INDEX="70000"' HETSGD_GID_INDEX=70000
 expect_err "address that is not an IPv4" "not an IPv4 address" HETSGD_IB_ADDR=nonsense
 expect_err "address of no RDMA port" "HETSGD_IB_ADDR" HETSGD_IB_ADDR=192.0.2.77
 expect_err "connect timeout that is not a number" "HETSGD_CONNECT_TIMEOUT" HETSGD_CONNECT_TIMEOUT=soon
