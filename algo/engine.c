@@ -273,7 +273,9 @@ int hetsgd_engine_run(struct hetsgd_boot *boot,
 		goto out;
 	}
 	snprintf(res->provider, sizeof(res->provider), "%s", hetsgd_tp_describe(e->tp));
-	ret = check_io(e);
+	/* Indices of indexed blocks are checked here, out of the sender's reach. */
+	e->lim.idx_copy = malloc(e->d * sizeof(uint32_t));
+	ret = e->lim.idx_copy ? check_io(e) : algo_err(-ENOMEM, "out of memory for a block's indices");
 	if (!ret)
 		ret = e->rank == 0 ? server_run(e, res) : worker_run(e, res);
 	if (ret && ret != -ECONNABORTED && !e->abort_sent) {
@@ -291,6 +293,7 @@ int hetsgd_engine_run(struct hetsgd_boot *boot,
 	if (!ret && cret)
 		ret = tp_error(cret, "closing the transport");
 out:
+	free(e->lim.idx_copy);
 	hetsgd_topo_close(e->topo);
 	if (ret)
 		hetsgd_engine_result_free(res);

@@ -69,7 +69,6 @@ static int asgd_server_msg(struct server *s, uint32_t wk, const struct eng_hdr *
 	double g_i;
 	int ret;
 
-	(void)ev;
 	if (b->encoding == HETSGD_ENC_MASKED)
 		return algo_err(-EPROTO, "worker %u sent a masked GRAD, which an asgd server does not expect: the ranks run different configurations",
 				wk);
@@ -87,7 +86,9 @@ static int asgd_server_msg(struct server *s, uint32_t wk, const struct eng_hdr *
 		s->dropped++;
 		return enqueue(s, wk, MSG_MODEL, s->version, FLAG_DROPPED, t);
 	}
-	apply_block(s->x, b, (float)g_i);
+	ret = block_axpy(ev->peer, s->x, b, (float)g_i);
+	if (ret)
+		return ret;
 	s->version++;
 	s->updates++;
 	return enqueue(s, wk, MSG_MODEL, s->version, 0, t);

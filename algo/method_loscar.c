@@ -154,9 +154,10 @@ static int loscar_round(struct server *s, uint32_t wk, const struct hetsgd_ev *e
 	if (s->got[wk])
 		return algo_err(-EPROTO, "worker %u sent round %llu twice", wk,
 				(unsigned long long)s->round);
+	ret = block_add(ev->peer, s->sum, b->val, e->k);
+	if (ret)
+		return ret;
 	s->got[wk] = 1;
-	for (uint32_t j = 0; j < e->k; j++)
-		s->sum[j] += b->val[j];
 	if (++s->acc_count < e->n)
 		return 0;
 	return loscar_average(s, t);
@@ -172,9 +173,10 @@ static int loscar_snap(struct server *s, uint32_t wk, const struct hetsgd_ev *ev
 		return ret;
 	if (!s->snap_wanted || s->have_snap[wk])
 		return algo_err(-EPROTO, "worker %u sent a snapshot the server did not ask for", wk);
+	ret = block_add(ev->peer, s->snap, b->val, e->d);
+	if (ret)
+		return ret;
 	s->have_snap[wk] = 1;
-	for (size_t j = 0; j < e->d; j++)
-		s->snap[j] += b->val[j];
 	if (++s->snap_count == e->n) {
 		eval_submit(s, s->snap, 1.0 / e->n);
 		memset(s->snap, 0, e->d * sizeof(float));
@@ -199,8 +201,9 @@ static int loscar_server_msg(struct server *s, uint32_t wk, const struct eng_hdr
 		ret = want_full(ev, b, "its final model");
 		if (ret)
 			return ret;
-		for (size_t j = 0; j < s->e->d; j++)
-			s->acc[j] += b->val[j];
+		ret = block_add(ev->peer, s->acc, b->val, s->e->d);
+		if (ret)
+			return ret;
 		s->finals++;
 		return 0;
 	}

@@ -18,7 +18,6 @@ static int sync_server_msg(struct server *s, uint32_t wk, const struct eng_hdr *
 	struct eng *e = s->e;
 	int ret;
 
-	(void)ev;
 	if (b->encoding == HETSGD_ENC_MASKED)
 		return algo_err(-EPROTO, "worker %u sent a masked GRAD, which a sync server does not expect: the ranks run different configurations",
 				wk);
@@ -27,7 +26,9 @@ static int sync_server_msg(struct server *s, uint32_t wk, const struct eng_hdr *
 				wk, (unsigned long long)h->round, (unsigned long long)s->version);
 	s->got[wk] = 1;
 	(void)hetsgd_tau_report(s->tau, wk, h->tau, t);	/* for the statistics */
-	apply_block(s->acc, b, -1.0f);	/* acc += g */
+	ret = block_axpy(ev->peer, s->acc, b, -1.0f);	/* acc += g */
+	if (ret)
+		return ret;
 	if (++s->acc_count < e->n)
 		return 0;
 	sgd_step(s->x, s->acc, e->cfg->gamma / (float)e->n, e->d);

@@ -100,16 +100,6 @@ static int server_flush(struct server *s)
 	return 0;
 }
 
-void apply_block(float *x, const struct hetsgd_block *b, float gamma)
-{
-	if (b->encoding == HETSGD_ENC_INDEXED) {
-		for (uint32_t j = 0; j < b->count; j++)
-			x[b->idx[j]] -= gamma * b->val[j];
-	} else {
-		sgd_step(x + b->first, b->val, gamma, b->count);
-	}
-}
-
 /* Whether worker wk may send h's type now; a protocol error if not. */
 static int server_check_legal(struct server *s, uint32_t wk, const struct eng_hdr *h)
 {

@@ -110,7 +110,6 @@ int server_run(struct eng *e, struct hetsgd_engine_result *res);
 int enqueue(struct server *s, uint32_t wk, uint16_t type, uint64_t round,
 	    uint16_t flags, double due);
 /* x -= gamma b, for a dense or indexed block. */
-void apply_block(float *x, const struct hetsgd_block *b, float gamma);
 /* Gradients the workers reported so far. */
 uint64_t server_grads(const struct server *s);
 

@@ -4,6 +4,7 @@
 #include <config.h>
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -277,4 +278,63 @@ void abort_peers(struct eng *e, const char *why)
 			send_abort(e, r, reason);
 	else
 		send_abort(e, 0, reason);
+}
+
+static int value_changed(int peer, size_t j, float v)
+{
+	return algo_err(-EPROTO, "rank %d changed value %zu of its block to %g after it was checked: that rank is broken or hostile",
+			peer, j, (double)v);
+}
+
+int block_axpy(int peer, float *x, const struct hetsgd_block *b, float gamma)
+{
+	const volatile float *val = b->val;	/* one read per value */
+
+	if (b->encoding == HETSGD_ENC_INDEXED) {
+		for (uint32_t j = 0; j < b->count; j++) {
+			float v = val[j];
+
+			if (!isfinite(v))
+				return value_changed(peer, j, v);
+			x[b->idx[j]] -= gamma * v;
+		}
+		return 0;
+	}
+	x += b->first;
+	for (uint32_t j = 0; j < b->count; j++) {
+		float v = val[j];
+
+		if (!isfinite(v))
+			return value_changed(peer, j, v);
+		x[j] -= gamma * v;	/* sgd_step's arithmetic, to the bit */
+	}
+	return 0;
+}
+
+int block_add(int peer, float *acc, const float *vals, size_t n)
+{
+	const volatile float *val = vals;
+
+	for (size_t j = 0; j < n; j++) {
+		float v = val[j];
+
+		if (!isfinite(v))
+			return value_changed(peer, j, v);
+		acc[j] += v;
+	}
+	return 0;
+}
+
+int block_take(int peer, float *dst, const float *vals, size_t n)
+{
+	const volatile float *val = vals;
+
+	for (size_t j = 0; j < n; j++) {
+		float v = val[j];
+
+		if (!isfinite(v))
+			return value_changed(peer, j, v);
+		dst[j] = v;
+	}
+	return 0;
 }

@@ -112,6 +112,20 @@ int want_masked(struct eng *e, const struct hetsgd_ev *ev, const struct hetsgd_b
 int peer_aborted(const struct hetsgd_ev *ev, const struct eng_hdr *h);
 
 /*
+ * A decoded block's values stay in the sender's staging slot, which the
+ * sender can still write (hetsgd_block_decode): each of these reads every
+ * value once, checks it is finite, and uses what it read.  A value that is
+ * no longer finite changed after the decode checked it: the error names
+ * the peer (a broken or hostile rank) and the run stops.
+ *   block_axpy  x[coords of b] -= gamma * values (dense or indexed)
+ *   block_add   acc[0..n) += val[0..n)
+ *   block_take  dst[0..n) = val[0..n)
+ */
+int block_axpy(int peer, float *x, const struct hetsgd_block *b, float gamma);
+int block_add(int peer, float *acc, const float *val, size_t n);
+int block_take(int peer, float *dst, const float *val, size_t n);
+
+/*
  * Tell this rank's peers that it failed (the server tells every worker,
  * a worker the server), so that they fail at once with the reason
  * instead of waiting out the stall time.  Best effort.

@@ -235,7 +235,9 @@ static int worker_inbox(struct worker *w, const struct hetsgd_ev *ev,
 		ret = want_masked(e, ev, b, h->round, "an average");
 	if (ret)
 		return ret;
-	memcpy(w->in_vec, b->val, (h->type == MSG_MODEL ? e->d : e->k) * sizeof(float));
+	ret = block_take(ev->peer, w->in_vec, b->val, h->type == MSG_MODEL ? e->d : e->k);
+	if (ret)
+		return ret;
 	w->in_round = h->round;
 	w->in_flags = h->flags;
 	atomic_store_explicit(&w->in_full, 1, memory_order_release);

@@ -432,10 +432,16 @@ int hetsgd_block_decode(const void *buf, size_t len,
 
 	vp = p + HDR_BYTES;
 	if (enc == HETSGD_ENC_INDEXED) {
+		if (!lim->idx_copy)
+			return hetsgd_err(-EINVAL, "indexed block: the receiver gave no idx_copy array to check its indices in "
+					  "(struct hetsgd_block_limits)");
 		ip = vp;
 		vp += 4 * (size_t)count;
+		/* Read once into the receiver's array, then check the copy. */
+		for (i = 0; i < count; i++)
+			lim->idx_copy[i] = get_le32(ip + 4 * (size_t)i);
 		for (i = 0; i < count; i++) {
-			coord = get_le32(ip + 4 * (size_t)i);
+			coord = lim->idx_copy[i];
 			if (coord >= dim)
 				return hetsgd_err(-EBADMSG,
 						  "indexed block: index %u at position %u is out of range (dimension %u)",
@@ -455,7 +461,7 @@ int hetsgd_block_decode(const void *buf, size_t len,
 			return hetsgd_err(-EBADMSG,
 					  "masked block from rank %u: value %u (in mask order) is %s",
 					  sender, i, what);
-		coord = enc == HETSGD_ENC_DENSE ? first + i : get_le32(ip + 4 * (size_t)i);
+		coord = enc == HETSGD_ENC_DENSE ? first + i : lim->idx_copy[i];
 		return hetsgd_err(-EBADMSG, "%s block from rank %u: value %u (coordinate %u) is %s",
 				  enc_name(enc), sender, i, coord, what);
 	}
@@ -469,7 +475,7 @@ int hetsgd_block_decode(const void *buf, size_t len,
 	out->round = get_le64(p + OFF_ROUND);
 	out->seed = seed;
 	/* Little-endian host and aligned buffer, checked above. */
-	out->idx = ip ? (const uint32_t *)(const void *)ip : NULL;
+	out->idx = ip ? lim->idx_copy : NULL;
 	out->val = (const float *)(const void *)vp;
 	return 0;
 }

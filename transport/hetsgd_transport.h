@@ -130,6 +130,13 @@ struct hetsgd_block_limits {
 	uint32_t dim;		/* the receiver's model dimension: must match */
 	uint32_t nranks;	/* sender must be < nranks */
 	size_t max_bytes;	/* the slot size */
+	/*
+	 * The receiver's own array of dim entries that an INDEXED block's
+	 * indices are copied into before they are checked, so that a sender
+	 * rewriting its slot cannot move a write (NULL: INDEXED blocks are
+	 * refused).  out->idx points here.
+	 */
+	uint32_t *idx_copy;
 };
 
 /* Bytes of a block with this encoding and count (0 for a bad encoding). */
@@ -165,7 +172,15 @@ int hetsgd_block_encode_masked(void *buf, size_t cap,
  * Never reads outside [buf, buf+len).  -EBADMSG (with the reason in
  * hetsgd_errmsg()) for a malformed block, -EPROTO for a wrong version,
  * -EINVAL when buf is not 4-byte aligned (staging slots always are).
- * out->idx and out->val point into buf, so decoding is for little-endian
+ *
+ * The sender may still be writing buf (a staging slot): everything that
+ * says where to read or write -- the header's fields and an INDEXED
+ * block's indices -- is read once into the receiver's memory (*out and
+ * lim->idx_copy) and checked there, so no later write of the sender can
+ * move a read or a write.  out->val points into buf: the values are
+ * checked finite here, but a consumer that needs them finite must check
+ * each value as it uses it (a sender can rewrite a number, never where it
+ * goes).  Values are used in place, so decoding is for little-endian
  * hosts (x86_64, aarch64, ppc64le); elsewhere it returns -ENOTSUP.
  * A masked block's count is the sender's k: the caller checks it against
  * its own mask before regenerating it from (seed, round).
@@ -253,10 +268,11 @@ struct hetsgd_ev {
 	int peer;		/* sender (RECV) or destination (SENT) */
 	uint8_t kind;		/* the put's kind */
 	uint32_t slot;		/* RECV: pass to hetsgd_tp_release() */
-	const void *data;	/* RECV: the block, valid until released: the
-				 * receiver's private copy, which no peer can
-				 * write, so what the caller checks is what it
-				 * uses */
+	const void *data;	/* RECV: the block in its staging slot, valid
+				 * until released.  The sender can still write
+				 * these bytes: copy what you validate before
+				 * you rely on it (hetsgd_block_decode copies
+				 * a block's header and indices) */
 	size_t len;		/* RECV: bytes landed */
 	struct hetsgd_tx *tx;	/* SENT: the buffer of that put */
 };

@@ -94,9 +94,7 @@ int tp_recv_landed(struct hetsgd_tp *tp, int peer, uint32_t slot,
 {
 	uint32_t expect = (uint32_t)(tp->recvd[peer] % tp->attr.slots);
 	struct hetsgd_ev ev = { .type = HETSGD_EV_RECV, .peer = peer, .kind = kind,
-				.slot = slot, .len = len };
-	uint32_t buf;
-	char *copy;
+				.slot = slot, .data = data, .len = len };
 
 	/* A peer that skips or reuses a slot breaks the credit protocol. */
 	if (slot != expect || tp->held[(size_t)peer * tp->attr.slots + slot])
@@ -108,17 +106,6 @@ int tp_recv_landed(struct hetsgd_tp *tp, int peer, uint32_t slot,
 	if (len > tp->attr.slot_bytes)
 		return hetsgd_err(-EPROTO, "rank %d wrote %zu bytes into a %zu-byte slot",
 				  peer, len, tp->attr.slot_bytes);
-	/*
-	 * Time of check must be time of use: the sender may rewrite its slot
-	 * at any moment, so the caller sees only this copy, which nobody else
-	 * can reach.  The copy costs one pass over the block in the receiver's
-	 * cache, which the caller's decode and apply read next anyway.
-	 */
-	buf = tp->rx_free[--tp->rx_nfree];	/* never empty: one per slot */
-	tp->rx_buf_of[(size_t)peer * tp->attr.slots + slot] = buf;
-	copy = tp->rx_mem + (size_t)buf * tp->attr.slot_bytes;
-	memcpy(copy, data, len);
-	ev.data = copy;
 	tp->held[(size_t)peer * tp->attr.slots + slot] = 1;
 	tp->recvd[peer]++;
 	tp_evq_push(tp, &ev);
@@ -155,7 +142,6 @@ int64_t tp_release_slot(struct hetsgd_tp *tp, int peer, uint32_t slot)
 				  "release each received block exactly once",
 				  slot, peer);
 	held[slot] = 2;		/* released, waiting for the older ones */
-	tp->rx_free[tp->rx_nfree++] = tp->rx_buf_of[(size_t)peer * S + slot];
 	while (tp->rel_head[peer] < tp->recvd[peer] && held[tp->rel_head[peer] % S] == 2) {
 		held[tp->rel_head[peer] % S] = 0;
 		tp->rel_head[peer]++;
@@ -246,18 +232,10 @@ int hetsgd_tp_open(struct hetsgd_boot *boot, const struct hetsgd_tp_attr *attr,
 	tp->recvd = calloc((size_t)tp->size, sizeof(uint64_t));
 	tp->rel_head = calloc((size_t)tp->size, sizeof(uint64_t));
 	tp->held = calloc((size_t)tp->size * a.slots, 1);
-	/* Pages of the copies are touched only as blocks land. */
-	tp->rx_bytes = (size_t)tp->size * a.slots * a.slot_bytes;
-	tp->rx_mem = tp_alloc(tp, tp->rx_bytes);
-	tp->rx_free = calloc((size_t)tp->size * a.slots, sizeof(uint32_t));
-	tp->rx_buf_of = calloc((size_t)tp->size * a.slots, sizeof(uint32_t));
-	for (i = 0; tp->rx_free && i < (uint32_t)tp->size * a.slots; i++)
-		tp->rx_free[tp->rx_nfree++] = (uint32_t)tp->size * a.slots - 1 - i;
 	/* Room for every block that can be outstanding plus every put. */
 	tp->evq_cap = (uint32_t)tp->size * a.slots * 2 + a.tx_bufs + 16;
 	tp->evq = calloc(tp->evq_cap, sizeof(*tp->evq));
-	if (!tp->txs || !tp->recvd || !tp->rel_head || !tp->held || !tp->evq || !tp->rx_mem ||
-	    !tp->rx_free || !tp->rx_buf_of) {
+	if (!tp->txs || !tp->recvd || !tp->rel_head || !tp->held || !tp->evq) {
 		ret = hetsgd_err(-ENOMEM, "out of memory for the transport's bookkeeping (%d ranks, %u slots)",
 				 tp->size, a.slots);
 		goto free_mem;
@@ -277,9 +255,6 @@ int hetsgd_tp_open(struct hetsgd_boot *boot, const struct hetsgd_tp_attr *attr,
 	return 0;
 
 free_mem:
-	tp_free(tp->rx_mem, tp->rx_bytes);
-	free(tp->rx_free);
-	free(tp->rx_buf_of);
 	free(tp->evq);
 	free(tp->held);
 	free(tp->rel_head);
@@ -303,9 +278,6 @@ int hetsgd_tp_close(struct hetsgd_tp *tp)
 	if (!ret)
 		ret = r;
 	tp->prov->close(tp);
-	tp_free(tp->rx_mem, tp->rx_bytes);
-	free(tp->rx_free);
-	free(tp->rx_buf_of);
 	free(tp->evq);
 	free(tp->held);
 	free(tp->rel_head);

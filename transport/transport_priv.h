@@ -204,22 +204,6 @@ struct hetsgd_tp {
 	uint64_t *recvd;		/* blocks handed out, per peer */
 	uint64_t *rel_head;		/* contiguous prefix released, per peer */
 	uint8_t *held;			/* size * slots: 1 while the caller holds it */
-	/*
-	 * The receiver's private copy of every slot (size * slots *
-	 * slot_bytes): a landed block is copied here before anyone looks at
-	 * it, since the sender can still write its staging slot (shm maps it,
-	 * verbs holds its key).  What the caller validates is what it uses.
-	 */
-	char *rx_mem;
-	size_t rx_bytes;
-	/*
-	 * The copies are a pool, reused last-freed-first, so that a caller
-	 * that releases promptly keeps landing blocks in the same few
-	 * cache-warm buffers instead of sweeping size * slots of them.
-	 */
-	uint32_t *rx_free;		/* stack of free copy buffers */
-	uint32_t rx_nfree;
-	uint32_t *rx_buf_of;		/* size * slots: the copy of each held slot */
 
 	/* events waiting to be returned by hetsgd_tp_progress() */
 	struct hetsgd_ev *evq;

@@ -10,8 +10,9 @@
  *                  rank 0 has decoded it and before rank 0 applies it,
  *                  rewrites the indices in its staging slot to point far
  *                  outside the model; then announces a slot rank 0 still
- *                  holds.  Rank 0 must apply exactly what it validated and
- *                  then fail naming rank 1.
+ *                  holds.  Rank 0 must apply exactly the indices it
+ *                  validated (decode checks them in rank 0's own copy)
+ *                  and then fail naming rank 1.
  *   forge          rank 1 tries to raise the credit word that rank 2 and
  *                  rank 0 keep for each other.  Its write must not land:
  *                  rank 0 must not overwrite the blocks rank 2 still holds,
@@ -139,7 +140,9 @@ static int rewrite(struct hetsgd_boot *b, struct hetsgd_tp *tp, int me)
 		return hetsgd_boot_barrier(b) ? 1 : 0;	/* B4 */
 	}
 
-	struct hetsgd_block_limits lim = { .dim = D, .nranks = 2, .max_bytes = hetsgd_tp_slot_bytes(tp) };
+	static uint32_t idx_copy[D];
+	struct hetsgd_block_limits lim = { .dim = D, .nranks = 2, .max_bytes = hetsgd_tp_slot_bytes(tp),
+					   .idx_copy = idx_copy };
 	struct hetsgd_block blk;
 	struct hetsgd_ev ev;
 	float *model = calloc(D, sizeof(float));
@@ -230,7 +233,9 @@ static int forge(struct hetsgd_boot *b, struct hetsgd_tp *tp, int me)
 		return 1;
 	if (me == 2) {
 		struct hetsgd_ev ev;
-		struct hetsgd_block_limits lim = { .dim = D, .nranks = 3, .max_bytes = hetsgd_tp_slot_bytes(tp) };
+		static uint32_t idx_copy[D];
+		struct hetsgd_block_limits lim = { .dim = D, .nranks = 3, .max_bytes = hetsgd_tp_slot_bytes(tp),
+						   .idx_copy = idx_copy };
 		struct hetsgd_block blk;
 
 		for (int k = 0; k < all[0]; k++) {

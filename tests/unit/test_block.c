@@ -91,10 +91,15 @@ static struct hetsgd_block_hdr mkhdr(uint32_t dim)
 	return h;
 }
 
+/* Where decode copies an indexed block's indices (dim entries at most). */
+static uint32_t idx_copy[1u << 22];
+
 static struct hetsgd_block_limits mklim(uint32_t dim)
 {
-	struct hetsgd_block_limits l = { .dim = dim, .nranks = 4, .max_bytes = (size_t)1 << 24 };
+	struct hetsgd_block_limits l = { .dim = dim, .nranks = 4, .max_bytes = (size_t)1 << 24,
+					 .idx_copy = idx_copy };
 
+	cr_assert_leq(dim, sizeof(idx_copy) / sizeof(idx_copy[0]));
 	return l;
 }
 
@@ -811,8 +816,9 @@ static void check_accepted(const struct hetsgd_block *b, const unsigned char *bu
 		FZ(b->first == 0);
 	if (b->encoding == HETSGD_ENC_INDEXED) {
 		FZ(b->idx != NULL);
-		FZ((const unsigned char *)b->idx == buf + HDR);
+		FZ(b->idx == lim->idx_copy);	/* the receiver's copy, never the slot */
 		for (i = 0; i < count; i++) {
+			FZ(b->idx[i] == ((const uint32_t *)(const void *)(buf + HDR))[i]);
 			FZ(b->idx[i] < b->dim);
 			FZ(i == 0 || b->idx[i] > b->idx[i - 1]);
 		}
@@ -874,4 +880,26 @@ Test(block_decode, fuzz)
 	cr_assert_gt(accepted, 1000, "accepted %d", accepted);
 	cr_assert_gt(rejected, 1000, "rejected %d", rejected);
 	cr_log_info("fuzz: %d accepted, %d rejected", accepted, rejected);
+}
+
+Test(block, indexed_indices_are_checked_in_the_receivers_copy)
+{
+	uint32_t idx[3] = { 1, 5, 9 };
+	float val[3] = { 1, 2, 3 };
+	struct hetsgd_block_hdr h = mkhdr(16);
+	struct hetsgd_block_limits lim = mklim(16);
+	struct hetsgd_block b;
+	uint32_t store[64];
+	size_t len;
+
+	cr_assert_eq(hetsgd_block_encode_sparse(store, sizeof(store), &h, idx, val, 3, &len), 0);
+	cr_assert_eq(hetsgd_block_decode(store, len, &lim, &b), 0, "%s", hetsgd_errmsg());
+	cr_expect_eq(b.idx, idx_copy, "the indices the caller uses are the receiver's copy");
+	/* The sender rewrites its slot after the decode: the copy does not move. */
+	store[10] = 0xffffffffu;
+	cr_expect_eq(b.idx[0], 1);
+	cr_expect_eq(b.idx[2], 9);
+	lim.idx_copy = NULL;
+	cr_expect_eq(hetsgd_block_decode(store, len, &lim, &b), -EINVAL);
+	cr_expect(strstr(hetsgd_errmsg(), "idx_copy"), "%s", hetsgd_errmsg());
 }
