@@ -54,7 +54,79 @@ static int idx_check_end(gzFile f, const char *path)
 	return 0;
 }
 
-/* Long: two IDX files, each header field checked with its own message; not split in the engine restructure. */
+/*
+ * The pixels of f, scaled to [0, 1], into r->dense, read through chunk
+ * (64 KiB).  They grow with the data read, so a damaged header that
+ * announces terabytes gives "truncated", not a huge allocation.
+ */
+static int idx_read_pixels(gzFile f, const char *path, unsigned char *chunk,
+			   struct hetsgd_dataset *r)
+{
+	uint64_t total = r->n * r->p, done = 0, cap = 0, i;
+
+	while (done < total) {
+		size_t want = total - done > (1 << 16) ? (1 << 16) : (size_t)(total - done);
+		int64_t got;
+
+		if (done + want > cap) {
+			uint64_t c = cap ? cap : (uint64_t)1 << 24;
+			float *nd;
+
+			while (c < done + want)
+				c *= 2;
+			if (c > total)
+				c = total;
+			nd = c > SIZE_MAX / sizeof(float) ? NULL :
+			     realloc(r->dense, (size_t)c * sizeof(float));
+			if (!nd)
+				return data_oom("IDX images");
+			r->dense = nd;
+			cap = c;
+		}
+		got = data_gz_read_full(f, path, chunk, want);
+		if (got < 0)
+			return (int)got;
+		for (i = 0; i < (uint64_t)got; i++)
+			r->dense[done + i] = (float)chunk[i] / 255.0f;
+		done += (uint64_t)got;
+		if ((size_t)got < want)
+			return algo_err(-EBADMSG, "%s: truncated: %llu of %llu pixel bytes; fetch the file again",
+					path, (unsigned long long)done,
+					(unsigned long long)total);
+	}
+	return idx_check_end(f, path);
+}
+
+/* The r->n labels of f into r->labels, read through chunk (64 KiB). */
+static int idx_read_labels(gzFile f, const char *path, unsigned char *chunk,
+			   struct hetsgd_dataset *r)
+{
+	uint64_t done, i;
+
+	r->labels = data_alloc_array(r->n, sizeof(*r->labels));
+	if (!r->labels)
+		return data_oom("IDX labels");
+	for (done = 0; done < r->n;) {
+		size_t want = r->n - done > (1 << 16) ? (1 << 16) : (size_t)(r->n - done);
+		int64_t got = data_gz_read_full(f, path, chunk, want);
+
+		if (got < 0)
+			return (int)got;
+		for (i = 0; i < (uint64_t)got; i++) {
+			if (chunk[i] >= 10)
+				return algo_err(-EBADMSG, "%s: label %u of sample %llu is not below 10; pass an MNIST or Fashion-MNIST label file",
+						path, chunk[i], (unsigned long long)(done + i));
+			r->labels[done + i] = chunk[i];
+		}
+		done += (uint64_t)got;
+		if ((size_t)got < want)
+			return algo_err(-EBADMSG, "%s: truncated: %llu of %llu labels; fetch the file again",
+					path, (unsigned long long)done,
+					(unsigned long long)r->n);
+	}
+	return idx_check_end(f, path);
+}
+
 int hetsgd_idx_load(const char *images_path, const char *labels_path,
 		    struct hetsgd_dataset *out)
 {
@@ -62,7 +134,6 @@ int hetsgd_idx_load(const char *images_path, const char *labels_path,
 	gzFile fi = NULL, fl = NULL;
 	uint32_t di[3], dl[1];
 	unsigned char *chunk = NULL;
-	uint64_t total, done = 0, cap = 0, i;
 	int ret;
 
 	if (!out)
@@ -93,86 +164,14 @@ int hetsgd_idx_load(const char *images_path, const char *labels_path,
 	r.n = di[0];
 	r.p = di[1] * di[2];
 	r.classes = 10;
-	total = r.n * r.p;
 	chunk = malloc(1 << 16);
 	if (!chunk) {
 		ret = data_oom("IDX images");
 		goto out;
 	}
-	/*
-	 * The pixels grow with the data read, so a damaged header that
-	 * announces terabytes gives "truncated", not a huge allocation.
-	 */
-	while (done < total) {
-		size_t want = total - done > (1 << 16) ? (1 << 16) : (size_t)(total - done);
-		int64_t got;
-
-		if (done + want > cap) {
-			uint64_t c = cap ? cap : (uint64_t)1 << 24;
-			float *nd;
-
-			while (c < done + want)
-				c *= 2;
-			if (c > total)
-				c = total;
-			nd = c > SIZE_MAX / sizeof(float) ? NULL :
-			     realloc(r.dense, (size_t)c * sizeof(float));
-			if (!nd) {
-				ret = data_oom("IDX images");
-				goto out;
-			}
-			r.dense = nd;
-			cap = c;
-		}
-		got = data_gz_read_full(fi, images_path, chunk, want);
-		if (got < 0) {
-			ret = (int)got;
-			goto out;
-		}
-		for (i = 0; i < (uint64_t)got; i++)
-			r.dense[done + i] = (float)chunk[i] / 255.0f;
-		done += (uint64_t)got;
-		if ((size_t)got < want) {
-			ret = algo_err(-EBADMSG, "%s: truncated: %llu of %llu pixel bytes; fetch the file again",
-				       images_path, (unsigned long long)done,
-				       (unsigned long long)total);
-			goto out;
-		}
-	}
-	ret = idx_check_end(fi, images_path);
-	if (ret)
-		goto out;
-	r.labels = data_alloc_array(r.n, sizeof(*r.labels));
-	if (!r.labels) {
-		ret = data_oom("IDX labels");
-		goto out;
-	}
-	for (done = 0; done < r.n;) {
-		size_t want = r.n - done > (1 << 16) ? (1 << 16) : (size_t)(r.n - done);
-		int64_t got = data_gz_read_full(fl, labels_path, chunk, want);
-
-		if (got < 0) {
-			ret = (int)got;
-			goto out;
-		}
-		for (i = 0; i < (uint64_t)got; i++) {
-			if (chunk[i] >= 10) {
-				ret = algo_err(-EBADMSG, "%s: label %u of sample %llu is not below 10; pass an MNIST or Fashion-MNIST label file",
-					       labels_path, chunk[i],
-					       (unsigned long long)(done + i));
-				goto out;
-			}
-			r.labels[done + i] = chunk[i];
-		}
-		done += (uint64_t)got;
-		if ((size_t)got < want) {
-			ret = algo_err(-EBADMSG, "%s: truncated: %llu of %llu labels; fetch the file again",
-				       labels_path, (unsigned long long)done,
-				       (unsigned long long)r.n);
-			goto out;
-		}
-	}
-	ret = idx_check_end(fl, labels_path);
+	ret = idx_read_pixels(fi, images_path, chunk, &r);
+	if (!ret)
+		ret = idx_read_labels(fl, labels_path, chunk, &r);
 	if (ret)
 		goto out;
 	*out = r;

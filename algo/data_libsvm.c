@@ -68,37 +68,34 @@ static int add_distinct(struct svm_state *s, double v, uint64_t line)
 #define TOK_FMT "'%.*s%s'"
 #define TOK_ARGS(t, l) (int)((l) > 40 ? 40 : (l)), (t), ((l) > 40 ? "..." : "")
 
-/* Long: one LIBSVM line token by token, each failure with its own message; not split in the engine restructure. */
-static int svm_line(struct svm_state *s, char *line, size_t len, uint64_t ln)
+/* The next token of *p .. end, NULL at the end; *p moves past it. */
+static char *svm_token(char **p, char *end, size_t *tl)
 {
-	char *p = line, *end = line + len, *q, *tok;
-	double label, v;
-	uint64_t last = 0;
-	size_t tl;
-	int ret;
+	char *tok;
 
-	if (memchr(line, '\0', len))
-		return algo_err(-EBADMSG, "%s:%llu: NUL byte in line: this is not a LIBSVM text file; pass the right file",
-				s->path, (unsigned long long)ln);
-	q = memchr(line, '#', len);
-	if (q)
-		end = q;
-	*end = '\0';
-	while (p < end && (is_space(*p)))
-		p++;
-	if (p == end)
-		return 0;	/* blank or comment */
+	while (*p < end && is_space(**p))
+		(*p)++;
+	if (*p == end)
+		return NULL;
+	tok = *p;
+	while (*p < end && !is_space(**p))
+		(*p)++;
+	*tl = (size_t)(*p - tok);
+	return tok;
+}
 
-	tok = p;
-	while (p < end && !is_space(*p))
-		p++;
-	tl = (size_t)(p - tok);
+/* The class label that starts a line: tok .. tok + tl. */
+static int svm_label(struct svm_state *s, const char *tok, size_t tl, uint64_t ln, double *out)
+{
+	double label;
+	char *q;
+
 	if (memchr(tok, ':', tl))
 		return algo_err(-EBADMSG, "%s:%llu: label missing: the line starts with " TOK_FMT "; each line must start with the class label",
 				s->path, (unsigned long long)ln, TOK_ARGS(tok, tl));
 	errno = 0;
 	label = strtod(tok, &q);
-	if (q != p || tl == 0)
+	if (q != tok + tl || tl == 0)
 		return algo_err(-EBADMSG, "%s:%llu: label " TOK_FMT " is not a number; each line must start with the class label",
 				s->path, (unsigned long long)ln, TOK_ARGS(tok, tl));
 	if (!isfinite(label) || fabs(label) > 2147483647.0)
@@ -109,82 +106,83 @@ static int svm_line(struct svm_state *s, char *line, size_t len, uint64_t ln)
 				s->path, (unsigned long long)ln, TOK_ARGS(tok, tl));
 	if (label == 0)
 		label = 0;	/* -0 and 0 are one class */
-	ret = add_distinct(s, label, ln);
-	if (ret)
-		return ret;
+	*out = label;
+	return add_distinct(s, label, ln);
+}
 
-	for (;;) {
-		char *colon;
-		unsigned long long idx;
+/* Append feature idx (1-based) with value v to the current row. */
+static int svm_add_feature(struct svm_state *s, unsigned long long idx, double v)
+{
+	if (s->nnz == s->cap_nnz) {
+		/* val grows in step with col: same capacity */
+		float *nv;
 
-		while (p < end && is_space(*p))
-			p++;
-		if (p == end)
-			break;
-		tok = p;
-		while (p < end && !is_space(*p))
-			p++;
-		tl = (size_t)(p - tok);
-		*p = '\0';	/* p < end or p == end, and *end is '\0' */
-		colon = memchr(tok, ':', tl);
-		if (!colon)
-			return algo_err(-EBADMSG, "%s:%llu: missing colon in " TOK_FMT "; features are written index:value",
-					s->path, (unsigned long long)ln, TOK_ARGS(tok, tl));
-		if (colon == tok || *tok < '0' || *tok > '9')
-			return algo_err(-EBADMSG, "%s:%llu: index in " TOK_FMT " is not a number; features are written index:value with a positive integer index",
-					s->path, (unsigned long long)ln, TOK_ARGS(tok, tl));
-		errno = 0;
-		idx = strtoull(tok, &q, 10);
-		if (q != colon)
-			return algo_err(-EBADMSG, "%s:%llu: index in " TOK_FMT " is not a number; features are written index:value with a positive integer index",
-					s->path, (unsigned long long)ln, TOK_ARGS(tok, tl));
-		if (errno == ERANGE || idx > UINT32_MAX)
-			return algo_err(-EOVERFLOW, "%s:%llu: index overflow in " TOK_FMT ": the limit is %u",
-					s->path, (unsigned long long)ln, TOK_ARGS(tok, tl), UINT32_MAX);
-		if (idx == 0)
-			return algo_err(-EBADMSG, "%s:%llu: index 0 in " TOK_FMT ": LIBSVM indices start at 1; add 1 to every index of a 0-based file",
-					s->path, (unsigned long long)ln, TOK_ARGS(tok, tl));
-		if (idx <= last)
-			return algo_err(-EBADMSG, "%s:%llu: decreasing index %llu after %llu in " TOK_FMT ": indices must be strictly increasing; sort the features of each line",
-					s->path, (unsigned long long)ln, idx, (unsigned long long)last, TOK_ARGS(tok, tl));
-		if (s->p_hint && idx > s->p_hint)
-			return algo_err(-EBADMSG, "%s:%llu: index %llu exceeds the %u features expected; pass p_hint 0 or the larger feature count",
-					s->path, (unsigned long long)ln, idx, s->p_hint);
-		if (colon[1] == '\0')
-			return algo_err(-EBADMSG, "%s:%llu: value missing in " TOK_FMT "; features are written index:value",
-					s->path, (unsigned long long)ln, TOK_ARGS(tok, tl));
-		errno = 0;
-		v = strtod(colon + 1, &q);
-		if (q == colon + 1 || *q != '\0')
-			return algo_err(-EBADMSG, "%s:%llu: non-numeric value in " TOK_FMT "; values must be decimal numbers",
-					s->path, (unsigned long long)ln, TOK_ARGS(tok, tl));
-		if (isnan(v) || (isinf(v) && errno != ERANGE))
-			return algo_err(-EBADMSG, "%s:%llu: NaN/inf value in " TOK_FMT "; values must be finite: clean the data",
-					s->path, (unsigned long long)ln, TOK_ARGS(tok, tl));
-		if (isinf(v) || fabs(v) > FLT_MAX)
-			return algo_err(-EOVERFLOW, "%s:%llu: value overflow in " TOK_FMT ": a float holds at most %g; rescale the feature",
-					s->path, (unsigned long long)ln, TOK_ARGS(tok, tl), (double)FLT_MAX);
-		if (s->nnz == s->cap_nnz) {
-			/* val grows in step with col: same capacity */
-			float *nv;
-
-			if (data_grow((void **)&s->col, &s->cap_nnz, s->nnz + 1, sizeof(*s->col)))
-				return data_oom("LIBSVM features");
-			nv = realloc(s->val, (size_t)s->cap_nnz * sizeof(*nv));
-			if (!nv)
-				return data_oom("LIBSVM values");
-			s->val = nv;
-		}
-		s->col[s->nnz] = (uint32_t)(idx - 1);
-		s->val[s->nnz] = (float)v;
-		s->nnz++;
-		last = idx;
-		if (idx > s->max_idx)
-			s->max_idx = (uint32_t)idx;
-		if (p < end)
-			p++;
+		if (data_grow((void **)&s->col, &s->cap_nnz, s->nnz + 1, sizeof(*s->col)))
+			return data_oom("LIBSVM features");
+		nv = realloc(s->val, (size_t)s->cap_nnz * sizeof(*nv));
+		if (!nv)
+			return data_oom("LIBSVM values");
+		s->val = nv;
 	}
+	s->col[s->nnz] = (uint32_t)(idx - 1);
+	s->val[s->nnz] = (float)v;
+	s->nnz++;
+	if (idx > s->max_idx)
+		s->max_idx = (uint32_t)idx;
+	return 0;
+}
 
+/* One index:value token (NUL-terminated) after index *last. */
+static int svm_feature(struct svm_state *s, char *tok, size_t tl, uint64_t ln, uint64_t *last)
+{
+	char *colon = memchr(tok, ':', tl), *q;
+	unsigned long long idx;
+	double v;
+
+	if (!colon)
+		return algo_err(-EBADMSG, "%s:%llu: missing colon in " TOK_FMT "; features are written index:value",
+				s->path, (unsigned long long)ln, TOK_ARGS(tok, tl));
+	if (colon == tok || *tok < '0' || *tok > '9')
+		return algo_err(-EBADMSG, "%s:%llu: index in " TOK_FMT " is not a number; features are written index:value with a positive integer index",
+				s->path, (unsigned long long)ln, TOK_ARGS(tok, tl));
+	errno = 0;
+	idx = strtoull(tok, &q, 10);
+	if (q != colon)
+		return algo_err(-EBADMSG, "%s:%llu: index in " TOK_FMT " is not a number; features are written index:value with a positive integer index",
+				s->path, (unsigned long long)ln, TOK_ARGS(tok, tl));
+	if (errno == ERANGE || idx > UINT32_MAX)
+		return algo_err(-EOVERFLOW, "%s:%llu: index overflow in " TOK_FMT ": the limit is %u",
+				s->path, (unsigned long long)ln, TOK_ARGS(tok, tl), UINT32_MAX);
+	if (idx == 0)
+		return algo_err(-EBADMSG, "%s:%llu: index 0 in " TOK_FMT ": LIBSVM indices start at 1; add 1 to every index of a 0-based file",
+				s->path, (unsigned long long)ln, TOK_ARGS(tok, tl));
+	if (idx <= *last)
+		return algo_err(-EBADMSG, "%s:%llu: decreasing index %llu after %llu in " TOK_FMT ": indices must be strictly increasing; sort the features of each line",
+				s->path, (unsigned long long)ln, idx, (unsigned long long)*last, TOK_ARGS(tok, tl));
+	if (s->p_hint && idx > s->p_hint)
+		return algo_err(-EBADMSG, "%s:%llu: index %llu exceeds the %u features expected; pass p_hint 0 or the larger feature count",
+				s->path, (unsigned long long)ln, idx, s->p_hint);
+	if (colon[1] == '\0')
+		return algo_err(-EBADMSG, "%s:%llu: value missing in " TOK_FMT "; features are written index:value",
+				s->path, (unsigned long long)ln, TOK_ARGS(tok, tl));
+	errno = 0;
+	v = strtod(colon + 1, &q);
+	if (q == colon + 1 || *q != '\0')
+		return algo_err(-EBADMSG, "%s:%llu: non-numeric value in " TOK_FMT "; values must be decimal numbers",
+				s->path, (unsigned long long)ln, TOK_ARGS(tok, tl));
+	if (isnan(v) || (isinf(v) && errno != ERANGE))
+		return algo_err(-EBADMSG, "%s:%llu: NaN/inf value in " TOK_FMT "; values must be finite: clean the data",
+				s->path, (unsigned long long)ln, TOK_ARGS(tok, tl));
+	if (isinf(v) || fabs(v) > FLT_MAX)
+		return algo_err(-EOVERFLOW, "%s:%llu: value overflow in " TOK_FMT ": a float holds at most %g; rescale the feature",
+				s->path, (unsigned long long)ln, TOK_ARGS(tok, tl), (double)FLT_MAX);
+	*last = idx;
+	return svm_add_feature(s, idx, v);
+}
+
+/* Close the current row with its label. */
+static int svm_add_row(struct svm_state *s, double label)
+{
 	if (s->n == s->cap_rows) {
 		/* row_ptr grows in step with lab: one more entry */
 		uint64_t *nr;
@@ -200,6 +198,55 @@ static int svm_line(struct svm_state *s, char *line, size_t len, uint64_t ln)
 	s->n++;
 	s->row_ptr[s->n] = s->nnz;
 	return 0;
+}
+
+/* One line: the label, then index:value tokens; '#' starts a comment. */
+static int svm_line(struct svm_state *s, char *line, size_t len, uint64_t ln)
+{
+	char *p = line, *end = line + len, *q, *tok;
+	uint64_t last = 0;
+	double label = 0;
+	size_t tl;
+	int ret;
+
+	if (memchr(line, '\0', len))
+		return algo_err(-EBADMSG, "%s:%llu: NUL byte in line: this is not a LIBSVM text file; pass the right file",
+				s->path, (unsigned long long)ln);
+	q = memchr(line, '#', len);
+	if (q)
+		end = q;
+	*end = '\0';
+	tok = svm_token(&p, end, &tl);
+	if (!tok)
+		return 0;	/* blank or comment */
+	ret = svm_label(s, tok, tl, ln, &label);
+	if (ret)
+		return ret;
+	while ((tok = svm_token(&p, end, &tl))) {
+		*p = '\0';	/* p < end or p == end, and *end is '\0' */
+		ret = svm_feature(s, tok, tl, ln, &last);
+		if (ret)
+			return ret;
+		if (p < end)
+			p++;
+	}
+	return svm_add_row(s, label);
+}
+
+/* The class of label v among the sorted values (v is one of them). */
+static int32_t class_of(const double *values, uint32_t classes, double v)
+{
+	uint64_t lo = 0, hi = classes - 1;
+
+	while (lo < hi) {
+		uint64_t mid = (lo + hi) / 2;
+
+		if (values[mid] < v)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return (int32_t)lo;
 }
 
 static int svm_finish(struct svm_state *s, struct hetsgd_dataset *out)
@@ -235,19 +282,8 @@ static int svm_finish(struct svm_state *s, struct hetsgd_dataset *out)
 	} else {
 		memcpy(r.label_values, s->distinct, r.classes * sizeof(double));
 	}
-	for (i = 0; i < s->n; i++) {
-		uint64_t lo = 0, hi = r.classes - 1;
-
-		while (lo < hi) {
-			uint64_t mid = (lo + hi) / 2;
-
-			if (r.label_values[mid] < s->lab[i])
-				lo = mid + 1;
-			else
-				hi = mid;
-		}
-		r.labels[i] = (int32_t)lo;
-	}
+	for (i = 0; i < s->n; i++)
+		r.labels[i] = class_of(r.label_values, r.classes, s->lab[i]);
 	r.row_ptr = s->row_ptr;
 	r.col = s->col;
 	r.val = s->val;
@@ -350,15 +386,77 @@ static int cmp_dbl(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-/* Long: k files loaded and made to agree on features and classes; not split in the engine restructure. */
+/*
+ * The sorted labels that the rows of the k sets use, made binary by the
+ * rules of hetsgd_libsvm_load() over the union; u has room for the sum
+ * of the sets' classes + 2.
+ */
+static int union_labels(const struct hetsgd_dataset *ds, uint32_t k, double *u, uint64_t *count)
+{
+	uint64_t nu = 0, m = 0;
+	int pm1 = 1, b01 = 1;
+
+	/* the labels the rows use: a file of only "+1" also lists -1 as a
+	 * class, which must not turn another file's {0, 1} into 3 classes */
+	for (uint32_t i = 0; i < k; i++) {
+		uint8_t *used = calloc(ds[i].classes, 1);
+
+		if (!used)
+			return algo_err(-ENOMEM, "libsvm_load_many: out of memory");
+		for (uint64_t r = 0; r < ds[i].n; r++)
+			used[ds[i].labels[r]] = 1;
+		for (uint32_t c = 0; c < ds[i].classes; c++)
+			if (used[c])
+				u[nu++] = ds[i].label_values[c];
+		free(used);
+	}
+	qsort(u, nu, sizeof(*u), cmp_dbl);
+	for (uint64_t i = 0; i < nu; i++)
+		if (m == 0 || u[i] != u[m - 1])
+			u[m++] = u[i];
+	nu = m;
+	for (uint64_t i = 0; i < nu; i++) {
+		pm1 &= u[i] == -1.0 || u[i] == 1.0;
+		b01 &= u[i] == 0.0 || u[i] == 1.0;
+	}
+	if (pm1 || b01) {
+		/* the binary rules of hetsgd_libsvm_load(), over the union */
+		u[0] = pm1 ? -1.0 : 0.0;
+		u[1] = 1.0;	/* u has total + 2 slots */
+		nu = 2;
+	}
+	if (nu > HETSGD_MAX_CLASSES)
+		return algo_err(-EOVERFLOW, "libsvm_load_many: the files hold %llu distinct labels together; the limit is %u",
+				(unsigned long long)nu, HETSGD_MAX_CLASSES);
+	*count = nu;
+	return 0;
+}
+
+/* Give d the common classes (the sorted values u) and feature count p. */
+static int relabel(struct hetsgd_dataset *d, const double *u, uint32_t classes, uint32_t p)
+{
+	double *lv = data_alloc_array(classes, sizeof(double));
+
+	if (!lv)
+		return algo_err(-ENOMEM, "libsvm_load_many: out of memory");
+	memcpy(lv, u, classes * sizeof(double));
+	for (uint64_t r = 0; r < d->n; r++)
+		d->labels[r] = class_of(lv, classes, d->label_values[d->labels[r]]);
+	free(d->label_values);
+	d->label_values = lv;
+	d->classes = classes;
+	d->p = p;
+	return 0;
+}
+
 int hetsgd_libsvm_load_many(const char *const *paths, uint32_t k,
 			    uint32_t p_hint, struct hetsgd_dataset *out)
 {
 	struct hetsgd_dataset *ds;
 	double *u = NULL;
 	uint64_t nu = 0, total = 0;
-	uint32_t p = p_hint, classes;
-	int ret = 0, pm1 = 1, b01 = 1;
+	uint32_t p = p_hint;
+	int ret = 0;
 
 	if (!paths || !out || k == 0)
 		return algo_err(-EINVAL, "libsvm_load_many: need at least one file");
@@ -380,75 +478,11 @@ int hetsgd_libsvm_load_many(const char *const *paths, uint32_t k,
 		ret = algo_err(-ENOMEM, "libsvm_load_many: out of memory");
 		goto fail;
 	}
-	/* the labels the rows use: a file of only "+1" also lists -1 as a
-	 * class, which must not turn another file's {0, 1} into 3 classes */
-	for (uint32_t i = 0; i < k; i++) {
-		uint8_t *used = calloc(ds[i].classes, 1);
-
-		if (!used) {
-			ret = algo_err(-ENOMEM, "libsvm_load_many: out of memory");
-			goto fail;
-		}
-		for (uint64_t r = 0; r < ds[i].n; r++)
-			used[ds[i].labels[r]] = 1;
-		for (uint32_t c = 0; c < ds[i].classes; c++)
-			if (used[c])
-				u[nu++] = ds[i].label_values[c];
-		free(used);
-	}
-	qsort(u, nu, sizeof(*u), cmp_dbl);
-	{
-		uint64_t m = 0;
-
-		for (uint64_t i = 0; i < nu; i++)
-			if (m == 0 || u[i] != u[m - 1])
-				u[m++] = u[i];
-		nu = m;
-	}
-	for (uint64_t i = 0; i < nu; i++) {
-		pm1 &= u[i] == -1.0 || u[i] == 1.0;
-		b01 &= u[i] == 0.0 || u[i] == 1.0;
-	}
-	if (pm1 || b01) {
-		/* the binary rules of hetsgd_libsvm_load(), over the union */
-		u[0] = pm1 ? -1.0 : 0.0;
-		u[1] = 1.0;	/* u has total + 2 slots */
-		nu = 2;
-	}
-	if (nu > HETSGD_MAX_CLASSES) {
-		ret = algo_err(-EOVERFLOW, "libsvm_load_many: the files hold %llu distinct labels together; the limit is %u",
-			       (unsigned long long)nu, HETSGD_MAX_CLASSES);
+	ret = union_labels(ds, k, u, &nu);
+	for (uint32_t i = 0; i < k && !ret; i++)
+		ret = relabel(&ds[i], u, (uint32_t)nu, p);
+	if (ret)
 		goto fail;
-	}
-	classes = (uint32_t)nu;
-	for (uint32_t i = 0; i < k; i++) {
-		struct hetsgd_dataset *d = &ds[i];
-		double *lv = data_alloc_array(classes, sizeof(double));
-
-		if (!lv) {
-			ret = algo_err(-ENOMEM, "libsvm_load_many: out of memory");
-			goto fail;
-		}
-		memcpy(lv, u, classes * sizeof(double));
-		for (uint64_t r = 0; r < d->n; r++) {
-			double v = d->label_values[d->labels[r]];
-			uint64_t lo = 0, hi = classes - 1;
-
-			while (lo < hi) {
-				uint64_t mid = (lo + hi) / 2;
-
-				if (lv[mid] < v)
-					lo = mid + 1;
-				else
-					hi = mid;
-			}
-			d->labels[r] = (int32_t)lo;
-		}
-		free(d->label_values);
-		d->label_values = lv;
-		d->classes = classes;
-		d->p = p;
-	}
 	free(u);
 	memcpy(out, ds, k * sizeof(*ds));
 	free(ds);

@@ -124,14 +124,78 @@ int hetsgd_split_iid(uint64_t n, uint32_t workers, uint64_t seed,
 	return ret;
 }
 
-/* Long: per-class Dirichlet draws and the assignment in one pass; not split in the engine restructure. */
+/*
+ * One class's samples seg[0 .. m) dealt to the workers in shares drawn
+ * from Dirichlet(alpha): owner[] and count[] are updated; q holds one
+ * double per worker.
+ */
+static void dirichlet_class(uint64_t *seg, uint64_t m, uint32_t workers, double alpha,
+			    uint64_t *s, double *q, uint32_t *owner, uint64_t *count)
+{
+	uint64_t prev = 0, i;
+	double mx = -INFINITY, sum = 0, cum = 0;
+	uint32_t k;
+
+	/* drawn even for an empty class: the stream stays aligned */
+	for (k = 0; k < workers; k++) {
+		q[k] = rng_log_gamma(s, alpha);
+		if (q[k] > mx)
+			mx = q[k];
+	}
+	for (k = 0; k < workers; k++) {
+		q[k] = exp(q[k] - mx);
+		sum += q[k];
+	}
+	shuffle(seg, m, s);
+	for (k = 0; k < workers; k++) {
+		uint64_t cut;
+
+		cum += q[k];
+		if (k == workers - 1) {
+			cut = m;
+		} else {
+			double x = cum / sum * (double)m;
+
+			cut = x >= (double)m ? m : (uint64_t)llround(x);
+			if (cut < prev)
+				cut = prev;
+		}
+		for (i = prev; i < cut; i++)
+			owner[seg[i]] = k;
+		count[k] += cut - prev;
+		prev = cut;
+	}
+}
+
+/* No empty worker: the largest gives its highest-numbered sample. */
+static void fill_empty_workers(uint32_t *owner, uint64_t n, uint64_t *count, uint32_t workers)
+{
+	uint64_t i;
+
+	for (uint32_t k = 0; k < workers; k++) {
+		uint32_t big = 0, j;
+
+		if (count[k])
+			continue;
+		for (j = 1; j < workers; j++)
+			if (count[j] > count[big])
+				big = j;
+		for (i = n; i-- > 0;)
+			if (owner[i] == big)
+				break;
+		owner[i] = k;
+		count[big]--;
+		count[k]++;
+	}
+}
+
 int hetsgd_split_dirichlet(const int32_t *labels, uint64_t n,
 			   uint32_t classes, uint32_t workers, double alpha,
 			   uint64_t seed, struct hetsgd_split *out)
 {
 	uint64_t *byclass = NULL, *cstart = NULL, *pos = NULL, *count = NULL;
 	uint64_t s = seed, i;
-	uint32_t *owner = NULL, c, k;
+	uint32_t *owner = NULL, c;
 	double *q = NULL;
 	int ret = split_args(n, workers, out);
 
@@ -154,6 +218,7 @@ int hetsgd_split_dirichlet(const int32_t *labels, uint64_t n,
 		ret = data_oom("a split");
 		goto out;
 	}
+	/* the samples grouped by class, by counting sort */
 	for (i = 0; i < n; i++)
 		cstart[labels[i] + 1]++;
 	for (c = 0; c < classes; c++)
@@ -162,57 +227,10 @@ int hetsgd_split_dirichlet(const int32_t *labels, uint64_t n,
 		c = (uint32_t)labels[i];
 		byclass[cstart[c] + pos[c]++] = i;
 	}
-	for (c = 0; c < classes; c++) {
-		uint64_t m = cstart[c + 1] - cstart[c], prev = 0;
-		uint64_t *seg = byclass + cstart[c];
-		double mx = -INFINITY, sum = 0, cum = 0;
-
-		/* drawn even for an empty class: the stream stays aligned */
-		for (k = 0; k < workers; k++) {
-			q[k] = rng_log_gamma(&s, alpha);
-			if (q[k] > mx)
-				mx = q[k];
-		}
-		for (k = 0; k < workers; k++) {
-			q[k] = exp(q[k] - mx);
-			sum += q[k];
-		}
-		shuffle(seg, m, &s);
-		for (k = 0; k < workers; k++) {
-			uint64_t cut;
-
-			cum += q[k];
-			if (k == workers - 1) {
-				cut = m;
-			} else {
-				double x = cum / sum * (double)m;
-
-				cut = x >= (double)m ? m : (uint64_t)llround(x);
-				if (cut < prev)
-					cut = prev;
-			}
-			for (i = prev; i < cut; i++)
-				owner[seg[i]] = k;
-			count[k] += cut - prev;
-			prev = cut;
-		}
-	}
-	/* no empty worker: the largest gives its highest-numbered sample */
-	for (k = 0; k < workers; k++) {
-		uint32_t big = 0, j;
-
-		if (count[k])
-			continue;
-		for (j = 1; j < workers; j++)
-			if (count[j] > count[big])
-				big = j;
-		for (i = n; i-- > 0;)
-			if (owner[i] == big)
-				break;
-		owner[i] = k;
-		count[big]--;
-		count[k]++;
-	}
+	for (c = 0; c < classes; c++)
+		dirichlet_class(byclass + cstart[c], cstart[c + 1] - cstart[c], workers, alpha,
+				&s, q, owner, count);
+	fill_empty_workers(owner, n, count, workers);
 	ret = split_from_owner(owner, n, workers, out);
 out:
 	free(byclass);
