@@ -406,17 +406,8 @@ static int oversubscribe_allowed(const struct hetsgd_topo_req *req)
 	return req->oversubscribe || (env && *env && strcmp(env, "0"));
 }
 
-int hetsgd_topo_plan(const struct hetsgd_topo *t, const struct hetsgd_topo_req *req,
-		     struct hetsgd_topo_plan *out)
+static int check_req(const struct hetsgd_topo_req *req)
 {
-	struct layout l = { 0 };
-	struct hetsgd_topo_plan *p = NULL;
-	struct unit *u = NULL;
-	hwloc_bitmap_t eff = NULL;
-	int ret, ncand = 0, r, i;
-
-	if (!t || !req || !out)
-		return topo_err(-EINVAL, "hetsgd_topo_plan: topo, req and plan must not be NULL");
 	if (req->local_size < 1 || req->local_rank < 0 || req->local_rank >= req->local_size)
 		return topo_err(-EINVAL,
 				"local rank %d of %d is not a rank of this node: need 0 <= local_rank < local_size",
@@ -427,7 +418,68 @@ int hetsgd_topo_plan(const struct hetsgd_topo *t, const struct hetsgd_topo_req *
 	if (req->local_size > INT_MAX / (req->compute_threads + 1))
 		return topo_err(-EINVAL, "%d ranks x %d threads overflows: give fewer ranks",
 				req->local_size, req->compute_threads + 1);
+	return 0;
+}
 
+/* Every rank's cores: laid out, or shared round-robin when they do not
+ * fit and oversubscription is allowed. */
+static int place_ranks(const struct hetsgd_topo *t, const struct hetsgd_topo_req *req,
+		       const struct unit *u, hwloc_const_bitmap_t eff, struct layout *l)
+{
+	char cpus[128];
+	int i;
+
+	if (l->size * l->need <= l->nunits)
+		return lay_out(t, u, l);
+	if (!oversubscribe_allowed(req)) {
+		list_str(cpus, sizeof(cpus), eff);
+		return topo_err(-ENOSPC,
+				"%d rank%s x (%d compute + 1 progress) threads need %d cores, but the allowed CPUs (%s) hold only %d core%s: "
+				"use fewer compute threads or ranks per node, widen the binding (srun --cpus-per-task, taskset), "
+				"or allow oversubscription (HETSGD_OVERSUBSCRIBE=1)",
+				l->size, l->size == 1 ? "" : "s", req->compute_threads, l->size * l->need, cpus,
+				l->nunits, l->nunits == 1 ? "" : "s");
+	}
+	l->oversubscribed = 1;
+	for (i = 0; i < l->size * l->need; i++)
+		l->take[i] = i % l->nunits;
+	return 0;
+}
+
+/* This rank's part of the node's layout. */
+static void plan_fill(const struct hetsgd_topo *t, const struct hetsgd_topo_req *req,
+		      const struct layout *l, const struct unit *u, int ncand,
+		      hwloc_const_bitmap_t eff, struct hetsgd_topo_plan *p)
+{
+	int r = req->local_rank, i;
+
+	p->local_rank = r;
+	p->local_size = l->size;
+	if (l->rdev[r] >= 0)
+		snprintf(p->device, sizeof(p->device), "%s", t->dev[l->rdev[r]].name);
+	p->numa_node = memory_node(t, u, &l->take[r * l->need], l->need, l->rdev[r]);
+	p->progress_pu = (int)u[l->take[r * l->need]].pu->os_index;
+	p->ncompute = req->compute_threads;
+	for (i = 0; i < p->ncompute; i++)
+		p->compute_pus[i] = (int)u[l->take[r * l->need + 1 + i]].pu->os_index;
+	p->oversubscribed = l->oversubscribed;
+	explain(t, l, u, r, ncand, eff, p->numa_node, p->reason, sizeof(p->reason));
+}
+
+int hetsgd_topo_plan(const struct hetsgd_topo *t, const struct hetsgd_topo_req *req,
+		     struct hetsgd_topo_plan *out)
+{
+	struct layout l = { 0 };
+	struct hetsgd_topo_plan *p = NULL;
+	struct unit *u = NULL;
+	hwloc_bitmap_t eff = NULL;
+	int ret, ncand = 0;
+
+	if (!t || !req || !out)
+		return topo_err(-EINVAL, "hetsgd_topo_plan: topo, req and plan must not be NULL");
+	ret = check_req(req);
+	if (ret)
+		return ret;
 	eff = hwloc_bitmap_alloc();
 	p = calloc(1, sizeof(*p));
 	if (!eff || !p) {
@@ -458,43 +510,11 @@ int hetsgd_topo_plan(const struct hetsgd_topo *t, const struct hetsgd_topo_req *
 		goto out;
 	}
 	ret = choose_devices(t, req, &l, &ncand);
+	if (!ret)
+		ret = place_ranks(t, req, u, eff, &l);
 	if (ret)
 		goto out;
-
-	if (l.size * l.need > l.nunits) {
-		char cpus[128];
-
-		if (!oversubscribe_allowed(req)) {
-			list_str(cpus, sizeof(cpus), eff);
-			ret = topo_err(-ENOSPC,
-				       "%d rank%s x (%d compute + 1 progress) threads need %d cores, but the allowed CPUs (%s) hold only %d core%s: "
-				       "use fewer compute threads or ranks per node, widen the binding (srun --cpus-per-task, taskset), "
-				       "or allow oversubscription (HETSGD_OVERSUBSCRIBE=1)",
-				       l.size, l.size == 1 ? "" : "s", req->compute_threads, l.size * l.need, cpus,
-				       l.nunits, l.nunits == 1 ? "" : "s");
-			goto out;
-		}
-		l.oversubscribed = 1;
-		for (i = 0; i < l.size * l.need; i++)
-			l.take[i] = i % l.nunits;
-	} else {
-		ret = lay_out(t, u, &l);
-		if (ret)
-			goto out;
-	}
-
-	r = req->local_rank;
-	p->local_rank = r;
-	p->local_size = l.size;
-	if (l.rdev[r] >= 0)
-		snprintf(p->device, sizeof(p->device), "%s", t->dev[l.rdev[r]].name);
-	p->numa_node = memory_node(t, u, &l.take[r * l.need], l.need, l.rdev[r]);
-	p->progress_pu = (int)u[l.take[r * l.need]].pu->os_index;
-	p->ncompute = req->compute_threads;
-	for (i = 0; i < p->ncompute; i++)
-		p->compute_pus[i] = (int)u[l.take[r * l.need + 1 + i]].pu->os_index;
-	p->oversubscribed = l.oversubscribed;
-	explain(t, &l, u, r, ncand, eff, p->numa_node, p->reason, sizeof(p->reason));
+	plan_fill(t, req, &l, u, ncand, eff, p);
 	memcpy(out, p, sizeof(*out));
 	ret = 0;
 out:
