@@ -202,12 +202,45 @@ static int check_attr(const struct hetsgd_tp_attr *a)
 	return 0;
 }
 
+/* The send buffers' free list, the receive copies and the event queue;
+ * what was allocated is freed by the caller's unwinding. */
+static int alloc_bookkeeping(struct hetsgd_tp *tp)
+{
+	uint32_t i;
+
+	tp->txs = calloc(tp->attr.tx_bufs, sizeof(*tp->txs));
+	tp->recvd = calloc((size_t)tp->size, sizeof(uint64_t));
+	tp->rel_head = calloc((size_t)tp->size, sizeof(uint64_t));
+	tp->held = calloc((size_t)tp->size * tp->attr.slots, 1);
+	/* Pages of the copies are touched only as blocks land. */
+	tp->rx_bytes = (size_t)tp->size * tp->attr.slots * tp->attr.slot_bytes;
+	tp->rx_mem = tp_alloc(tp, tp->rx_bytes);
+	tp->rx_free = calloc((size_t)tp->size * tp->attr.slots, sizeof(uint32_t));
+	tp->rx_buf_of = calloc((size_t)tp->size * tp->attr.slots, sizeof(uint32_t));
+	for (i = 0; tp->rx_free && i < (uint32_t)tp->size * tp->attr.slots; i++)
+		tp->rx_free[tp->rx_nfree++] = (uint32_t)tp->size * tp->attr.slots - 1 - i;
+	/* Room for every block that can be outstanding plus every put. */
+	tp->evq_cap = (uint32_t)tp->size * tp->attr.slots * 2 + tp->attr.tx_bufs + 16;
+	tp->evq = calloc(tp->evq_cap, sizeof(*tp->evq));
+	if (!tp->txs || !tp->recvd || !tp->rel_head || !tp->held || !tp->evq || !tp->rx_mem ||
+	    !tp->rx_free || !tp->rx_buf_of)
+		return hetsgd_err(-ENOMEM, "out of memory for the transport's bookkeeping (%d ranks, %u slots)",
+				  tp->size, tp->attr.slots);
+	for (i = tp->attr.tx_bufs; i-- > 0;) {
+		tp->txs[i].index = i;
+		tp->txs[i].pub.data = (char *)tp->tx_mem + (size_t)i * tp->attr.slot_bytes;
+		tp->txs[i].pub.cap = tp->attr.slot_bytes;
+		tp->txs[i].next_free = tp->tx_free;
+		tp->tx_free = &tp->txs[i];
+	}
+	return 0;
+}
+
 int hetsgd_tp_open(struct hetsgd_boot *boot, const struct hetsgd_tp_attr *attr,
 		   struct hetsgd_tp **out)
 {
 	struct hetsgd_tp *tp;
 	struct hetsgd_tp_attr a;
-	uint32_t i;
 	int ret;
 
 	if (!boot || !out)
@@ -242,33 +275,9 @@ int hetsgd_tp_open(struct hetsgd_boot *boot, const struct hetsgd_tp_attr *attr,
 				 a.tx_bufs, a.slot_bytes, hetsgd_topo_errmsg());
 		goto free_mem;
 	}
-	tp->txs = calloc(a.tx_bufs, sizeof(*tp->txs));
-	tp->recvd = calloc((size_t)tp->size, sizeof(uint64_t));
-	tp->rel_head = calloc((size_t)tp->size, sizeof(uint64_t));
-	tp->held = calloc((size_t)tp->size * a.slots, 1);
-	/* Pages of the copies are touched only as blocks land. */
-	tp->rx_bytes = (size_t)tp->size * a.slots * a.slot_bytes;
-	tp->rx_mem = tp_alloc(tp, tp->rx_bytes);
-	tp->rx_free = calloc((size_t)tp->size * a.slots, sizeof(uint32_t));
-	tp->rx_buf_of = calloc((size_t)tp->size * a.slots, sizeof(uint32_t));
-	for (i = 0; tp->rx_free && i < (uint32_t)tp->size * a.slots; i++)
-		tp->rx_free[tp->rx_nfree++] = (uint32_t)tp->size * a.slots - 1 - i;
-	/* Room for every block that can be outstanding plus every put. */
-	tp->evq_cap = (uint32_t)tp->size * a.slots * 2 + a.tx_bufs + 16;
-	tp->evq = calloc(tp->evq_cap, sizeof(*tp->evq));
-	if (!tp->txs || !tp->recvd || !tp->rel_head || !tp->held || !tp->evq || !tp->rx_mem ||
-	    !tp->rx_free || !tp->rx_buf_of) {
-		ret = hetsgd_err(-ENOMEM, "out of memory for the transport's bookkeeping (%d ranks, %u slots)",
-				 tp->size, a.slots);
+	ret = alloc_bookkeeping(tp);
+	if (ret)
 		goto free_mem;
-	}
-	for (i = a.tx_bufs; i-- > 0;) {
-		tp->txs[i].index = i;
-		tp->txs[i].pub.data = (char *)tp->tx_mem + (size_t)i * a.slot_bytes;
-		tp->txs[i].pub.cap = a.slot_bytes;
-		tp->txs[i].next_free = tp->tx_free;
-		tp->tx_free = &tp->txs[i];
-	}
 
 	ret = tp->prov->open(tp);
 	if (ret)

@@ -334,6 +334,7 @@ static int test_route(struct hetsgd_tp *tp, struct verbs_state *st, struct rdma_
 }
 #endif
 
+/* Long: the handshake's one rdma_cm event loop, a case per event and the hostile-request hooks; moved byte for byte, untested outside the soft-RoCE bed. */
 int verbs_connect_all(struct hetsgd_tp *tp, struct verbs_state *st)
 {
 	int me = tp->rank, want = tp->size - 1, done = 0, j, ret = 0, timeout_s;

@@ -51,6 +51,7 @@ static int ib_netdev_ipv4(const char *dev, uint32_t *ip)
 	return found;
 }
 
+/* Long: one walk over devices, ports and GIDs to the first usable one, and a message naming all it saw; moved byte for byte, untested outside the soft-RoCE bed. */
 int verbs_choose_endpoint(struct hetsgd_tp *tp, struct verbs_state *st)
 {
 	const char *want = tp->attr.device ? tp->attr.device : getenv("HETSGD_IB_DEV");

@@ -129,6 +129,7 @@ void verbs_teardown(struct hetsgd_tp *tp, struct verbs_state *st)
 	free(st);
 }
 
+/* Long: one rank's device state built in teardown's reverse order, a message per step; moved byte for byte, untested outside the soft-RoCE bed. */
 static int verbs_setup_local(struct hetsgd_tp *tp, struct verbs_state *st, struct vinfo *mine)
 {
 	size_t S = tp->attr.slots, nb = (size_t)tp->size, tx_bytes;
