@@ -276,13 +276,134 @@ struct agree {
 	char host[64];		/* shm needs every rank on one host */
 };
 
+/*
+ * Everything of this rank that can fail, before the agreement, so that no
+ * rank is left waiting for one that gave up: 0 or -1 with err set (or
+ * empty when a rank function already said why).
+ */
+static int rank_prepare(struct job *j, int rank, struct hetsgd_engine_cfg *cfg,
+			struct hetsgd_engine_io *io, struct hetsgd_objective **obj,
+			struct hetsgd_objective ***more, float **x, char *err, size_t n)
+{
+	const struct opts *o = j->o;
+
+	if (j->load_failed)
+		return -1;
+	if (rank == 0 && !j->out_ready && prepare_out(o, err, n))
+		return -1;
+	if (rank == 0 && !(j->metrics = open_metrics(o, err, n)))
+		return -1;
+	if (make_rank_objectives(j, rank, obj, more, err, n))
+		return -1;
+	if (rank == 0) {
+		j->tty = o->progress == PROG_BAR || (o->progress == PROG_AUTO && isatty(1));
+		cfg->on_eval = on_eval;
+		cfg->on_eval_arg = j;
+		*x = malloc(j->d * sizeof(float));
+		io->x_out = *x;
+		io->eval = j->eval.n ? &j->eval : j->test.n ? &j->test : NULL;
+		io->test = j->test.n ? &j->test : NULL;
+		if (!*x) {
+			snprintf(err, n, "out of memory for a model of %zu values", j->d);
+			return -1;
+		}
+	} else {
+		io->data = o->objective == HETSGD_OBJ_QUAD ? NULL : &j->shard[rank - 1];
+		io->thread_obj = *more;
+	}
+	return 0;
+}
+
+/*
+ * One agreement before any training: same configuration everywhere, every
+ * rank ready.  0, 1 (the exchange failed) or 2 (a rank may not train).
+ */
+static int agree_all(struct hetsgd_boot *boot, const struct job *j, struct agree *me, const char *err)
+{
+	int rank = hetsgd_boot_rank(boot), size = hetsgd_boot_size(boot), ret = 0;
+	int shm = !strcmp(j->provider, "shm");
+	struct agree *all;
+
+	gethostname(me->host, sizeof(me->host) - 1);
+	all = calloc((size_t)size, sizeof(*all));
+	if (!all || hetsgd_boot_allgather(boot, me, all, sizeof(*me))) {
+		fprintf(stderr, "hetsgd-train: rank %d: bootstrap exchange failed: %s\n", rank,
+			hetsgd_errmsg());
+		free(all);
+		return 1;
+	}
+	for (int r = 1; r < size && !ret; r++)
+		if (all[r].ok && all[0].ok && all[r].hash != all[0].hash) {
+			if (rank == 0 || rank == r)
+				fprintf(stderr, "hetsgd-train: rank %d runs a different configuration than rank 0 (hash %016llx, rank 0 %016llx): launch every rank with the same options, data and hetsgd build; refusing to train\n",
+					r, (unsigned long long)all[r].hash,
+					(unsigned long long)all[0].hash);
+			ret = 2;
+		}
+	for (int r = 1; r < size && shm && !ret; r++)
+		if (strncmp(all[r].host, all[0].host, sizeof(all[r].host))) {
+			if (rank == 0)
+				fprintf(stderr, "hetsgd-train: --provider shm%s needs every rank on one host; rank %d runs on %s, rank 0 on %s: use nodes with RDMA devices and --provider verbs, or one node\n",
+					strcmp(j->o->provider, "auto") ? "" : " (auto found no RDMA device)",
+					r, all[r].host, all[0].host);
+			ret = 2;
+		}
+	for (int r = 0; r < size && !ret; r++)
+		if (!all[r].ok) {
+			/* rank r said why; the others say who stopped them */
+			if (r == 0 && rank == 0 && err[0])
+				fprintf(stderr, "hetsgd-train: %s\n", err);
+			else if (rank == 0 && r != 0)
+				fprintf(stderr, "hetsgd-train: rank %d could not start (its message is above); no rank trains\n", r);
+			ret = 2;
+		}
+	free(all);
+	return ret;
+}
+
+/* Rank 0 after a run: the outputs, the closing line and the plots. */
+static int rank0_finish(struct job *j, const struct hetsgd_engine_result *res, const float *x,
+			char *err, size_t n)
+{
+	const struct opts *o = j->o;
+	const struct hetsgd_eval_point *last = res->npoints ? &res->points[res->npoints - 1] : NULL;
+
+	fclose(j->metrics);
+	j->metrics = NULL;
+	if (write_outputs(j, res, x, err, n)) {
+		fprintf(stderr, "hetsgd-train: %s\n", err);
+		return 1;
+	}
+	printf("hetsgd-train: %s stopped by %s after %.1f s: %llu %s, %llu gradients",
+	       o->name, res->stop_reason, res->elapsed_s, (unsigned long long)res->updates,
+	       o->method == HETSGD_METHOD_LOSCAR ? "rounds" : "updates",
+	       (unsigned long long)res->grads);
+	if (last)
+		printf(", loss %.4g", last->loss);
+	if (last && !isnan(last->acc))
+		printf(", test accuracy %.4f", last->acc);
+	if (o->objective == HETSGD_OBJ_QUAD)
+		printf(", |x - x*| %.4g", dist_opt(j, x));
+	printf("\n");
+	if (!o->no_plots) {
+		const char *runs[1] = { o->out }, *labels[1] = { o->name };
+		int pr = plot_runs(o->out, "", runs, labels, 1, err, n);
+
+		if (pr)
+			printf("hetsgd-train: plots: %s\n", err);
+	}
+	printf("hetsgd-train: outputs in %s: metrics.csv workers.csv model.bin summary.txt%s%s\n",
+	       o->out, o->no_plots ? "" : " loss.png loss-work.png",
+	       o->no_plots || !j->classes ? "" : " accuracy.png");
+	return 0;
+}
+
 static int rank_main(struct hetsgd_boot *boot, void *arg)
 {
 	struct job *j = arg;
 	struct opts *o = j->o;
-	int rank = hetsgd_boot_rank(boot), size = hetsgd_boot_size(boot), ret;
-	struct agree me = { .hash = j->hash, .ok = 1 }, *all;
-	int shm = !strcmp(j->provider, "shm");
+	int rank = hetsgd_boot_rank(boot), ret;
+	struct agree me = { .hash = j->hash, .ok = 1 };
 	struct hetsgd_engine_cfg cfg;
 	struct hetsgd_engine_io io = { .x0 = j->x0, .d = j->d };
 	struct hetsgd_engine_result res;
@@ -296,118 +417,25 @@ static int rank_main(struct hetsgd_boot *boot, void *arg)
 	hetsgd_provider_parse(j->provider, &ta.provider);
 	if (o->device[0])
 		ta.device = o->device;
-	/* everything that can fail here fails before the agreement below, so
-	 * that no rank is left waiting for one that gave up */
-	if (j->load_failed)
+	if (rank_prepare(j, rank, &cfg, &io, &obj, &more, &x, err, sizeof(err)))
 		me.ok = 0;
-	else if (rank == 0 && !j->out_ready && prepare_out(o, err, sizeof(err)))
-		me.ok = 0;
-	else if (rank == 0 && !(j->metrics = open_metrics(o, err, sizeof(err))))
-		me.ok = 0;
-	else if (make_rank_objectives(j, rank, &obj, &more, err, sizeof(err)))
-		me.ok = 0;
-	if (rank == 0 && me.ok) {
-		j->tty = o->progress == PROG_BAR || (o->progress == PROG_AUTO && isatty(1));
-		cfg.on_eval = on_eval;
-		cfg.on_eval_arg = j;
-		x = malloc(j->d * sizeof(float));
-		io.x_out = x;
-		io.eval = j->eval.n ? &j->eval : j->test.n ? &j->test : NULL;
-		io.test = j->test.n ? &j->test : NULL;
-		if (!x) {
-			snprintf(err, sizeof(err), "out of memory for a model of %zu values", j->d);
-			me.ok = 0;
-		}
-	} else if (rank > 0) {
-		io.data = o->objective == HETSGD_OBJ_QUAD ? NULL : &j->shard[rank - 1];
-		io.thread_obj = more;
-	}
 	if (!me.ok && err[0] && rank != 0)
 		fprintf(stderr, "hetsgd-train: rank %d: %s\n", rank, err);
-
-	/* one agreement before any training: same configuration everywhere,
-	 * every rank ready */
-	gethostname(me.host, sizeof(me.host) - 1);
-	all = calloc((size_t)size, sizeof(*all));
-	if (!all || hetsgd_boot_allgather(boot, &me, all, sizeof(me))) {
-		fprintf(stderr, "hetsgd-train: rank %d: bootstrap exchange failed: %s\n", rank,
-			hetsgd_errmsg());
-		ret = 1;
+	ret = agree_all(boot, j, &me, err);
+	if (ret)
 		goto out;
-	}
-	for (int r = 1; r < size; r++)
-		if (all[r].ok && all[0].ok && all[r].hash != all[0].hash) {
-			if (rank == 0 || rank == r)
-				fprintf(stderr, "hetsgd-train: rank %d runs a different configuration than rank 0 (hash %016llx, rank 0 %016llx): launch every rank with the same options, data and hetsgd build; refusing to train\n",
-					r, (unsigned long long)all[r].hash,
-					(unsigned long long)all[0].hash);
-			ret = 2;
-			goto out;
-		}
-	for (int r = 1; r < size && shm; r++)
-		if (strncmp(all[r].host, all[0].host, sizeof(all[r].host))) {
-			if (rank == 0)
-				fprintf(stderr, "hetsgd-train: --provider shm%s needs every rank on one host; rank %d runs on %s, rank 0 on %s: use nodes with RDMA devices and --provider verbs, or one node\n",
-					strcmp(o->provider, "auto") ? "" : " (auto found no RDMA device)",
-					r, all[r].host, all[0].host);
-			ret = 2;
-			goto out;
-		}
-	for (int r = 0; r < size; r++)
-		if (!all[r].ok) {
-			/* rank r said why; the others say who stopped them */
-			if (r == 0 && rank == 0 && err[0])
-				fprintf(stderr, "hetsgd-train: %s\n", err);
-			else if (rank == 0 && r != 0)
-				fprintf(stderr, "hetsgd-train: rank %d could not start (its message is above); no rank trains\n", r);
-			ret = 2;
-			goto out;
-		}
-	free(all);
-	all = NULL;
 
 	io.obj = obj;
 	ret = hetsgd_engine_run(boot, &ta, &cfg, &io, &res);
 	if (j->line_open)
 		printf("\n");
-	if (ret) {
+	if (ret)
 		fprintf(stderr, "hetsgd-train: rank %d: %s\n", rank, hetsgd_algo_errmsg());
-	} else if (rank == 0) {
-		const struct hetsgd_eval_point *last = res.npoints ? &res.points[res.npoints - 1] : NULL;
-
-		fclose(j->metrics);
-		j->metrics = NULL;
-		if (write_outputs(j, &res, x, err, sizeof(err))) {
-			fprintf(stderr, "hetsgd-train: %s\n", err);
-			ret = 1;
-		} else {
-			printf("hetsgd-train: %s stopped by %s after %.1f s: %llu %s, %llu gradients",
-			       o->name, res.stop_reason, res.elapsed_s, (unsigned long long)res.updates,
-			       o->method == HETSGD_METHOD_LOSCAR ? "rounds" : "updates",
-			       (unsigned long long)res.grads);
-			if (last)
-				printf(", loss %.4g", last->loss);
-			if (last && !isnan(last->acc))
-				printf(", test accuracy %.4f", last->acc);
-			if (o->objective == HETSGD_OBJ_QUAD)
-				printf(", |x - x*| %.4g", dist_opt(j, x));
-			printf("\n");
-			if (!o->no_plots) {
-				const char *runs[1] = { o->out }, *labels[1] = { o->name };
-				int pr = plot_runs(o->out, "", runs, labels, 1, err, sizeof(err));
-
-				if (pr)
-					printf("hetsgd-train: plots: %s\n", err);
-			}
-			printf("hetsgd-train: outputs in %s: metrics.csv workers.csv model.bin summary.txt%s%s\n",
-			       o->out, o->no_plots ? "" : " loss.png loss-work.png",
-			       o->no_plots || !j->classes ? "" : " accuracy.png");
-		}
-	}
+	else if (rank == 0)
+		ret = rank0_finish(j, &res, x, err, sizeof(err));
 	if (ret == 0)
 		hetsgd_engine_result_free(&res);
 out:
-	free(all);
 	if (j->metrics)
 		fclose(j->metrics);
 	j->metrics = NULL;
@@ -451,6 +479,75 @@ static void resolve_provider(struct job *j)
 	snprintf(j->provider, sizeof(j->provider), "%s", ndev > 0 ? "verbs" : "shm");
 }
 
+/* Under srun: join the job, whose tasks fix the worker count.  0, or the
+ * exit status. */
+static int join_job(struct opts *o, struct hetsgd_boot **boot, int *rank)
+{
+	int size;
+
+	if (hetsgd_boot_open(HETSGD_BOOT_AUTO, boot)) {
+		fprintf(stderr, "hetsgd-train: cannot join the job: %s\n", hetsgd_errmsg());
+		return 1;
+	}
+	*rank = hetsgd_boot_rank(*boot);
+	size = hetsgd_boot_size(*boot);
+	if (size < 2) {
+		fprintf(stderr, "hetsgd-train: the job has 1 task; it needs a server and at least one worker: srun -n 2 or more (or run without srun for a local run)\n");
+		return 2;
+	}
+	if (o->workers && o->workers != size - 1) {
+		if (*rank == 0)
+			fprintf(stderr, "hetsgd-train: --workers %d contradicts the job's %d tasks (one server + %d workers): drop --workers or change -n\n",
+				o->workers, size, size - 1);
+		return 2;
+	}
+	o->workers = size - 1;
+	return 0;
+}
+
+/* The configuration hash, and what the data came out as: the same
+ * options can read different files on different nodes. */
+static uint64_t job_hash(const struct job *j)
+{
+	return opts_hash(j->o, j->provider) ^ (j->ntrain * 0x9e3779b97f4a7c15ull) ^
+	       ((uint64_t)j->d << 20) ^ ((uint64_t)j->classes << 50);
+}
+
+static void print_job(const struct job *j, int srun)
+{
+	const struct opts *o = j->o;
+	char samples[64] = "";
+
+	if (j->ntrain)
+		snprintf(samples, sizeof(samples), "%llu training samples, ",
+			 (unsigned long long)j->ntrain);
+	printf("hetsgd-train: %s: %s on %s (%sd = %zu), %d workers (%s profile, unit %.3g s), %s, %s launch; output %s\n",
+	       o->name, hetsgd_obj_kind_name(o->objective), j->data_label, samples, j->d, o->workers,
+	       hetsgd_profile_name(o->profile), o->time_unit, j->provider, srun ? "srun" : "local",
+	       o->out);
+}
+
+/* The checked job: printed (--check), this rank of an srun job, or every
+ * rank forked here.  The exit status. */
+static int run(struct job *j, struct hetsgd_boot *boot, int srun, int rank)
+{
+	if (j->o->check_only) {
+		if (rank <= 0) {
+			printf("hetsgd-train: configuration ok (hash %016llx):\n", (unsigned long long)j->hash);
+			opts_dump(j->o, j->provider, stdout);
+		}
+		return 0;
+	}
+	if (srun)
+		return rank_main(boot, j);
+	if (hetsgd_boot_local_run(j->o->workers + 1, rank_main, j, NULL)) {
+		/* each rank said what went wrong; the launcher says who */
+		fprintf(stderr, "hetsgd-train: %s\n", hetsgd_errmsg());
+		return 1;
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct opts o;
@@ -458,6 +555,7 @@ int main(int argc, char **argv)
 	char err[1024] = "";
 	int srun, ret, rc, rank = -1;
 	struct hetsgd_boot *boot = NULL;
+	struct hetsgd_engine_cfg c;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	opts_default(&o);
@@ -467,25 +565,11 @@ int main(int argc, char **argv)
 	}
 	srun = o.launch == LAUNCH_SRUN || (o.launch == LAUNCH_AUTO && under_launcher());
 	if (srun) {
-		ret = hetsgd_boot_open(HETSGD_BOOT_AUTO, &boot);
-		if (ret) {
-			fprintf(stderr, "hetsgd-train: cannot join the job: %s\n", hetsgd_errmsg());
-			return 1;
-		}
-		rank = hetsgd_boot_rank(boot);
-		if (hetsgd_boot_size(boot) < 2) {
-			fprintf(stderr, "hetsgd-train: the job has 1 task; it needs a server and at least one worker: srun -n 2 or more (or run without srun for a local run)\n");
+		rc = join_job(&o, &boot, &rank);
+		if (rc) {
 			hetsgd_boot_close(boot);
-			return 2;
+			return rc;
 		}
-		if (o.workers && o.workers != hetsgd_boot_size(boot) - 1) {
-			if (rank == 0)
-				fprintf(stderr, "hetsgd-train: --workers %d contradicts the job's %d tasks (one server + %d workers): drop --workers or change -n\n",
-					o.workers, hetsgd_boot_size(boot), hetsgd_boot_size(boot) - 1);
-			hetsgd_boot_close(boot);
-			return 2;
-		}
-		o.workers = hetsgd_boot_size(boot) - 1;
 	} else if (!o.workers) {
 		o.workers = 4;
 	}
@@ -520,47 +604,17 @@ int main(int argc, char **argv)
 		}
 		goto done;
 	}
-	{
-		struct hetsgd_engine_cfg c;
-
-		engine_cfg(&o, &j, &c);
-		if (hetsgd_engine_cfg_check(&c, (uint32_t)o.workers, j.d)) {
-			if (rank <= 0)
-				fprintf(stderr, "hetsgd-train: %s\n", hetsgd_algo_errmsg());
-			rc = 2;
-			goto done;
-		}
+	engine_cfg(&o, &j, &c);
+	if (hetsgd_engine_cfg_check(&c, (uint32_t)o.workers, j.d)) {
+		if (rank <= 0)
+			fprintf(stderr, "hetsgd-train: %s\n", hetsgd_algo_errmsg());
+		rc = 2;
+		goto done;
 	}
-	j.hash = opts_hash(&o, j.provider);
-	/* and what the data came out as: the same options can read different
-	 * files on different nodes */
-	j.hash ^= (j.ntrain * 0x9e3779b97f4a7c15ull) ^ ((uint64_t)j.d << 20) ^ ((uint64_t)j.classes << 50);
-	if (rank <= 0) {
-		char samples[64] = "";
-
-		if (j.ntrain)
-			snprintf(samples, sizeof(samples), "%llu training samples, ",
-				 (unsigned long long)j.ntrain);
-		printf("hetsgd-train: %s: %s on %s (%sd = %zu), %d workers (%s profile, unit %.3g s), %s, %s launch; output %s\n",
-		       o.name, hetsgd_obj_kind_name(o.objective), j.data_label, samples, j.d, o.workers,
-		       hetsgd_profile_name(o.profile), o.time_unit, j.provider, srun ? "srun" : "local",
-		       o.out);
-	}
-	if (o.check_only) {
-		if (rank <= 0) {
-			printf("hetsgd-train: configuration ok (hash %016llx):\n", (unsigned long long)j.hash);
-			opts_dump(&o, j.provider, stdout);
-		}
-		rc = 0;
-	} else if (srun) {
-		rc = rank_main(boot, &j);
-	} else if (hetsgd_boot_local_run(o.workers + 1, rank_main, &j, NULL)) {
-		/* each rank said what went wrong; the launcher says who */
-		fprintf(stderr, "hetsgd-train: %s\n", hetsgd_errmsg());
-		rc = 1;
-	} else {
-		rc = 0;
-	}
+	j.hash = job_hash(&j);
+	if (rank <= 0)
+		print_job(&j, srun);
+	rc = run(&j, boot, srun, rank);
 done:
 	hetsgd_boot_close(boot);
 	job_free(&j);

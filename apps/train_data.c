@@ -47,84 +47,90 @@ static void subst_i(char *dst, size_t cap, const char *pat, int i)
 	snprintf(dst, cap, "%.*s%d%s", (int)(p - pat), pat, i, p + 3);
 }
 
-int job_load(struct job *j, int keep, int server, char *err, size_t n)
+/* --objective quad: no data, one quadratic per worker. */
+static int load_quad(struct job *j, char *err, size_t n)
 {
-	struct opts *o = j->o;
-	struct hetsgd_split sp = { 0 };
-	int ret = 0;
+	const struct opts *o = j->o;
 	int W = j->nworkers;
 
-	j->shard = calloc((size_t)W, sizeof(*j->shard));
-	if (!j->shard)
+	/* heterogeneous quadratics: worker i's optimum sits around 2 (i - (n-1)/2);
+	 * the server's loss is then f(x) - f(x*) of the average objective */
+	j->d = o->dim;
+	j->qa = calloc((size_t)W, sizeof(float *));
+	j->qb = calloc((size_t)W, sizeof(float *));
+	j->qavg_a = malloc(o->dim * sizeof(float));
+	j->qavg_b = malloc(o->dim * sizeof(float));
+	if (!j->qa || !j->qb || !j->qavg_a || !j->qavg_b)
 		return train_err(err, n, "out of memory");
-	if (o->objective == HETSGD_OBJ_QUAD) {
-		/* heterogeneous quadratics: worker i's optimum sits around 2 (i - (n-1)/2);
-		 * the server's loss is then f(x) - f(x*) of the average objective */
-		j->d = o->dim;
-		j->qa = calloc((size_t)W, sizeof(float *));
-		j->qb = calloc((size_t)W, sizeof(float *));
-		j->qavg_a = malloc(o->dim * sizeof(float));
-		j->qavg_b = malloc(o->dim * sizeof(float));
-		if (!j->qa || !j->qb || !j->qavg_a || !j->qavg_b)
+	for (int i = 0; i < W; i++) {
+		j->qa[i] = malloc(o->dim * sizeof(float));
+		j->qb[i] = malloc(o->dim * sizeof(float));
+		if (!j->qa[i] || !j->qb[i])
 			return train_err(err, n, "out of memory");
-		for (int i = 0; i < W; i++) {
-			j->qa[i] = malloc(o->dim * sizeof(float));
-			j->qb[i] = malloc(o->dim * sizeof(float));
-			if (!j->qa[i] || !j->qb[i])
-				return train_err(err, n, "out of memory");
-		}
-		if (hetsgd_quad_generate(o->dim, (size_t)W, o->seed, j->qa, j->qb, j->qavg_a, j->qavg_b))
-			return train_algo_err(err, n, "generating the quadratics");
-		j->data_label = "heterogeneous quadratics";
-		goto model;
 	}
+	if (hetsgd_quad_generate(o->dim, (size_t)W, o->seed, j->qa, j->qb, j->qavg_a, j->qavg_b))
+		return train_algo_err(err, n, "generating the quadratics");
+	j->data_label = "heterogeneous quadratics";
+	return 0;
+}
 
-	if (o->per_worker[0]) {
-		char **paths = calloc((size_t)W + 1, sizeof(char *));
-		struct hetsgd_dataset *all = calloc((size_t)W + 1, sizeof(*all));
+/* One LIBSVM file per worker (--data-per-worker) and the test file. */
+static int load_per_worker(struct job *j, int keep, char *err, size_t n)
+{
+	const struct opts *o = j->o;
+	int W = j->nworkers, ret = 0;
 
-		if (!paths || !all) {
-			free(paths);
-			free(all);
-			return train_err(err, n, "out of memory");
-		}
-		for (int i = 0; i <= W && !ret; i++) {
-			paths[i] = malloc(PATH_MAX_LEN + 16);
-			if (!paths[i]) {
-				ret = train_err(err, n, "out of memory");
-				break;
-			}
-			if (i < W)
-				subst_i(paths[i], PATH_MAX_LEN + 16, o->per_worker, i);
-			else
-				snprintf(paths[i], PATH_MAX_LEN + 16, "%s", o->test);
-			ret = file_readable(paths[i], i < W ? "--data-per-worker" : "--test", err, n);
-		}
-		if (!ret && hetsgd_libsvm_load_many((const char *const *)paths, (uint32_t)W + 1, 0, all))
-			ret = train_algo_err(err, n, "loading the per-worker files");
-		for (int i = 0; i <= W; i++)
-			free(paths[i]);
+	char **paths = calloc((size_t)W + 1, sizeof(char *));
+	struct hetsgd_dataset *all = calloc((size_t)W + 1, sizeof(*all));
+
+	if (!paths || !all) {
 		free(paths);
-		if (ret) {
-			free(all);
-			return ret;
-		}
-		for (int i = 0; i < W; i++) {
-			j->ntrain += all[i].n;
-			if (keep == -1 || keep == i)
-				j->shard[i] = all[i];
-			else
-				hetsgd_dataset_free(&all[i]);
-		}
-		j->test = all[W];
 		free(all);
-		j->p = j->test.p;
-		j->classes = j->test.classes;
-		/* the server measures the loss on the test set too: there is no
-		 * pooled training set to sample from */
-		j->data_label = "one LIBSVM file per worker";
-		goto check;
+		return train_err(err, n, "out of memory");
 	}
+	for (int i = 0; i <= W && !ret; i++) {
+		paths[i] = malloc(PATH_MAX_LEN + 16);
+		if (!paths[i]) {
+			ret = train_err(err, n, "out of memory");
+			break;
+		}
+		if (i < W)
+			subst_i(paths[i], PATH_MAX_LEN + 16, o->per_worker, i);
+		else
+			snprintf(paths[i], PATH_MAX_LEN + 16, "%s", o->test);
+		ret = file_readable(paths[i], i < W ? "--data-per-worker" : "--test", err, n);
+	}
+	if (!ret && hetsgd_libsvm_load_many((const char *const *)paths, (uint32_t)W + 1, 0, all))
+		ret = train_algo_err(err, n, "loading the per-worker files");
+	for (int i = 0; i <= W; i++)
+		free(paths[i]);
+	free(paths);
+	if (ret) {
+		free(all);
+		return ret;
+	}
+	for (int i = 0; i < W; i++) {
+		j->ntrain += all[i].n;
+		if (keep == -1 || keep == i)
+			j->shard[i] = all[i];
+		else
+			hetsgd_dataset_free(&all[i]);
+	}
+	j->test = all[W];
+	free(all);
+	j->p = j->test.p;
+	j->classes = j->test.classes;
+	/* the server measures the loss on the test set too: there is no
+	 * pooled training set to sample from */
+	j->data_label = "one LIBSVM file per worker";
+	return 0;
+}
+
+/* One data set (Fashion-MNIST, generated, LIBSVM) into j->train and j->test. */
+static int load_pooled(struct job *j, char *err, size_t n)
+{
+	const struct opts *o = j->o;
+	int ret;
 
 	if (!strcmp(o->data, "fashion-mnist")) {
 		if (hetsgd_fashion_mnist_load(0, &j->train) || hetsgd_fashion_mnist_load(1, &j->test))
@@ -168,6 +174,17 @@ int job_load(struct job *j, int keep, int server, char *err, size_t n)
 	j->p = j->train.p;
 	j->classes = j->train.classes;
 	j->ntrain = j->train.n;
+	return 0;
+}
+
+/* j->train split into the workers' shards (those keep asks for) and, for
+ * the server, the evaluation set. */
+static int make_shards(struct job *j, int keep, int server, char *err, size_t n)
+{
+	const struct opts *o = j->o;
+	struct hetsgd_split sp = { 0 };
+	int W = j->nworkers, ret;
+
 	if (j->train.n < (uint64_t)W)
 		return train_err(err, n, "%llu training samples cannot feed %d workers: use fewer workers or more data",
 			   (unsigned long long)j->train.n, W);
@@ -204,7 +221,14 @@ int job_load(struct job *j, int keep, int server, char *err, size_t n)
 	}
 	if (keep != -1)
 		hetsgd_dataset_free(&j->train);	/* srun: keep what this rank uses */
-check:
+	return 0;
+}
+
+/* The objective fits the data; the model's size from both. */
+static int size_model(struct job *j, char *err, size_t n)
+{
+	const struct opts *o = j->o;
+
 	if (o->objective == HETSGD_OBJ_LOGREG && j->classes != 2)
 		return train_err(err, n, "--objective logreg is binary; %s has %u classes: use softmax",
 			   j->data_label, j->classes);
@@ -226,7 +250,14 @@ check:
 		j->d = j->p;
 		break;
 	}
-model:
+	return 0;
+}
+
+/* The model's limits, LOSCAR's K, and the initial model. */
+static int init_model(struct job *j, char *err, size_t n)
+{
+	struct opts *o = j->o;
+
 	if (j->d > (1u << 28))
 		return train_err(err, n, "the model would have %zu values; the limit is 2^28", j->d);
 	if (o->method == HETSGD_METHOD_LOSCAR) {
@@ -253,6 +284,29 @@ model:
 		hetsgd_objective_destroy(obj);
 	}
 	return 0;
+}
+
+int job_load(struct job *j, int keep, int server, char *err, size_t n)
+{
+	int ret;
+
+	j->shard = calloc((size_t)j->nworkers, sizeof(*j->shard));
+	if (!j->shard)
+		return train_err(err, n, "out of memory");
+	if (j->o->objective == HETSGD_OBJ_QUAD) {
+		ret = load_quad(j, err, n);
+	} else if (j->o->per_worker[0]) {
+		ret = load_per_worker(j, keep, err, n);
+		if (!ret)
+			ret = size_model(j, err, n);
+	} else {
+		ret = load_pooled(j, err, n);
+		if (!ret)
+			ret = make_shards(j, keep, server, err, n);
+		if (!ret)
+			ret = size_model(j, err, n);
+	}
+	return ret ? ret : init_model(j, err, n);
 }
 
 int job_objective(const struct job *j, int worker, struct hetsgd_objective **obj)
