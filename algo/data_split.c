@@ -96,6 +96,25 @@ static int split_args(uint64_t n, uint32_t workers, const void *out)
 	return 0;
 }
 
+/* The identity permutation of n samples and an owner per sample (all 0). */
+static int identity_alloc(uint64_t n, uint64_t **perm, uint32_t **owner)
+{
+	uint64_t i;
+
+	*perm = data_alloc_array(n, sizeof(**perm));
+	*owner = data_alloc_array(n, sizeof(**owner));
+	if (!*perm || !*owner) {
+		free(*perm);
+		free(*owner);
+		return data_oom("a split");
+	}
+	for (i = 0; i < n; i++) {
+		(*perm)[i] = i;
+		(*owner)[i] = 0;
+	}
+	return 0;
+}
+
 int hetsgd_split_iid(uint64_t n, uint32_t workers, uint64_t seed,
 		     struct hetsgd_split *out)
 {
@@ -105,15 +124,9 @@ int hetsgd_split_iid(uint64_t n, uint32_t workers, uint64_t seed,
 
 	if (ret)
 		return ret;
-	perm = data_alloc_array(n, sizeof(*perm));
-	owner = data_alloc_array(n, sizeof(*owner));
-	if (!perm || !owner) {
-		free(perm);
-		free(owner);
-		return data_oom("a split");
-	}
-	for (i = 0; i < n; i++)
-		perm[i] = i;
+	ret = identity_alloc(n, &perm, &owner);
+	if (ret)
+		return ret;
 	shuffle(perm, n, &s);
 	/* position i of the permutation goes to part floor(i * workers / n) */
 	for (i = 0; i < n; i++)
@@ -258,17 +271,9 @@ int hetsgd_split_holdout(uint64_t n, double fraction, uint64_t seed,
 	if (ntest >= n)
 		return algo_err(-EINVAL, "held-out fraction %g leaves no training sample of %llu; use a smaller fraction",
 				fraction, (unsigned long long)n);
-	perm = data_alloc_array(n, sizeof(*perm));
-	owner = data_alloc_array(n, sizeof(*owner));
-	if (!perm || !owner) {
-		free(perm);
-		free(owner);
-		return data_oom("a split");
-	}
-	for (i = 0; i < n; i++) {
-		perm[i] = i;
-		owner[i] = 0;
-	}
+	ret = identity_alloc(n, &perm, &owner);
+	if (ret)
+		return ret;
 	shuffle(perm, n, &s);
 	for (i = 0; i < ntest; i++)
 		owner[perm[i]] = 1;

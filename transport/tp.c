@@ -236,6 +236,20 @@ static int alloc_bookkeeping(struct hetsgd_tp *tp)
 	return 0;
 }
 
+/* Undoes alloc_bookkeeping() and the send buffers. */
+static void free_bookkeeping(struct hetsgd_tp *tp)
+{
+	tp_free(tp->rx_mem, tp->rx_bytes);
+	free(tp->rx_free);
+	free(tp->rx_buf_of);
+	free(tp->evq);
+	free(tp->held);
+	free(tp->rel_head);
+	free(tp->recvd);
+	tp_free(tp->tx_mem, (size_t)tp->attr.tx_bufs * tp->attr.slot_bytes);
+	free(tp->txs);
+}
+
 int hetsgd_tp_open(struct hetsgd_boot *boot, const struct hetsgd_tp_attr *attr,
 		   struct hetsgd_tp **out)
 {
@@ -286,15 +300,7 @@ int hetsgd_tp_open(struct hetsgd_boot *boot, const struct hetsgd_tp_attr *attr,
 	return 0;
 
 free_mem:
-	tp_free(tp->rx_mem, tp->rx_bytes);
-	free(tp->rx_free);
-	free(tp->rx_buf_of);
-	free(tp->evq);
-	free(tp->held);
-	free(tp->rel_head);
-	free(tp->recvd);
-	tp_free(tp->tx_mem, a.tx_bufs * a.slot_bytes);
-	free(tp->txs);
+	free_bookkeeping(tp);
 	free(tp);
 	return ret;
 }
@@ -312,15 +318,7 @@ int hetsgd_tp_close(struct hetsgd_tp *tp)
 	if (!ret)
 		ret = r;
 	tp->prov->close(tp);
-	tp_free(tp->rx_mem, tp->rx_bytes);
-	free(tp->rx_free);
-	free(tp->rx_buf_of);
-	free(tp->evq);
-	free(tp->held);
-	free(tp->rel_head);
-	free(tp->recvd);
-	tp_free(tp->tx_mem, (size_t)tp->attr.tx_bufs * tp->attr.slot_bytes);
-	free(tp->txs);
+	free_bookkeeping(tp);
 	free(tp);
 	return ret;
 }
