@@ -94,7 +94,8 @@ static void print_json(const struct hetsgd_topo *topo, const struct hetsgd_topo_
 	fputs("]}\n", stdout);
 }
 
-int main(int argc, char **argv)
+/* The command line into req, source and json: -1 to go on, or the exit status. */
+static int parse_args(int argc, char **argv, struct hetsgd_topo_req *req, const char **source, int *json)
 {
 	static const struct option lopts[] = {
 		{ "ranks", required_argument, NULL, 'n' },
@@ -107,22 +108,18 @@ int main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
-	struct hetsgd_topo_req req = { .local_size = 0, .compute_threads = 1 };
-	struct hetsgd_topo_plan *plans = NULL;
-	struct hetsgd_topo *topo = NULL;
-	const char *source = NULL, *ranks_from = "";
-	int opt, json = 0, r, ret, status = 1;
+	int opt;
 
 	/* Our own messages: getopt's would name libtool's wrapper path. */
 	opterr = 0;
 	while ((opt = getopt_long(argc, argv, ":n:t:d:T:c:ojh", lopts, NULL)) != -1) {
 		switch (opt) {
 		case 'n':
-			if (parse_int("--ranks", optarg, 1, MAX_RANKS, &req.local_size))
+			if (parse_int("--ranks", optarg, 1, MAX_RANKS, &req->local_size))
 				return 2;
 			break;
 		case 't':
-			if (parse_int("--threads", optarg, 1, HETSGD_TOPO_MAX_THREADS - 1, &req.compute_threads))
+			if (parse_int("--threads", optarg, 1, HETSGD_TOPO_MAX_THREADS - 1, &req->compute_threads))
 				return 2;
 			break;
 		case 'd':
@@ -130,18 +127,18 @@ int main(int argc, char **argv)
 				fprintf(stderr, "hetsgd-topo: --device needs a device name, e.g. mlx5_0\n");
 				return 2;
 			}
-			req.device = optarg;
+			req->device = optarg;
 			break;
 		case 'T':
 			if (!*optarg) {
 				fprintf(stderr, "hetsgd-topo: --topology needs an XML path or synthetic:DESC\n");
 				return 2;
 			}
-			source = optarg;
+			*source = optarg;
 			break;
-		case 'c': req.cpuset = optarg; break;
-		case 'o': req.oversubscribe = 1; break;
-		case 'j': json = 1; break;
+		case 'c': req->cpuset = optarg; break;
+		case 'o': req->oversubscribe = 1; break;
+		case 'j': *json = 1; break;
 		case 'h': usage(stdout); return 0;
 		case ':':
 			fprintf(stderr, "hetsgd-topo: %s needs a value\nTry 'hetsgd-topo --help'.\n",
@@ -157,6 +154,20 @@ int main(int argc, char **argv)
 		fprintf(stderr, "hetsgd-topo: unexpected argument '%s'\nTry 'hetsgd-topo --help'.\n", argv[optind]);
 		return 2;
 	}
+	return -1;
+}
+
+int main(int argc, char **argv)
+{
+	struct hetsgd_topo_req req = { .local_size = 0, .compute_threads = 1 };
+	struct hetsgd_topo_plan *plans = NULL;
+	struct hetsgd_topo *topo = NULL;
+	const char *source = NULL, *ranks_from = "";
+	int json = 0, r, ret, status = 1;
+
+	ret = parse_args(argc, argv, &req, &source, &json);
+	if (ret >= 0)
+		return ret;
 	if (!req.local_size) {
 		int lr, ls;
 

@@ -343,6 +343,7 @@ int hetsgd_block_encode_masked(void *buf, size_t cap,
  * point into buf: the payload is used in place rather than copied out of
  * a slot that may be large.  The encoders work on any host.
  */
+/* Long: a decoder for hostile input, one check and one message per header field and per value, in wire order. */
 int hetsgd_block_decode(const void *buf, size_t len,
 			const struct hetsgd_block_limits *lim,
 			struct hetsgd_block *out)

@@ -336,6 +336,86 @@ static int local_serve(int nranks, int *fds)
 	return ret;
 }
 
+/* One socket pair per rank: fds[r] is the server's end, peer_fds[r] rank r's. */
+static int make_pairs(int nranks, int *fds, int *peer_fds)
+{
+	int r;
+
+	for (r = 0; r < nranks; r++) {
+		int sv[2];
+
+		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv)) {
+			int ret = hetsgd_err(-errno, "local launcher: socketpair: %s (raise ulimit -n?)",
+					     strerror(errno));
+
+			while (r--)
+				close(fds[r]), close(peer_fds[r]);
+			return ret;
+		}
+		fds[r] = sv[0];
+		peer_fds[r] = sv[1];
+	}
+	return 0;
+}
+
+/*
+ * In the child of rank r: run it and exit with its status.  The launcher's
+ * arrays are the parent's copies: freed here, or LeakSanitizer's check
+ * below would count them once the caller's frame no longer holds them.
+ */
+static _Noreturn void run_rank(int r, int nranks, int *fds, int *peer_fds, pid_t *pids,
+			       hetsgd_rank_fn fn, void *arg)
+{
+	struct hetsgd_boot boot = {
+		.ops = &local_ops, .kind = HETSGD_BOOT_LOCAL,
+		.rank = r, .size = nranks, .fd = peer_fds[r],
+	};
+	int i, rc;
+
+	for (i = 0; i < nranks; i++) {
+		close(fds[i]);
+		if (i != r)
+			close(peer_fds[i]);
+	}
+	free(fds);
+	free(peer_fds);
+	free(pids);
+	rc = fn(&boot, arg);
+	local_close(&boot);
+	fflush(NULL);
+#if defined(__SANITIZE_ADDRESS__)
+	/* _exit skips LeakSanitizer's exit hook: check the rank here,
+	 * or a sanitizer build never sees what a rank leaked */
+	__lsan_do_leak_check();
+#endif
+	_exit(rc < 0 ? 1 : rc > 255 ? 255 : rc);
+}
+
+/* Wait for every forked rank; first[] says how the first one failed. */
+static void reap(int nranks, const pid_t *pids, int *statuses, char *first, size_t len)
+{
+	int r;
+
+	for (r = 0; r < nranks; r++) {
+		int st = 0;
+
+		if (!pids[r])
+			continue;
+		while (waitpid(pids[r], &st, 0) < 0 && errno == EINTR)
+			;
+		if (statuses)
+			statuses[r] = st;
+		if (!first[0] && !(WIFEXITED(st) && WEXITSTATUS(st) == 0)) {
+			if (WIFSIGNALED(st))
+				snprintf(first, len, "rank %d was killed by signal %d (%s)",
+					 r, WTERMSIG(st), strsignal(WTERMSIG(st)));
+			else
+				snprintf(first, len, "rank %d exited with status %d",
+					 r, WEXITSTATUS(st));
+		}
+	}
+}
+
 int hetsgd_boot_local_run(int nranks, hetsgd_rank_fn fn, void *arg,
 			  int *statuses)
 {
@@ -355,19 +435,9 @@ int hetsgd_boot_local_run(int nranks, hetsgd_rank_fn fn, void *arg,
 		ret = hetsgd_err(-ENOMEM, "local launcher: out of memory");
 		goto free_arrays;
 	}
-	for (r = 0; r < nranks; r++) {
-		int sv[2];
-
-		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv)) {
-			ret = hetsgd_err(-errno, "local launcher: socketpair: %s (raise ulimit -n?)",
-					 strerror(errno));
-			while (r--)
-				close(fds[r]), close(peer_fds[r]);
-			goto free_arrays;
-		}
-		fds[r] = sv[0];
-		peer_fds[r] = sv[1];
-	}
+	ret = make_pairs(nranks, fds, peer_fds);
+	if (ret)
+		goto free_arrays;
 
 	/* Buffered output would otherwise be printed once per child as well. */
 	fflush(NULL);
@@ -378,28 +448,8 @@ int hetsgd_boot_local_run(int nranks, hetsgd_rank_fn fn, void *arg,
 			ret = hetsgd_err(-errno, "local launcher: fork of rank %d: %s", r, strerror(errno));
 			break;
 		}
-		if (pid == 0) {
-			struct hetsgd_boot boot = {
-				.ops = &local_ops, .kind = HETSGD_BOOT_LOCAL,
-				.rank = r, .size = nranks, .fd = peer_fds[r],
-			};
-			int i, rc;
-
-			for (i = 0; i < nranks; i++) {
-				close(fds[i]);
-				if (i != r)
-					close(peer_fds[i]);
-			}
-			rc = fn(&boot, arg);
-			local_close(&boot);
-			fflush(NULL);
-#if defined(__SANITIZE_ADDRESS__)
-			/* _exit skips LeakSanitizer's exit hook: check the rank here,
-			 * or a sanitizer build never sees what a rank leaked */
-			__lsan_do_leak_check();
-#endif
-			_exit(rc < 0 ? 1 : rc > 255 ? 255 : rc);
-		}
+		if (pid == 0)
+			run_rank(r, nranks, fds, peer_fds, pids, fn, arg);
 		pids[r] = pid;
 	}
 	for (r = 0; r < nranks; r++)
@@ -415,24 +465,7 @@ int hetsgd_boot_local_run(int nranks, hetsgd_rank_fn fn, void *arg,
 	for (r = 0; r < nranks; r++)
 		close(fds[r]);
 
-	for (r = 0; r < nranks; r++) {
-		int st = 0;
-
-		if (!pids[r])
-			continue;
-		while (waitpid(pids[r], &st, 0) < 0 && errno == EINTR)
-			;
-		if (statuses)
-			statuses[r] = st;
-		if (!first[0] && !(WIFEXITED(st) && WEXITSTATUS(st) == 0)) {
-			if (WIFSIGNALED(st))
-				snprintf(first, sizeof(first), "rank %d was killed by signal %d (%s)",
-					 r, WTERMSIG(st), strsignal(WTERMSIG(st)));
-			else
-				snprintf(first, sizeof(first), "rank %d exited with status %d",
-					 r, WEXITSTATUS(st));
-		}
-	}
+	reap(nranks, pids, statuses, first, sizeof(first));
 	if (!ret && first[0])
 		ret = hetsgd_err(-ECHILD, "local launcher: %s; see its output above", first);
 	else if (!ret && served)

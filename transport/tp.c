@@ -188,12 +188,48 @@ static int check_attr(const struct hetsgd_tp_attr *a)
 	return 0;
 }
 
+/* The send buffers' free list, the receive copies and the event queue;
+ * what was allocated is freed by the caller's unwinding. */
+static int alloc_bookkeeping(struct hetsgd_tp *tp)
+{
+	uint32_t i;
+
+	tp->txs = calloc(tp->attr.tx_bufs, sizeof(*tp->txs));
+	tp->recvd = calloc((size_t)tp->size, sizeof(uint64_t));
+	tp->rel_head = calloc((size_t)tp->size, sizeof(uint64_t));
+	tp->held = calloc((size_t)tp->size * tp->attr.slots, 1);
+	/* Room for every block that can be outstanding plus every put. */
+	tp->evq_cap = (uint32_t)tp->size * tp->attr.slots * 2 + tp->attr.tx_bufs + 16;
+	tp->evq = calloc(tp->evq_cap, sizeof(*tp->evq));
+	if (!tp->txs || !tp->recvd || !tp->rel_head || !tp->held || !tp->evq)
+		return hetsgd_err(-ENOMEM, "out of memory for the transport's bookkeeping (%d ranks, %u slots)",
+				  tp->size, tp->attr.slots);
+	for (i = tp->attr.tx_bufs; i-- > 0;) {
+		tp->txs[i].index = i;
+		tp->txs[i].pub.data = (char *)tp->tx_mem + (size_t)i * tp->attr.slot_bytes;
+		tp->txs[i].pub.cap = tp->attr.slot_bytes;
+		tp->txs[i].next_free = tp->tx_free;
+		tp->tx_free = &tp->txs[i];
+	}
+	return 0;
+}
+
+/* Undoes alloc_bookkeeping() and the send buffers. */
+static void free_bookkeeping(struct hetsgd_tp *tp)
+{
+	free(tp->evq);
+	free(tp->held);
+	free(tp->rel_head);
+	free(tp->recvd);
+	tp_free(tp->tx_mem, (size_t)tp->attr.tx_bufs * tp->attr.slot_bytes);
+	free(tp->txs);
+}
+
 int hetsgd_tp_open(struct hetsgd_boot *boot, const struct hetsgd_tp_attr *attr,
 		   struct hetsgd_tp **out)
 {
 	struct hetsgd_tp *tp;
 	struct hetsgd_tp_attr a;
-	uint32_t i;
 	int ret;
 
 	if (!boot || !out)
@@ -228,25 +264,9 @@ int hetsgd_tp_open(struct hetsgd_boot *boot, const struct hetsgd_tp_attr *attr,
 				 a.tx_bufs, a.slot_bytes, hetsgd_topo_errmsg());
 		goto free_mem;
 	}
-	tp->txs = calloc(a.tx_bufs, sizeof(*tp->txs));
-	tp->recvd = calloc((size_t)tp->size, sizeof(uint64_t));
-	tp->rel_head = calloc((size_t)tp->size, sizeof(uint64_t));
-	tp->held = calloc((size_t)tp->size * a.slots, 1);
-	/* Room for every block that can be outstanding plus every put. */
-	tp->evq_cap = (uint32_t)tp->size * a.slots * 2 + a.tx_bufs + 16;
-	tp->evq = calloc(tp->evq_cap, sizeof(*tp->evq));
-	if (!tp->txs || !tp->recvd || !tp->rel_head || !tp->held || !tp->evq) {
-		ret = hetsgd_err(-ENOMEM, "out of memory for the transport's bookkeeping (%d ranks, %u slots)",
-				 tp->size, a.slots);
+	ret = alloc_bookkeeping(tp);
+	if (ret)
 		goto free_mem;
-	}
-	for (i = a.tx_bufs; i-- > 0;) {
-		tp->txs[i].index = i;
-		tp->txs[i].pub.data = (char *)tp->tx_mem + (size_t)i * a.slot_bytes;
-		tp->txs[i].pub.cap = a.slot_bytes;
-		tp->txs[i].next_free = tp->tx_free;
-		tp->tx_free = &tp->txs[i];
-	}
 
 	ret = tp->prov->open(tp);
 	if (ret)
@@ -255,12 +275,7 @@ int hetsgd_tp_open(struct hetsgd_boot *boot, const struct hetsgd_tp_attr *attr,
 	return 0;
 
 free_mem:
-	free(tp->evq);
-	free(tp->held);
-	free(tp->rel_head);
-	free(tp->recvd);
-	tp_free(tp->tx_mem, a.tx_bufs * a.slot_bytes);
-	free(tp->txs);
+	free_bookkeeping(tp);
 	free(tp);
 	return ret;
 }
@@ -278,12 +293,7 @@ int hetsgd_tp_close(struct hetsgd_tp *tp)
 	if (!ret)
 		ret = r;
 	tp->prov->close(tp);
-	free(tp->evq);
-	free(tp->held);
-	free(tp->rel_head);
-	free(tp->recvd);
-	tp_free(tp->tx_mem, (size_t)tp->attr.tx_bufs * tp->attr.slot_bytes);
-	free(tp->txs);
+	free_bookkeeping(tp);
 	free(tp);
 	return ret;
 }

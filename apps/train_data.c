@@ -1,0 +1,352 @@
+/* hetsgd-train: loading and splitting the data, the objectives. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "train_data.h"
+
+int train_algo_err(char *err, size_t n, const char *what)
+{
+	return train_err(err, n, "%s: %s", what, hetsgd_algo_errmsg());
+}
+
+static int file_readable(const char *path, const char *opt, char *err, size_t n)
+{
+	if (access(path, R_OK))
+		return train_err(err, n, "%s %s: %s", opt, path, strerror(errno));
+	return 0;
+}
+
+/* Split all into j->train and a held-out j->test (--test-fraction); all is
+ * consumed. */
+static int hold_out(struct job *j, struct hetsgd_dataset *all, char *err, size_t n)
+{
+	struct hetsgd_split ho;
+	int ret;
+
+	if (hetsgd_split_holdout(all->n, j->o->test_fraction, j->o->seed, &ho)) {
+		hetsgd_dataset_free(all);
+		return train_algo_err(err, n, "--test-fraction");
+	}
+	ret = hetsgd_dataset_subset(all, ho.index, ho.offset[1], &j->train);
+	if (!ret && ho.offset[2] > ho.offset[1])
+		ret = hetsgd_dataset_subset(all, ho.index + ho.offset[1], ho.offset[2] - ho.offset[1],
+					    &j->test);
+	hetsgd_split_free(&ho);
+	hetsgd_dataset_free(all);
+	return ret ? train_algo_err(err, n, "holding out the test set") : 0;
+}
+
+static void subst_i(char *dst, size_t cap, const char *pat, int i)
+{
+	const char *p = strstr(pat, "{i}");
+
+	snprintf(dst, cap, "%.*s%d%s", (int)(p - pat), pat, i, p + 3);
+}
+
+/* --objective quad: no data, one quadratic per worker. */
+static int load_quad(struct job *j, char *err, size_t n)
+{
+	const struct opts *o = j->o;
+	int W = j->nworkers;
+
+	/* heterogeneous quadratics: worker i's optimum sits around 2 (i - (n-1)/2);
+	 * the server's loss is then f(x) - f(x*) of the average objective */
+	j->d = o->dim;
+	j->qa = calloc((size_t)W, sizeof(float *));
+	j->qb = calloc((size_t)W, sizeof(float *));
+	j->qavg_a = malloc(o->dim * sizeof(float));
+	j->qavg_b = malloc(o->dim * sizeof(float));
+	if (!j->qa || !j->qb || !j->qavg_a || !j->qavg_b)
+		return train_err(err, n, "out of memory");
+	for (int i = 0; i < W; i++) {
+		j->qa[i] = malloc(o->dim * sizeof(float));
+		j->qb[i] = malloc(o->dim * sizeof(float));
+		if (!j->qa[i] || !j->qb[i])
+			return train_err(err, n, "out of memory");
+	}
+	if (hetsgd_quad_generate(o->dim, (size_t)W, o->seed, j->qa, j->qb, j->qavg_a, j->qavg_b))
+		return train_algo_err(err, n, "generating the quadratics");
+	j->data_label = "heterogeneous quadratics";
+	return 0;
+}
+
+/* One LIBSVM file per worker (--data-per-worker) and the test file. */
+static int load_per_worker(struct job *j, int keep, char *err, size_t n)
+{
+	const struct opts *o = j->o;
+	int W = j->nworkers, ret = 0;
+
+	char **paths = calloc((size_t)W + 1, sizeof(char *));
+	struct hetsgd_dataset *all = calloc((size_t)W + 1, sizeof(*all));
+
+	if (!paths || !all) {
+		free(paths);
+		free(all);
+		return train_err(err, n, "out of memory");
+	}
+	for (int i = 0; i <= W && !ret; i++) {
+		paths[i] = malloc(PATH_MAX_LEN + 16);
+		if (!paths[i]) {
+			ret = train_err(err, n, "out of memory");
+			break;
+		}
+		if (i < W)
+			subst_i(paths[i], PATH_MAX_LEN + 16, o->per_worker, i);
+		else
+			snprintf(paths[i], PATH_MAX_LEN + 16, "%s", o->test);
+		ret = file_readable(paths[i], i < W ? "--data-per-worker" : "--test", err, n);
+	}
+	if (!ret && hetsgd_libsvm_load_many((const char *const *)paths, (uint32_t)W + 1, 0, all))
+		ret = train_algo_err(err, n, "loading the per-worker files");
+	for (int i = 0; i <= W; i++)
+		free(paths[i]);
+	free(paths);
+	if (ret) {
+		free(all);
+		return ret;
+	}
+	for (int i = 0; i < W; i++) {
+		j->ntrain += all[i].n;
+		if (keep == -1 || keep == i)
+			j->shard[i] = all[i];
+		else
+			hetsgd_dataset_free(&all[i]);
+	}
+	j->test = all[W];
+	free(all);
+	j->p = j->test.p;
+	j->classes = j->test.classes;
+	/* the server measures the loss on the test set too: there is no
+	 * pooled training set to sample from */
+	j->data_label = "one LIBSVM file per worker";
+	return 0;
+}
+
+/* One data set (Fashion-MNIST, generated, LIBSVM) into j->train and j->test. */
+static int load_pooled(struct job *j, char *err, size_t n)
+{
+	const struct opts *o = j->o;
+	int ret;
+
+	if (!strcmp(o->data, "fashion-mnist")) {
+		if (hetsgd_fashion_mnist_load(0, &j->train) || hetsgd_fashion_mnist_load(1, &j->test))
+			return train_algo_err(err, n, "--data fashion-mnist");
+		j->data_label = "Fashion-MNIST";
+	} else if (!strcmp(o->data, "synth") || !strcmp(o->data, "synth-regression")) {
+		struct hetsgd_dataset all;
+		int reg = !strcmp(o->data, "synth-regression");
+
+		if (reg ? hetsgd_synth_regression(o->synth_n, o->synth_p, 0.1f, o->seed, &all, NULL)
+			: hetsgd_synth_classification(o->synth_n, o->synth_p, o->synth_classes, o->seed, &all))
+			return train_algo_err(err, n, "generating data");
+		ret = hold_out(j, &all, err, n);
+		if (ret)
+			return ret;
+		j->data_label = reg ? "generated regression data" : "generated classification data";
+	} else {
+		if (file_readable(o->data, "--data", err, n))
+			return -ENOENT;
+		if (o->test[0]) {
+			const char *paths[2] = { o->data, o->test };
+			struct hetsgd_dataset two[2];
+
+			if (file_readable(o->test, "--test", err, n))
+				return -ENOENT;
+			if (hetsgd_libsvm_load_many(paths, 2, 0, two))
+				return train_algo_err(err, n, "loading the LIBSVM files");
+			j->train = two[0];
+			j->test = two[1];
+		} else {
+			struct hetsgd_dataset all;
+
+			if (hetsgd_libsvm_load(o->data, 0, &all))
+				return train_algo_err(err, n, "--data");
+			ret = hold_out(j, &all, err, n);
+			if (ret)
+				return ret;
+		}
+		j->data_label = o->data;
+	}
+	j->p = j->train.p;
+	j->classes = j->train.classes;
+	j->ntrain = j->train.n;
+	return 0;
+}
+
+/* j->train split into the workers' shards (those keep asks for) and, for
+ * the server, the evaluation set. */
+static int make_shards(struct job *j, int keep, int server, char *err, size_t n)
+{
+	const struct opts *o = j->o;
+	struct hetsgd_split sp = { 0 };
+	int W = j->nworkers, ret;
+
+	if (j->train.n < (uint64_t)W)
+		return train_err(err, n, "%llu training samples cannot feed %d workers: use fewer workers or more data",
+			   (unsigned long long)j->train.n, W);
+	if (o->split == SPLIT_DIRICHLET) {
+		if (!j->train.labels)
+			return train_err(err, n, "--split dirichlet needs labels; this data has none: use --split iid");
+		ret = hetsgd_split_dirichlet(j->train.labels, j->train.n, j->train.classes, (uint32_t)W,
+					     o->alpha, o->seed, &sp);
+	} else {
+		ret = hetsgd_split_iid(j->train.n, (uint32_t)W, o->seed, &sp);
+	}
+	if (ret)
+		return train_algo_err(err, n, "splitting the data");
+	for (int i = 0; i < W && !ret; i++)
+		if (keep == -1 || keep == i)
+			ret = hetsgd_dataset_subset(&j->train, sp.index + sp.offset[i],
+						    sp.offset[i + 1] - sp.offset[i], &j->shard[i]);
+	hetsgd_split_free(&sp);
+	if (ret)
+		return train_algo_err(err, n, "making the workers' shards");
+	if (server) {
+		uint64_t m = o->eval_samples && o->eval_samples < j->train.n ? o->eval_samples : j->train.n;
+		uint64_t *idx = malloc(m * sizeof(*idx));
+
+		if (!idx)
+			return train_err(err, n, "out of memory");
+		/* evenly spaced: the loss of every part of the data, every time */
+		for (uint64_t i = 0; i < m; i++)
+			idx[i] = i * j->train.n / m;
+		ret = hetsgd_dataset_subset(&j->train, idx, m, &j->eval);
+		free(idx);
+		if (ret)
+			return train_algo_err(err, n, "the evaluation set");
+	}
+	if (keep != -1)
+		hetsgd_dataset_free(&j->train);	/* srun: keep what this rank uses */
+	return 0;
+}
+
+/* The objective fits the data; the model's size from both. */
+static int size_model(struct job *j, char *err, size_t n)
+{
+	const struct opts *o = j->o;
+
+	if (o->objective == HETSGD_OBJ_LOGREG && j->classes != 2)
+		return train_err(err, n, "--objective logreg is binary; %s has %u classes: use softmax",
+			   j->data_label, j->classes);
+	if (o->objective == HETSGD_OBJ_LSQ && strcmp(o->data, "synth-regression"))
+		return train_err(err, n, "--objective lsq needs regression targets: use --data synth-regression (LIBSVM labels are read as classes)");
+	if (o->objective != HETSGD_OBJ_LSQ && !strcmp(o->data, "synth-regression"))
+		return train_err(err, n, "--data synth-regression has targets, not labels: use --objective lsq");
+	if (o->objective == HETSGD_OBJ_MLP && (o->per_worker[0] || strcmp(o->data, "fashion-mnist")) &&
+	    strncmp(o->data, "synth", 5))
+		return train_err(err, n, "--objective mlp needs dense features; LIBSVM data is sparse: use softmax or logreg");
+	switch (o->objective) {
+	case HETSGD_OBJ_SOFTMAX:
+		j->d = (size_t)j->p * j->classes + (o->bias ? j->classes : 0);
+		break;
+	case HETSGD_OBJ_MLP:
+		j->d = (size_t)o->hidden * j->p + o->hidden + (size_t)j->classes * o->hidden + j->classes;
+		break;
+	default:
+		j->d = j->p;
+		break;
+	}
+	return 0;
+}
+
+/* The model's limits, LOSCAR's K, and the initial model. */
+static int init_model(struct job *j, char *err, size_t n)
+{
+	struct opts *o = j->o;
+
+	if (j->d > (1u << 28))
+		return train_err(err, n, "the model would have %zu values; the limit is 2^28", j->d);
+	if (o->method == HETSGD_METHOD_LOSCAR) {
+		if (o->k > j->d)
+			return train_err(err, n, "--k %u exceeds the model dimension d = %zu: use K <= d (K = d is the dense baseline)",
+				   o->k, j->d);
+		if (!o->k)
+			o->k = o->k_fraction > 0 ? (uint32_t)ceil(o->k_fraction * (double)j->d)
+						 : (uint32_t)((j->d + 9) / 10);
+		if (o->k > j->d)
+			o->k = (uint32_t)j->d;
+	}
+	if (o->epochs > 0 && o->objective == HETSGD_OBJ_QUAD)
+		return train_err(err, n, "--epochs: quadratics have no data; use --time");
+	j->x0 = calloc(j->d, sizeof(float));
+	if (!j->x0)
+		return train_err(err, n, "out of memory for a model of %zu values", j->d);
+	if (o->objective == HETSGD_OBJ_MLP) {
+		struct hetsgd_objective *obj;
+
+		if (hetsgd_objective_mlp_create(j->p, o->hidden, j->classes, HETSGD_ACT_RELU, &obj) ||
+		    hetsgd_mlp_init(obj, o->seed, j->x0))
+			return train_algo_err(err, n, "initialising the MLP");
+		hetsgd_objective_destroy(obj);
+	}
+	return 0;
+}
+
+int job_load(struct job *j, int keep, int server, char *err, size_t n)
+{
+	int ret;
+
+	j->shard = calloc((size_t)j->nworkers, sizeof(*j->shard));
+	if (!j->shard)
+		return train_err(err, n, "out of memory");
+	if (j->o->objective == HETSGD_OBJ_QUAD) {
+		ret = load_quad(j, err, n);
+	} else if (j->o->per_worker[0]) {
+		ret = load_per_worker(j, keep, err, n);
+		if (!ret)
+			ret = size_model(j, err, n);
+	} else {
+		ret = load_pooled(j, err, n);
+		if (!ret)
+			ret = make_shards(j, keep, server, err, n);
+		if (!ret)
+			ret = size_model(j, err, n);
+	}
+	return ret ? ret : init_model(j, err, n);
+}
+
+int job_objective(const struct job *j, int worker, struct hetsgd_objective **obj)
+{
+	const struct opts *o = j->o;
+
+	switch (o->objective) {
+	case HETSGD_OBJ_SOFTMAX:
+		return hetsgd_objective_softmax_create(j->p, j->classes, o->bias, (float)o->lambda, obj);
+	case HETSGD_OBJ_LOGREG:
+		return hetsgd_objective_logreg_create(j->p, (float)o->lambda, obj);
+	case HETSGD_OBJ_LSQ:
+		return hetsgd_objective_lsq_create(j->p, obj);
+	case HETSGD_OBJ_MLP:
+		return hetsgd_objective_mlp_create(j->p, o->hidden, j->classes, HETSGD_ACT_RELU, obj);
+	case HETSGD_OBJ_QUAD:
+		if (worker < 0)
+			return hetsgd_objective_quad_create(j->d, j->qavg_a, j->qavg_b, obj);
+		return hetsgd_objective_quad_create(j->d, j->qa[worker], j->qb[worker], obj);
+	default:
+		return -EINVAL;
+	}
+}
+
+void job_free(struct job *j)
+{
+	for (int i = 0; j->shard && i < j->nworkers; i++)
+		hetsgd_dataset_free(&j->shard[i]);
+	free(j->shard);
+	for (int i = 0; j->qa && i < j->nworkers; i++) {
+		free(j->qa[i]);
+		free(j->qb[i]);
+	}
+	free(j->qa);
+	free(j->qb);
+	free(j->qavg_a);
+	free(j->qavg_b);
+	hetsgd_dataset_free(&j->train);
+	hetsgd_dataset_free(&j->test);
+	hetsgd_dataset_free(&j->eval);
+	free(j->x0);
+	memset(j, 0, sizeof(*j));
+}

@@ -1,0 +1,54 @@
+/*
+ * hetsgd-train's job: the options, the data and the model as every rank
+ * sees them.  train_data.c loads the data and makes the objectives;
+ * train.c runs the ranks.  Private to apps/.
+ */
+#ifndef HETSGD_TRAIN_DATA_H
+#define HETSGD_TRAIN_DATA_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "hetsgd_algo.h"
+#include "train_opts.h"
+
+struct job {
+	struct opts *o;
+	int load_failed;		/* srun: this rank could not load its data */
+	int out_ready;			/* local: main() prepared the output folder */
+	char provider[16];
+	uint64_t hash;
+	int nworkers;
+	size_t d;
+	uint32_t p, classes;
+	struct hetsgd_dataset train, test, eval;
+	struct hetsgd_dataset *shard;	/* per worker; NULL entries in srun mode except own */
+	uint64_t ntrain;
+	float **qa, **qb;		/* quad */
+	float *qavg_a, *qavg_b;		/* the average objective's a and its optimum x* */
+	float *x0;
+	const char *data_label;
+	/* rank 0's outputs */
+	FILE *metrics;
+	int tty;
+	double last_line;
+	int line_open;
+};
+
+/* train_err() with the algorithm room's message after "what: ". */
+int train_algo_err(char *err, size_t n, const char *what);
+
+/*
+ * Load and split.  keep -1: every worker's shard (local launcher: the
+ * children share the parent's memory); keep >= 0: only that worker's,
+ * -2: none (srun: a rank holds what it uses).  The server needs the eval
+ * and test sets.
+ */
+int job_load(struct job *j, int keep, int server, char *err, size_t n);
+/* Worker worker's objective, or the server's (the average one) for -1. */
+int job_objective(const struct job *j, int worker, struct hetsgd_objective **obj);
+/* Everything job_load() made (the ranks of a local run share it). */
+void job_free(struct job *j);
+
+#endif

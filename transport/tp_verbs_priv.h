@@ -1,0 +1,126 @@
+/*
+ * Private to the verbs provider (tp_verbs*.c): its state and what its
+ * files call across.  tp_verbs.c describes the design.
+ *   tp_verbs_device.c   choosing device, port, GID and address
+ *   tp_verbs_open.c     memory registration, open and close
+ *   tp_verbs_connect.c  queue pairs and the rdma_cm handshake
+ *   tp_verbs.c          the data path and the provider's table
+ */
+#ifndef HETSGD_TP_VERBS_PRIV_H
+#define HETSGD_TP_VERBS_PRIV_H
+
+#include <netinet/in.h>
+#include <stdint.h>
+
+#include <infiniband/verbs.h>
+#include <rdma/rdma_cma.h>
+
+#include "hetsgd_topology.h"
+#include "transport_priv.h"
+
+#define IMM_TAG 0xB7u
+#define INFO_MAGIC 0x68677662u		/* "bvgh" */
+#define INFO_VERSION 2u
+#define CREDIT_STRIDE 64u		/* one cache line per peer */
+#define POLL_BATCH 32
+#define CLOCK_EVERY 64
+#define CM_EVERY 4096			/* progress calls between rdma_cm checks */
+
+enum { SIG_DATA = 1, SIG_CREDIT = 2, SIG_TEST = 3 };
+
+/* Connection requests that failed their proof: logged once per source. */
+#define REFUSED_SOURCES 16
+
+struct sig_rec {			/* one signalled work request */
+	uint64_t sq_seq;		/* WRs posted on the QP up to and including it */
+	uint32_t tx;
+	uint8_t type;
+	uint8_t kind;
+};
+
+struct vpeer {
+	struct rdma_cm_id *id;
+	struct ibv_qp *qp;
+	struct ibv_pd *pd;		/* this peer's alone */
+	struct ibv_mr *region_mr;	/* its ring and credit line: remote write */
+	struct ibv_mr *tx_mr, *csrc_mr;	/* ours, local, in its domain */
+	uint64_t ring;			/* our ring at the peer, from its handshake */
+	uint32_t rkey;
+	uint64_t nonce;			/* of our request (we connect) */
+	int established;
+	uint64_t sent;			/* data puts posted */
+	uint64_t sq_posted, sq_done;
+	uint32_t unsig;			/* unsignalled WRs since the last signalled one */
+	struct sig_rec *sig;		/* sq_depth records, FIFO */
+	uint64_t sig_head, sig_tail;
+	uint64_t credit_val;		/* newest released count to tell the peer */
+	uint64_t credit_sent;		/* last value written */
+	double credit_since;		/* when credit_val first ran ahead of it */
+	uint32_t max_inline;		/* bytes a put may send inline */
+};
+
+/* What each rank advertises; fixed-size fields only (it crosses machines). */
+struct vinfo {
+	uint32_t magic, version;
+	uint32_t ipv4;			/* network order */
+	uint16_t port;			/* network order */
+	uint16_t pad;
+	uint8_t nonce0[16];		/* rank 0's: the job key's salt */
+	uint64_t slot_bytes;
+	uint32_t slots;
+	uint32_t active_mtu;		/* enum ibv_mtu */
+	char dev[32];
+};
+
+struct verbs_state {
+	struct rdma_event_channel *ec;
+	struct rdma_cm_id *listen;
+	struct ibv_context *ctx;
+	struct ibv_cq *cq;
+	char *staging;			/* size regions of region_bytes */
+	char *csrc;
+	size_t staging_bytes, region_bytes, ring_bytes;
+	uint8_t key[16];		/* the job key: conn_auth.c */
+	uint32_t refused;		/* connection requests refused */
+	uint32_t refused_ip[REFUSED_SOURCES];
+	int refused_logged;
+	struct vpeer *peers;
+	struct vinfo *info;		/* every rank's, by rank */
+	uint32_t sq_depth;
+	uint8_t port;
+	int gid_index;			/* -1: leave rdma_cm's choice (InfiniBand) */
+	enum ibv_mtu active_mtu;
+	int link_ethernet;
+	uint32_t clock_countdown;	/* progress calls since the clock was read */
+	uint32_t cm_countdown;		/* progress calls since rdma_cm was checked */
+	char dev[32];
+	struct sockaddr_in addr;
+};
+
+#define now_s hetsgd_clock_s
+
+/* Where rank p writes into this rank: its ring, then its credit line. */
+static inline char *region(struct verbs_state *st, int p)
+{
+	return st->staging + (size_t)p * st->region_bytes;
+}
+
+static inline uint64_t *credit_in(struct verbs_state *st, int p)
+{
+	return (uint64_t *)(region(st, p) + st->ring_bytes);
+}
+
+/* tp_verbs_device.c */
+int verbs_choose_endpoint(struct hetsgd_tp *tp, struct verbs_state *st);
+
+/* tp_verbs_open.c */
+int verbs_open(struct hetsgd_tp *tp);
+void verbs_teardown(struct hetsgd_tp *tp, struct verbs_state *st);
+
+/* tp_verbs_connect.c */
+int verbs_post_recv(struct verbs_state *st, int peer);
+void verbs_refuse(struct hetsgd_tp *tp, struct verbs_state *st, struct rdma_cm_id *id, const char *why);
+int verbs_connect_all(struct hetsgd_tp *tp, struct verbs_state *st);
+void verbs_abort_connects(struct hetsgd_tp *tp, struct verbs_state *st);
+
+#endif
