@@ -23,6 +23,7 @@
 #include "hetsgd_topology.h"
 #include "hetsgd_transport.h"
 #include "plot.h"
+#include "train_priv.h"
 
 #define PATH_MAX_LEN 1024
 
@@ -691,6 +692,17 @@ static int check_opts(struct opts *o, char *err, size_t n)
 	}
 	if (!o->out[0])
 		snprintf(o->out, sizeof(o->out), "runs/%s", o->name);
+	return 0;
+}
+
+int train_config_check(const char *path, char *err, size_t n)
+{
+	struct opts o;
+
+	opts_default(&o);
+	memset(given, 0, sizeof(given));
+	if (read_config(&o, path, err, n) || check_opts(&o, err, n))
+		return -EINVAL;
 	return 0;
 }
 
@@ -1519,6 +1531,7 @@ static void resolve_provider(struct job *j)
 	snprintf(j->provider, sizeof(j->provider), "%s", ndev > 0 ? "verbs" : "shm");
 }
 
+#ifndef HETSGD_TRAIN_NO_MAIN
 int main(int argc, char **argv)
 {
 	struct opts o;
@@ -1634,3 +1647,4 @@ done:
 	job_free(&j);
 	return rc;
 }
+#endif /* HETSGD_TRAIN_NO_MAIN */
