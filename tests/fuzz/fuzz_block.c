@@ -7,7 +7,7 @@
  * fuzzer gets past the dimension and rank checks to the payload:
  *   c[0] bit 0: lim.dim = the header's dim, else c[2] | c[3] << 8
  *        bit 1: lim.nranks = header sender + 1, else c[1]
- *        bit 2: lim.max_bytes = the block's length, else c[3] * 16
+ *        bit 2: lim.max_bytes = the block's length, else (c[0] >> 4) * 16
  *        bit 3: decode from a misaligned address (must be -EINVAL)
  * The block is decoded from a heap copy of exactly its length, so ASan
  * catches any read past it.  A block that decodes must describe itself
@@ -89,7 +89,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		lim.nranks = fuzz_le32(data + 4 + 8) == UINT32_MAX ? UINT32_MAX : fuzz_le32(data + 4 + 8) + 1;
 	else
 		lim.nranks = c[1];
-	lim.max_bytes = (c[0] & 4) ? len : (size_t)c[3] * 16;
+	lim.max_bytes = (c[0] & 4) ? len : (size_t)(c[0] >> 4) * 16;
 
 	if (c[0] & 8) {
 		/* malloc is at least 8-byte aligned: buf + 1 is not 4-byte aligned */
