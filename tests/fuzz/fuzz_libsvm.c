@@ -1,9 +1,14 @@
 /*
- * Fuzz hetsgd_libsvm_load(): the input is the file, plain or gzip (zlib
- * detects which from the content, as it does for users' files).  A file
- * that loads must give a consistent CSR data set.
+ * Fuzz hetsgd_libsvm_load() and hetsgd_libsvm_load_many(): the input is
+ * the file, plain or gzip (zlib detects which from the content, as it
+ * does for users' files).  A file that loads must give a consistent CSR
+ * data set.  Then the same text cut in two at a line break and loaded as
+ * two workers' files must give the same rows, classes and p as the whole:
+ * that is what load_many promises ("as one file would with itself").
  */
 #include "fuzz.h"
+
+#include <string.h>
 
 #include "hetsgd_algo.h"
 
@@ -27,16 +32,63 @@ static void check_dataset(const struct hetsgd_dataset *ds)
 		FUZZ_ASSERT(ds->label_values[k - 1] < ds->label_values[k]);
 }
 
+/* Row r of part equals row base + r of whole, label value included. */
+static void check_part(const struct hetsgd_dataset *whole, uint64_t base,
+		       const struct hetsgd_dataset *part)
+{
+	uint64_t r, n;
+
+	check_dataset(part);
+	FUZZ_ASSERT(part->p == whole->p && part->classes == whole->classes);
+	FUZZ_ASSERT(!memcmp(part->label_values, whole->label_values,
+			    whole->classes * sizeof(double)));
+	FUZZ_ASSERT(base + part->n <= whole->n);
+	for (r = 0; r < part->n; r++) {
+		const uint64_t *wr = whole->row_ptr + base + r, *pr = part->row_ptr + r;
+
+		FUZZ_ASSERT(part->labels[r] == whole->labels[base + r]);
+		n = pr[1] - pr[0];
+		FUZZ_ASSERT(n == wr[1] - wr[0]);
+		FUZZ_ASSERT(!memcmp(part->col + pr[0], whole->col + wr[0], n * sizeof(uint32_t)));
+		FUZZ_ASSERT(!memcmp(part->val + pr[0], whole->val + wr[0], n * sizeof(float)));
+	}
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct hetsgd_dataset ds = { 0 };
-	char path[64];
-	int fd = fuzz_file(data, size, path, sizeof(path));
+	struct hetsgd_dataset ds = { 0 }, two[2];
+	char path[2][64];
+	const char *paths[2] = { path[0], path[1] };
+	const uint8_t *nl;
+	size_t cut;
+	int fd, fd2[2], ok, ok2;
 
-	if (hetsgd_libsvm_load(path, 0, &ds) == 0) {
-		check_dataset(&ds);
-		hetsgd_dataset_free(&ds);
-	}
+	fd = fuzz_file(data, size, path[0], sizeof(path[0]));
+	ok = hetsgd_libsvm_load(path[0], 0, &ds) == 0;
 	close(fd);
+	if (ok)
+		check_dataset(&ds);
+
+	/* cut after the last line break of the first half */
+	nl = size > 1 ? memrchr(data, '\n', size / 2) : NULL;
+	if (nl) {
+		cut = (size_t)(nl - data) + 1;
+		fd2[0] = fuzz_file(data, cut, path[0], sizeof(path[0]));
+		fd2[1] = fuzz_file(data + cut, size - cut, path[1], sizeof(path[1]));
+		ok2 = hetsgd_libsvm_load_many(paths, 2, 0, two) == 0;
+		close(fd2[0]);
+		close(fd2[1]);
+		if (ok2) {
+			/* both halves parse, so the whole does */
+			FUZZ_ASSERT(ok);
+			check_part(&ds, 0, &two[0]);
+			check_part(&ds, two[0].n, &two[1]);
+			FUZZ_ASSERT(two[0].n + two[1].n == ds.n);
+			hetsgd_dataset_free(&two[0]);
+			hetsgd_dataset_free(&two[1]);
+		}
+	}
+	if (ok)
+		hetsgd_dataset_free(&ds);
 	return 0;
 }
