@@ -30,6 +30,8 @@ packages=(
 	dataset-fashion-mnist
 	# hetsgd-train's and hetsgd-plot's PNG plots
 	gnuplot-nox
+	# make check-fuzz: libFuzzer harnesses (clang -fsanitize=fuzzer)
+	clang
 )
 
 missing=()
