@@ -9,6 +9,18 @@ for t in ib_write_bw ib_write_lat; do
 	command -v $t >/dev/null || { echo "$t not found: apt-get install perftest" >&2; exit 1; }
 done
 
+# PERFTEST_REMOTE, when set, is a command prefix that runs the client on
+# another node (the two-node bed: srun -w node2 ...); the client then uses
+# that node's HETSGD_RDMA_DEV and HETSGD_GID_INDEX, and reaches this
+# node's server at HETSGD_TEST_ADDR.
+perftest_client() {
+	if [ -n "${PERFTEST_REMOTE:-}" ]; then
+		$PERFTEST_REMOTE sh -c 'exec "$0" -d "$HETSGD_RDMA_DEV" -x "${HETSGD_GID_INDEX:-1}" "$@"' "$@"
+	else
+		"$1" -d "$dev" -x "$gid" "${@:2}"
+	fi
+}
+
 # perftest_pair NAME PORT ARGS...: server in the background, client in
 # front (retried while the server is not listening yet); prints the
 # client's output, or both on failure.
@@ -19,13 +31,13 @@ perftest_pair() {
 	local spid=$!
 	sleep 1
 	for try in 1 2 3 4 5; do
-		if "$name" -d "$dev" -x "$gid" -p "$port" -F "$@" "$addr" >"$cli_out" 2>&1; then
-			rc=0; break
-		fi
+		perftest_client "$name" -p "$port" -F "$@" "$addr" >"$cli_out" 2>&1 && { rc=0; break; }
 		rc=$?
 		grep -q "Couldn't connect" "$cli_out" || break
 		sleep 1
 	done
+	# A server whose client gave up would wait for it for ever.
+	[ "$rc" -eq 0 ] || kill "$spid" 2>/dev/null
 	wait $spid || rc=1
 	cat "$cli_out"
 	if [ "$rc" -ne 0 ]; then
