@@ -1264,6 +1264,12 @@ static int write_outputs(struct job *j, const struct hetsgd_engine_result *res, 
 	/* placement can quote the system's own text (device names, errors) */
 	kv(f, "transport", res->provider);
 	kv(f, "placement", res->placement);
+	/* every rank's, by host: a line per rank says where it really ran */
+	for (uint32_t r = 0; r < res->nplacements; r++) {
+		fprintf(f, "placement-rank-%u = ", r);
+		quote_kv(f, res->placements[r]);
+		fputc('\n', f);
+	}
 	kv(f, "data-label", j->data_label);
 	fprintf(f, "d = %zu\ntraining-samples = %llu\n", j->d, (unsigned long long)j->ntrain);
 	kv(f, "stop-reason", res->stop_reason);
