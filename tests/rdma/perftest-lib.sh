@@ -53,10 +53,14 @@ perftest_row() { awk -v s="$1" '$1 == s { print; exit }'; }
 perftest_bw() { perftest_row "$1" | awk '{ print $4 }'; }
 perftest_lat() { perftest_row "$1" | awk '{ print $5 }'; }
 is_number() { case $1 in ''|*[!0-9.]*) return 1;; esac; }
+# A measurement: a number above zero.  When its cycle-counter calibration
+# fails under TCG ("Correlation coefficient r^2 ... < 0.9"), perftest
+# prints 0.00 MB/s as readily as inf.
+is_measure() { is_number "$1" && awk -v v="$1" 'BEGIN { exit !(v > 0) }'; }
 
 # perftest_value bw|lat PORT SIZE ARGS...: run the pair and print the one
 # number; the full output goes to stderr.  Under emulation perftest now and
-# then reports "inf" (its cycle counter calibration failed): retry then.
+# then reports "inf" or 0 (its cycle counter calibration failed): retry then.
 perftest_value() {
 	local what=$1 port=$2 size=$3 out v try prog
 	shift 3
@@ -65,7 +69,7 @@ perftest_value() {
 		out=$(perftest_pair "$prog" "$port" -s "$size" "$@") || { echo "$out" >&2; return 1; }
 		echo "$out" >&2
 		if [ "$what" = bw ]; then v=$(echo "$out" | perftest_bw "$size"); else v=$(echo "$out" | perftest_lat "$size"); fi
-		if is_number "$v"; then echo "$v"; return 0; fi
+		if is_measure "$v"; then echo "$v"; return 0; fi
 		echo "perftest: $prog -s $size gave no number (try $try of 3)" >&2
 	done
 	return 1
