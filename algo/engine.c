@@ -192,6 +192,7 @@ void hetsgd_engine_result_free(struct hetsgd_engine_result *res)
 		return;
 	free(res->workers);
 	free(res->points);
+	free(res->placements);
 	memset(res, 0, sizeof(*res));
 }
 
@@ -265,7 +266,8 @@ int hetsgd_engine_run(struct hetsgd_boot *boot,
 	/* one BLAS thread per compute thread: OpenBLAS's own pool would
 	 * fight our pinned threads for the same cores */
 	openblas_set_num_threads(1);
-	eng_place(e, res);
+	eng_place(e, boot, res);
+	gather_placements(boot, e->rank, e->size, res);
 	eng_tp_attr(e, tp_attr, &attr);
 	ret = hetsgd_tp_open(boot, &attr, &e->tp);
 	if (ret) {

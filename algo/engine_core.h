@@ -105,7 +105,9 @@ static inline int finite_nonneg(double v)
 /* ---- placement ---- */
 
 /* Plan this rank's threads and say where they run in res->placement. */
-void eng_place(struct eng *e, struct hetsgd_engine_result *res);
+void eng_place(struct eng *e, struct hetsgd_boot *boot, struct hetsgd_engine_result *res);
+/* Every rank's placement, "host: placement", into rank 0's result (collective). */
+void gather_placements(struct hetsgd_boot *boot, int rank, int size, struct hetsgd_engine_result *res);
 
 /* Pin the calling thread to pu when the plan pins; a refusal is no error. */
 static inline void bind_self(struct eng *e, int pu)

@@ -314,6 +314,8 @@ struct hetsgd_engine_result {
 	struct hetsgd_eval_point *points;	/* server: the evaluations */
 	char provider[256];	/* hetsgd_tp_describe() of this rank */
 	char placement[160];	/* where this rank's threads went */
+	uint32_t nplacements;	/* server: every rank's, "host: placement" */
+	char (*placements)[232];
 };
 
 void hetsgd_engine_result_free(struct hetsgd_engine_result *res);

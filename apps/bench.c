@@ -3,7 +3,10 @@
  * hetsgd-bench: put bandwidth and latency of the block transport against
  * block size, for each provider, perftest-style.
  *
- * Two ranks (forked by the local launcher) share one endpoint.
+ * Two ranks share one endpoint: forked on this host by the local launcher
+ * (the default), or on two hosts, perftest style (`hetsgd-bench --server`
+ * on one, `hetsgd-bench HOST` on the other, joined by the TCP rendezvous),
+ * or started by a launcher (`srun -N 2 -n 2 hetsgd-bench --boot pmix`).
  *  - bandwidth: rank 0 streams puts of one size to rank 1, which releases
  *    each block as soon as it sees it; timed at rank 0 from the first put
  *    to the last local completion (as ib_write_bw times its sender).
@@ -42,8 +45,12 @@ struct opts {
 	double bw_bytes;	/* bytes streamed per size */
 	int lat_iters;
 	long max_iters;
+	long iters;		/* -n: exchanges per size for both (0: from bytes) */
 	int do_bw, do_lat;
 	int rounds;
+	int gid_index;
+	int gbits;		/* --report_gbits */
+	int pin_index;		/* -1: this rank's number (both ranks on this host) */
 };
 
 struct result {
@@ -258,6 +265,7 @@ static int rank_main(struct hetsgd_boot *boot, void *arg)
 	size_t maxsz = 0;
 	double bw[MAX_ROUNDS] = { 0 }, mc[MAX_ROUNDS] = { 0 };
 	int me = hetsgd_boot_rank(boot), s, ret, round;
+	int pin = o->pin_index >= 0 ? o->pin_index : me;
 
 	for (s = 0; s < o->nsizes; s++)
 		if (o->sizes[s] > maxsz)
@@ -272,9 +280,9 @@ static int rank_main(struct hetsgd_boot *boot, void *arg)
 		int cpu, seen = 0;
 
 		if (!getenv("HETSGD_BENCH_NOPIN") &&
-		    !sched_getaffinity(0, sizeof(allowed), &allowed) && CPU_COUNT(&allowed) >= 2) {
+		    !sched_getaffinity(0, sizeof(allowed), &allowed) && CPU_COUNT(&allowed) >= 2 && CPU_COUNT(&allowed) > pin) {
 			for (cpu = 0; cpu < CPU_SETSIZE; cpu++) {
-				if (!CPU_ISSET(cpu, &allowed) || seen++ != me)
+				if (!CPU_ISSET(cpu, &allowed) || seen++ != pin)
 					continue;
 				CPU_ZERO(&one);
 				CPU_SET(cpu, &one);
@@ -286,6 +294,7 @@ static int rank_main(struct hetsgd_boot *boot, void *arg)
 	hetsgd_tp_attr_init(&attr);
 	attr.provider = o->prov;
 	attr.device = o->device;
+	attr.gid_index = o->gid_index;
 	attr.slots = o->slots;
 	attr.slot_bytes = (maxsz + 63) / 64 * 64;
 	attr.tx_bufs = 4;
@@ -306,6 +315,8 @@ static int rank_main(struct hetsgd_boot *boot, void *arg)
 			iters = 200;
 		if (iters > o->max_iters)
 			iters = o->max_iters;
+		if (o->iters)
+			iters = o->iters;
 		/*
 		 * Bandwidth in alternating rounds with its anchor (memcpy of the
 		 * same size, by rank 0 while rank 1 sleeps in the barrier), so
@@ -337,6 +348,8 @@ static int rank_main(struct hetsgd_boot *boot, void *arg)
 				lat_iters = o->lat_iters;
 			if (lat_iters < 20)
 				lat_iters = 20;
+			if (o->iters)
+				lat_iters = o->iters;
 			ret = bench_lat(tp, me, size, (int)lat_iters, &r->lat_us, &r->lat_avg_us);
 		}
 		if (ret) {
@@ -372,13 +385,24 @@ static int parse_size(const char *s, size_t *out)
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: hetsgd-bench [--provider shm|verbs] [--device NAME] [--sizes LIST] [--csv]\n"
-		"                    [--slots N] [--bytes MB] [--lat-iters N] [--only bw|lat] [--rounds R]\n"
-		"  --provider  transport provider (default shm)\n"
-		"  --device    verbs: RDMA device (default $HETSGD_IB_DEV or the first active port)\n"
-		"  --sizes     comma-separated block sizes, K/M suffixes (default 8,64,512,4K,64K,256K,1M)\n"
-		"  --csv       machine-readable rows: provider,size_bytes,bw_MBps,lat_us; with shm,\n"
-		"              a row per size with provider memcpy (its anchor) and no latency\n"
+		"usage: hetsgd-bench [OPTIONS]              two ranks on this host\n"
+		"       hetsgd-bench [OPTIONS] --server     perftest style: the server (rank 0, the\n"
+		"       hetsgd-bench [OPTIONS] HOST         sender) here, the client on another host\n"
+		"       srun -N 2 -n 2 hetsgd-bench --boot pmix|pmi2|tcp|auto [OPTIONS]\n"
+		"  --provider  transport provider (default shm; verbs when two hosts)\n"
+		"  -d, --ib-dev, --device  verbs: RDMA device (default $HETSGD_IB_DEV or the first active port)\n"
+		"  -x, --gid-index  verbs: GID index (default $HETSGD_GID_INDEX or the RoCE v2 IPv4 GID)\n"
+		"  -s, --size, --sizes  block sizes, comma-separated, K/M suffixes\n"
+		"              (default 8,64,512,4K,64K,256K,1M)\n"
+		"  -a, --all   every size from 2 bytes to 8 MiB, as perftest -a\n"
+		"  -n, --iters exchanges per size, for bandwidth and latency alike (default: from\n"
+		"              --bytes and --lat-iters)\n"
+		"  --report_gbits  bandwidth in Gb/s (10^9 bits), as perftest; MB/s otherwise\n"
+		"  -p, --port  the TCP rendezvous port of --server / HOST (default 18515)\n"
+		"  -F          accepted for perftest's command lines; does nothing\n"
+		"  --csv       machine-readable rows: provider,size_bytes,bw_MBps (bw_Gbps with\n"
+		"              --report_gbits),lat_us; with shm, a row per size with provider\n"
+		"              memcpy (its anchor) and no latency\n"
 		"  --slots     staging slots per peer (default 16)\n"
 		"  --bytes     MB streamed per size for bandwidth (default 64; 200 to 20000 puts)\n"
 		"  --rounds    bandwidth rounds per size, alternating with the memcpy anchor;\n"
@@ -386,64 +410,142 @@ static void usage(FILE *f)
 		"  --only      measure only bandwidth or only latency (the other column is 0)\n"
 		"  --lat-iters ping-pongs per size for latency (default 1000; fewer for large\n"
 		"              blocks, at least 20)\n"
-		"Two ranks run on this host. MB = 2^20 bytes, as in perftest.\n");
+		"  --boot      join the job of a launcher (srun) instead of forking two ranks\n"
+		"MB = 2^20 bytes, as in perftest.  Rank 0 sends (bandwidth is timed there);\n"
+		"both ranks print the results.  --server and HOST need the same\n"
+		"HETSGD_SECRET (16 or more characters) on both hosts: the rendezvous admits\n"
+		"only peers that know it.\n");
+}
+
+/* perftest -a: 2 bytes to 8 MiB */
+static void all_sizes(struct opts *o)
+{
+	o->nsizes = 0;
+	for (size_t sz = 2; sz <= (8u << 20); sz *= 2)
+		o->sizes[o->nsizes++] = sz;
+}
+
+/*
+ * The perftest-style pair as a two-rank TCP rendezvous job: the server is
+ * rank 0 and listens on every address, the client is rank 1 and connects.
+ */
+static int two_host_env(const char *host, int port, int rank)
+{
+	char rv[300], portstr[16];
+	int v6 = strchr(host, ':') != NULL && host[0] != '[';
+
+	snprintf(portstr, sizeof(portstr), "%d", port);
+	if (snprintf(rv, sizeof(rv), "%s%s%s:%s", v6 ? "[" : "", host, v6 ? "]" : "", portstr) >=
+	    (int)sizeof(rv)) {
+		fprintf(stderr, "hetsgd-bench: host name '%s' is too long\n", host);
+		return -1;
+	}
+	if (setenv("HETSGD_RANK", rank ? "1" : "0", 1) ||
+	    setenv("HETSGD_SIZE", "2", 1) || setenv("HETSGD_RENDEZVOUS", rv, 1)) {
+		perror("hetsgd-bench: setenv");
+		return -1;
+	}
+	return 0;
 }
 
 int main(int argc, char **argv)
 {
+	enum { O_PROVIDER = 256, O_CSV, O_SLOTS, O_BYTES, O_LAT_ITERS, O_ONLY, O_ROUNDS, O_GBITS,
+	       O_SERVER, O_BOOT };
 	static const struct option lopts[] = {
-		{ "provider", required_argument, NULL, 'p' },
+		{ "provider", required_argument, NULL, O_PROVIDER },
 		{ "device", required_argument, NULL, 'd' },
+		{ "ib-dev", required_argument, NULL, 'd' },
+		{ "gid-index", required_argument, NULL, 'x' },
 		{ "sizes", required_argument, NULL, 's' },
-		{ "csv", no_argument, NULL, 'c' },
-		{ "slots", required_argument, NULL, 'S' },
-		{ "bytes", required_argument, NULL, 'b' },
-		{ "lat-iters", required_argument, NULL, 'l' },
-		{ "only", required_argument, NULL, 'o' },
-		{ "rounds", required_argument, NULL, 'r' },
+		{ "size", required_argument, NULL, 's' },
+		{ "all", no_argument, NULL, 'a' },
+		{ "iters", required_argument, NULL, 'n' },
+		{ "port", required_argument, NULL, 'p' },
+		{ "report_gbits", no_argument, NULL, O_GBITS },
+		{ "csv", no_argument, NULL, O_CSV },
+		{ "slots", required_argument, NULL, O_SLOTS },
+		{ "bytes", required_argument, NULL, O_BYTES },
+		{ "lat-iters", required_argument, NULL, O_LAT_ITERS },
+		{ "only", required_argument, NULL, O_ONLY },
+		{ "rounds", required_argument, NULL, O_ROUNDS },
+		{ "server", no_argument, NULL, O_SERVER },
+		{ "boot", required_argument, NULL, O_BOOT },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
 	struct opts o = { .prov = HETSGD_PROV_SHM, .slots = 16, .bw_bytes = 64 * MB, .lat_iters = 1000,
-			 .max_iters = 20000, .do_bw = 1, .do_lat = 1, .rounds = 3 };
-	const char *sizes = "8,64,512,4K,64K,256K,1M";
+			 .max_iters = 20000, .do_bw = 1, .do_lat = 1, .rounds = 3, .gid_index = -1,
+			 .pin_index = -1 };
+	const char *sizes = "8,64,512,4K,64K,256K,1M", *host = NULL;
 	struct shared sh = { .o = &o };
+	struct hetsgd_boot *boot = NULL;
+	enum hetsgd_boot_kind kind = HETSGD_BOOT_LOCAL;
 	char *list, *tok, *save = NULL, *end;
-	int opt, s, ret;
+	int opt, s, ret, all = 0, server = 0, prov_given = 0, port = 18515, me = 0;
+	long v;
 
-	while ((opt = getopt_long(argc, argv, "p:d:s:cS:b:l:o:r:h", lopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "d:x:s:an:p:Fh", lopts, NULL)) != -1) {
 		switch (opt) {
-		case 'p':
+		case O_PROVIDER:
 			if (hetsgd_provider_parse(optarg, &o.prov)) {
 				fprintf(stderr, "hetsgd-bench: %s\n", hetsgd_errmsg());
 				return 2;
 			}
+			prov_given = 1;
 			break;
 		case 'd': o.device = optarg; break;
+		case 'x':
+			v = strtol(optarg, &end, 10);
+			if (*end || end == optarg || v < 0 || v > 255) {
+				fprintf(stderr, "hetsgd-bench: -x %s: a GID index of 0 to 255\n", optarg);
+				return 2;
+			}
+			o.gid_index = (int)v;
+			break;
 		case 's': sizes = optarg; break;
-		case 'c': o.csv = 1; break;
-		case 'S':
+		case 'a': all = 1; break;
+		case 'n':
+			v = strtol(optarg, &end, 10);
+			if (*end || end == optarg || v < 1 || v > 100000000) {
+				fprintf(stderr, "hetsgd-bench: -n %s: use 1 to 100000000 iterations\n", optarg);
+				return 2;
+			}
+			o.iters = v;
+			break;
+		case 'p':
+			v = strtol(optarg, &end, 10);
+			if (*end || end == optarg || v < 1 || v > 65535) {
+				fprintf(stderr, "hetsgd-bench: -p %s: a TCP port of 1 to 65535\n", optarg);
+				return 2;
+			}
+			port = (int)v;
+			break;
+		case 'F': break;
+		case O_GBITS: o.gbits = 1; break;
+		case O_CSV: o.csv = 1; break;
+		case O_SLOTS:
 			o.slots = (uint32_t)strtoul(optarg, &end, 10);
 			if (*end || o.slots < 1 || o.slots > 4096) {
 				fprintf(stderr, "hetsgd-bench: --slots %s: use 1 to 4096\n", optarg);
 				return 2;
 			}
 			break;
-		case 'b':
+		case O_BYTES:
 			o.bw_bytes = strtod(optarg, &end) * MB;
 			if (*end || o.bw_bytes < 1) {
 				fprintf(stderr, "hetsgd-bench: --bytes %s: a positive number of MB\n", optarg);
 				return 2;
 			}
 			break;
-		case 'l':
+		case O_LAT_ITERS:
 			o.lat_iters = (int)strtol(optarg, &end, 10);
 			if (*end || o.lat_iters < 1 || o.lat_iters > 10000000) {
 				fprintf(stderr, "hetsgd-bench: --lat-iters %s: use 1 to 10000000\n", optarg);
 				return 2;
 			}
 			break;
-		case 'o':
+		case O_ONLY:
 			if (!strcmp(optarg, "bw")) {
 				o.do_lat = 0;
 			} else if (!strcmp(optarg, "lat")) {
@@ -453,10 +555,18 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			break;
-		case 'r':
+		case O_ROUNDS:
 			o.rounds = (int)strtol(optarg, &end, 10);
 			if (*end || o.rounds < 1 || o.rounds > MAX_ROUNDS) {
 				fprintf(stderr, "hetsgd-bench: --rounds %s: use 1 to %d\n", optarg, MAX_ROUNDS);
+				return 2;
+			}
+			break;
+		case O_SERVER: server = 1; break;
+		case O_BOOT:
+			if (hetsgd_boot_kind_parse(optarg, &kind) || kind == HETSGD_BOOT_LOCAL) {
+				fprintf(stderr, "hetsgd-bench: --boot %s: use auto, pmix, pmi2 or tcp (without --boot, two ranks are forked here)\n",
+					optarg);
 				return 2;
 			}
 			break;
@@ -464,25 +574,43 @@ int main(int argc, char **argv)
 		default: usage(stderr); return 2;
 		}
 	}
-	if (o.device && o.prov != HETSGD_PROV_VERBS) {
-		fprintf(stderr, "hetsgd-bench: --device %s needs --provider verbs\n", o.device);
-		return 2;
-	}
+	if (optind < argc)
+		host = argv[optind++];
 	if (optind < argc) {
 		fprintf(stderr, "hetsgd-bench: unexpected argument '%s'\n", argv[optind]);
 		usage(stderr);
 		return 2;
 	}
-	list = strdup(sizes);
-	for (tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-		if (o.nsizes == MAX_SIZES || parse_size(tok, &o.sizes[o.nsizes])) {
-			fprintf(stderr, "hetsgd-bench: --sizes: '%s' is not a size of 1 byte to 1G (at most %d sizes)\n",
-				tok, MAX_SIZES);
-			return 2;
-		}
-		o.nsizes++;
+	if ((server || host) && kind != HETSGD_BOOT_LOCAL) {
+		fprintf(stderr, "hetsgd-bench: --boot joins a launcher's job; --server and HOST pair two hosts without one: use one or the other\n");
+		return 2;
 	}
-	free(list);
+	if (server && host) {
+		fprintf(stderr, "hetsgd-bench: --server and HOST %s: the server waits for the client, which names the server's host; give one\n",
+			host);
+		return 2;
+	}
+	/* across hosts, shared memory cannot work: verbs unless told */
+	if ((server || host || kind != HETSGD_BOOT_LOCAL) && !prov_given)
+		o.prov = HETSGD_PROV_VERBS;
+	if ((o.device || o.gid_index >= 0) && o.prov != HETSGD_PROV_VERBS) {
+		fprintf(stderr, "hetsgd-bench: -d and -x need --provider verbs\n");
+		return 2;
+	}
+	if (all) {
+		all_sizes(&o);
+	} else {
+		list = strdup(sizes);
+		for (tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+			if (o.nsizes == MAX_SIZES || parse_size(tok, &o.sizes[o.nsizes])) {
+				fprintf(stderr, "hetsgd-bench: --sizes: '%s' is not a size of 1 byte to 1G (at most %d sizes)\n",
+					tok, MAX_SIZES);
+				return 2;
+			}
+			o.nsizes++;
+		}
+		free(list);
+	}
 	if (!o.nsizes) {
 		fprintf(stderr, "hetsgd-bench: --sizes is empty\n");
 		return 2;
@@ -493,30 +621,83 @@ int main(int argc, char **argv)
 		perror("hetsgd-bench: mmap");
 		return 1;
 	}
-	ret = hetsgd_boot_local_run(2, rank_main, &sh, NULL);
-	if (ret) {
-		fprintf(stderr, "hetsgd-bench: %s\n", hetsgd_errmsg());
-		return 1;
+	if (kind == HETSGD_BOOT_LOCAL && !server && !host) {
+		ret = hetsgd_boot_local_run(2, rank_main, &sh, NULL);
+		if (ret) {
+			fprintf(stderr, "hetsgd-bench: %s\n", hetsgd_errmsg());
+			return 1;
+		}
+	} else {
+		struct result *r0;
+
+		if (server || host) {
+			if (two_host_env(server ? "0.0.0.0" : host, port, !server))
+				return 1;
+			kind = HETSGD_BOOT_TCP;
+		}
+		ret = hetsgd_boot_open(kind, &boot);
+		if (ret) {
+			fprintf(stderr, "hetsgd-bench: %s\n", hetsgd_errmsg());
+			return 1;
+		}
+		me = hetsgd_boot_rank(boot);
+		if (hetsgd_boot_size(boot) != 2) {
+			fprintf(stderr, "hetsgd-bench: rank %d: the job has %d ranks; the benchmark needs 2 (srun -n 2)\n",
+				me, hetsgd_boot_size(boot));
+			hetsgd_boot_close(boot);
+			return 2;
+		}
+		/*
+		 * Pin by the rank's place on its host: the launcher's local
+		 * rank; a server and client that happen to share a host
+		 * take different CPUs.
+		 */
+		o.pin_index = server || host ? !server : 0;
+		{
+			int lr, ls;
+
+			if (!server && !host && !hetsgd_topo_local_rank(&lr, &ls) && ls > 1)
+				o.pin_index = lr;
+		}
+		if (rank_main(boot, &sh)) {
+			hetsgd_boot_close(boot);
+			return 1;
+		}
+		/* rank 0 measured: both print its numbers */
+		r0 = calloc(2 * MAX_SIZES, sizeof(*r0));
+		if (!r0 || hetsgd_boot_allgather(boot, sh.res, r0, sizeof(struct result) * MAX_SIZES)) {
+			fprintf(stderr, "hetsgd-bench: rank %d: gathering the results: %s\n", me,
+				r0 ? hetsgd_errmsg() : "out of memory");
+			free(r0);
+			hetsgd_boot_close(boot);
+			return 1;
+		}
+		memcpy(sh.res, r0, sizeof(struct result) * MAX_SIZES);
+		free(r0);
+		hetsgd_boot_close(boot);
 	}
 
 	if (!o.csv) {
-		printf("#bytes      BW average[MB/sec]   t_typical[usec]   t_avg[usec]%s\n",
+		printf("#bytes      BW average[%s]   t_typical[usec]   t_avg[usec]%s\n",
+		       o.gbits ? " Gb/sec" : "MB/sec",
 		       o.prov == HETSGD_PROV_SHM ? "   memcpy[MB/sec]   BW/memcpy" : "");
 	} else {
-		printf("provider,size_bytes,bw_MBps,lat_us\n");
+		printf("provider,size_bytes,%s,lat_us\n", o.gbits ? "bw_Gbps" : "bw_MBps");
 	}
 	for (s = 0; s < o.nsizes; s++) {
 		struct result *r = &sh.res[s];
+		double bw = o.gbits ? r->bw_MBps * MB * 8 / 1e9 : r->bw_MBps;
 
 		if (o.csv) {
 			/* the one text column: quoted, so no provider name can shift the others */
 			quote_csv(stdout, hetsgd_provider_name(o.prov));
-			printf(",%zu,%.2f,%.3f\n", o.sizes[s], r->bw_MBps, r->lat_us);
+			printf(",%zu,%.2f,%.3f\n", o.sizes[s], bw, r->lat_us);
 			/* The anchor is a row of its own, so every row has the same columns. */
 			if (o.prov == HETSGD_PROV_SHM && r->memcpy_MBps > 0)
-				printf("memcpy,%zu,%.2f,\n", o.sizes[s], r->memcpy_MBps);
+				printf("memcpy,%zu,%.2f,\n", o.sizes[s],
+				       o.gbits ? r->memcpy_MBps * MB * 8 / 1e9 : r->memcpy_MBps);
 		} else {
-			printf(" %-10zu %18.2f %17.2f %13.2f", o.sizes[s], r->bw_MBps, r->lat_us, r->lat_avg_us);
+			printf(" %-10zu %18.2f %17.2f %13.2f", o.sizes[s], bw, r->lat_us, r->lat_avg_us);
 			if (o.prov == HETSGD_PROV_SHM && r->memcpy_MBps > 0)
 				printf(" %16.2f %11.2f", r->memcpy_MBps, r->bw_MBps / r->memcpy_MBps);
 			else if (o.prov == HETSGD_PROV_SHM)

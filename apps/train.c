@@ -184,6 +184,13 @@ static int write_outputs(struct job *j, const struct hetsgd_engine_result *res, 
 	/* placement can quote the system's own text (device names, errors) */
 	opts_kv(f, "transport", res->provider);
 	opts_kv(f, "placement", res->placement);
+	/* every rank's, by host: a line per rank says where it really ran */
+	for (uint32_t r = 0; r < res->nplacements; r++) {
+		char key[32];
+
+		snprintf(key, sizeof(key), "placement-rank-%u", r);
+		opts_kv(f, key, res->placements[r]);
+	}
 	opts_kv(f, "data-label", j->data_label);
 	fprintf(f, "d = %zu\ntraining-samples = %llu\n", j->d, (unsigned long long)j->ntrain);
 	opts_kv(f, "stop-reason", res->stop_reason);

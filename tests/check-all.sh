@@ -6,6 +6,9 @@
 #   3. check-rdma        the RDMA tests on real soft-RoCE (qemu if needed)
 #   4. check-slurm       srun with PMIx, PMI2 and the TCP rendezvous, and
 #                        training with srun and sbatch, on a private Slurm
+#   5. check-2node       two qemu guests with their own kernels and rxe
+#                        devices on one wire, Slurm across both: perftest,
+#                        hetsgd-bench, srun -N 2 and sbatch between them
 # Every stage runs even when an earlier one failed, so one CI log shows all.
 set -u
 make=${1:-make}
@@ -28,8 +31,12 @@ stage() {
 	*)
 		# the bed's and the Slurm script's own closing line: one count per
 		# test command, not per assertion the tests print inside
-		local who=${name#check-}
-		[ "$who" = rdma ] && who=rxe-bed || who=check-slurm
+		local who
+		case $name in
+		check-rdma) who=rxe-bed ;;
+		check-2node) who=two-node-bed ;;
+		*) who=check-slurm ;;
+		esac
 		p=$(sed -n "s/^$who: \([0-9]*\) passed, \([0-9]*\) failed.*/\1/p" "$log" | tail -n 1)
 		f=$(sed -n "s/^$who: \([0-9]*\) passed, \([0-9]*\) failed.*/\2/p" "$log" | tail -n 1)
 		p=${p:-0} f=${f:-0} s=0 ;;
@@ -48,6 +55,7 @@ stage check $make check
 stage check-sanitizers $make check-sanitizers
 stage check-rdma $make check-rdma
 stage check-slurm $make check-slurm
+stage check-2node $make check-2node
 
 if [ ${#failed_stages[@]} -gt 0 ]; then
 	echo "check-all: failed stages: ${failed_stages[*]}"
