@@ -232,9 +232,9 @@ static void eng_tp_attr(struct eng *e, const struct hetsgd_tp_attr *tp_attr,
 	attr->tx_bufs = 8;
 	if (attr->numa_node < 0)
 		attr->numa_node = e->plan.numa_node;
-	if (attr->provider == HETSGD_PROV_VERBS && !attr->device && e->plan.device[0] &&
+	if (attr->provider == HETSGD_PROV_VERBS && !attr->verbs.device && e->plan.device[0] &&
 	    !getenv("HETSGD_IB_DEV"))
-		attr->device = e->plan.device;
+		attr->verbs.device = e->plan.device;
 	e->lim.dim = (uint32_t)e->d;
 	e->lim.nranks = (uint32_t)e->size;
 	e->lim.max_bytes = e->slot - HDR_BYTES;

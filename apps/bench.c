@@ -293,8 +293,8 @@ static int rank_main(struct hetsgd_boot *boot, void *arg)
 	}
 	hetsgd_tp_attr_init(&attr);
 	attr.provider = o->prov;
-	attr.device = o->device;
-	attr.gid_index = o->gid_index;
+	attr.verbs.device = o->device;
+	attr.verbs.gid_index = o->gid_index;
 	attr.slots = o->slots;
 	attr.slot_bytes = (maxsz + 63) / 64 * 64;
 	attr.tx_bufs = 4;

@@ -423,7 +423,7 @@ static int rank_main(struct hetsgd_boot *boot, void *arg)
 	hetsgd_tp_attr_init(&ta);
 	hetsgd_provider_parse(j->provider, &ta.provider);
 	if (o->device[0])
-		ta.device = o->device;
+		ta.verbs.device = o->device;
 	if (rank_prepare(j, rank, &cfg, &io, &obj, &more, &x, err, sizeof(err)))
 		me.ok = 0;
 	if (!me.ok && err[0] && rank != 0)

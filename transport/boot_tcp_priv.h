@@ -80,12 +80,10 @@ static inline uint64_t get64(const uint8_t *p)
 	return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
 }
 
+/* The library's one clock (hetsgd_clock_s), in milliseconds. */
 static inline int64_t now_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return (int64_t)(hetsgd_clock_s() * 1000.0);
 }
 
 /* ---- state ------------------------------------------------------------- */

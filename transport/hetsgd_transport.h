@@ -240,11 +240,14 @@ struct hetsgd_tp_attr {
 	uint32_t tx_bufs;	/* send buffers (0: 2 * slots) */
 	int numa_node;		/* staging and send buffers live here (the
 				 * node of hetsgd_topo_plan()); -1: anywhere */
-	/* verbs only; NULL/-1 = from $HETSGD_IB_DEV, $HETSGD_GID_INDEX,
-	 * $HETSGD_IB_ADDR, else the first active port's RoCE v2 IPv4 GID */
-	const char *device;
-	int gid_index;
-	const char *addr;
+	/* What only the verbs provider reads; NULL/-1 = from $HETSGD_IB_DEV,
+	 * $HETSGD_GID_INDEX, $HETSGD_IB_ADDR, else the first active port's
+	 * RoCE v2 IPv4 GID. */
+	struct hetsgd_tp_verbs_attr {
+		const char *device;
+		int gid_index;
+		const char *addr;
+	} verbs;
 };
 
 /* attr with every field at its default (provider shm). */

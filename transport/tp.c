@@ -67,7 +67,7 @@ void hetsgd_tp_attr_init(struct hetsgd_tp_attr *attr)
 	attr->slot_bytes = DEFAULT_SLOT_BYTES;
 	attr->slots = DEFAULT_SLOTS;
 	attr->tx_bufs = 2 * DEFAULT_SLOTS;
-	attr->gid_index = -1;
+	attr->verbs.gid_index = -1;
 	attr->numa_node = -1;
 }
 

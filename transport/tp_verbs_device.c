@@ -54,9 +54,9 @@ static int ib_netdev_ipv4(const char *dev, uint32_t *ip)
 /* Long: one walk over devices, ports and GIDs to the first usable one, and a message naming all it saw; moved byte for byte, untested outside the soft-RoCE bed. */
 int verbs_choose_endpoint(struct hetsgd_tp *tp, struct verbs_state *st)
 {
-	const char *want = tp->attr.device ? tp->attr.device : getenv("HETSGD_IB_DEV");
-	const char *addr = tp->attr.addr ? tp->attr.addr : getenv("HETSGD_IB_ADDR");
-	int gid_index = tp->attr.gid_index, ndev = 0, i, ret;
+	const char *want = tp->attr.verbs.device ? tp->attr.verbs.device : getenv("HETSGD_IB_DEV");
+	const char *addr = tp->attr.verbs.addr ? tp->attr.verbs.addr : getenv("HETSGD_IB_ADDR");
+	int gid_index = tp->attr.verbs.gid_index, ndev = 0, i, ret;
 	char names[256] = "";
 	struct ibv_device **devs;
 	uint32_t ip = 0;
