@@ -311,7 +311,8 @@ int block_axpy(int peer, float *x, const struct hetsgd_block *b, float gamma)
 	return 0;
 }
 
-int block_add(int peer, float *acc, const float *vals, size_t n)
+/* dst[j] = v (add = 0) or dst[j] += v (add = 1), each v read once and checked. */
+static int move_values(int peer, float *dst, const float *vals, size_t n, int add)
 {
 	const volatile float *val = vals;
 
@@ -320,21 +321,17 @@ int block_add(int peer, float *acc, const float *vals, size_t n)
 
 		if (!isfinite(v))
 			return value_changed(peer, j, v);
-		acc[j] += v;
+		dst[j] = add ? dst[j] + v : v;
 	}
 	return 0;
 }
 
-int block_take(int peer, float *dst, const float *vals, size_t n)
+int block_add(int peer, float *acc, const float *val, size_t n)
 {
-	const volatile float *val = vals;
+	return move_values(peer, acc, val, n, 1);
+}
 
-	for (size_t j = 0; j < n; j++) {
-		float v = val[j];
-
-		if (!isfinite(v))
-			return value_changed(peer, j, v);
-		dst[j] = v;
-	}
-	return 0;
+int block_take(int peer, float *dst, const float *val, size_t n)
+{
+	return move_values(peer, dst, val, n, 0);
 }
