@@ -3,12 +3,13 @@
  * The loaders and generators are data_libsvm.c, data_idx.c,
  * data_synth.c and data_split.c.
  *
- * Files are read through zlib's gz* calls, which read plain files too, so
- * compression is detected from the content.
+ * Files are plain or gzip, told apart by their content (data_gz_*).
  */
 #include <config.h>
 
 #include <errno.h>
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -131,52 +132,163 @@ nomem:
 
 /* ---------------------------------------------------------------- gz I/O */
 
-int data_gz_open_read(const char *path, gzFile *out)
+/*
+ * Plain or gzip files, told apart by their first two bytes (1f 8b).  Not
+ * zlib's gz* calls: they ignore whatever follows the last gzip member, so
+ * rows appended to a .gz file, or the rest of a damaged one, vanished
+ * without a word.  Here the members are inflated one after another and
+ * anything after the last one that is not another member is an error.
+ */
+struct data_gz {
+	FILE *fp;
+	int gzip, eof, zinit;
+	int ended;			/* gzip: the last member is done */
+	z_stream z;
+	unsigned char *in;		/* GZ_BUF bytes: in[pos .. len) unread */
+	size_t pos, len;
+	uint64_t off;			/* file offset of in[0] */
+};
+
+#define GZ_BUF (128u * 1024)
+
+/* Keep at least want unread bytes in the buffer while the file has them. */
+static int gz_fill(struct data_gz *f, size_t want)
 {
-	gzFile f;
+	if (f->len - f->pos >= want || f->eof)
+		return 0;
+	memmove(f->in, f->in + f->pos, f->len - f->pos);
+	f->off += f->pos;
+	f->len -= f->pos;
+	f->pos = 0;
+	while (f->len < want && !f->eof) {
+		size_t n = fread(f->in + f->len, 1, GZ_BUF - f->len, f->fp);
+
+		if (n == 0) {
+			if (ferror(f->fp))
+				return -errno ? -errno : -EIO;
+			f->eof = 1;
+		}
+		f->len += n;
+	}
+	return 0;
+}
+
+int data_gz_open_read(const char *path, struct data_gz **out)
+{
+	struct data_gz *f;
+	int e;
 
 	if (!path)
 		return algo_err(-EINVAL, "file name is NULL: pass a path");
-	errno = 0;
-	f = gzopen(path, "rb");
-	if (!f) {
-		int e = errno ? errno : ENOMEM;
-
-		return algo_err(-e, "cannot open %s: %s; check the path and its permissions",
-				path, strerror(e));
+	f = calloc(1, sizeof(*f));
+	if (!f || !(f->in = malloc(GZ_BUF))) {
+		free(f);
+		return data_oom("a read buffer");
 	}
-	gzbuffer(f, 128 * 1024);
+	f->fp = fopen(path, "rb");
+	if (!f->fp) {
+		e = errno ? errno : ENOMEM;
+		data_gz_close(f);
+		return algo_err(-e, "cannot open %s: %s; check the path and its permissions", path, strerror(e));
+	}
+	e = gz_fill(f, 2);
+	if (e) {
+		data_gz_close(f);
+		return algo_err(e, "%s: read error: %s", path, strerror(-e));
+	}
+	f->gzip = f->len >= 2 && f->in[0] == 0x1f && f->in[1] == 0x8b;
+	if (f->gzip) {
+		if (inflateInit2(&f->z, 15 + 16) != Z_OK) {
+			data_gz_close(f);
+			return data_oom("a gzip stream");
+		}
+		f->zinit = 1;
+	}
 	*out = f;
 	return 0;
 }
 
-int64_t data_gz_read_full(gzFile f, const char *path, void *buf, size_t len)
+void data_gz_close(struct data_gz *f)
+{
+	if (!f)
+		return;
+	if (f->zinit)
+		inflateEnd(&f->z);
+	if (f->fp)
+		fclose(f->fp);
+	free(f->in);
+	free(f);
+}
+
+/* One gzip member ended: another must follow, or the end of the file. */
+static int gz_member_end(struct data_gz *f, const char *path)
+{
+	int e = gz_fill(f, 2);
+
+	if (e)
+		return algo_err(e, "%s: read error: %s", path, strerror(-e));
+	if (f->pos == f->len)
+		return 1;	/* the end */
+	if (f->len - f->pos >= 2 && f->in[f->pos] == 0x1f && f->in[f->pos + 1] == 0x8b) {
+		inflateReset(&f->z);
+		return 0;
+	}
+	return algo_err(-EBADMSG, "%s: %zu bytes at offset %llu after the end of the gzip data: the file was damaged "
+			"or appended to; recompress it whole (gzip FILE) or fetch it again",
+			path, f->len - f->pos, (unsigned long long)(f->off + f->pos));
+}
+
+static int64_t gz_inflate(struct data_gz *f, const char *path, unsigned char *buf, size_t len)
 {
 	size_t got = 0;
 
-	while (got < len) {
-		unsigned chunk = len - got > (1u << 30) ? (1u << 30) : (unsigned)(len - got);
-		int r = gzread(f, (char *)buf + got, chunk);
+	while (got < len && !f->ended) {
+		size_t ask = len - got > UINT_MAX ? UINT_MAX : len - got;
+		int e = gz_fill(f, 1), r;
 
-		if (r < 0) {
-			int zerr;
-			const char *m = gzerror(f, &zerr);
-
-			return algo_err(-EIO, "%s: read error: %s; the file is damaged or truncated: fetch it again",
-					path, zerr == Z_ERRNO ? strerror(errno) : m);
+		if (e)
+			return algo_err(e, "%s: read error: %s", path, strerror(-e));
+		if (f->pos == f->len)
+			return algo_err(-EIO, "%s: the gzip data ends in the middle: the file is truncated; fetch it again",
+					path);
+		f->z.next_in = f->in + f->pos;
+		f->z.avail_in = (uInt)(f->len - f->pos);
+		f->z.next_out = buf + got;
+		f->z.avail_out = (uInt)ask;
+		r = inflate(&f->z, Z_NO_FLUSH);
+		f->pos = f->len - f->z.avail_in;
+		got += ask - f->z.avail_out;
+		if (r == Z_STREAM_END) {
+			e = gz_member_end(f, path);
+			if (e < 0)
+				return e;
+			f->ended = e > 0;
+		} else if (r != Z_OK && r != Z_BUF_ERROR) {
+			return algo_err(-EIO, "%s: the gzip data is damaged (%s): fetch the file again", path,
+					f->z.msg ? f->z.msg : "inflate failed");
 		}
-		if (r == 0)
-			break;
-		got += (size_t)r;
 	}
-	if (got < len) {
-		int zerr;
-		const char *m = gzerror(f, &zerr);
+	return (int64_t)got;
+}
 
-		/* zlib reports a cut gzip stream as Z_BUF_ERROR, not as -1 */
-		if (zerr != Z_OK)
-			return algo_err(-EIO, "%s: read error: %s; the gzip file is damaged or truncated: fetch it again",
-					path, m);
+int64_t data_gz_read_full(struct data_gz *f, const char *path, void *buf, size_t len)
+{
+	size_t got = 0;
+
+	if (f->gzip)
+		return gz_inflate(f, path, buf, len);
+	while (got < len) {
+		size_t n;
+		int e = gz_fill(f, 1);
+
+		if (e)
+			return algo_err(e, "%s: read error: %s", path, strerror(-e));
+		if (f->pos == f->len)
+			break;
+		n = f->len - f->pos < len - got ? f->len - f->pos : len - got;
+		memcpy((char *)buf + got, f->in + f->pos, n);
+		f->pos += n;
+		got += n;
 	}
 	return (int64_t)got;
 }

@@ -17,7 +17,7 @@ static uint32_t be32(const unsigned char *b)
 	       (uint32_t)b[2] << 8 | (uint32_t)b[3];
 }
 
-static int idx_header(gzFile f, const char *path, uint32_t magic,
+static int idx_header(struct data_gz *f, const char *path, uint32_t magic,
 		      unsigned ndims, uint32_t *dims)
 {
 	unsigned char h[16];
@@ -41,7 +41,7 @@ static int idx_header(gzFile f, const char *path, uint32_t magic,
 }
 
 /* A file must end where its header says. */
-static int idx_check_end(gzFile f, const char *path)
+static int idx_check_end(struct data_gz *f, const char *path)
 {
 	unsigned char c;
 	int64_t r = data_gz_read_full(f, path, &c, 1);
@@ -59,7 +59,7 @@ static int idx_check_end(gzFile f, const char *path)
  * (64 KiB).  They grow with the data read, so a damaged header that
  * announces terabytes gives "truncated", not a huge allocation.
  */
-static int idx_read_pixels(gzFile f, const char *path, unsigned char *chunk,
+static int idx_read_pixels(struct data_gz *f, const char *path, unsigned char *chunk,
 			   struct hetsgd_dataset *r)
 {
 	uint64_t total = r->n * r->p, done = 0, cap = 0, i;
@@ -98,7 +98,7 @@ static int idx_read_pixels(gzFile f, const char *path, unsigned char *chunk,
 }
 
 /* The r->n labels of f into r->labels, read through chunk (64 KiB). */
-static int idx_read_labels(gzFile f, const char *path, unsigned char *chunk,
+static int idx_read_labels(struct data_gz *f, const char *path, unsigned char *chunk,
 			   struct hetsgd_dataset *r)
 {
 	uint64_t done, i;
@@ -131,7 +131,7 @@ int hetsgd_idx_load(const char *images_path, const char *labels_path,
 		    struct hetsgd_dataset *out)
 {
 	struct hetsgd_dataset r = { 0 };
-	gzFile fi = NULL, fl = NULL;
+	struct data_gz *fi = NULL, *fl = NULL;
 	uint32_t di[3], dl[1];
 	unsigned char *chunk = NULL;
 	int ret;
@@ -180,8 +180,8 @@ out:
 	free(chunk);
 	hetsgd_dataset_free(&r);
 	if (fl)
-		gzclose(fl);
-	gzclose(fi);
+		data_gz_close(fl);
+	data_gz_close(fi);
 	return ret;
 }
 

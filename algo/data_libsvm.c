@@ -2,7 +2,8 @@
  * LIBSVM text files: one file, or one per worker made to agree on the
  * feature count and the classes.
  *
- * Lines are cut from gzread() chunks rather than gzgets(): gzgets cannot
+ * Lines are cut from data_gz_read_full() chunks rather than read line by
+ * line (as gzgets would): a line reader cannot
  * tell how many bytes it stored when a line holds a NUL byte, and garbage
  * input must give an error, not a silently shortened line.
  */
@@ -308,7 +309,7 @@ int hetsgd_libsvm_load(const char *path, uint32_t p_hint,
 	struct svm_state s = { .path = path, .p_hint = p_hint };
 	char *buf = NULL;
 	uint64_t cap = 0, len = 0, start = 0, ln = 0;
-	gzFile f;
+	struct data_gz *f;
 	int ret, eof = 0;
 
 	if (!out)
@@ -367,7 +368,7 @@ int hetsgd_libsvm_load(const char *path, uint32_t p_hint,
 	}
 	ret = svm_finish(&s, out);
 out:
-	gzclose(f);
+	data_gz_close(f);
 	free(buf);
 	free(s.row_ptr);
 	free(s.col);

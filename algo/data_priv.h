@@ -20,10 +20,15 @@ int data_grow(void **p, uint64_t *cap, uint64_t need, size_t sz);
 /* malloc of count elements, NULL on overflow; never malloc(0). */
 void *data_alloc_array(uint64_t count, size_t sz);
 
-/* gzopen for reading (plain files too); 0 or a negative errno, with a message. */
-int data_gz_open_read(const char *path, gzFile *out);
-/* Read up to len bytes; returns the count read or a negative errno. */
-int64_t data_gz_read_full(gzFile f, const char *path, void *buf, size_t len);
+/*
+ * A plain or gzip file for reading (data.c): open, read, close.  A read
+ * returns len bytes, fewer only at the end, or a negative errno with a
+ * message (damaged or truncated gzip data, bytes after its end).
+ */
+struct data_gz;
+int data_gz_open_read(const char *path, struct data_gz **out);
+int64_t data_gz_read_full(struct data_gz *f, const char *path, void *buf, size_t len);
+void data_gz_close(struct data_gz *f);	/* NULL accepted */
 
 /* ---- the generators' random numbers (from splitmix64) ---- */
 

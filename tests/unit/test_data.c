@@ -929,3 +929,76 @@ Test(data, model_file)
 	in.d = 0;
 	cr_assert_eq(hetsgd_model_save(path, &in, x), -EINVAL);
 }
+
+/* ------------------------------------------------------------ gzip members and what follows them */
+
+/* The bytes of a file, malloc()ed, and their count. */
+static unsigned char *slurp_file(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	unsigned char *b;
+	long sz;
+
+	cr_assert(f, "%s", path);
+	fseek(f, 0, SEEK_END);
+	sz = ftell(f);
+	rewind(f);
+	b = malloc((size_t)sz + 1);
+	cr_assert(b);
+	cr_assert_eq(fread(b, 1, (size_t)sz, f), (size_t)sz);
+	fclose(f);
+	*len = (size_t)sz;
+	return b;
+}
+
+Test(data, gzip_members_all_load_and_nothing_after_them_is_dropped)
+{
+	static const char first[] = "1 1:0.5\n-1 2:1\n", second[] = "1 3:2\n-1 1:1 3:1\n";
+	struct hetsgd_dataset ds = { 0 };
+	unsigned char *a, *b, *both;
+	size_t la, lb;
+
+	write_bytes("a.svm.gz", first, strlen(first), 1);
+	write_bytes("b.svm.gz", second, strlen(second), 1);
+	a = slurp_file(tpath("a.svm.gz"), &la);
+	b = slurp_file(tpath("b.svm.gz"), &lb);
+	both = malloc(la + lb + 32);
+	cr_assert(both);
+	/* two members, as `cat a.gz b.gz` makes: every row of both */
+	memcpy(both, a, la);
+	memcpy(both + la, b, lb);
+	write_bytes("ab.svm.gz", both, la + lb, 0);
+	cr_assert_eq(hetsgd_libsvm_load(tpath("ab.svm.gz"), 0, &ds), 0, "%s", hetsgd_errmsg());
+	cr_expect_eq(ds.n, 4, "rows of both members: %llu", (unsigned long long)ds.n);
+	hetsgd_dataset_free(&ds);
+	/* text appended after the gzip data: an error, not rows silently dropped */
+	memcpy(both + la, "1 1:9\n", 6);
+	write_bytes("tail.svm.gz", both, la + 6, 0);
+	cr_expect_eq(hetsgd_libsvm_load(tpath("tail.svm.gz"), 0, &ds), -EBADMSG);
+	cr_expect(strstr(hetsgd_errmsg(), "after the end of the gzip data") &&
+		  strstr(hetsgd_errmsg(), "tail.svm.gz"), "%s", hetsgd_errmsg());
+	free(a);
+	free(b);
+	free(both);
+}
+
+Test(data, idx_gzip_with_trailing_bytes_is_refused)
+{
+	unsigned char img[64], lab[16], *gz;
+	size_t li, ll, lg;
+	struct hetsgd_dataset ds = { 0 };
+	char ip[512];
+
+	li = idx_images(img, 0x803, 3, 2, 3, 18);
+	ll = idx_labels(lab, 0x801, 3, lab3, 3);
+	snprintf(ip, sizeof(ip), "%s", write_bytes("ti.gz", img, li, 1));
+	gz = slurp_file(ip, &lg);
+	gz = realloc(gz, lg + 3);
+	cr_assert(gz);
+	memcpy(gz + lg, "\x00\x01\x02", 3);
+	write_bytes("ti2.gz", gz, lg + 3, 0);
+	snprintf(ip, sizeof(ip), "%s", tpath("ti2.gz"));
+	cr_expect_eq(hetsgd_idx_load(ip, write_bytes("tl", lab, ll, 0), &ds), -EBADMSG);
+	cr_expect(strstr(hetsgd_errmsg(), "3 bytes at offset"), "%s", hetsgd_errmsg());
+	free(gz);
+}
