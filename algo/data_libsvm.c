@@ -30,6 +30,7 @@ struct svm_state {
 	uint32_t max_idx;
 	double *distinct;	/* sorted distinct labels */
 	uint64_t ndistinct, cap_distinct;
+	int targets;		/* HETSGD_LIBSVM_TARGETS: column 1 is a real target */
 };
 
 static int is_space(char c)
@@ -99,11 +100,18 @@ static int svm_label(struct svm_state *s, const char *tok, size_t tl, uint64_t l
 	if (q != tok + tl || tl == 0)
 		return algo_err(-EBADMSG, "%s:%llu: label " TOK_FMT " is not a number; each line must start with the class label",
 				s->path, (unsigned long long)ln, TOK_ARGS(tok, tl));
+	if (s->targets) {
+		if (!isfinite(label) || fabs(label) > FLT_MAX)
+			return algo_err(-EOVERFLOW, "%s:%llu: target " TOK_FMT " is not a finite number within float range",
+					s->path, (unsigned long long)ln, TOK_ARGS(tok, tl));
+		*out = label;
+		return 0;
+	}
 	if (!isfinite(label) || fabs(label) > 2147483647.0)
 		return algo_err(-EOVERFLOW, "%s:%llu: label " TOK_FMT " is out of range; labels must be integers that fit in 32 bits",
 				s->path, (unsigned long long)ln, TOK_ARGS(tok, tl));
 	if (label != floor(label))
-		return algo_err(-EBADMSG, "%s:%llu: label " TOK_FMT " is not an integer; only classification data is supported",
+		return algo_err(-EBADMSG, "%s:%llu: label " TOK_FMT " is not an integer; only classification data is supported here (for regression targets, use --objective lsq)",
 				s->path, (unsigned long long)ln, TOK_ARGS(tok, tl));
 	if (label == 0)
 		label = 0;	/* -0 and 0 are one class */
@@ -267,6 +275,14 @@ static int svm_finish(struct svm_state *s, struct hetsgd_dataset *out)
 	}
 	r.n = s->n;
 	r.p = s->p_hint > s->max_idx ? s->p_hint : s->max_idx;
+	if (s->targets) {
+		r.targets = data_alloc_array(s->n, sizeof(*r.targets));
+		if (!r.targets)
+			return data_oom("LIBSVM targets");
+		for (i = 0; i < s->n; i++)
+			r.targets[i] = (float)s->lab[i];
+		goto features;
+	}
 	r.classes = (pm1 || b01) ? 2 : (uint32_t)s->ndistinct;
 	r.labels = data_alloc_array(s->n, sizeof(*r.labels));
 	r.label_values = data_alloc_array(r.classes, sizeof(double));
@@ -285,6 +301,7 @@ static int svm_finish(struct svm_state *s, struct hetsgd_dataset *out)
 	}
 	for (i = 0; i < s->n; i++)
 		r.labels[i] = class_of(r.label_values, r.classes, s->lab[i]);
+features:
 	r.row_ptr = s->row_ptr;
 	r.col = s->col;
 	r.val = s->val;
@@ -306,7 +323,13 @@ static int svm_finish(struct svm_state *s, struct hetsgd_dataset *out)
 int hetsgd_libsvm_load(const char *path, uint32_t p_hint,
 		       struct hetsgd_dataset *out)
 {
-	struct svm_state s = { .path = path, .p_hint = p_hint };
+	return hetsgd_libsvm_load_as(path, p_hint, 0, out);
+}
+
+int hetsgd_libsvm_load_as(const char *path, uint32_t p_hint, unsigned flags,
+			  struct hetsgd_dataset *out)
+{
+	struct svm_state s = { .path = path, .p_hint = p_hint, .targets = !!(flags & HETSGD_LIBSVM_TARGETS) };
 	char *buf = NULL;
 	uint64_t cap = 0, len = 0, start = 0, ln = 0;
 	struct data_gz *f;
@@ -453,6 +476,12 @@ static int relabel(struct hetsgd_dataset *d, const double *u, uint32_t classes, 
 int hetsgd_libsvm_load_many(const char *const *paths, uint32_t k,
 			    uint32_t p_hint, struct hetsgd_dataset *out)
 {
+	return hetsgd_libsvm_load_many_as(paths, k, p_hint, 0, out);
+}
+
+int hetsgd_libsvm_load_many_as(const char *const *paths, uint32_t k, uint32_t p_hint,
+			       unsigned flags, struct hetsgd_dataset *out)
+{
 	struct hetsgd_dataset *ds;
 	double *u = NULL;
 	uint64_t nu = 0, total = 0;
@@ -465,7 +494,7 @@ int hetsgd_libsvm_load_many(const char *const *paths, uint32_t k,
 	if (!ds)
 		return algo_err(-ENOMEM, "libsvm_load_many: out of memory");
 	for (uint32_t i = 0; i < k && !ret; i++) {
-		ret = hetsgd_libsvm_load(paths[i], p_hint, &ds[i]);
+		ret = hetsgd_libsvm_load_as(paths[i], p_hint, flags, &ds[i]);
 		if (!ret) {
 			if (ds[i].p > p)
 				p = ds[i].p;
@@ -474,6 +503,12 @@ int hetsgd_libsvm_load_many(const char *const *paths, uint32_t k,
 	}
 	if (ret)
 		goto fail;
+	if (flags & HETSGD_LIBSVM_TARGETS) {
+		/* targets need no common classes: only the common feature count */
+		for (uint32_t i = 0; i < k; i++)
+			ds[i].p = p;
+		goto done;
+	}
 	u = malloc((total + 2) * sizeof(*u));
 	if (!u) {
 		ret = algo_err(-ENOMEM, "libsvm_load_many: out of memory");
@@ -485,6 +520,7 @@ int hetsgd_libsvm_load_many(const char *const *paths, uint32_t k,
 	if (ret)
 		goto fail;
 	free(u);
+done:
 	memcpy(out, ds, k * sizeof(*ds));
 	free(ds);
 	return 0;

@@ -108,6 +108,18 @@ int hetsgd_libsvm_load_many(const char *const *paths, uint32_t k,
 			    uint32_t p_hint, struct hetsgd_dataset *out);
 
 /*
+ * The same for regression data: the first column of each line is a
+ * real-valued target (finite, within float range), read into
+ * out->targets; classes = 0, labels and label_values NULL.  The loaders
+ * above keep refusing a label that is not an integer.
+ */
+#define HETSGD_LIBSVM_TARGETS 1u
+int hetsgd_libsvm_load_as(const char *path, uint32_t p_hint, unsigned flags,
+			  struct hetsgd_dataset *out);
+int hetsgd_libsvm_load_many_as(const char *const *paths, uint32_t k, uint32_t p_hint,
+			       unsigned flags, struct hetsgd_dataset *out);
+
+/*
  * Load an IDX image file (magic 0x00000803: uint8 n x rows x cols) and its
  * IDX label file (magic 0x00000801: uint8 n), plain or gzip-compressed, as
  * dense storage with p = rows * cols, pixels scaled to [0, 1] (x / 255).

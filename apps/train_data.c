@@ -13,6 +13,12 @@ int train_algo_err(char *err, size_t n, const char *what)
 	return train_err(err, n, "%s: %s", what, hetsgd_algo_errmsg());
 }
 
+/* LIBSVM's first column: a target for least squares, else a class label. */
+static unsigned svm_flags(const struct opts *o)
+{
+	return o->objective == HETSGD_OBJ_LSQ ? HETSGD_LIBSVM_TARGETS : 0;
+}
+
 static int file_readable(const char *path, const char *opt, char *err, size_t n)
 {
 	if (access(path, R_OK))
@@ -100,7 +106,7 @@ static int load_per_worker(struct job *j, int keep, char *err, size_t n)
 			snprintf(paths[i], PATH_MAX_LEN + 16, "%s", o->test);
 		ret = file_readable(paths[i], i < W ? "--data-per-worker" : "--test", err, n);
 	}
-	if (!ret && hetsgd_libsvm_load_many((const char *const *)paths, (uint32_t)W + 1, 0, all))
+	if (!ret && hetsgd_libsvm_load_many_as((const char *const *)paths, (uint32_t)W + 1, 0, svm_flags(o), all))
 		ret = train_algo_err(err, n, "loading the per-worker files");
 	for (int i = 0; i <= W; i++)
 		free(paths[i]);
@@ -156,14 +162,14 @@ static int load_pooled(struct job *j, char *err, size_t n)
 
 			if (file_readable(o->test, "--test", err, n))
 				return -ENOENT;
-			if (hetsgd_libsvm_load_many(paths, 2, 0, two))
+			if (hetsgd_libsvm_load_many_as(paths, 2, 0, svm_flags(o), two))
 				return train_algo_err(err, n, "loading the LIBSVM files");
 			j->train = two[0];
 			j->test = two[1];
 		} else {
 			struct hetsgd_dataset all;
 
-			if (hetsgd_libsvm_load(o->data, 0, &all))
+			if (hetsgd_libsvm_load_as(o->data, 0, svm_flags(o), &all))
 				return train_algo_err(err, n, "--data");
 			ret = hold_out(j, &all, err, n);
 			if (ret)
@@ -232,8 +238,9 @@ static int size_model(struct job *j, char *err, size_t n)
 	if (o->objective == HETSGD_OBJ_LOGREG && j->classes != 2)
 		return train_err(err, n, "--objective logreg is binary; %s has %u classes: use softmax",
 			   j->data_label, j->classes);
-	if (o->objective == HETSGD_OBJ_LSQ && strcmp(o->data, "synth-regression"))
-		return train_err(err, n, "--objective lsq needs regression targets: use --data synth-regression (LIBSVM labels are read as classes)");
+	if (o->objective == HETSGD_OBJ_LSQ && (!strcmp(o->data, "fashion-mnist") || !strcmp(o->data, "synth")) &&
+	    !o->per_worker[0])
+		return train_err(err, n, "--objective lsq needs regression targets: use --data synth-regression or a LIBSVM file whose first column is the target");
 	if (o->objective != HETSGD_OBJ_LSQ && !strcmp(o->data, "synth-regression"))
 		return train_err(err, n, "--data synth-regression has targets, not labels: use --objective lsq");
 	if (o->objective == HETSGD_OBJ_MLP && (o->per_worker[0] || strcmp(o->data, "fashion-mnist")) &&

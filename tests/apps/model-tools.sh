@@ -79,5 +79,25 @@ out=$("$model" export "$m" --format csv 2>&1); rc=$?
 out=$("$evalp" "$tmp/quad/model.bin" 2>&1); rc=$?
 [ $rc -eq 1 ] && [[ $out == *"no data"* ]] && ok "a quadratic model: $out" || ko "quad model -> $rc: $out"
 
+# LIBSVM regression: y = 2 x1 - 3 x2 + 0.5 x3 exactly, so least squares has
+# the closed-form solution (2, -3, 0.5) and hetsgd-train must reach it.
+awk 'BEGIN { srand(5); for (i = 0; i < 2000; i++) { a = 2*rand()-1; b = 2*rand()-1; c = 2*rand()-1;
+	printf "%.6f 1:%.6f 2:%.6f 3:%.6f\n", 2*a - 3*b + 0.5*c, a, b, c } }' > "$tmp/reg.svm"
+if "$train" --objective lsq --data "$tmp/reg.svm" --workers 2 --time 2 --gamma 0.1 --profile const \
+	--time-unit 0 --no-plots --progress none --out "$tmp/reg" > "$tmp/reg.log" 2>&1 &&
+	"$model" export "$tmp/reg/model.bin" --format txt --out "$tmp/reg.txt" >/dev/null 2>&1; then
+	w=$(tr '\n' ' ' < "$tmp/reg.txt")
+	if awk -v w="$w" 'BEGIN { split(w, x, " "); exit !((x[1]-2)^2 + (x[2]+3)^2 + (x[3]-0.5)^2 < 1e-4) }'; then
+		ok "LIBSVM regression targets: lsq reached the closed-form solution (2, -3, 0.5): $w"
+	else
+		ko "LIBSVM regression: weights $w, expected (2, -3, 0.5)"
+	fi
+else
+	ko "LIBSVM regression run: $(tail -n 3 "$tmp/reg.log")"
+fi
+out=$("$train" --objective softmax --data "$tmp/reg.svm" --check --out "$tmp/x" 2>&1); rc=$?
+[ $rc -eq 2 ] && [[ $out == *"not an integer"*"--objective lsq"* ]] &&
+	ok "a classifier refuses real-valued labels and names lsq: $out" || ko "softmax on targets -> $rc: $out"
+
 echo "model-tools: $fails failed"
 [ $fails -eq 0 ]

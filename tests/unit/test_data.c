@@ -1002,3 +1002,31 @@ Test(data, idx_gzip_with_trailing_bytes_is_refused)
 	cr_expect(strstr(hetsgd_errmsg(), "3 bytes at offset"), "%s", hetsgd_errmsg());
 	free(gz);
 }
+
+/* ------------------------------------------------------------ regression targets */
+
+Test(data, libsvm_targets_are_real_numbers_and_labels_stay_integers)
+{
+	static const char reg[] = "2.5 1:1\n-0.125 2:1 3:2\n1e3 3:0.5\n";
+	struct hetsgd_dataset ds = { 0 };
+	const char *path = write_text("reg.svm", reg);
+
+	cr_assert_eq(hetsgd_libsvm_load_as(path, 0, HETSGD_LIBSVM_TARGETS, &ds), 0, "%s", hetsgd_errmsg());
+	cr_expect_eq(ds.n, 3);
+	cr_expect_eq(ds.p, 3);
+	cr_expect_eq(ds.classes, 0);
+	cr_expect_null(ds.labels);
+	cr_expect_null(ds.label_values);
+	cr_assert_not_null(ds.targets);
+	cr_expect_eq(ds.targets[0], 2.5f);
+	cr_expect_eq(ds.targets[1], -0.125f);
+	cr_expect_eq(ds.targets[2], 1000.0f);
+	hetsgd_dataset_free(&ds);
+	/* the classification loader keeps refusing them, and says what to use */
+	cr_expect_eq(hetsgd_libsvm_load(path, 0, &ds), -EBADMSG);
+	cr_expect(strstr(hetsgd_errmsg(), "reg.svm:1") && strstr(hetsgd_errmsg(), "--objective lsq"),
+		  "%s", hetsgd_errmsg());
+	path = write_text("inf.svm", "1 1:1\ninf 1:2\n");
+	cr_expect_eq(hetsgd_libsvm_load_as(path, 0, HETSGD_LIBSVM_TARGETS, &ds), -EOVERFLOW);
+	cr_expect(strstr(hetsgd_errmsg(), "inf.svm:2"), "%s", hetsgd_errmsg());
+}
