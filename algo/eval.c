@@ -6,6 +6,7 @@
 #include <config.h>
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,7 +24,51 @@ static double server_idle_share(const struct server *s)
 	return wall > 0 ? idle / wall : 0.0;
 }
 
-/* Evaluate x: loss and gradient norm on the eval set, accuracy on the test set. */
+/* Loss and full gradient of x on all of ds (grad may be NULL). */
+static int loss_on(struct server *s, const float *x, const struct hetsgd_dataset *ds, float *loss, float *grad)
+{
+	struct hetsgd_objective *obj = s->e->io->obj;
+	size_t m = ds ? (size_t)ds->n : 0;
+
+	for (size_t i = 0; ds && i < m; i++)
+		s->eidx[i] = (uint32_t)i;
+	return grad ? hetsgd_objective_loss_grad(obj, x, ds, ds ? s->eidx : NULL, m, loss, grad)
+		    : hetsgd_objective_loss(obj, x, ds, ds ? s->eidx : NULL, m, loss);
+}
+
+/*
+ * f = (1/n) sum_i f_i at x, each f_i on worker i's evaluation sample, and
+ * the norm of its gradient: the objective both methods minimise, whatever
+ * the shards' sizes.
+ */
+static int worker_losses(struct server *s, const float *x, struct hetsgd_eval_point *pt)
+{
+	const struct hetsgd_engine_io *io = s->e->io;
+	size_t d = s->e->d;
+	double sum = 0, nrm = 0;
+	uint32_t n = s->e->n;
+
+	memset(s->eg, 0, d * sizeof(float));
+	for (uint32_t i = 0; i < n; i++) {
+		float l;
+		int ret = loss_on(s, x, io->worker_eval[i], &l, s->wg);
+
+		if (ret)
+			return ret;
+		s->wloss[i] = l;
+		sum += l;
+		for (size_t j = 0; j < d; j++)
+			s->eg[j] += s->wg[j] / (float)n;
+	}
+	for (size_t j = 0; j < d; j++)
+		nrm += (double)s->eg[j] * s->eg[j];
+	pt->loss = sum / n;
+	pt->gnorm = sqrt(nrm);
+	pt->worker_loss = s->wloss;
+	return 0;
+}
+
+/* Evaluate x: the loss and its gradient's norm, and accuracy on the test set. */
 static int evaluate(struct server *s, const float *x, struct hetsgd_eval_point *pt)
 {
 	const struct hetsgd_engine_io *io = s->e->io;
@@ -31,15 +76,23 @@ static int evaluate(struct server *s, const float *x, struct hetsgd_eval_point *
 	float loss;
 	int ret;
 
-	pt->loss = pt->gnorm = pt->acc = NAN;
+	pt->loss = pt->gnorm = pt->acc = pt->pooled_loss = NAN;
+	pt->worker_loss = NULL;
 	if (!obj)
 		return 0;
-	if (io->eval || obj->kind == HETSGD_OBJ_QUAD) {
+	if (io->worker_eval && obj->kind != HETSGD_OBJ_QUAD) {
+		ret = worker_losses(s, x, pt);
+		if (!ret && io->eval)
+			ret = loss_on(s, x, io->eval, &loss, NULL);
+		if (ret)
+			return ret;
+		if (io->eval)
+			pt->pooled_loss = loss;
+	} else if (io->eval || obj->kind == HETSGD_OBJ_QUAD) {
 		const struct hetsgd_dataset *ev = obj->kind == HETSGD_OBJ_QUAD ? NULL : io->eval;
-		size_t m = ev ? (size_t)ev->n : 0;
 		double nrm = 0;
 
-		ret = hetsgd_objective_loss_grad(obj, x, ev, ev ? s->eidx : NULL, m, &loss, s->eg);
+		ret = loss_on(s, x, ev, &loss, s->eg);
 		if (ret)
 			return ret;
 		for (size_t j = 0; j < s->e->d; j++)
@@ -69,6 +122,7 @@ static int record_point(struct server *s, const struct hetsgd_eval_point *pt)
 		s->cappts = cap;
 	}
 	s->pts[s->npts] = *pt;
+	s->pts[s->npts].worker_loss = NULL;
 	s->pts[s->npts++].x = NULL;
 	if (c->on_eval)
 		c->on_eval(c->on_eval_arg, pt);

@@ -208,7 +208,13 @@ struct hetsgd_eval_point {
 	double t;		/* seconds since the start of training */
 	uint64_t grads;		/* gradients computed by all workers (work) */
 	uint64_t updates;	/* server updates (ASGD, SYNC) or rounds (LOSCAR) */
-	double loss;		/* on the eval set; NaN without one */
+	double loss;		/* the objective: (1/n) sum_i f_i(x), each worker's
+				 * loss on its own evaluation sample, when the io
+				 * gives worker_eval; else on the eval set; NaN
+				 * without either */
+	double pooled_loss;	/* on the eval set when worker_eval is given
+				 * too (it weighs workers by shard size); NaN
+				 * otherwise */
 	double gnorm;		/* norm of the eval set's full gradient; NaN without */
 	double acc;		/* on the test set; NaN without one or for non-classifiers */
 	double idle_share;	/* workers' time waiting for the network / their time */
@@ -216,6 +222,9 @@ struct hetsgd_eval_point {
 	/* the evaluated model (d floats): valid during the callback only,
 	 * NULL in hetsgd_engine_result's stored points */
 	const float *x;
+	/* f_i(x) for each worker i (n values) when worker_eval is given:
+	 * valid during the callback only, NULL in stored points */
+	const double *worker_loss;
 };
 
 /* Called on the server, in time order: on its evaluation thread, and for
@@ -279,6 +288,13 @@ struct hetsgd_engine_io {
 	struct hetsgd_objective *const *thread_obj;
 	const struct hetsgd_dataset *data;	/* worker: its samples; NULL for QUAD */
 	const struct hetsgd_dataset *eval;	/* server: loss set (optional) */
+	/*
+	 * server, optional: n sets, worker i's evaluation sample (drawn from
+	 * its own data).  The reported loss is then the objective both methods
+	 * minimise, f = (1/n) sum_i f_i, every worker weighted the same
+	 * whatever its shard's size; eval's loss is kept as pooled_loss.
+	 */
+	const struct hetsgd_dataset *const *worker_eval;
 	const struct hetsgd_dataset *test;	/* server: accuracy set (optional) */
 	const float *x0;			/* d floats, the same on every rank */
 	size_t d;

@@ -214,6 +214,33 @@ static const char *server_should_stop(struct server *s, double t)
 	return NULL;
 }
 
+
+/* The evaluation's scratch: indices for the largest set, and per-worker losses. */
+static int server_eval_alloc(struct server *s)
+{
+	const struct hetsgd_engine_io *io = s->e->io;
+	uint64_t most = io->eval ? io->eval->n : 0;
+
+	for (uint32_t i = 0; io->worker_eval && i < s->e->n; i++) {
+		if (!io->worker_eval[i] || !io->worker_eval[i]->n)
+			return algo_err(-EINVAL, "worker_eval[%u] is empty: give every worker an evaluation sample, or none",
+					i);
+		if (io->worker_eval[i]->n > most)
+			most = io->worker_eval[i]->n;
+	}
+	if (most > UINT32_MAX)
+		return algo_err(-EINVAL, "an evaluation set has %llu samples; at most 2^32 - 1",
+				(unsigned long long)most);
+	s->eidx = most ? malloc(most * sizeof(uint32_t)) : NULL;
+	if (io->worker_eval) {
+		s->wg = malloc(s->e->d * sizeof(float));
+		s->wloss = calloc(s->e->n, sizeof(double));
+	}
+	if ((most && !s->eidx) || (io->worker_eval && (!s->wg || !s->wloss)))
+		return algo_err(-ENOMEM, "server: out of memory for the evaluation");
+	return 0;
+}
+
 static int server_setup(struct server *s, struct eng *e)
 {
 	const struct hetsgd_engine_cfg *c = e->cfg;
@@ -249,18 +276,13 @@ static int server_setup(struct server *s, struct eng *e)
 	s->pend_len = calloc(e->n, sizeof(*s->pend_len));
 	s->job.x = malloc(e->d * sizeof(float));
 	s->eg = malloc(e->d * sizeof(float));
-	if (e->io->eval && e->io->eval->n)
-		s->eidx = malloc(e->io->eval->n * sizeof(uint32_t));
+	ret = server_eval_alloc(s);
+	if (ret)
+		return ret;
 	if (!s->x || !s->wk_state || !s->acc || !s->got || !s->ws || !s->have_snap ||
 	    !s->compute || !s->steps || !s->idle || !s->wall || !s->sum || !s->xs || !s->snap ||
-	    !s->pend || !s->pend_len || !s->job.x || !s->eg ||
-	    (e->io->eval && e->io->eval->n && !s->eidx))
+	    !s->pend || !s->pend_len || !s->job.x || !s->eg)
 		return algo_err(-ENOMEM, "server: out of memory for a model of %zu floats", e->d);
-	if (e->io->eval && e->io->eval->n > UINT32_MAX)
-		return algo_err(-EINVAL, "the evaluation set has %llu samples; at most 2^32 - 1",
-				(unsigned long long)e->io->eval->n);
-	for (uint64_t i = 0; s->eidx && i < e->io->eval->n; i++)
-		s->eidx[i] = (uint32_t)i;
 	memcpy(s->x, e->io->x0, e->d * sizeof(float));
 	return eng_mask_init(e, &s->mask);
 }
@@ -290,6 +312,8 @@ static void server_free(struct server *s)
 	free(s->job.x);
 	free(s->eg);
 	free(s->eidx);
+	free(s->wg);
+	free(s->wloss);
 	free(s->pts);
 	pthread_cond_destroy(&s->ecv);
 	pthread_mutex_destroy(&s->emu);

@@ -91,8 +91,10 @@ struct server {
 	pthread_cond_t ecv;
 	int ebusy, equit;
 	struct eval_job job;
-	uint32_t *eidx;
+	uint32_t *eidx;			/* 0 .. n-1 of the largest evaluation set */
 	float *eg;
+	float *wg;			/* worker_eval: one worker's gradient */
+	double *wloss;			/* worker_eval: f_i(x) of the last evaluation */
 	atomic_int target_hit;
 	char target_why[64];
 	struct hetsgd_eval_point *pts;

@@ -63,6 +63,9 @@ static void on_eval(void *arg, const struct hetsgd_eval_point *pt)
 		csv_num(j->metrics, pt->gnorm, 0);
 		csv_num(j->metrics, pt->idle_share, 0);
 		csv_num(j->metrics, dist, 0);
+		csv_num(j->metrics, pt->pooled_loss, 0);
+		for (int i = 0; i < j->nworkers; i++)
+			csv_num(j->metrics, pt->worker_loss ? pt->worker_loss[i] : NAN, 0);
 		fprintf(j->metrics, "%d\n", pt->final);
 		fflush(j->metrics);
 	}
@@ -210,7 +213,7 @@ static int write_outputs(struct job *j, const struct hetsgd_engine_result *res, 
 
 /* ---- the ranks ---- */
 
-static FILE *open_metrics(const struct opts *o, char *err, size_t n)
+static FILE *open_metrics(const struct job *j, const struct opts *o, char *err, size_t n)
 {
 	char path[PATH_MAX_LEN + 32];
 	FILE *f;
@@ -221,7 +224,10 @@ static FILE *open_metrics(const struct opts *o, char *err, size_t n)
 		train_err(err, n, "cannot write %s: %s", path, strerror(errno));
 		return NULL;
 	}
-	fprintf(f, "time_s,grads,updates,epochs,loss,accuracy,grad_norm,wait_share,dist_opt,final\n");
+	fprintf(f, "time_s,grads,updates,epochs,loss,accuracy,grad_norm,wait_share,dist_opt,pooled_loss");
+	for (int i = 0; i < j->nworkers; i++)
+		fprintf(f, ",loss_w%d", i);
+	fprintf(f, ",final\n");
 	return f;
 }
 
@@ -298,7 +304,7 @@ static int rank_prepare(struct job *j, int rank, struct hetsgd_engine_cfg *cfg,
 		return -1;
 	if (rank == 0 && !j->out_ready && prepare_out(o, err, n))
 		return -1;
-	if (rank == 0 && !(j->metrics = open_metrics(o, err, n)))
+	if (rank == 0 && !(j->metrics = open_metrics(j, o, err, n)))
 		return -1;
 	if (make_rank_objectives(j, rank, obj, more, err, n))
 		return -1;
@@ -309,6 +315,7 @@ static int rank_prepare(struct job *j, int rank, struct hetsgd_engine_cfg *cfg,
 		*x = malloc(j->d * sizeof(float));
 		io->x_out = *x;
 		io->eval = j->eval.n ? &j->eval : j->test.n ? &j->test : NULL;
+		io->worker_eval = j->weval_ptr;
 		io->test = j->test.n ? &j->test : NULL;
 		if (!*x) {
 			snprintf(err, n, "out of memory for a model of %zu values", j->d);

@@ -81,7 +81,10 @@ static int load_quad(struct job *j, char *err, size_t n)
 }
 
 /* One LIBSVM file per worker (--data-per-worker) and the test file. */
-static int load_per_worker(struct job *j, int keep, char *err, size_t n)
+static int worker_sample(struct job *j, int i, const struct hetsgd_dataset *ds, const uint64_t *idx,
+			 uint64_t m, char *err, size_t n);
+
+static int load_per_worker(struct job *j, int keep, int server, char *err, size_t n)
 {
 	const struct opts *o = j->o;
 	int W = j->nworkers, ret = 0;
@@ -115,6 +118,14 @@ static int load_per_worker(struct job *j, int keep, char *err, size_t n)
 		free(all);
 		return ret;
 	}
+	for (int i = 0; i < W && server && !ret; i++)
+		ret = worker_sample(j, i, &all[i], NULL, all[i].n, err, n);
+	if (ret) {
+		for (int i = 0; i <= W; i++)
+			hetsgd_dataset_free(&all[i]);
+		free(all);
+		return ret;
+	}
 	for (int i = 0; i < W; i++) {
 		j->ntrain += all[i].n;
 		if (keep == -1 || keep == i)
@@ -129,6 +140,45 @@ static int load_per_worker(struct job *j, int keep, char *err, size_t n)
 	/* the server measures the loss on the test set too: there is no
 	 * pooled training set to sample from */
 	j->data_label = "one LIBSVM file per worker";
+	return 0;
+}
+
+/*
+ * Worker i's evaluation sample, for rank 0: up to eval-samples / workers
+ * rows (at least one; all of them with --eval-samples 0) evenly spaced
+ * over ds's rows idx[0 .. m) (idx NULL: all rows).  The loss reported is
+ * the mean over workers of their losses on these: f = (1/n) sum_i f_i.
+ */
+static int worker_sample(struct job *j, int i, const struct hetsgd_dataset *ds, const uint64_t *idx,
+			 uint64_t m, char *err, size_t n)
+{
+	const struct opts *o = j->o;
+	uint64_t want = o->eval_samples ? o->eval_samples / (uint64_t)j->nworkers : m, *pick;
+	int ret;
+
+	if (!j->weval) {
+		j->weval = calloc((size_t)j->nworkers, sizeof(*j->weval));
+		j->weval_ptr = calloc((size_t)j->nworkers, sizeof(*j->weval_ptr));
+		if (!j->weval || !j->weval_ptr)
+			return train_err(err, n, "out of memory");
+	}
+	if (want < 1)
+		want = 1;
+	if (want > m)
+		want = m;
+	pick = malloc(want * sizeof(*pick));
+	if (!pick)
+		return train_err(err, n, "out of memory");
+	for (uint64_t k = 0; k < want; k++) {
+		uint64_t r = k * m / want;
+
+		pick[k] = idx ? idx[r] : r;
+	}
+	ret = hetsgd_dataset_subset(ds, pick, want, &j->weval[i]);
+	free(pick);
+	if (ret)
+		return train_algo_err(err, n, "a worker's evaluation sample");
+	j->weval_ptr[i] = &j->weval[i];
 	return 0;
 }
 
@@ -208,7 +258,16 @@ static int make_shards(struct job *j, int keep, int server, char *err, size_t n)
 		if (keep == -1 || keep == i)
 			ret = hetsgd_dataset_subset(&j->train, sp.index + sp.offset[i],
 						    sp.offset[i + 1] - sp.offset[i], &j->shard[i]);
+	if (ret) {
+		hetsgd_split_free(&sp);
+		return train_algo_err(err, n, "making the workers' shards");
+	}
+	for (int i = 0; i < W && server && !ret; i++)
+		ret = worker_sample(j, i, &j->train, sp.index + sp.offset[i], sp.offset[i + 1] - sp.offset[i],
+				    err, n);
 	hetsgd_split_free(&sp);
+	if (ret)
+		return ret;
 	if (ret)
 		return train_algo_err(err, n, "making the workers' shards");
 	if (server) {
@@ -303,7 +362,7 @@ int job_load(struct job *j, int keep, int server, char *err, size_t n)
 	if (j->o->objective == HETSGD_OBJ_QUAD) {
 		ret = load_quad(j, err, n);
 	} else if (j->o->per_worker[0]) {
-		ret = load_per_worker(j, keep, err, n);
+		ret = load_per_worker(j, keep, server, err, n);
 		if (!ret)
 			ret = size_model(j, err, n);
 	} else {
@@ -343,6 +402,10 @@ void job_free(struct job *j)
 	for (int i = 0; j->shard && i < j->nworkers; i++)
 		hetsgd_dataset_free(&j->shard[i]);
 	free(j->shard);
+	for (int i = 0; j->weval && i < j->nworkers; i++)
+		hetsgd_dataset_free(&j->weval[i]);
+	free(j->weval);
+	free(j->weval_ptr);
 	for (int i = 0; j->qa && i < j->nworkers; i++) {
 		free(j->qa[i]);
 		free(j->qb[i]);

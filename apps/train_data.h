@@ -24,6 +24,10 @@ struct job {
 	uint32_t p, classes;
 	struct hetsgd_dataset train, test, eval;
 	struct hetsgd_dataset *shard;	/* per worker; NULL entries in srun mode except own */
+	/* rank 0: each worker's evaluation sample, from its own data, and
+	 * pointers to them for the engine (NULL for quadratics) */
+	struct hetsgd_dataset *weval;
+	const struct hetsgd_dataset **weval_ptr;
 	uint64_t ntrain;
 	float **qa, **qb;		/* quad */
 	float *qavg_a, *qavg_b;		/* the average objective's a and its optimum x* */

@@ -86,6 +86,14 @@ rows=$(awk -F, 'NR > 1 && $4 > 0' "$run/workers.csv" 2>/dev/null | wc -l)
 size=$(stat -c %s "$run/model.bin" 2>/dev/null || echo 0)
 magic=$(head -c 8 "$run/model.bin" 2>/dev/null)
 [ "${last##*,}" = 1 ] && ok "metrics.csv ends with the final point: $last" || ko "metrics.csv last line: '$last'"
+# the loss is the objective f = (1/n) sum_i f_i: the mean of the workers' own losses
+if awk -F, 'NR == 1 { for (c = 1; c <= NF; c++) { if ($c == "loss") l = c; if ($c ~ /^loss_w/) w[++k] = c; if ($c == "pooled_loss") p = c } next }
+	{ s = 0; for (i = 1; i <= k; i++) s += $w[i]; m = s / k; bad += (k != 3 || !p || $p == "" || (m - $l)^2 > (1e-4 * $l)^2) }
+	END { exit bad != 0 }' "$run/metrics.csv"; then
+	ok "metrics.csv: loss is the mean of loss_w0..loss_w2 on every row, pooled_loss beside it"
+else
+	ko "metrics.csv: loss is not the mean of the workers' losses: $(head -n 2 "$run/metrics.csv" | tr '\n' ' ')"
+fi
 [ "$rows" -eq 3 ] && ok "workers.csv: 3 workers with steps" || ko "workers.csv has $rows stepping workers"
 [ "$magic" = HSGDMDL1 ] && [ "$size" -eq $((64 + 4 * ${d:-0})) ] &&
 	ok "model.bin: HSGDMDL1 and 64 + 4 x $d bytes" || ko "model.bin: magic '$magic', $size bytes for d = '$d'"
