@@ -295,7 +295,10 @@ int hetsgd_engine_run(struct hetsgd_boot *boot,
 	/* close is collective: a failed rank still closes so that the others
 	 * see it leave rather than hang */
 	cret = hetsgd_tp_close(e->tp);
-	if (!ret && cret)
+	/* the server's results are complete once every worker is DONE or
+	 * LOST: a close whose barrier fails (the launcher died, and its ranks
+	 * were told with SIGTERM) must not throw them away */
+	if (!ret && cret && e->rank != 0)
 		ret = tp_error(cret, "closing the transport");
 out:
 	free(e->lim.idx_copy);

@@ -10,6 +10,8 @@
 #   - SIGTERM to the launcher, SIGINT to one worker: every rank stops
 #     within 2 s, every output is written with "stopped by signal",
 #     exit 143 / 130;
+#   - kill -9 of the launcher: no rank outlives it by 2 s, and the
+#     outputs are written (each rank got SIGTERM from PR_SET_PDEATHSIG);
 # and after each case no process of the run and no /dev/shm/hetsgd-*
 # segment of it is left.  Each case prints how fast it stopped.
 set -u
@@ -174,6 +176,28 @@ stop_by() {
 
 stop_by TERM launcher 143
 stop_by INT "rank 3" 130
+
+# no orphan outlives its launcher: PR_SET_PDEATHSIG turns its death into
+# a SIGTERM to every rank, which stops the run with the outputs written
+echo "faults: kill -9 of the launcher"
+start orphans
+random_wait
+t_kill=$(now)
+kill -9 "$launcher"
+wait_exit
+i=0
+while [ $i -lt 40 ] && pgrep -f -- "--out $out" >/dev/null; do
+	sleep 0.05
+	i=$((i + 1))
+done
+took=$(elapsed "$t_kill" "$(now)")
+echo "  every rank stopped $took s after the launcher died"
+le "$took" 2.0 && ok "orphans: every rank stopped within 2 s" || ko "orphans: ranks still running after $took s"
+grep -q "^stop-reason = stopped by signal SIGTERM\$" "$out/summary.txt" 2>/dev/null &&
+	ok "orphans: summary.txt: stopped by signal SIGTERM" ||
+	ko "orphans: stop reason $(grep stop-reason "$out/summary.txt" 2>/dev/null)"
+check_outputs orphans
+check_clean orphans
 
 [ $fails -eq 0 ] && echo "faults: PASS" || echo "faults: $fails FAILED"
 [ $fails -eq 0 ]
