@@ -137,6 +137,9 @@ int hetsgd_engine_cfg_check(const struct hetsgd_engine_cfg *c, uint32_t n,
 	if (c->compute_threads < 0 || c->compute_threads > 256)
 		return algo_err(-EINVAL, "%d compute threads per worker: use 1 .. 256 (0 means 1)",
 				c->compute_threads);
+	if (c->min_workers > n)
+		return algo_err(-EINVAL, "--min-workers %u exceeds the %u workers of the job: the run could never start",
+				c->min_workers, n);
 	if (c->pin < -1 || c->pin > 1)
 		return algo_err(-EINVAL, "pin must be -1 (auto), 0 or 1, not %d", c->pin);
 	return 0;
@@ -292,7 +295,10 @@ int hetsgd_engine_run(struct hetsgd_boot *boot,
 	/* close is collective: a failed rank still closes so that the others
 	 * see it leave rather than hang */
 	cret = hetsgd_tp_close(e->tp);
-	if (!ret && cret)
+	/* the server's results are complete once every worker is DONE or
+	 * LOST: a close whose barrier fails (the launcher died, and its ranks
+	 * were told with SIGTERM) must not throw them away */
+	if (!ret && cret && e->rank != 0)
 		ret = tp_error(cret, "closing the transport");
 out:
 	free(e->lim.idx_copy);

@@ -8,6 +8,8 @@
 #include <config.h>
 
 #include <errno.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -153,4 +155,24 @@ void eng_place(struct eng *e, struct hetsgd_boot *boot, struct hetsgd_engine_res
 		snprintf(res->placement, sizeof(res->placement),
 			 "unpinned: %d ranks x %d threads share the cores (pinning would stack them; pin with --pin yes)",
 			 ls, req.compute_threads + 1);
+}
+
+/* ---- stop on a signal ---- */
+
+/* The first signal that asked this process's run to stop, or 0.  A
+ * lock-free atomic: safe in a handler and between threads. */
+static atomic_int stop_signo;
+_Static_assert(ATOMIC_INT_LOCK_FREE == 2, "the stop flag must be lock-free to be set from a handler");
+
+void hetsgd_engine_request_stop(int signo)
+{
+	int none = 0;
+
+	if (signo > 0)
+		atomic_compare_exchange_strong(&stop_signo, &none, signo);
+}
+
+int hetsgd_engine_stop_signal(void)
+{
+	return atomic_load(&stop_signo);
 }

@@ -51,6 +51,8 @@ struct hetsgd_method_ops {
 			  const struct hetsgd_block *b, const struct hetsgd_ev *ev, double t);
 	/* each pass of the server's loop while training */
 	void (*server_tick)(struct server *s, double t);
+	/* worker wk was dropped (WK_LOST): finish what waited for it */
+	int (*server_lost)(struct server *s, uint32_t wk, double t);
 	/* every worker is done: leave the final model in the server's x */
 	int (*server_finish)(struct server *s);
 };
@@ -75,6 +77,11 @@ struct eng {
 	size_t slot;
 	struct hetsgd_block_limits lim;
 	uint64_t bytes_sent, bytes_recv, sent;
+	/* a peer whose process or connection ended (HETSGD_EV_PEER_DOWN),
+	 * from eng_poll: the server drops a worker, a worker fails when it
+	 * is the server */
+	int (*on_down)(void *ctx, const struct hetsgd_ev *ev);
+	void *down_ctx;
 };
 
 /* ---- the clock ---- */

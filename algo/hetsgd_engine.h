@@ -231,6 +231,8 @@ struct hetsgd_eval_point {
  * the final point on the thread that called hetsgd_engine_run(). */
 typedef void (*hetsgd_eval_fn)(void *arg, const struct hetsgd_eval_point *pt);
 
+struct hetsgd_worker_stats;
+
 struct hetsgd_engine_cfg {
 	enum hetsgd_method method;
 	enum hetsgd_policy policy;	/* ASGD */
@@ -263,8 +265,13 @@ struct hetsgd_engine_cfg {
 					 * the silence expected (a round, a delayed
 					 * average, 4 steps of the slowest worker),
 					 * fails the run; 0: 60 s */
+	uint32_t min_workers;		/* stop the run (every output written)
+					 * when fewer workers are left; 0: 1 */
 	hetsgd_eval_fn on_eval;
 	void *on_eval_arg;
+	/* the server, as it drops a worker that died (may be NULL) */
+	void (*on_lost)(void *arg, const struct hetsgd_worker_stats *w);
+	void *on_lost_arg;
 };
 
 /* Defaults: rescaled ASGD, gamma 0.05, batch 32, LOSCAR delay-corrected
@@ -316,6 +323,15 @@ struct hetsgd_worker_stats {
 	double elapsed_s;
 	uint64_t bytes_sent;
 	uint64_t bytes_recv;
+	/*
+	 * A worker whose process ended or whose connection broke (the
+	 * transport's PEER_DOWN; never a timeout) is dropped and the run goes
+	 * on over the others.  Its figures are then the last the server
+	 * heard from it (steps, compute, idle, elapsed).
+	 */
+	int lost;
+	double lost_at_s;	/* seconds into training when it was dropped */
+	char lost_why[192];
 };
 
 struct hetsgd_engine_result {
@@ -323,7 +339,10 @@ struct hetsgd_engine_result {
 	uint64_t updates;	/* server updates (ASGD, SYNC) or rounds (LOSCAR) */
 	uint64_t grads;
 	uint64_t dropped;
-	char stop_reason[64];	/* "time budget", "gradient budget", "target loss", ... */
+	char stop_reason[64];	/* "time budget", "gradient budget", "target loss",
+				 * "stopped by signal SIGTERM", ... */
+	int stop_signal;	/* the signal that stopped the run, or 0 */
+	uint32_t nlost;		/* server: workers dropped (workers[i].lost) */
 	uint32_t nworkers;
 	struct hetsgd_worker_stats *workers;	/* server: all; worker: its own */
 	size_t npoints;
@@ -335,6 +354,17 @@ struct hetsgd_engine_result {
 };
 
 void hetsgd_engine_result_free(struct hetsgd_engine_result *res);
+
+/*
+ * Ask this process's run to stop as it does at its time budget, every
+ * output written: call it from a SIGTERM or SIGINT handler (it is
+ * async-signal-safe; the first signal counts).  On the server the run
+ * stops with stop_reason "stopped by signal NAME"; a worker asks the
+ * server to stop it (and stops by itself if no STOP comes within 2 s).
+ * hetsgd_engine_stop_signal() says which signal came, or 0.
+ */
+void hetsgd_engine_request_stop(int signo);
+int hetsgd_engine_stop_signal(void);
 
 /*
  * Run one training job on this rank (collective over boot).  tp_attr

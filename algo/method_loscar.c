@@ -3,8 +3,9 @@
  * takes local steps for round_s seconds, snapshots the K masked values
  * (mask from (seed, round), the same on every rank), writes them, keeps
  * stepping (overlap) or waits (no overlap) until the average lands,
- * merges, and starts the next round.  The server averages the n blocks of
- * a round and writes the average to all, held comm_delay_s; it asks for
+ * merges, and starts the next round.  The server averages the blocks of
+ * a round (one per live worker; a lost worker's is absent) and writes the
+ * average to all, held comm_delay_s; it asks for
  * whole-model snapshots when an evaluation is due, and for the final
  * models at the end.  K = d is the dense baseline.
  */
@@ -125,8 +126,9 @@ static int loscar_average(struct server *s, double t)
 	if (ret)
 		return algo_err(ret, "drawing the mask of round %llu: %s",
 				(unsigned long long)s->round, hetsgd_errmsg());
+	/* over the blocks that came: a worker lost during the round is absent */
 	for (uint32_t j = 0; j < e->k; j++)
-		s->xs[s->mask.idx[j]] = s->sum[j] / (float)e->n;
+		s->xs[s->mask.idx[j]] = s->sum[j] / (float)s->acc_count;
 	memset(s->sum, 0, (size_t)e->k * sizeof(float));
 	memset(s->got, 0, e->n);
 	s->acc_count = 0;
@@ -136,7 +138,8 @@ static int loscar_average(struct server *s, double t)
 		s->next_eval = t + c->eval_interval_s;
 	}
 	for (uint32_t i = 0; i < e->n; i++)
-		if ((ret = enqueue(s, i, MSG_AVG, s->round, fl, t + c->comm_delay_s)))
+		if (!server_is_lost(s, i) &&
+		    (ret = enqueue(s, i, MSG_AVG, s->round, fl, t + c->comm_delay_s)))
 			return ret;
 	s->round++;
 	s->updates++;
@@ -158,9 +161,22 @@ static int loscar_round(struct server *s, uint32_t wk, const struct hetsgd_ev *e
 	if (ret)
 		return ret;
 	s->got[wk] = 1;
-	if (++s->acc_count < e->n)
-		return 0;
-	return loscar_average(s, t);
+	s->acc_count++;
+	return server_all_live(s, s->got) ? loscar_average(s, t) : 0;
+}
+
+/* Every live worker's snapshot is in: evaluate their average. */
+static void loscar_snap_done(struct server *s)
+{
+	struct eng *e = s->e;
+
+	if (!s->snap_count || !server_all_live(s, s->have_snap))
+		return;
+	eval_submit(s, s->snap, 1.0 / s->snap_count);
+	memset(s->snap, 0, e->d * sizeof(float));
+	memset(s->have_snap, 0, e->n);
+	s->snap_count = 0;
+	s->snap_wanted = 0;
 }
 
 static int loscar_snap(struct server *s, uint32_t wk, const struct hetsgd_ev *ev,
@@ -177,14 +193,20 @@ static int loscar_snap(struct server *s, uint32_t wk, const struct hetsgd_ev *ev
 	if (ret)
 		return ret;
 	s->have_snap[wk] = 1;
-	if (++s->snap_count == e->n) {
-		eval_submit(s, s->snap, 1.0 / e->n);
-		memset(s->snap, 0, e->d * sizeof(float));
-		memset(s->have_snap, 0, e->n);
-		s->snap_count = 0;
-		s->snap_wanted = 0;
-	}
+	s->snap_count++;
+	loscar_snap_done(s);
 	return 0;
+}
+
+/* Round and snapshot may have waited only for the worker just lost. */
+static int loscar_server_lost(struct server *s, uint32_t wk, double t)
+{
+	(void)wk;
+	if (s->snap_wanted)
+		loscar_snap_done(s);
+	if (s->state != S_TRAINING || !s->acc_count || !server_all_live(s, s->got))
+		return 0;
+	return loscar_average(s, t);
 }
 
 static int loscar_server_msg(struct server *s, uint32_t wk, const struct eng_hdr *h,
@@ -209,16 +231,17 @@ static int loscar_server_msg(struct server *s, uint32_t wk, const struct eng_hdr
 	}
 }
 
-/* The final model: the average of the workers' final models. */
+/* The final model: the average of the final models that came (a worker
+ * lost before it sent one is absent). */
 static int loscar_server_finish(struct server *s)
 {
 	struct eng *e = s->e;
 
-	if (s->finals != e->n)
-		return algo_err(-EPROTO, "only %u of %u workers sent their final model", s->finals,
-				e->n);
+	if (s->finals + s->nlost < e->n || !s->finals)
+		return algo_err(-EPROTO, "only %u of %u workers sent their final model (%u lost)",
+				s->finals, e->n, s->nlost);
 	for (size_t j = 0; j < e->d; j++)
-		s->x[j] = s->acc[j] / (float)e->n;
+		s->x[j] = s->acc[j] / (float)s->finals;
 	return 0;
 }
 
@@ -263,5 +286,6 @@ const struct hetsgd_method_ops method_loscar = {
 	.worker_loop = loscar_worker_loop,
 	.worker_finish = loscar_worker_finish,
 	.server_msg = loscar_server_msg,
+	.server_lost = loscar_server_lost,
 	.server_finish = loscar_server_finish,
 };

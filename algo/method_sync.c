@@ -11,11 +11,33 @@
 #include "server.h"
 #include "worker.h"
 
-/* One worker's gradient of the round; the last one steps and replies to all. */
+/*
+ * Every live worker's gradient is in: step with their average and write
+ * x to each.  The average is over the gradients that came (acc_count): a
+ * worker lost during the round counts if its gradient landed before it
+ * died, and is simply absent otherwise.
+ */
+static int sync_step(struct server *s, double t)
+{
+	struct eng *e = s->e;
+	int ret;
+
+	sgd_step(s->x, s->acc, e->cfg->gamma / (float)s->acc_count, e->d);
+	memset(s->acc, 0, e->d * sizeof(float));
+	memset(s->got, 0, e->n);
+	s->acc_count = 0;
+	s->version++;
+	s->updates++;
+	for (uint32_t i = 0; i < e->n; i++)
+		if (!server_is_lost(s, i) && (ret = enqueue(s, i, MSG_MODEL, s->version, 0, t)))
+			return ret;
+	return 0;
+}
+
+/* One worker's gradient of the round; the last live one's steps and replies to all. */
 static int sync_server_msg(struct server *s, uint32_t wk, const struct eng_hdr *h,
 			   const struct hetsgd_block *b, const struct hetsgd_ev *ev, double t)
 {
-	struct eng *e = s->e;
 	int ret;
 
 	if (b->encoding == HETSGD_ENC_MASKED)
@@ -29,18 +51,17 @@ static int sync_server_msg(struct server *s, uint32_t wk, const struct eng_hdr *
 	ret = block_axpy(ev->peer, s->acc, b, -1.0f);	/* acc += g */
 	if (ret)
 		return ret;
-	if (++s->acc_count < e->n)
+	s->acc_count++;
+	return server_all_live(s, s->got) ? sync_step(s, t) : 0;
+}
+
+/* A lost worker's gradient will not come: the round may be complete. */
+static int sync_server_lost(struct server *s, uint32_t wk, double t)
+{
+	(void)wk;
+	if (s->state != S_TRAINING || !s->acc_count || !server_all_live(s, s->got))
 		return 0;
-	sgd_step(s->x, s->acc, e->cfg->gamma / (float)e->n, e->d);
-	memset(s->acc, 0, e->d * sizeof(float));
-	memset(s->got, 0, e->n);
-	s->acc_count = 0;
-	s->version++;
-	s->updates++;
-	for (uint32_t i = 0; i < e->n; i++)
-		if ((ret = enqueue(s, i, MSG_MODEL, s->version, 0, t)))
-			return ret;
-	return 0;
+	return sync_step(s, t);
 }
 
 const struct hetsgd_method_ops method_sync = {
@@ -51,4 +72,5 @@ const struct hetsgd_method_ops method_sync = {
 	.worker_loop = gradient_worker_loop,
 	.server_msg = sync_server_msg,
 	.server_tick = eval_model_tick,
+	.server_lost = sync_server_lost,
 };

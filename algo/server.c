@@ -6,6 +6,7 @@
 #include <config.h>
 
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,7 +15,7 @@
 
 static const char *const peer_state_names[WK_NSTATES] = {
 	[WK_TRAINING] = "TRAINING", [WK_STOPPED] = "STOPPED", [WK_FINAL] = "FINAL",
-	[WK_DONE] = "DONE",
+	[WK_DONE] = "DONE", [WK_LOST] = "LOST",
 };
 
 /*
@@ -29,6 +30,9 @@ static const uint8_t server_legal[MSG_MAX][WK_NSTATES] = {
 	[MSG_FINAL] = { [WK_STOPPED] = 1 },
 	[MSG_STATS] = { [WK_STOPPED] = 1, [WK_FINAL] = 1 },
 	[MSG_ABORT] = { 1, 1, 1, 1 },
+	/* a STOPREQ that crosses STOP is legal and dropped */
+	[MSG_STOPREQ] = { [WK_TRAINING] = 1, [WK_STOPPED] = 1 },
+	/* nothing comes from a LOST worker: the transport ignores its ring */
 };
 
 uint64_t server_grads(const struct server *s)
@@ -38,6 +42,21 @@ uint64_t server_grads(const struct server *s)
 	for (uint32_t i = 0; i < s->e->n; i++)
 		t += s->steps[i];
 	return t;
+}
+
+int server_all_live(const struct server *s, const uint8_t *flag)
+{
+	for (uint32_t i = 0; i < s->e->n; i++)
+		if (!flag[i] && s->wk_state[i] != WK_LOST)
+			return 0;
+	return 1;
+}
+
+/* STOPPING -> DRAINED once no worker owes anything. */
+static void server_check_drained(struct server *s)
+{
+	if (s->state == S_STOPPING && s->ndone + s->nlost == s->e->n)
+		s->state = S_DRAINED;
 }
 
 int enqueue(struct server *s, uint32_t wk, uint16_t type, uint64_t round,
@@ -106,7 +125,8 @@ static int server_check_legal(struct server *s, uint32_t wk, const struct eng_hd
 	const struct hetsgd_method_ops *ops = s->e->ops;
 	enum peer_state st = (enum peer_state)s->wk_state[wk];
 
-	if (h->type != MSG_STATS && h->type != MSG_ABORT && !(ops->to_server & MSG_BIT(h->type)))
+	if (h->type != MSG_STATS && h->type != MSG_ABORT && h->type != MSG_STOPREQ &&
+	    !(ops->to_server & MSG_BIT(h->type)))
 		return algo_err(-EPROTO, "worker %u sent %s, which a %s server does not expect: the ranks run different configurations",
 				wk, msg_names[h->type], ops->name);
 	if (!server_legal[h->type][st])
@@ -134,9 +154,62 @@ static int server_stats(struct server *s, uint32_t wk, const struct eng_hdr *h,
 	o->tau_est = hetsgd_tau_get(s->tau, wk);
 	hetsgd_tau_leave(s->tau, wk);
 	s->wk_state[wk] = WK_DONE;
-	if (++s->ndone == s->e->n)
-		s->state = S_DRAINED;
+	s->ndone++;
+	server_check_drained(s);
 	return 0;
+}
+
+/* A worker got a signal: the run stops as at its budget (server_should_stop). */
+static int server_stopreq(struct server *s, uint32_t wk, const struct eng_hdr *h)
+{
+	if (h->round < 1 || h->round > 64)
+		return algo_err(-EPROTO, "worker %u asked to stop for signal %llu, which is no signal",
+				wk, (unsigned long long)h->round);
+	if (!s->stop_sig)
+		s->stop_sig = (int)h->round;
+	return 0;
+}
+
+/*
+ * The transport says worker wk's process ended or its connection broke
+ * (never a timeout: see server.h).  Drop it: LOST, out of the tau
+ * estimate, nothing more queued for it, its figures as last heard; the
+ * method finishes what waited for it.  A worker already DONE owed
+ * nothing more: its end is no loss.
+ */
+static int server_lost(void *ctx, const struct hetsgd_ev *ev)
+{
+	struct server *s = ctx;
+	struct eng *e = s->e;
+	struct hetsgd_worker_stats *o;
+	uint32_t wk;
+	double t = now_s();
+
+	if (ev->peer < 1 || ev->peer >= e->size)
+		return 0;
+	wk = (uint32_t)ev->peer - 1;
+	if (s->wk_state[wk] == WK_DONE || s->wk_state[wk] == WK_LOST)
+		return 0;
+	s->wk_state[wk] = WK_LOST;
+	s->nlost++;
+	s->pend_len[wk] = 0;
+	o = &s->ws[wk];
+	memset(o, 0, sizeof(*o));
+	o->worker = wk;
+	o->steps = s->steps[wk];
+	o->compute_s = s->compute[wk];
+	o->idle_s = s->idle[wk];
+	o->elapsed_s = s->wall[wk];
+	(void)hetsgd_profile_mean(&e->cfg->profile, wk, e->n, &o->tau_target);
+	o->tau_est = hetsgd_tau_get(s->tau, wk);
+	o->lost = 1;
+	o->lost_at_s = t - e->t0;
+	snprintf(o->lost_why, sizeof(o->lost_why), "%s", ev->why ? ev->why : "its transport connection ended");
+	hetsgd_tau_leave(s->tau, wk);
+	if (e->cfg->on_lost)
+		e->cfg->on_lost(e->cfg->on_lost_arg, o);
+	server_check_drained(s);
+	return e->ops->server_lost ? e->ops->server_lost(s, wk, t) : 0;
 }
 
 /* A landed block. */
@@ -152,7 +225,8 @@ static int server_recv(struct server *s, const struct hetsgd_ev *ev)
 	if (ev->peer < 1 || ev->peer >= e->size)
 		return algo_err(-EPROTO, "a message from rank %d, which is not a worker", ev->peer);
 	wk = (uint32_t)ev->peer - 1;
-	ret = eng_parse(e, ev, &h, &b, ev->kind != MSG_STATS && ev->kind != MSG_ABORT);
+	ret = eng_parse(e, ev, &h, &b, ev->kind != MSG_STATS && ev->kind != MSG_ABORT &&
+			ev->kind != MSG_STOPREQ);
 	if (ret)
 		return ret;
 	if (h.type == MSG_ABORT)
@@ -160,6 +234,8 @@ static int server_recv(struct server *s, const struct hetsgd_ev *ev)
 	ret = server_check_legal(s, wk, &h);
 	if (ret)
 		return ret;
+	if (h.type == MSG_STOPREQ)
+		return server_stopreq(s, wk, &h);
 	if (h.steps < s->steps[wk])
 		return algo_err(-EPROTO, "worker %u reported %llu steps after %llu", wk,
 				(unsigned long long)h.steps, (unsigned long long)s->steps[wk]);
@@ -193,18 +269,37 @@ static int server_stop(struct server *s, const char *why, struct hetsgd_engine_r
 
 	s->state = S_STOPPING;
 	snprintf(res->stop_reason, sizeof(res->stop_reason), "%s", why);
+	res->stop_signal = s->stop_sig;
 	memset(s->pend_len, 0, s->e->n * sizeof(*s->pend_len));
 	for (uint32_t i = 0; i < s->e->n && !ret; i++) {
+		if (s->wk_state[i] == WK_LOST)
+			continue;
 		s->wk_state[i] = WK_STOPPED;
 		ret = enqueue(s, i, MSG_STOP, 0, 0, 0.0);
 	}
+	server_check_drained(s);
 	return ret;
 }
 
 static const char *server_should_stop(struct server *s, double t)
 {
 	const struct hetsgd_engine_cfg *c = s->e->cfg;
+	uint32_t min = c->min_workers ? c->min_workers : 1;
+	char *why = s->stop_why;
 
+	if (!s->stop_sig)
+		s->stop_sig = hetsgd_engine_stop_signal();
+	if (s->stop_sig) {
+		char buf[16];
+
+		snprintf(why, sizeof(s->stop_why), "stopped by signal %s",
+			 signal_name(s->stop_sig, buf, sizeof(buf)));
+		return why;
+	}
+	if (s->e->n - s->nlost < min) {
+		snprintf(why, sizeof(s->stop_why), "fewer than %u workers left", min);
+		return why;
+	}
 	if (c->budget_s > 0 && t - s->e->t0 >= c->budget_s)
 		return "time budget";
 	if (c->budget_grads && server_grads(s) >= c->budget_grads)
@@ -334,7 +429,7 @@ static int server_stalled(struct server *s)
 	struct eng *e = s->e;
 	uint32_t i;
 
-	for (i = 0; i < e->n && s->wk_state[i] == WK_DONE; i++)
+	for (i = 0; i < e->n && (s->wk_state[i] == WK_DONE || s->wk_state[i] == WK_LOST); i++)
 		;
 	if (s->state != S_TRAINING)
 		return algo_err(-ETIMEDOUT, "the server heard nothing from any worker for %.0f s after stopping them (worker %u still owes its statistics): a worker died or stalled",
@@ -402,6 +497,8 @@ int server_run(struct eng *e, struct hetsgd_engine_result *res)
 	if (ret)
 		goto out;
 	bind_self(e, e->plan.progress_pu);
+	e->on_down = server_lost;
+	e->down_ctx = s;
 	ret = eval_start(s);
 	if (ret)
 		goto out;
@@ -434,12 +531,14 @@ int server_run(struct eng *e, struct hetsgd_engine_result *res)
 	res->updates = s->updates;
 	res->dropped = s->dropped;
 	res->nworkers = e->n;
+	res->nlost = s->nlost;
 	res->workers = s->ws;
 	s->ws = NULL;
 	res->points = s->pts;
 	res->npoints = s->npts;
 	s->pts = NULL;
 out:
+	e->on_down = NULL;
 	server_free(s);
 	return ret;
 }

@@ -7,11 +7,20 @@
  *
  * Two explicit state machines, each changed in one place per event:
  *
- *   the server     TRAINING --budget or target--> STOPPING
- *                  STOPPING --every worker DONE--> DRAINED
+ *   the server     TRAINING --budget, target, signal (its own or a
+ *                            worker's STOPREQ), too few workers--> STOPPING
+ *                  STOPPING --every worker DONE or LOST--> DRAINED
  *   each worker    TRAINING --STOP queued--> STOPPED
  *   (as seen       STOPPED --FINAL lands--> FINAL
  *   by the server) STOPPED, FINAL --STATS lands--> DONE
+ *                  TRAINING, STOPPED, FINAL --PEER_DOWN--> LOST
+ *
+ * LOST: the transport reported that the worker's process ended or its
+ * connection broke (HETSGD_EV_PEER_DOWN).  That is the only way a worker
+ * is declared dead; a worker that is merely slow is never dropped (the
+ * stall time is an error of the whole run, not a verdict on one worker).
+ * A lost worker gets nothing more, owes nothing more, leaves the tau
+ * estimate, and the round it was part of ends over the others.
  *
  * Which message from a worker is legal in which of its states is the
  * table server_legal in server.c; anything else is a protocol error that
@@ -38,6 +47,7 @@ enum peer_state {
 	WK_STOPPED,	/* STOP is queued for it: late blocks are dropped */
 	WK_FINAL,	/* its final model came (methods whose workers send one) */
 	WK_DONE,	/* its statistics came: its last message */
+	WK_LOST,	/* its process or connection ended: dropped */
 	WK_NSTATES,
 };
 
@@ -58,6 +68,9 @@ struct server {
 	enum server_state state;
 	uint8_t *wk_state;	/* per worker: enum peer_state */
 	uint32_t ndone;		/* workers in WK_DONE */
+	uint32_t nlost;		/* workers in WK_LOST */
+	int stop_sig;		/* a signal asked to stop (here or STOPREQ) */
+	char stop_why[64];	/* the reason server_should_stop made up */
 	int landed;		/* a block landed in this pass of the loop */
 	float *x;		/* the model (ASGD, SYNC; LOSCAR's at the end) */
 	uint64_t version;
@@ -114,6 +127,14 @@ int enqueue(struct server *s, uint32_t wk, uint16_t type, uint64_t round,
 /* x -= gamma b, for a dense or indexed block. */
 /* Gradients the workers reported so far. */
 uint64_t server_grads(const struct server *s);
+/* Whether every worker that is not LOST has flag[wk] set (a round's
+ * blocks, a snapshot's parts). */
+int server_all_live(const struct server *s, const uint8_t *flag);
+/* Whether worker wk is LOST. */
+static inline int server_is_lost(const struct server *s, uint32_t wk)
+{
+	return s->wk_state[wk] == WK_LOST;
+}
 
 /* ---- evaluation (eval.c) ---- */
 

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -14,7 +15,23 @@ const char *const msg_names[MSG_MAX] = {
 	[MSG_GRAD] = "GRAD", [MSG_MODEL] = "MODEL", [MSG_ROUND] = "ROUND",
 	[MSG_AVG] = "AVG", [MSG_SNAP] = "SNAP", [MSG_FINAL] = "FINAL",
 	[MSG_STOP] = "STOP", [MSG_STATS] = "STATS", [MSG_ABORT] = "ABORT",
+	[MSG_STOPREQ] = "STOPREQ",
 };
+
+const char *signal_name(int sig, char *buf, size_t len)
+{
+	switch (sig) {
+	case SIGTERM:
+		return "SIGTERM";
+	case SIGINT:
+		return "SIGINT";
+	case SIGHUP:
+		return "SIGHUP";
+	default:
+		snprintf(buf, len, "signal %d", sig);
+		return buf;
+	}
+}
 
 void stats_from_wire(struct hetsgd_worker_stats *o, uint32_t wk,
 		     const struct wire_stats *w)
@@ -170,6 +187,11 @@ int eng_poll(struct eng *e, struct hetsgd_ev *ev, int max, recv_fn on_recv, void
 	if (n < 0)
 		return tp_error(n, "the transport failed");
 	for (int i = 0; i < n; i++) {
+		if (ev[i].type == HETSGD_EV_PEER_DOWN && e->on_down) {
+			ret = e->on_down(e->down_ctx, &ev[i]);
+			if (ret)
+				return ret;
+		}
 		if (ev[i].type != HETSGD_EV_RECV)
 			continue;
 		ret = on_recv ? on_recv(ctx, &ev[i]) : 0;
@@ -239,6 +261,8 @@ static void send_abort(struct eng *e, int peer, const char *why)
 
 	snprintf(msg, sizeof(msg), "%s", why);
 	e->abort_sent = 1;
+	if (!hetsgd_tp_peer_up(e->tp, peer))
+		return;
 	fill_hdr(&h, MSG_ABORT, (uint32_t)e->rank, 0, 0);
 	while (eng_send(e, peer, &h, fill_reason, msg) == -EAGAIN && now_s() - t0 < 0.5)
 		if (eng_poll(e, ev, 16, NULL, NULL) < 0)
@@ -270,14 +294,17 @@ int fill_stats(struct eng *e, void *buf, size_t cap, size_t *len, void *arg)
 
 void abort_peers(struct eng *e, const char *why)
 {
-	char reason[ABORT_MAX + 1];
+	char reason[ABORT_MAX + 1], msg[1024];
 
 	snprintf(reason, sizeof(reason), "%s", why);
+	/* a peer that is down refuses the put: keep this rank's message */
+	snprintf(msg, sizeof(msg), "%s", hetsgd_errmsg());
 	if (e->rank == 0)
 		for (int r = 1; r < e->size; r++)
 			send_abort(e, r, reason);
 	else
 		send_abort(e, 0, reason);
+	algo_err(0, "%s", msg);
 }
 
 static int value_changed(int peer, size_t j, float v)

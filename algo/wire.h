@@ -24,6 +24,8 @@ enum msg_type {
 	MSG_STOP,	/* server -> worker: the last message */
 	MSG_STATS,	/* worker -> server: its statistics, its last message */
 	MSG_ABORT,	/* either way: this rank failed; the body says why */
+	MSG_STOPREQ,	/* worker -> server: a signal came here (`round` is
+			 * its number): stop the run, every output written */
 	MSG_MAX,
 };
 
@@ -80,8 +82,9 @@ int eng_send(struct eng *e, int peer, struct eng_hdr *h, body_fn fill, void *arg
 
 /*
  * One pass of progress: each landed block to on_recv (NULL: dropped),
- * then its slot released; an error of on_recv stops the pass.  Returns
- * the number of events (>= 0), or a negative errno with the message.
+ * then its slot released; each peer that went down to e->on_down (unset:
+ * ignored); an error of either stops the pass.  Returns the number of
+ * events (>= 0), or a negative errno with the message.
  */
 typedef int (*recv_fn)(void *ctx, const struct hetsgd_ev *ev);
 int eng_poll(struct eng *e, struct hetsgd_ev *ev, int max, recv_fn on_recv, void *ctx);
@@ -110,6 +113,9 @@ int want_masked(struct eng *e, const struct hetsgd_ev *ev, const struct hetsgd_b
 
 /* The error an ABORT from a peer becomes here. */
 int peer_aborted(const struct hetsgd_ev *ev, const struct eng_hdr *h);
+
+/* "SIGTERM", "SIGINT", "SIGHUP" or "signal N". */
+const char *signal_name(int sig, char *buf, size_t len);
 
 /*
  * A decoded block's values stay in the sender's staging slot, which the

@@ -377,6 +377,46 @@ static void worker_free(struct worker *w)
 	pthread_mutex_destroy(&w->mu);
 }
 
+/* The transport says a peer is gone: the end of this worker when it is
+ * the server, nothing when it is another worker. */
+static int worker_peer_down(void *ctx, const struct hetsgd_ev *ev)
+{
+	struct worker *w = ctx;
+
+	if (ev->peer != 0)
+		return 0;
+	return algo_err(-EPIPE, "worker %u: the server (rank 0) failed: %s; stopping without it",
+			w->id, ev->why ? ev->why : "its connection ended");
+}
+
+/*
+ * A signal came to this rank: ask the server to stop the run (STOPREQ,
+ * once), and stop by ourselves if STOP does not come in time.  0, or the
+ * error that ends training here.
+ */
+static int worker_signal(struct worker *w, int sig)
+{
+	struct eng *e = w->e;
+	struct eng_hdr h;
+	char buf[16];
+	int ret;
+
+	if (!w->stopreq_at) {
+		fill_hdr(&h, MSG_STOPREQ, (uint32_t)e->rank, 0, (uint64_t)sig);
+		ret = eng_send(e, 0, &h, NULL, NULL);
+		if (ret == -EAGAIN)
+			return 0;	/* no credit now: the next pass */
+		if (ret)
+			return ret;
+		w->stopreq_at = now_s();
+		return 0;
+	}
+	if (now_s() - w->stopreq_at > STOPREQ_WAIT_S)
+		return algo_err(-EINTR, "worker %u: %s came and the server did not stop the run within %.0f s: stopping alone",
+				w->id, signal_name(sig, buf, sizeof(buf)), STOPREQ_WAIT_S);
+	return 0;
+}
+
 /* The progress loop while training: until STOP, an error here or the
  * compute thread's. */
 static int worker_train(struct worker *w, int *werr)
@@ -385,7 +425,11 @@ static int worker_train(struct worker *w, int *werr)
 	int ret = 0;
 
 	while (worker_state(w) != W_STOPPING) {
+		int sig = hetsgd_engine_stop_signal();
+
 		ret = worker_progress(w);
+		if (!ret && sig && worker_state(w) != W_STOPPING)
+			ret = worker_signal(w, sig);
 		if (ret)
 			break;
 		/* w->err and w->errmsg belong to the compute thread, under mu */
@@ -472,6 +516,8 @@ int worker_run(struct eng *e, struct hetsgd_engine_result *res)
 	if (ret)
 		goto out;
 	bind_self(e, e->plan.progress_pu);
+	e->on_down = worker_peer_down;
+	e->down_ctx = w;
 	e->t0 = now_s();
 	ret = pthread_create(&w->thr, NULL, compute_main, w);
 	if (ret) {
@@ -484,6 +530,7 @@ int worker_run(struct eng *e, struct hetsgd_engine_result *res)
 	if (!ret)
 		ret = worker_report(w, res);
 out:
+	e->on_down = NULL;
 	worker_free(w);
 	return ret;
 }

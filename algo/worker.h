@@ -18,6 +18,12 @@
  *   COMPUTE, POSTED, AWAITING --STOP lands--> STOPPING
  *   STOPPING --the last messages written--> DONE
  *
+ * Two events outside the table: the server's PEER_DOWN (its process
+ * ended or its connection broke) fails the worker at once with a message
+ * that names the server; a signal to this rank sends STOPREQ (once, from
+ * the progress thread) and training goes on until STOP comes, or, if none
+ * comes within STOPREQ_WAIT_S, the worker stops by itself.
+ *
  * Which message from the server is legal in which state is the table
  * worker_legal in worker.c; anything else is a protocol error.  The
  * inbox's in_full is not a protocol state but the hand-over of data: a
@@ -32,6 +38,8 @@
 
 #include "team.h"
 #include "wire.h"
+
+#define STOPREQ_WAIT_S 2.0	/* after STOPREQ, STOP is due within this */
 
 enum worker_state {
 	W_COMPUTE,	/* stepping; the outbox is empty and no reply is due */
@@ -76,6 +84,7 @@ struct worker {
 
 	/* progress thread only */
 	double await_since;	/* entered W_AWAITING */
+	double stopreq_at;	/* STOPREQ went to the server (0: not yet) */
 
 	/* statistics (compute thread writes, progress reads after join) */
 	uint64_t steps, rounds, overlap_steps, dropped, overruns;

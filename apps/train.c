@@ -15,7 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -94,6 +96,19 @@ static void on_eval(void *arg, const struct hetsgd_eval_point *pt)
 	fflush(stdout);
 }
 
+/* The server drops a worker whose process ended: say so as it happens. */
+static void on_lost(void *arg, const struct hetsgd_worker_stats *w)
+{
+	struct job *j = arg;
+
+	if (j->line_open)
+		printf("\n");
+	j->line_open = 0;
+	fflush(stdout);
+	fprintf(stderr, "hetsgd-train: worker %u (rank %u) lost at %.1f s after %llu steps: %s; training goes on without it\n",
+		w->worker, w->worker + 1, w->lost_at_s, (unsigned long long)w->steps, w->lost_why);
+}
+
 static int mkdir_p(const char *path)
 {
 	char buf[PATH_MAX_LEN];
@@ -161,16 +176,22 @@ static int write_outputs(struct job *j, const struct hetsgd_engine_result *res, 
 	f = fopen(path, "w");
 	if (!f)
 		return train_err(err, n, "cannot write %s: %s", path, strerror(errno));
-	fprintf(f, "worker,tau_target_s,tau_est_s,steps,rounds,overlap_steps,dropped,overruns,compute_s,idle_s,elapsed_s,idle_share,bytes_sent,bytes_recv\n");
+	/* state: done, or lost (its process ended; its figures are the last
+	 * the server heard, lost_at_s when it was dropped) */
+	fprintf(f, "worker,tau_target_s,tau_est_s,steps,rounds,overlap_steps,dropped,overruns,compute_s,idle_s,elapsed_s,idle_share,bytes_sent,bytes_recv,state,lost_at_s\n");
 	for (uint32_t i = 0; i < res->nworkers; i++) {
 		const struct hetsgd_worker_stats *w = &res->workers[i];
 
-		fprintf(f, "%u,%.6g,%.6g,%llu,%llu,%llu,%llu,%llu,%.3f,%.3f,%.3f,%.4f,%llu,%llu\n",
+		fprintf(f, "%u,%.6g,%.6g,%llu,%llu,%llu,%llu,%llu,%.3f,%.3f,%.3f,%.4f,%llu,%llu,%s,",
 			w->worker, w->tau_target, w->tau_est, (unsigned long long)w->steps,
 			(unsigned long long)w->rounds, (unsigned long long)w->overlap_steps,
 			(unsigned long long)w->dropped, (unsigned long long)w->overruns, w->compute_s,
 			w->idle_s, w->elapsed_s, w->elapsed_s > 0 ? w->idle_s / w->elapsed_s : 0.0,
-			(unsigned long long)w->bytes_sent, (unsigned long long)w->bytes_recv);
+			(unsigned long long)w->bytes_sent, (unsigned long long)w->bytes_recv,
+			w->lost ? "lost" : "done");
+		if (w->lost)
+			fprintf(f, "%.3f", w->lost_at_s);
+		fputc('\n', f);
 	}
 	if (fclose(f))
 		return train_err(err, n, "cannot write %s: %s", path, strerror(errno));
@@ -197,6 +218,18 @@ static int write_outputs(struct job *j, const struct hetsgd_engine_result *res, 
 	opts_kv(f, "data-label", j->data_label);
 	fprintf(f, "d = %zu\ntraining-samples = %llu\n", j->d, (unsigned long long)j->ntrain);
 	opts_kv(f, "stop-reason", res->stop_reason);
+	fprintf(f, "lost-workers = %u\n", res->nlost);
+	for (uint32_t i = 0; i < res->nworkers; i++) {
+		const struct hetsgd_worker_stats *w = &res->workers[i];
+		char key[32], val[320];
+
+		if (!w->lost)
+			continue;
+		snprintf(key, sizeof(key), "lost-worker-%u", w->worker);
+		snprintf(val, sizeof(val), "rank %u at %.3f s, last step %llu: %s", w->worker + 1,
+			 w->lost_at_s, (unsigned long long)w->steps, w->lost_why);
+		opts_kv(f, key, val);
+	}
 	fprintf(f, "elapsed-s = %.3f\nupdates = %llu\ngradients = %llu\ndropped = %llu\n",
 		res->elapsed_s, (unsigned long long)res->updates,
 		(unsigned long long)res->grads, (unsigned long long)res->dropped);
@@ -279,6 +312,7 @@ static void engine_cfg(const struct opts *o, const struct job *j, struct hetsgd_
 	c->eval_interval_s = o->eval_interval;
 	c->compute_threads = o->threads;
 	c->pin = o->pin;
+	c->min_workers = o->min_workers;
 }
 
 
@@ -312,6 +346,8 @@ static int rank_prepare(struct job *j, int rank, struct hetsgd_engine_cfg *cfg,
 		j->tty = o->progress == PROG_BAR || (o->progress == PROG_AUTO && isatty(1));
 		cfg->on_eval = on_eval;
 		cfg->on_eval_arg = j;
+		cfg->on_lost = on_lost;
+		cfg->on_lost_arg = j;
 		*x = malloc(j->d * sizeof(float));
 		io->x_out = *x;
 		io->eval = j->eval.n ? &j->eval : j->test.n ? &j->test : NULL;
@@ -388,8 +424,9 @@ static int rank0_finish(struct job *j, const struct hetsgd_engine_result *res, c
 		fprintf(stderr, "hetsgd-train: %s\n", err);
 		return 1;
 	}
-	printf("hetsgd-train: %s stopped by %s after %.1f s: %llu %s, %llu gradients",
-	       o->name, res->stop_reason, res->elapsed_s, (unsigned long long)res->updates,
+	printf("hetsgd-train: %s %s%s after %.1f s: %llu %s, %llu gradients",
+	       o->name, strncmp(res->stop_reason, "stopped by ", 11) ? "stopped by " : "", res->stop_reason,
+	       res->elapsed_s, (unsigned long long)res->updates,
 	       o->method == HETSGD_METHOD_LOSCAR ? "rounds" : "updates",
 	       (unsigned long long)res->grads);
 	if (last)
@@ -398,6 +435,8 @@ static int rank0_finish(struct job *j, const struct hetsgd_engine_result *res, c
 		printf(", test accuracy %.4f", last->acc);
 	if (o->objective == HETSGD_OBJ_QUAD)
 		printf(", |x - x*| %.4g", dist_opt(j, x));
+	if (res->nlost)
+		printf(", %u of %u workers lost", res->nlost, res->nworkers);
 	printf("\n");
 	if (!o->no_plots) {
 		const char *runs[1] = { o->out }, *labels[1] = { o->name };
@@ -412,11 +451,29 @@ static int rank0_finish(struct job *j, const struct hetsgd_engine_result *res, c
 	return 0;
 }
 
+/* SIGTERM, SIGINT, SIGHUP: stop the run as at its budget, outputs written. */
+static void on_signal(int sig)
+{
+	hetsgd_engine_request_stop(sig);
+}
+
+static void catch_stop_signals(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+}
+
 static int rank_main(struct hetsgd_boot *boot, void *arg)
 {
 	struct job *j = arg;
 	struct opts *o = j->o;
-	int rank = hetsgd_boot_rank(boot), ret;
+	int rank = hetsgd_boot_rank(boot), ret, sig = 0;
 	struct agree me = { .hash = j->hash, .ok = 1 };
 	struct hetsgd_engine_cfg cfg;
 	struct hetsgd_engine_io io = { .x0 = j->x0, .d = j->d };
@@ -426,6 +483,7 @@ static int rank_main(struct hetsgd_boot *boot, void *arg)
 	float *x = NULL;
 	char err[1024] = "";
 
+	catch_stop_signals();
 	engine_cfg(o, j, &cfg);
 	hetsgd_tp_attr_init(&ta);
 	hetsgd_provider_parse(j->provider, &ta.provider);
@@ -447,8 +505,19 @@ static int rank_main(struct hetsgd_boot *boot, void *arg)
 		fprintf(stderr, "hetsgd-train: rank %d: %s\n", rank, hetsgd_algo_errmsg());
 	else if (rank == 0)
 		ret = rank0_finish(j, &res, x, err, sizeof(err));
+	/* a run a signal stopped, outputs written: 128 + the signal, as if
+	 * it had killed us (the server's run may have been stopped by a
+	 * worker's signal) */
+	if (ret == 0 && rank == 0 && res.stop_signal)
+		sig = res.stop_signal;
 	if (ret == 0)
 		hetsgd_engine_result_free(&res);
+	if (!sig)
+		sig = hetsgd_engine_stop_signal();
+	if (sig && ret != 2) {
+		ret = 128 + sig;
+		goto out;
+	}
 out:
 	if (j->metrics)
 		fclose(j->metrics);
@@ -458,7 +527,7 @@ out:
 		hetsgd_objective_destroy(more[t]);
 	free(more);
 	free(x);
-	return ret == 2 ? 2 : ret ? 1 : 0;
+	return ret > 128 ? ret : ret == 2 ? 2 : ret ? 1 : 0;
 }
 
 /* Launched by srun (or a PMI launcher) with more than one task? */
@@ -541,6 +610,46 @@ static void print_job(const struct job *j, int srun)
 	       o->out);
 }
 
+/*
+ * Every rank forked here; the exit status.  The server's status decides:
+ * 0 when it finished (workers killed on the way were dropped and are
+ * named), 128 + a signal when a signal stopped the run (to the launcher,
+ * forwarded to every rank, or to one rank), else 1 with the launcher's
+ * word on who failed first (a rank killed by a signal before those that
+ * failed after it).
+ */
+static int run_local(struct job *j)
+{
+	int n = j->o->workers + 1, *st = calloc((size_t)n, sizeof(int)), ret, r0, rc, sig;
+
+	if (!st) {
+		fprintf(stderr, "hetsgd-train: out of memory\n");
+		return 1;
+	}
+	ret = hetsgd_boot_local_run(n, rank_main, j, st);
+	sig = hetsgd_boot_local_signal();
+	r0 = WIFEXITED(st[0]) ? WEXITSTATUS(st[0]) : -1;
+	if (ret && r0 == 0) {
+		for (int r = 1; r < n; r++)
+			if (WIFSIGNALED(st[r]))
+				fprintf(stderr, "hetsgd-train: rank %d (worker %d) was killed by signal %d (%s); the run finished without it\n",
+					r, r - 1, WTERMSIG(st[r]), strsignal(WTERMSIG(st[r])));
+	}
+	if (r0 == 0)
+		rc = 0;
+	else if (r0 > 128 && r0 < 128 + 65)
+		rc = r0;
+	else if (sig)
+		rc = 128 + sig;
+	else
+		rc = 1;
+	if (rc == 1 || (rc && r0 != rc))
+		/* each rank said what went wrong; the launcher says who */
+		fprintf(stderr, "hetsgd-train: %s\n", ret ? hetsgd_errmsg() : "the server failed");
+	free(st);
+	return rc;
+}
+
 /* The checked job: printed (--check), this rank of an srun job, or every
  * rank forked here.  The exit status. */
 static int run(struct job *j, struct hetsgd_boot *boot, int srun, int rank)
@@ -554,12 +663,7 @@ static int run(struct job *j, struct hetsgd_boot *boot, int srun, int rank)
 	}
 	if (srun)
 		return rank_main(boot, j);
-	if (hetsgd_boot_local_run(j->o->workers + 1, rank_main, j, NULL)) {
-		/* each rank said what went wrong; the launcher says who */
-		fprintf(stderr, "hetsgd-train: %s\n", hetsgd_errmsg());
-		return 1;
-	}
-	return 0;
+	return run_local(j);
 }
 
 int main(int argc, char **argv)
@@ -579,6 +683,9 @@ int main(int argc, char **argv)
 	}
 	srun = o.launch == LAUNCH_SRUN || (o.launch == LAUNCH_AUTO && under_launcher());
 	if (srun) {
+		/* this process is the rank: a signal while it loads stops the
+		 * run once it starts (a local launcher forwards its own) */
+		catch_stop_signals();
 		rc = join_job(&o, &boot, &rank);
 		if (rc) {
 			hetsgd_boot_close(boot);

@@ -211,6 +211,9 @@ static const struct optdef optdefs[O_COUNT] = {
 			     .help = "training samples the loss is measured on (default 5000; 0: all)" },
 	[O_WORKERS] = { "workers", T_INT, F(workers), 0, 1, 4096, .arg = "N", .flags = F_HASH,
 			.help = "workers (default 4 locally; under srun: tasks - 1)" },
+	[O_MIN_WORKERS] = { "min-workers", T_U32, F(min_workers), 0, 1, 4096, .arg = "N", .flags = F_HASH,
+			    .help = "stop the run, every output written, when fewer workers are left "
+				    "(a worker whose process ends is dropped; default 1)" },
 	[O_PROFILE] = { "profile", LIB(profile), .off = F(profile), .arg = "P", .flags = F_HASH,
 			.help = "compute time profile: const | linear | sqrt | squared | random (default linear)" },
 	[O_TIME_UNIT] = { "time-unit", T_DBL, F(time_unit), 0, 0, 60, .arg = "S", .flags = F_HASH,
@@ -321,6 +324,7 @@ void opts_default(struct opts *o)
 	o->time_unit = 0.002;
 	o->noise = 0.1;
 	o->threads = 1;
+	o->min_workers = 1;
 	o->gamma = -1;		/* per method */
 	o->batch = 32;
 	snprintf(o->provider, sizeof(o->provider), "auto");

@@ -6,14 +6,26 @@
  * per rank.  Ranks send {op, len} then len bytes; the server answers an
  * allgather only when every rank has asked for the same thing, so a rank
  * that dies or disagrees fails the others instead of hanging them.
+ *
+ * A rank killed by a signal is lost, not a disagreement: the barriers
+ * that follow (the transport's close) are served over the ranks left, so
+ * that a job that survived the loss of a worker can end normally.  An
+ * allgather still needs every rank.
+ *
+ * Signals: while the ranks run, SIGTERM, SIGINT and SIGHUP to the
+ * launcher are forwarded to every rank (hetsgd_boot_local_signal() tells
+ * which came), and every rank gets SIGTERM when the launcher dies
+ * (PR_SET_PDEATHSIG), so that no rank outlives it.
  */
 #include <config.h>
 
 #include <errno.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -250,41 +262,81 @@ static const struct hetsgd_boot_ops local_ops = {
 };
 
 /*
- * Serve rounds of collectives until every rank has hung up.  Returns 0 when
- * all ranks hung up together between collectives, -EPROTO otherwise (the
- * survivors are cut off so that they fail instead of waiting forever).
+ * Rank r hung up (its socket reached end of file): it is leaving.  Reap it
+ * now; 1 when a signal killed it (lost: the others may go on without it),
+ * 0 when it exited.
  */
-static int local_serve(int nranks, int *fds)
+static int hung_up_lost(pid_t pid, int *status)
+{
+	int st = 0;
+
+	while (waitpid(pid, &st, 0) < 0) {
+		if (errno != EINTR)
+			return 0;
+	}
+	*status = st;
+	return WIFSIGNALED(st);
+}
+
+/*
+ * Serve rounds of collectives until every rank has hung up.  Returns 0 when
+ * all ranks hung up together between collectives (or were lost to a
+ * signal), -EPROTO otherwise (the survivors are cut off so that they fail
+ * instead of waiting forever).  Ranks reaped here have pids[r] = 0 and
+ * their wait status in status[r].
+ */
+static int local_serve(int nranks, int *fds, pid_t *pids, int *status)
 {
 	struct local_msg *req = calloc((size_t)nranks, sizeof(*req));
+	uint8_t *gone = calloc((size_t)nranks, 1);
 	char *gathered = NULL;
 	int ret = 0, r;
 
-	if (!req)
+	if (!req || !gone) {
+		free(req);
+		free(gone);
 		return -ENOMEM;
+	}
 	for (;;) {
-		int hung_up = 0, agree = 1;
+		int exited = 0, agree = 1, first = -1;
 		size_t len;
 
 		for (r = 0; r < nranks; r++) {
-			if (read_full(fds[r], &req[r], sizeof(req[r]))) {
+			if (gone[r]) {
 				req[r].op = 0;
-				hung_up++;
 				continue;
 			}
+			if (read_full(fds[r], &req[r], sizeof(req[r]))) {
+				req[r].op = 0;
+				gone[r] = 1;
+				if (!pids[r] || !hung_up_lost(pids[r], &status[r]))
+					exited++;
+				pids[r] = 0;
+				continue;
+			}
+			if (first < 0)
+				first = r;
 			if (req[r].op != LOCAL_OP_ALLGATHER && req[r].op != LOCAL_OP_BARRIER)
 				req[r].op = 0, agree = 0;
 		}
-		if (hung_up == nranks)
-			break;
-		if (hung_up) {
+		if (first < 0)
+			break;		/* every rank has hung up */
+		if (exited) {	/* it returned before the others */
 			ret = -EPROTO;
 			break;
 		}
-		for (r = 1; r < nranks; r++)
-			if (req[r].op != req[0].op || req[r].len != req[0].len)
+		for (r = first + 1; r < nranks; r++)
+			if (!gone[r] && (req[r].op != req[first].op || req[r].len != req[first].len))
 				agree = 0;
-		if (!agree || req[0].len > HETSGD_BOOT_MAX_LEN) {
+		/* a rank lost to a signal is left out of barriers, not allgathers */
+		for (r = 0; r < nranks; r++)
+			if (gone[r] && req[first].op != LOCAL_OP_BARRIER) {
+				ret = -EPROTO;
+				break;
+			}
+		if (ret)
+			break;
+		if (!agree || req[first].len > HETSGD_BOOT_MAX_LEN) {
 			/* Drain what was sent so the replies are not misread. */
 			struct local_msg err = { .op = LOCAL_OP_ERROR };
 			char sink[4096];
@@ -292,6 +344,8 @@ static int local_serve(int nranks, int *fds)
 			for (r = 0; r < nranks; r++) {
 				uint64_t left = req[r].op ? req[r].len : 0;
 
+				if (gone[r])
+					continue;
 				while (left && left <= HETSGD_BOOT_MAX_LEN) {
 					size_t n = left < sizeof(sink) ? left : sizeof(sink);
 
@@ -303,7 +357,7 @@ static int local_serve(int nranks, int *fds)
 			}
 			continue;
 		}
-		len = req[0].len;
+		len = req[first].len;
 		free(gathered);
 		gathered = len ? malloc(len * (size_t)nranks) : NULL;
 		if (len && !gathered) {
@@ -318,9 +372,11 @@ static int local_serve(int nranks, int *fds)
 			break;
 		}
 		for (r = 0; r < nranks; r++) {
-			struct local_msg rep = { .op = req[0].op,
+			struct local_msg rep = { .op = req[first].op,
 						 .len = (uint64_t)len * (uint64_t)nranks };
 
+			if (gone[r])
+				continue;
 			if (write_full(fds[r], &rep, sizeof(rep)) ||
 			    (len && write_full(fds[r], gathered, len * (size_t)nranks)))
 				ret = -EPROTO;
@@ -329,6 +385,7 @@ static int local_serve(int nranks, int *fds)
 			break;
 	}
 	free(gathered);
+	free(gone);
 	free(req);
 	/* Cut off every survivor: a blocked rank then fails instead of hanging. */
 	for (r = 0; r < nranks; r++)
@@ -358,13 +415,37 @@ static int make_pairs(int nranks, int *fds, int *peer_fds)
 	return 0;
 }
 
+/* The launcher's ranks, for its signal handler; 0 when none run. */
+static pid_t *volatile fwd_pids;
+static volatile int fwd_n;
+static volatile sig_atomic_t fwd_sig;
+static const int fwd_signals[] = { SIGTERM, SIGINT, SIGHUP };
+#define NFWD (int)(sizeof(fwd_signals) / sizeof(fwd_signals[0]))
+
+/* Pass the signal on to every rank: each stops its run and writes what
+ * it has.  Async-signal-safe: kill() only. */
+static void fwd_handler(int sig)
+{
+	pid_t *p = fwd_pids;
+
+	fwd_sig = sig;
+	for (int r = 0; p && r < fwd_n; r++)
+		if (p[r] > 0)
+			kill(p[r], sig);
+}
+
+int hetsgd_boot_local_signal(void)
+{
+	return fwd_sig;
+}
+
 /*
  * In the child of rank r: run it and exit with its status.  The launcher's
  * arrays are the parent's copies: freed here, or LeakSanitizer's check
  * below would count them once the caller's frame no longer holds them.
  */
 static _Noreturn void run_rank(int r, int nranks, int *fds, int *peer_fds, pid_t *pids,
-			       hetsgd_rank_fn fn, void *arg)
+			       hetsgd_rank_fn fn, void *arg, pid_t launcher)
 {
 	struct hetsgd_boot boot = {
 		.ops = &local_ops, .kind = HETSGD_BOOT_LOCAL,
@@ -372,6 +453,14 @@ static _Noreturn void run_rank(int r, int nranks, int *fds, int *peer_fds, pid_t
 	};
 	int i, rc;
 
+	/* the launcher's forwarding is not the rank's: default until fn
+	 * says otherwise; the launcher's death is a SIGTERM here, and a
+	 * launcher that died before that was set is checked right after */
+	for (i = 0; i < NFWD; i++)
+		signal(fwd_signals[i], SIG_DFL);
+	fwd_pids = NULL;
+	if (prctl(PR_SET_PDEATHSIG, SIGTERM) || getppid() != launcher)
+		_exit(1);
 	for (i = 0; i < nranks; i++) {
 		close(fds[i]);
 		if (i != r)
@@ -391,36 +480,49 @@ static _Noreturn void run_rank(int r, int nranks, int *fds, int *peer_fds, pid_t
 	_exit(rc < 0 ? 1 : rc > 255 ? 255 : rc);
 }
 
-/* Wait for every forked rank; first[] says how the first one failed. */
-static void reap(int nranks, const pid_t *pids, int *statuses, char *first, size_t len)
+/* How a rank ended, for the launcher's message. */
+static void describe(int r, int st, char *out, size_t len)
 {
-	int r;
+	if (WIFSIGNALED(st))
+		snprintf(out, len, "rank %d was killed by signal %d (%s)", r, WTERMSIG(st),
+			 strsignal(WTERMSIG(st)));
+	else
+		snprintf(out, len, "rank %d exited with status %d", r, WEXITSTATUS(st));
+}
+
+/*
+ * Wait for every forked rank (those local_serve reaped have pids[r] = 0
+ * and their status already).  first[] says how the first one failed: a
+ * rank killed by a signal before any that exited with an error, since the
+ * others mostly fail because of it.
+ */
+static void reap(int nranks, const pid_t *pids, int *status, char *first, size_t len)
+{
+	int r, pass;
 
 	for (r = 0; r < nranks; r++) {
-		int st = 0;
-
 		if (!pids[r])
 			continue;
-		while (waitpid(pids[r], &st, 0) < 0 && errno == EINTR)
+		while (waitpid(pids[r], &status[r], 0) < 0 && errno == EINTR)
 			;
-		if (statuses)
-			statuses[r] = st;
-		if (!first[0] && !(WIFEXITED(st) && WEXITSTATUS(st) == 0)) {
-			if (WIFSIGNALED(st))
-				snprintf(first, len, "rank %d was killed by signal %d (%s)",
-					 r, WTERMSIG(st), strsignal(WTERMSIG(st)));
-			else
-				snprintf(first, len, "rank %d exited with status %d",
-					 r, WEXITSTATUS(st));
-		}
 	}
+	for (pass = 0; pass < 2 && !first[0]; pass++)
+		for (r = 0; r < nranks && !first[0]; r++) {
+			int st = status[r];
+
+			if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
+				continue;
+			if (pass == 0 ? WIFSIGNALED(st) : 1)
+				describe(r, st, first, len);
+		}
 }
 
 int hetsgd_boot_local_run(int nranks, hetsgd_rank_fn fn, void *arg,
 			  int *statuses)
 {
-	int *fds, *peer_fds, r, ret = 0, served;
-	pid_t *pids;
+	int *fds, *peer_fds, *status, r, ret = 0, served;
+	pid_t *pids, self = getpid();
+	struct sigaction sa, old[NFWD];
 	char first[256] = "";
 
 	if (nranks < 1 || nranks > 4096)
@@ -431,7 +533,8 @@ int hetsgd_boot_local_run(int nranks, hetsgd_rank_fn fn, void *arg,
 	fds = malloc(sizeof(int) * (size_t)nranks);
 	peer_fds = malloc(sizeof(int) * (size_t)nranks);
 	pids = calloc((size_t)nranks, sizeof(pid_t));
-	if (!fds || !peer_fds || !pids) {
+	status = calloc((size_t)nranks, sizeof(int));
+	if (!fds || !peer_fds || !pids || !status) {
 		ret = hetsgd_err(-ENOMEM, "local launcher: out of memory");
 		goto free_arrays;
 	}
@@ -439,6 +542,16 @@ int hetsgd_boot_local_run(int nranks, hetsgd_rank_fn fn, void *arg,
 	if (ret)
 		goto free_arrays;
 
+	/* Forward the signals that stop a job from before the first fork:
+	 * a rank never misses one that came to the launcher. */
+	fwd_sig = 0;
+	fwd_n = nranks;
+	fwd_pids = pids;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = fwd_handler;
+	sigemptyset(&sa.sa_mask);
+	for (r = 0; r < NFWD; r++)
+		sigaction(fwd_signals[r], &sa, &old[r]);
 	/* Buffered output would otherwise be printed once per child as well. */
 	fflush(NULL);
 	for (r = 0; r < nranks; r++) {
@@ -449,8 +562,10 @@ int hetsgd_boot_local_run(int nranks, hetsgd_rank_fn fn, void *arg,
 			break;
 		}
 		if (pid == 0)
-			run_rank(r, nranks, fds, peer_fds, pids, fn, arg);
+			run_rank(r, nranks, fds, peer_fds, pids, fn, arg, self);
 		pids[r] = pid;
+		if (fwd_sig)	/* it came while this rank was being made */
+			kill(pid, fwd_sig);
 	}
 	for (r = 0; r < nranks; r++)
 		close(peer_fds[r]);
@@ -460,18 +575,24 @@ int hetsgd_boot_local_run(int nranks, hetsgd_rank_fn fn, void *arg,
 			shutdown(fds[r], SHUT_RDWR);
 		served = 0;
 	} else {
-		served = local_serve(nranks, fds);
+		served = local_serve(nranks, fds, pids, status);
 	}
 	for (r = 0; r < nranks; r++)
 		close(fds[r]);
 
-	reap(nranks, pids, statuses, first, sizeof(first));
+	reap(nranks, pids, status, first, sizeof(first));
+	fwd_pids = NULL;
+	for (r = 0; r < NFWD; r++)
+		sigaction(fwd_signals[r], &old[r], NULL);
+	if (statuses)
+		memcpy(statuses, status, sizeof(int) * (size_t)nranks);
 	if (!ret && first[0])
 		ret = hetsgd_err(-ECHILD, "local launcher: %s; see its output above", first);
 	else if (!ret && served)
 		ret = hetsgd_err(-ECHILD,
 				 "local launcher: the ranks did not finish the same collectives (one returned before the others)");
 free_arrays:
+	free(status);
 	free(pids);
 	free(peer_fds);
 	free(fds);

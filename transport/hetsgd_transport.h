@@ -77,6 +77,17 @@ void hetsgd_boot_close(struct hetsgd_boot *boot);
 typedef int (*hetsgd_rank_fn)(struct hetsgd_boot *boot, void *arg);
 int hetsgd_boot_local_run(int nranks, hetsgd_rank_fn fn, void *arg,
 			  int *statuses);
+/*
+ * The local launcher's ranks and signals: while hetsgd_boot_local_run()
+ * runs, SIGTERM, SIGINT and SIGHUP to the calling process are forwarded
+ * to every rank (the caller's own handlers are restored afterwards), and
+ * each rank gets SIGTERM if the launcher dies; a rank starts with those
+ * signals at their default action.  A rank killed by a signal is lost:
+ * the failure message names it before any rank that failed after it, and
+ * barriers go on over the ranks left.  hetsgd_boot_local_signal() is the
+ * last signal forwarded by the latest run, or 0.
+ */
+int hetsgd_boot_local_signal(void);
 
 /*
  * Sparse blocks: the unit the transport moves.  Wire format (all fields
@@ -264,6 +275,16 @@ struct hetsgd_tx {
 enum hetsgd_ev_type {
 	HETSGD_EV_RECV = 1,	/* a block landed: release its slot when done */
 	HETSGD_EV_SENT = 2,	/* a put completed locally */
+	/*
+	 * peer is gone: its process ended (shm: the process is watched
+	 * through a pidfd, polled every 100 ms from progress) or its
+	 * connection broke (verbs: rdma_cm DISCONNECTED, or a failed
+	 * completion on its queue pair).  Never a timeout: a peer that is
+	 * only slow stays up.  Reported once; the endpoint goes on with the
+	 * other peers.  No block from that peer comes after this event,
+	 * puts to it fail with -EPIPE, and its slots are ignored.
+	 */
+	HETSGD_EV_PEER_DOWN = 3,
 };
 
 struct hetsgd_ev {
@@ -278,6 +299,7 @@ struct hetsgd_ev {
 				 * a block's header and indices) */
 	size_t len;		/* RECV: bytes landed */
 	struct hetsgd_tx *tx;	/* SENT: the buffer of that put */
+	const char *why;	/* PEER_DOWN: what happened, valid until close */
 };
 
 /*
@@ -289,7 +311,9 @@ int hetsgd_tp_open(struct hetsgd_boot *boot, const struct hetsgd_tp_attr *attr,
 
 /*
  * Collective.  Waits for this rank's own puts to complete, then for every
- * rank to arrive, then releases every resource.  NULL is accepted.
+ * rank to arrive, then releases every resource.  NULL is accepted.  Ranks
+ * that are down do not arrive: the local launcher's barrier leaves out a
+ * rank killed by a signal.
  */
 int hetsgd_tp_close(struct hetsgd_tp *tp);
 
@@ -307,10 +331,14 @@ int hetsgd_tp_tx_get(struct hetsgd_tp *tp, struct hetsgd_tx **tx);
  */
 void hetsgd_tp_tx_put(struct hetsgd_tp *tp, struct hetsgd_tx *tx);
 
+/* 1 while peer is up (not reported by HETSGD_EV_PEER_DOWN), else 0. */
+int hetsgd_tp_peer_up(const struct hetsgd_tp *tp, int peer);
+
 /*
  * Write len bytes of tx into peer's next staging slot.  -EAGAIN when the
  * peer has no free slot (or the send queue is full): drive progress and
- * retry.  tx may be put to several peers before it is given back.  A
+ * retry.  -EPIPE when the peer is down (HETSGD_EV_PEER_DOWN), naming it
+ * and why; the endpoint stays usable.  tx may be put to several peers before it is given back.  A
  * HETSGD_EV_SENT event reports each put's local completion.
  */
 int hetsgd_tp_put(struct hetsgd_tp *tp, int peer, struct hetsgd_tx *tx,
@@ -319,8 +347,9 @@ int hetsgd_tp_put(struct hetsgd_tp *tp, int peer, struct hetsgd_tx *tx,
 /*
  * Drain completions into at most max events; returns how many (0 when
  * nothing happened) or a negative errno when the endpoint failed (a
- * work-completion error, a malformed immediate); the endpoint is then
- * unusable and hetsgd_errmsg() says what happened and to which peer.
+ * malformed immediate, a broken credit protocol); the endpoint is then
+ * unusable and hetsgd_errmsg() says what happened and to which peer.  A
+ * peer that dies is not a failure of the endpoint: HETSGD_EV_PEER_DOWN.
  */
 int hetsgd_tp_progress(struct hetsgd_tp *tp, struct hetsgd_ev *ev, int max);
 

@@ -11,6 +11,7 @@
 #include <config.h>
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,6 +88,26 @@ void tp_evq_push(struct hetsgd_tp *tp, const struct hetsgd_ev *ev)
 
 	tp->evq[tail] = *ev;
 	tp->evq_len++;
+}
+
+void tp_peer_down(struct hetsgd_tp *tp, int peer, const char *fmt, ...)
+{
+	struct hetsgd_ev ev = { .type = HETSGD_EV_PEER_DOWN, .peer = peer };
+	va_list ap;
+
+	if (peer < 0 || peer >= tp->size || peer == tp->rank || tp->down[peer])
+		return;
+	tp->down[peer] = 1;
+	va_start(ap, fmt);
+	vsnprintf(tp->down_why[peer], sizeof(tp->down_why[peer]), fmt, ap);
+	va_end(ap);
+	ev.why = tp->down_why[peer];
+	tp_evq_push(tp, &ev);
+}
+
+int hetsgd_tp_peer_up(const struct hetsgd_tp *tp, int peer)
+{
+	return peer >= 0 && peer < tp->size && peer != tp->rank && !tp->down[peer];
 }
 
 int tp_recv_landed(struct hetsgd_tp *tp, int peer, uint32_t slot,
@@ -198,10 +219,14 @@ static int alloc_bookkeeping(struct hetsgd_tp *tp)
 	tp->recvd = calloc((size_t)tp->size, sizeof(uint64_t));
 	tp->rel_head = calloc((size_t)tp->size, sizeof(uint64_t));
 	tp->held = calloc((size_t)tp->size * tp->attr.slots, 1);
-	/* Room for every block that can be outstanding plus every put. */
-	tp->evq_cap = (uint32_t)tp->size * tp->attr.slots * 2 + tp->attr.tx_bufs + 16;
+	tp->down = calloc((size_t)tp->size, 1);
+	tp->down_why = calloc((size_t)tp->size, sizeof(*tp->down_why));
+	/* Room for every block that can be outstanding plus every put,
+	 * plus one PEER_DOWN per peer. */
+	tp->evq_cap = (uint32_t)tp->size * tp->attr.slots * 2 + tp->attr.tx_bufs + 16 + (uint32_t)tp->size;
 	tp->evq = calloc(tp->evq_cap, sizeof(*tp->evq));
-	if (!tp->txs || !tp->recvd || !tp->rel_head || !tp->held || !tp->evq)
+	if (!tp->txs || !tp->recvd || !tp->rel_head || !tp->held || !tp->evq || !tp->down ||
+	    !tp->down_why)
 		return hetsgd_err(-ENOMEM, "out of memory for the transport's bookkeeping (%d ranks, %u slots)",
 				  tp->size, tp->attr.slots);
 	for (i = tp->attr.tx_bufs; i-- > 0;) {
@@ -218,6 +243,8 @@ static int alloc_bookkeeping(struct hetsgd_tp *tp)
 static void free_bookkeeping(struct hetsgd_tp *tp)
 {
 	free(tp->evq);
+	free(tp->down_why);
+	free(tp->down);
 	free(tp->held);
 	free(tp->rel_head);
 	free(tp->recvd);
@@ -383,6 +410,8 @@ int hetsgd_tp_put(struct hetsgd_tp *tp, int peer, struct hetsgd_tx *pub,
 		return hetsgd_err(-EINVAL, "put to rank %d: use another rank in 0..%d", peer, tp->size - 1);
 	if (!tx || !tx->held)
 		return hetsgd_err(-EINVAL, "put from a buffer not taken with hetsgd_tp_tx_get()");
+	if (tp->down[peer])
+		return hetsgd_err(-EPIPE, "put to rank %d, which is down: %s", peer, tp->down_why[peer]);
 	if (len > tp->attr.slot_bytes)
 		return hetsgd_err(-EMSGSIZE, "put of %zu bytes exceeds the %zu-byte slot: open the transport with a larger slot_bytes",
 				  len, tp->attr.slot_bytes);
@@ -433,6 +462,12 @@ int hetsgd_tp_release(struct hetsgd_tp *tp, int peer, uint32_t slot)
 		return failed_again(tp);
 	if (peer < 0 || peer >= tp->size || peer == tp->rank)
 		return hetsgd_err(-EINVAL, "release for rank %d: no such peer", peer);
+	/* Nobody is left to tell: the bookkeeping only. */
+	if (tp->down[peer]) {
+		int64_t head = tp_release_slot(tp, peer, slot);
+
+		return head < 0 ? (int)head : 0;
+	}
 	ret = tp->prov->release(tp, peer, slot);
 	if (ret && ret != -EINVAL)
 		tp_fail(tp);

@@ -14,6 +14,17 @@
  * Segments are unlinked as soon as every rank has mapped them, so a crash
  * leaves nothing behind in /dev/shm.
  *
+ * A peer's death: there is no connection to break, so each rank watches
+ * its peers' processes.  The pids are exchanged at open; each is held as
+ * a pidfd (pidfd_open), which turns readable when that process ends (a
+ * zombie counts: it will never write again), and one poll() over all of
+ * them runs from progress at most every WATCH_S seconds.  Without
+ * pidfds (kernels before 5.3) kill(pid, 0) and the state in
+ * /proc/PID/stat stand in, one call each per peer.  Only the process's
+ * end counts, never silence: a peer that is slow or descheduled stays up.
+ * A peer whose pid this rank cannot see at open (another pid namespace)
+ * is not watched; its death then shows only as silence.
+ *
  * What this isolation is worth: ranks on one host run as one user, who
  * can reach any of them through ptrace or /proc/PID/mem; it contains a
  * rank that goes wrong, not a hostile process of the same user.
@@ -23,12 +34,15 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "hetsgd_topology.h"
@@ -39,6 +53,8 @@
 #define CACHELINE 64u
 #define PAGE 4096u
 #define SEG_HDR_BYTES PAGE
+#define WATCH_S 0.1		/* seconds between looks at the peers' processes */
+#define WATCH_EVERY 32u		/* progress calls between looks at the clock */
 
 struct seg_hdr {
 	uint64_t magic;
@@ -60,6 +76,19 @@ struct shm_state {
 	char **in;		/* in[s]: the ring s writes into here (our segment) */
 	char **out;		/* out[r]: our ring in rank r's segment for us */
 	uint64_t *sent;		/* puts made to each peer */
+	/* the peers' processes: pid, pidfd (-1: kill/proc fallback, -2: not
+	 * watched), when to look next */
+	int64_t *pid;
+	int *pidfd;
+	struct pollfd *pfd;
+	uint32_t watch_countdown;
+	double next_watch;
+};
+
+/* What each rank contributes at open. */
+struct shm_hello {
+	uint64_t token;		/* rank 0's names this job's segments */
+	int64_t pid;
 };
 
 static size_t round_up(size_t x, size_t a)
@@ -203,8 +232,90 @@ static int map_ring(struct hetsgd_tp *tp, struct shm_state *st, int r)
 	return 0;
 }
 
+/* Hold each peer's process as a pidfd, or fall back to kill(pid, 0). */
+static void watch_open(struct hetsgd_tp *tp, struct shm_state *st)
+{
+	for (int r = 0; r < tp->size; r++) {
+		st->pidfd[r] = -2;
+		if (r == tp->rank || st->pid[r] <= 0)
+			continue;
+#ifdef SYS_pidfd_open
+		st->pidfd[r] = (int)syscall(SYS_pidfd_open, (pid_t)st->pid[r], 0);
+		if (st->pidfd[r] >= 0)
+			continue;
+#endif
+		/* every peer was alive at the allgather: ESRCH means that its
+		 * pid is not ours to see (another pid namespace) */
+		st->pidfd[r] = kill((pid_t)st->pid[r], 0) == 0 || errno == EPERM ? -1 : -2;
+	}
+}
+
+/* Whether pid has ended, without a pidfd: gone, or a zombie. */
+static int pid_ended(int64_t pid)
+{
+	char path[64], buf[256], *p;
+	FILE *f;
+	int ended = 0;
+
+	if (kill((pid_t)pid, 0) && errno == ESRCH)
+		return 1;
+	snprintf(path, sizeof(path), "/proc/%lld/stat", (long long)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return 0;
+	/* "pid (comm) S ...": the state follows the last ')' */
+	if (fgets(buf, sizeof(buf), f) && (p = strrchr(buf, ')')) && p[1] == ' ')
+		ended = p[2] == 'Z' || p[2] == 'X';
+	fclose(f);
+	return ended;
+}
+
+/* At most every WATCH_S: report the peers whose process has ended. */
+static void watch_peers(struct hetsgd_tp *tp, struct shm_state *st)
+{
+	double now;
+	nfds_t n = 0;
+	int r;
+
+	if (++st->watch_countdown < WATCH_EVERY)
+		return;
+	st->watch_countdown = 0;
+	now = hetsgd_clock_s();
+	if (now < st->next_watch)
+		return;
+	st->next_watch = now + WATCH_S;
+	for (r = 0; r < tp->size; r++) {
+		if (r == tp->rank || tp->down[r] || st->pidfd[r] == -2)
+			continue;
+		if (st->pidfd[r] >= 0) {
+			st->pfd[n].fd = st->pidfd[r];
+			st->pfd[n].events = POLLIN;
+			st->pfd[n++].revents = 0;
+		} else if (pid_ended(st->pid[r])) {
+			tp_peer_down(tp, r, "rank %d (process %lld) has ended: it exited or was killed",
+				     r, (long long)st->pid[r]);
+		}
+	}
+	if (!n || poll(st->pfd, n, 0) <= 0)
+		return;
+	for (nfds_t i = 0; i < n; i++) {
+		if (!st->pfd[i].revents)
+			continue;
+		for (r = 0; r < tp->size; r++)
+			if (st->pidfd[r] == st->pfd[i].fd)
+				tp_peer_down(tp, r, "rank %d (process %lld) has ended: it exited or was killed",
+					     r, (long long)st->pid[r]);
+	}
+}
+
 static void shm_free(struct hetsgd_tp *tp, struct shm_state *st)
 {
+	for (int r = 0; st->pidfd && r < tp->size; r++)
+		if (st->pidfd[r] >= 0)
+			close(st->pidfd[r]);
+	free(st->pidfd);
+	free(st->pid);
+	free(st->pfd);
 	unmap_set(tp, st, st->in);
 	unmap_set(tp, st, st->out);
 	free(st->in);
@@ -216,7 +327,7 @@ static void shm_free(struct hetsgd_tp *tp, struct shm_state *st)
 static int shm_open_tp(struct hetsgd_tp *tp)
 {
 	struct shm_state *st = calloc(1, sizeof(*st));
-	uint64_t mine = 0, *tokens = NULL;
+	struct shm_hello mine = { .pid = getpid() }, *hello = NULL;
 	char name[64];
 	int ret, r;
 
@@ -235,19 +346,28 @@ static int shm_open_tp(struct hetsgd_tp *tp)
 	st->in = calloc((size_t)tp->size, sizeof(char *));
 	st->out = calloc((size_t)tp->size, sizeof(char *));
 	st->sent = calloc((size_t)tp->size, sizeof(uint64_t));
-	tokens = calloc((size_t)tp->size, sizeof(uint64_t));
-	ret = (!st->in || !st->out || !st->sent || !tokens) ? hetsgd_err(-ENOMEM, "out of memory") : 0;
+	st->pid = calloc((size_t)tp->size, sizeof(int64_t));
+	st->pidfd = calloc((size_t)tp->size, sizeof(int));
+	st->pfd = calloc((size_t)tp->size, sizeof(struct pollfd));
+	hello = calloc((size_t)tp->size, sizeof(*hello));
+	ret = (!st->in || !st->out || !st->sent || !st->pid || !st->pidfd || !st->pfd || !hello)
+		? hetsgd_err(-ENOMEM, "out of memory") : 0;
+	for (r = 0; st->pidfd && r < tp->size; r++)
+		st->pidfd[r] = -2;
 
 	/* Rank 0's random token names this job's segments. */
-	if (!ret && getrandom(&mine, sizeof(mine), 0) != sizeof(mine))
+	if (!ret && getrandom(&mine.token, sizeof(mine.token), 0) != sizeof(mine.token))
 		ret = hetsgd_err(-errno, "getrandom: %s", strerror(errno));
-	if (hetsgd_boot_allgather(tp->boot, &mine, tokens ? tokens : &mine,
-				  tokens ? sizeof(mine) : 0)) {
+	if (hetsgd_boot_allgather(tp->boot, &mine, hello ? hello : &mine,
+				  hello ? sizeof(mine) : 0)) {
 		ret = ret ? ret : -EIO;
 		goto fail;
 	}
-	if (tokens)
-		st->token = tokens[0];
+	if (hello) {
+		st->token = hello[0].token;
+		for (r = 0; r < tp->size; r++)
+			st->pid[r] = hello[r].pid;
+	}
 	for (r = 0; !ret && r < tp->size; r++)
 		if (r != tp->rank)
 			ret = create_ring(tp, st, r);
@@ -263,7 +383,8 @@ static int shm_open_tp(struct hetsgd_tp *tp)
 		}
 	if (ret)
 		goto fail;
-	free(tokens);
+	free(hello);
+	watch_open(tp, st);
 	tp->priv = st;
 	snprintf(tp->desc, sizeof(tp->desc),
 		 "shm: %d ranks, %u slots of %zu bytes per peer, one %zu KiB segment per ring",
@@ -271,7 +392,7 @@ static int shm_open_tp(struct hetsgd_tp *tp)
 	return hetsgd_boot_barrier(tp->boot) ? -EIO : 0;
 
 fail:
-	free(tokens);
+	free(hello);
 	shm_free(tp, st);
 	return ret;
 }
@@ -304,11 +425,13 @@ static int shm_progress(struct hetsgd_tp *tp)
 	struct shm_state *st = tp->priv;
 	int s, ret;
 
+	watch_peers(tp, st);
 	for (s = 0; s < tp->size; s++) {
 		char *r;
 		uint64_t w;
 
-		if (s == tp->rank)
+		/* nothing from a peer may follow its PEER_DOWN: its ring is not read */
+		if (s == tp->rank || tp->down[s])
 			continue;
 		r = ring(st->in[s]);
 		w = __atomic_load_n(ring_written(r), __ATOMIC_ACQUIRE);

@@ -171,17 +171,52 @@ static const char *wc_hint(enum ibv_wc_status s)
 	}
 }
 
+/*
+ * The connection with peer is over (its process ended, its host failed, a
+ * completion on its queue pair failed): that pair's queue pair alone goes
+ * to ERROR, so whatever is still posted on it is flushed, and the puts
+ * still in flight to it are given back now.  The NIC may read such a
+ * buffer a moment longer; it can only send it to the dead peer.  Later
+ * completions of that queue pair are ignored (handle_wc).
+ */
+static void verbs_peer_down(struct hetsgd_tp *tp, struct verbs_state *st, int peer, const char *why)
+{
+	struct vpeer *p = &st->peers[peer];
+	struct ibv_qp_attr qa = { .qp_state = IBV_QPS_ERR };
+
+	if (tp->down[peer])
+		return;
+	if (p->qp)
+		(void)ibv_modify_qp(p->qp, &qa, IBV_QP_STATE);
+	tp_peer_down(tp, peer, "%s", why);
+	while (p->sig_head != p->sig_tail) {
+		struct sig_rec *rec = &p->sig[p->sig_head++ % st->sq_depth];
+
+		if (rec->type == SIG_DATA)
+			tp_put_completed(tp, peer, &tp->txs[rec->tx], rec->kind);
+	}
+	p->sq_done = p->sq_posted;
+	p->established = 0;
+}
+
 /* Handle one completion; events go to the FIFO unless !deliver (closing). */
 static int handle_wc(struct hetsgd_tp *tp, struct verbs_state *st, struct ibv_wc *wc, int deliver)
 {
 	int peer = (int)wc->wr_id;
+	char why[192];
 
 	if (peer < 0 || peer >= tp->size)
 		return hetsgd_err(-EPROTO, "completion with unknown wr_id %" PRIu64, wc->wr_id);
-	if (wc->status != IBV_WC_SUCCESS)
-		return hetsgd_err(-EIO, "%s rank %d failed: %s (vendor error 0x%x): %s",
-				  (wc->opcode & IBV_WC_RECV) ? "receive from" : "write to", peer,
-				  ibv_wc_status_str(wc->status), wc->vendor_err, wc_hint(wc->status));
+	if (tp->down[peer])
+		return 0;	/* flushed, or landed after it was reported down */
+	if (wc->status != IBV_WC_SUCCESS) {
+		/* A failed completion breaks that pair's queue pair, no other. */
+		snprintf(why, sizeof(why), "%s rank %d failed: %s (vendor error 0x%x): %s",
+			 (wc->opcode & IBV_WC_RECV) ? "receive from" : "write to", peer,
+			 ibv_wc_status_str(wc->status), wc->vendor_err, wc_hint(wc->status));
+		verbs_peer_down(tp, st, peer, why);
+		return 0;
+	}
 	if (wc->opcode == IBV_WC_RECV_RDMA_WITH_IMM) {
 		uint32_t imm = ntohl(wc->imm_data), slot = imm & 0xffff;
 		int ret;
@@ -218,10 +253,13 @@ static int handle_wc(struct hetsgd_tp *tp, struct verbs_state *st, struct ibv_wc
 
 /*
  * A peer whose process ends sends a disconnect through rdma_cm (checked
- * every CM_EVERY progress calls: each check is a system call).  Only the
- * CM sees it: a sender blocked on credits has nothing in flight that could
- * time out.  Before close (which is collective) no disconnect is expected,
- * so a CM event on a peer's connection now is the end of the endpoint.
+ * every CM_EVERY progress calls or CM_S seconds, whichever comes first:
+ * each check is a system call).  Only the CM sees it: a sender blocked on
+ * credits has nothing in flight that could time out.  Before close (which
+ * is collective) no disconnect is expected, so a CM event on a peer's
+ * connection now is the end of that peer (PEER_DOWN), not of the
+ * endpoint.  Lateness is never taken for death: only the connection's
+ * end or a failed completion is.
  * A connection request now comes from a stranger or a rank that is not of
  * this job (every rank is connected): it is refused, and the job goes on.
  */
@@ -247,10 +285,13 @@ static int check_cm_events(struct hetsgd_tp *tp, struct verbs_state *st)
 		rdma_ack_cm_event(ev);
 		if (peer < 0 || peer >= tp->size || peer == tp->rank)
 			continue;	/* a refused stranger's id, or a test's */
-		if (type == RDMA_CM_EVENT_DISCONNECTED)
-			st->peers[peer].established = 0;
-		return hetsgd_err(-ECONNRESET, "rank %d: connection with rank %d ended (%s): that rank's process "
-				  "exited or failed before closing the transport", tp->rank, peer, rdma_event_str(type));
+		{
+			char why[192];
+
+			snprintf(why, sizeof(why), "rank %d: connection with rank %d ended (%s): that rank's process "
+				 "exited or failed before closing the transport", tp->rank, peer, rdma_event_str(type));
+			verbs_peer_down(tp, st, peer, why);
+		}
 	}
 }
 
@@ -286,21 +327,25 @@ static int verbs_progress(struct hetsgd_tp *tp)
 	 * caller would pay one per poll.
 	 */
 	/* A peer's death is rare news: look for it far less often than for credits. */
+	if (++st->clock_countdown >= CLOCK_EVERY) {
+		st->clock_countdown = 0;
+		now = now_s();
+		if (now - st->cm_last >= CM_S)
+			st->cm_countdown = CM_EVERY;
+	}
 	if (++st->cm_countdown >= CM_EVERY) {
 		st->cm_countdown = 0;
+		st->cm_last = now ? now : now_s();
 		ret = check_cm_events(tp, st);
 		if (ret)
 			return ret;
 	}
-	if (++st->clock_countdown >= CLOCK_EVERY) {
-		st->clock_countdown = 0;
+	if (now) {
 		for (j = 0; j < tp->size; j++) {
 			struct vpeer *p = &st->peers[j];
 
-			if (j == tp->rank || p->credit_val == p->credit_sent)
+			if (j == tp->rank || tp->down[j] || p->credit_val == p->credit_sent)
 				continue;
-			if (!now)
-				now = now_s();
 			ret = flush_credit(tp, st, j, now - p->credit_since >= CREDIT_MAX_DELAY_S ? CREDIT_NOW
 												     : CREDIT_LAZY);
 			if (ret)
@@ -338,7 +383,7 @@ static int verbs_quiesce(struct hetsgd_tp *tp)
 		for (j = 0; j < tp->size; j++) {
 			struct vpeer *p = &st->peers[j];
 
-			if (j == tp->rank)
+			if (j == tp->rank || tp->down[j])
 				continue;
 			/* A signalled write at the tail proves all before it completed. */
 			if (p->credit_val != p->credit_sent || (p->unsig && p->sq_posted > p->sq_done &&

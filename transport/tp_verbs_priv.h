@@ -25,6 +25,7 @@
 #define POLL_BATCH 32
 #define CLOCK_EVERY 64
 #define CM_EVERY 4096			/* progress calls between rdma_cm checks */
+#define CM_S 0.25			/* ... or seconds, whichever comes first */
 
 enum { SIG_DATA = 1, SIG_CREDIT = 2, SIG_TEST = 3 };
 
@@ -93,6 +94,7 @@ struct verbs_state {
 	int link_ethernet;
 	uint32_t clock_countdown;	/* progress calls since the clock was read */
 	uint32_t cm_countdown;		/* progress calls since rdma_cm was checked */
+	double cm_last;			/* when it was checked */
 	char dev[32];
 	struct sockaddr_in addr;
 };

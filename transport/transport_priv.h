@@ -205,6 +205,10 @@ struct hetsgd_tp {
 	uint64_t *rel_head;		/* contiguous prefix released, per peer */
 	uint8_t *held;			/* size * slots: 1 while the caller holds it */
 
+	/* peers reported by HETSGD_EV_PEER_DOWN, and why (until close) */
+	uint8_t *down;
+	char (*down_why)[192];
+
 	/* events waiting to be returned by hetsgd_tp_progress() */
 	struct hetsgd_ev *evq;
 	uint32_t evq_cap, evq_head, evq_len;
@@ -221,6 +225,13 @@ static inline uint32_t tp_evq_room(const struct hetsgd_tp *tp)
 /* Providers queue events here; the FIFO is sized so this cannot fail
  * when they respect tp_evq_room(). */
 void tp_evq_push(struct hetsgd_tp *tp, const struct hetsgd_ev *ev);
+
+/*
+ * peer is gone (its process ended, its connection broke): queue one
+ * PEER_DOWN event with the reason; later calls for that peer do nothing.
+ * The FIFO keeps room for one per peer.
+ */
+void tp_peer_down(struct hetsgd_tp *tp, int peer, const char *fmt, ...) HETSGD_PRINTF(3, 4);
 
 /* A block from peer landed in slot: queue the RECV event, mark it held. */
 int tp_recv_landed(struct hetsgd_tp *tp, int peer, uint32_t slot,

@@ -9,3 +9,4 @@ seed=${HETSGD_TEST_SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}
 "$prog" --provider shm --ranks 4 --puts 1000 --slots 3 --seed "$seed" --quiet
 "$prog" --provider shm --ranks 8 --puts 200 --slots 2 --slot-bytes 8192 --seed "$seed" --quiet
 "${HETSGD_BUILDDIR:-.}/tests/rdma/hetsgd-credit-check" --provider shm
+"${HETSGD_BUILDDIR:-.}/tests/rdma/hetsgd-peer-death-check" --provider shm
