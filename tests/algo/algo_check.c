@@ -576,8 +576,10 @@ static int fmnist_rank(struct hetsgd_boot *boot, void *arg)
 		snprintf(what, sizeof(what), "LOSCAR %s, %s overlap, K = %u of %zu",
 			 hetsgd_merge_name(j->cfg.merge), j->cfg.overlap ? "with" : "no",
 			 j->cfg.k ? j->cfg.k : (uint32_t)j->d, j->d);
-	else
+	else if (j->cfg.method == HETSGD_METHOD_SYNC)
 		snprintf(what, sizeof(what), "synchronous SGD");
+	else
+		snprintf(what, sizeof(what), "%s", hetsgd_method_name(j->cfg.method));
 	printf("%s: %s on %s (softmax, 4 workers of %d compute threads, Dirichlet 0.5) over %s: test accuracy %.4f (must be >= %.2f)\n",
 	       ok ? "PASS" : "FAIL", what, j->o->synth ? "generated blobs" : "Fashion-MNIST",
 	       j->cfg.compute_threads > 1 ? j->cfg.compute_threads : 1,
@@ -602,7 +604,9 @@ static int scenario_fmnist(const struct opts *o)
 	j.cfg.overlap = o->overlap;
 	j.cfg.k = o->k_percent > 0 ? (uint32_t)((double)j.d * o->k_percent / 100.0) : o->k;
 	j.cfg.round_s = 0.02;
-	j.cfg.gamma = o->method == HETSGD_METHOD_SYNC ? 0.2f : 0.05f;
+	/* one step per round of all the workers' gradients: sync's gamma */
+	j.cfg.gamma = o->method == HETSGD_METHOD_SYNC || o->method == HETSGD_METHOD_MALENIA ||
+		      o->method == HETSGD_METHOD_RINGLEADER ? 0.2f : 0.05f;
 	j.cfg.seed = o->seed;
 	j.cfg.profile.kind = HETSGD_PROFILE_LINEAR;
 	j.cfg.profile.unit_s = 0.001;
@@ -622,7 +626,7 @@ static int scenario_fmnist(const struct opts *o)
 static void usage(void)
 {
 	fprintf(stderr, "usage: hetsgd-algo-check --scenario quad|loscar-sgd|overlap|abort|fmnist [--provider shm|verbs]\n"
-		"       [--seed S] [--budget SECONDS] [--method asgd|sync|loscar] [--policy P] [--merge R]\n"
+		"       [--seed S] [--budget SECONDS] [--method asgd|sync|loscar|malenia|ringleader] [--policy P] [--merge R]\n"
 		"       [--no-overlap] [--k K | --k-percent P] [--min-acc A] [--synth] [--threads T] [--verbose]\n");
 }
 
