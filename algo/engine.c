@@ -28,6 +28,8 @@ static const struct hetsgd_method_ops *const methods[] = {
 	&method_asgd,
 	&method_sync,
 	&method_loscar,
+	&method_malenia,
+	&method_ringleader,
 };
 
 #define NMETHODS (sizeof(methods) / sizeof(methods[0]))

@@ -36,6 +36,9 @@ struct hetsgd_method_ops {
 	uint32_t to_server;		/* a worker writes them to the server */
 	uint32_t to_worker;		/* the server writes them to a worker */
 	int delayable;			/* comm_delay_s holds the server's replies */
+	/* its worker writes GRAD after GRAD without waiting for a reply:
+	 * MODEL may land in COMPUTE or POSTED (worker_legal_streaming) */
+	int streams;
 	/* its own configuration checks (after the shared ones) */
 	int (*check)(const struct hetsgd_engine_cfg *c, uint32_t n, size_t d);
 	/* masked coordinates per round (LOSCAR's K); NULL: no mask */
@@ -46,6 +49,10 @@ struct hetsgd_method_ops {
 	int (*worker_loop)(struct worker *w);
 	/* the progress thread after STOP, before the statistics */
 	int (*worker_finish)(struct worker *w);
+	/* the server's own state, after the shared set-up; fini undoes it
+	 * (also after a failed init) */
+	int (*server_init)(struct server *s);
+	void (*server_fini)(struct server *s);
 	/* a block of a type in to_server that is legal in the worker's state */
 	int (*server_msg)(struct server *s, uint32_t wk, const struct eng_hdr *h,
 			  const struct hetsgd_block *b, const struct hetsgd_ev *ev, double t);

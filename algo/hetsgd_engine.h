@@ -167,6 +167,79 @@ void hetsgd_loscar_merge(enum hetsgd_merge merge, float *x,
 			 const uint32_t *idx, uint32_t k, const float *y,
 			 const float *mbar);
 
+/* ---- Malenia SGD and Ringleader ASGD: the server's gradient table -------- */
+
+/*
+ * Both baselines of the Rescaled ASGD paper keep, per worker i, the sum of
+ * the gradients it sent in the current round and their count b_i, and step
+ *   x -= gamma (1/n) sum_{i: b_i > 0} (sum_i / b_i)
+ * (the average over workers of each worker's mean gradient).  They differ
+ * in when a round ends and which gradients enter it:
+ *   Malenia     only gradients computed at the current model; it steps
+ *               when every b_i >= 1 and the harmonic mean
+ *               (1/n sum_i 1/b_i)^-1 >= S / n; older ones are dropped.
+ *   Ringleader  every gradient enters the round in which it lands (one
+ *               computed at the model before the last step included: at
+ *               most that stale, see algo/README.md); it steps when every
+ *               b_i >= 1.
+ */
+struct hetsgd_grad_table {
+	uint32_t n;
+	size_t d;
+	float *sum;		/* n rows of d: row i is worker i's sum */
+	uint32_t *count;	/* b_i */
+	uint32_t filled;	/* workers with b_i > 0 */
+	uint8_t *lost;		/* workers that died: never waited for again */
+	uint32_t nlost;
+};
+
+/* Zeroed table for n >= 1 workers, d >= 1; -ENOMEM.  Free with _fini. */
+int hetsgd_grad_table_init(struct hetsgd_grad_table *t, uint32_t n, size_t d);
+void hetsgd_grad_table_fini(struct hetsgd_grad_table *t);
+/* Every sum 0, every count 0: the start of a round. */
+void hetsgd_grad_table_clear(struct hetsgd_grad_table *t);
+/* Worker i's row, for adding a gradient in place; then _counted(). */
+float *hetsgd_grad_table_row(struct hetsgd_grad_table *t, uint32_t i);
+/* One more gradient of worker i is in its row: b_i += 1. */
+void hetsgd_grad_table_counted(struct hetsgd_grad_table *t, uint32_t i);
+/* Row i += g (d values), b_i += 1. */
+void hetsgd_grad_table_add(struct hetsgd_grad_table *t, uint32_t i, const float *g);
+/*
+ * x -= gamma (1/m) sum over the m workers with b_i > 0 of sum_i / b_i
+ * (m = n while no worker is lost).
+ */
+void hetsgd_grad_table_step(const struct hetsgd_grad_table *t, float *x, float gamma);
+/*
+ * Worker i died: the rounds stop waiting for it.  Gradients of its that
+ * are already in this round's table stay there (they were valid when they
+ * came), as sync and LOSCAR keep a block that landed before its sender died.
+ */
+void hetsgd_grad_table_lose(struct hetsgd_grad_table *t, uint32_t i);
+
+/*
+ * Malenia's condition: every b_i >= 1 and (1/n sum 1/b_i)^-1 >= S / n,
+ * evaluated as n^2 >= S sum 1/b_i with a relative slack of 1e-12 (so
+ * that S = n b with every b_i = b steps, whatever the rounding of 1/b).
+ * S <= 0 means S = n: every worker has one gradient.  Over the m live
+ * workers once some are lost: (1/m sum_live 1/b_i)^-1 >= S / n.
+ */
+int hetsgd_malenia_ready(const struct hetsgd_grad_table *t, double S);
+/*
+ * Malenia's admission of a gradient computed at model version v when the
+ * server is at k: 1 use it (v == k), 0 drop it (v < k), -EPROTO (with the
+ * message) for a version the server never sent (v > k).
+ */
+int hetsgd_malenia_admit(uint64_t v, uint64_t k);
+/* Ringleader's round: every live worker's b_i >= 1. */
+int hetsgd_ringleader_ready(const struct hetsgd_grad_table *t);
+/*
+ * Ringleader's admission of a gradient computed at version v when the
+ * server is at k: 1 when it enters this round: v == k, or v == k - 1 (it
+ * was in flight at the last step: kept, never dropped); -EPROTO (with the
+ * message) otherwise: the protocol bounds the delay by 1 (algo/README.md).
+ */
+int hetsgd_ringleader_admit(uint64_t v, uint64_t k);
+
 /* ---- the engine --------------------------------------------------------- */
 
 /*
@@ -187,6 +260,12 @@ void hetsgd_loscar_merge(enum hetsgd_merge merge, float *x,
  *           with gamma_i from the policy; write x to that worker only.
  *   SYNC    synchronous minibatch SGD: the server averages one gradient
  *           from every worker, steps, writes x to all.
+ *   MALENIA worker: gradients at its model, written one after another
+ *           without waiting; the model lands when it lands.  Server: the
+ *           table above at the current model; steps when Malenia's
+ *           condition holds and writes x to all; older gradients dropped.
+ *   RINGLEADER  ASGD's worker.  Server: the table above; steps when every
+ *           worker contributed; replies with x after every gradient.
  *   LOSCAR  worker: local steps for round_s seconds; snapshot the K
  *           masked values (mask from (seed, round), the same on every
  *           rank); write them; keep stepping (overlap) or wait (no
@@ -198,9 +277,11 @@ enum hetsgd_method {
 	HETSGD_METHOD_ASGD = 1,
 	HETSGD_METHOD_SYNC,
 	HETSGD_METHOD_LOSCAR,
+	HETSGD_METHOD_MALENIA,
+	HETSGD_METHOD_RINGLEADER,
 };
 
-/* "asgd", "sync", "loscar"; -EINVAL otherwise. */
+/* "asgd", "sync", "loscar", "malenia", "ringleader"; -EINVAL otherwise. */
 int hetsgd_method_parse(const char *name, enum hetsgd_method *method);
 const char *hetsgd_method_name(enum hetsgd_method method);
 
@@ -243,6 +324,8 @@ struct hetsgd_engine_cfg {
 	double round_s;			/* LOSCAR: local phase of a round */
 	double comm_delay_s;		/* LOSCAR: the server holds each average
 					 * this long (emulates a slow network) */
+	double malenia_s;		/* MALENIA: S, the step condition's
+					 * batch; 0: n */
 	float gamma;			/* step size */
 	uint32_t batch;			/* minibatch (ignored for QUAD) */
 	uint64_t seed;			/* sampling, masks, profile */

@@ -11,9 +11,11 @@
 extern const struct hetsgd_method_ops method_asgd;	/* method_asgd.c */
 extern const struct hetsgd_method_ops method_sync;	/* method_sync.c */
 extern const struct hetsgd_method_ops method_loscar;	/* method_loscar.c */
+extern const struct hetsgd_method_ops method_malenia;	/* method_malenia.c */
+extern const struct hetsgd_method_ops method_ringleader;	/* method_ringleader.c */
 
 /* The worker of the methods that send gradients and wait for the model
- * (ASGD and SYNC share it): method_asgd.c. */
+ * (ASGD, SYNC and RINGLEADER share it): method_asgd.c. */
 int gradient_worker_loop(struct worker *w);
 
 #endif

@@ -1,7 +1,8 @@
 /*
  * The small pieces of math the engine's methods are made of: time
  * profiles, the online tau estimate, step-size policies, the LOSCAR merge,
- * and the sequential SGD reference.  Each is a pure function of its inputs
+ * the gradient table of Malenia and Ringleader, and the sequential SGD
+ * reference.  Each is a pure function of its inputs
  * so that it can be tested on hand-made numbers.
  */
 #include <config.h>
@@ -399,6 +400,137 @@ void hetsgd_loscar_merge(enum hetsgd_merge merge, float *x,
 	/* keep the progress z - y made while the average was in flight */
 	for (uint32_t j = 0; j < k; j++)
 		x[idx[j]] += mbar[j] - y[j];
+}
+
+/* ---- Malenia and Ringleader: the gradient table ---- */
+
+int hetsgd_grad_table_init(struct hetsgd_grad_table *t, uint32_t n, size_t d)
+{
+	memset(t, 0, sizeof(*t));
+	if (n == 0 || d == 0)
+		return algo_err(-EINVAL, "a gradient table needs n >= 1 workers and d >= 1, not n = %u, d = %zu",
+				n, d);
+	t->sum = calloc((size_t)n * d, sizeof(float));
+	t->count = calloc(n, sizeof(uint32_t));
+	t->lost = calloc(n, 1);
+	if (!t->sum || !t->count || !t->lost) {
+		hetsgd_grad_table_fini(t);
+		return algo_err(-ENOMEM, "out of memory for a gradient table of %u x %zu floats", n, d);
+	}
+	t->n = n;
+	t->d = d;
+	return 0;
+}
+
+void hetsgd_grad_table_fini(struct hetsgd_grad_table *t)
+{
+	free(t->sum);
+	free(t->count);
+	free(t->lost);
+	memset(t, 0, sizeof(*t));
+}
+
+void hetsgd_grad_table_clear(struct hetsgd_grad_table *t)
+{
+	memset(t->sum, 0, (size_t)t->n * t->d * sizeof(float));
+	memset(t->count, 0, t->n * sizeof(uint32_t));
+	t->filled = 0;
+}
+
+float *hetsgd_grad_table_row(struct hetsgd_grad_table *t, uint32_t i)
+{
+	return t->sum + (size_t)i * t->d;
+}
+
+void hetsgd_grad_table_counted(struct hetsgd_grad_table *t, uint32_t i)
+{
+	if (t->count[i]++ == 0)
+		t->filled++;
+}
+
+void hetsgd_grad_table_add(struct hetsgd_grad_table *t, uint32_t i, const float *g)
+{
+	float *row = hetsgd_grad_table_row(t, i);
+
+	for (size_t j = 0; j < t->d; j++)
+		row[j] += g[j];
+	hetsgd_grad_table_counted(t, i);
+}
+
+void hetsgd_grad_table_lose(struct hetsgd_grad_table *t, uint32_t i)
+{
+	if (i < t->n && !t->lost[i]) {
+		t->lost[i] = 1;
+		t->nlost++;
+	}
+}
+
+/* Whether every live worker has a gradient in the table (and one lives). */
+static int live_filled(const struct hetsgd_grad_table *t)
+{
+	uint32_t live = 0;
+
+	for (uint32_t i = 0; i < t->n; i++) {
+		if (t->lost[i])
+			continue;
+		if (!t->count[i])
+			return 0;
+		live++;
+	}
+	return live > 0;
+}
+
+void hetsgd_grad_table_step(const struct hetsgd_grad_table *t, float *x, float gamma)
+{
+	uint32_t m = t->filled;
+
+	for (uint32_t i = 0; i < t->n && m; i++) {
+		const float *row = t->sum + (size_t)i * t->d;
+		float c;
+
+		if (!t->count[i])
+			continue;
+		/* gamma (1/m) (1/b_i) in one factor per worker */
+		c = gamma / ((float)m * (float)t->count[i]);
+		for (size_t j = 0; j < t->d; j++)
+			x[j] -= c * row[j];
+	}
+}
+
+int hetsgd_malenia_ready(const struct hetsgd_grad_table *t, double S)
+{
+	double inv = 0.0, n = (double)t->n, m = (double)(t->n - t->nlost);
+
+	if (!live_filled(t))
+		return 0;
+	if (!(S > 0.0))
+		S = n;
+	for (uint32_t i = 0; i < t->n; i++)
+		if (!t->lost[i])
+			inv += 1.0 / (double)t->count[i];
+	/* (1/m sum_live 1/b_i)^-1 >= S / n  <=>  m n >= S sum_live 1/b_i */
+	return m * n >= S * inv * (1.0 - 1e-12);
+}
+
+int hetsgd_malenia_admit(uint64_t v, uint64_t k)
+{
+	if (v > k)
+		return algo_err(-EPROTO, "a gradient at model version %llu; the server is at %llu",
+				(unsigned long long)v, (unsigned long long)k);
+	return v == k;
+}
+
+int hetsgd_ringleader_ready(const struct hetsgd_grad_table *t)
+{
+	return live_filled(t);
+}
+
+int hetsgd_ringleader_admit(uint64_t v, uint64_t k)
+{
+	if (v > k || k - v > 1)
+		return algo_err(-EPROTO, "a gradient at model version %llu; the server is at %llu, and Ringleader's protocol keeps every delay <= 1",
+				(unsigned long long)v, (unsigned long long)k);
+	return 1;
 }
 
 /* ---- sequential reference ---- */

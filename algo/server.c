@@ -379,12 +379,15 @@ static int server_setup(struct server *s, struct eng *e)
 	    !s->pend || !s->pend_len || !s->job.x || !s->eg)
 		return algo_err(-ENOMEM, "server: out of memory for a model of %zu floats", e->d);
 	memcpy(s->x, e->io->x0, e->d * sizeof(float));
-	return eng_mask_init(e, &s->mask);
+	ret = eng_mask_init(e, &s->mask);
+	return !ret && e->ops->server_init ? e->ops->server_init(s) : ret;
 }
 
 static void server_free(struct server *s)
 {
 	eval_stop(s);
+	if (s->e->ops->server_fini)
+		s->e->ops->server_fini(s);
 	hetsgd_tau_destroy(s->tau);
 	s->tau = NULL;
 	hetsgd_mask_fini(&s->mask);

@@ -77,6 +77,7 @@ struct server {
 	float *acc;		/* SYNC: gradient sum; LOSCAR: FINAL sum */
 	uint32_t acc_count;
 	uint8_t *got;		/* per worker: contributed to the current round */
+	struct hetsgd_grad_table table;	/* MALENIA, RINGLEADER: per-worker sums */
 	struct hetsgd_tau_est *tau;
 	struct hetsgd_worker_stats *ws;
 	double *compute;	/* per worker: compute seconds as last reported */

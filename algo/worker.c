@@ -30,6 +30,17 @@ static const uint8_t worker_legal[MSG_MAX][W_NSTATES] = {
 	[MSG_ABORT] = { 1, 1, 1, 1, 1 },
 };
 
+/*
+ * The same for a method whose worker streams (ops->streams): a written
+ * GRAD goes back to COMPUTE, never AWAITING, and the model the server
+ * broadcasts may land while the worker computes or has a GRAD posted.
+ */
+static const uint8_t worker_legal_streaming[MSG_MAX][W_NSTATES] = {
+	[MSG_MODEL] = { [W_COMPUTE] = 1, [W_POSTED] = 1 },
+	[MSG_STOP] = { [W_COMPUTE] = 1, [W_POSTED] = 1 },
+	[MSG_ABORT] = { 1, 1, 1, 1, 1 },
+};
+
 /* Every change of state, under mu; wakes both threads. */
 static void worker_set(struct worker *w, enum worker_state st)
 {
@@ -216,13 +227,14 @@ static int worker_check_legal(struct worker *w, const struct eng_hdr *h)
 	    !(w->e->ops->to_worker & MSG_BIT(h->type)))
 		return algo_err(-EPROTO, "the server sent %s, which a %s worker does not expect now: the ranks run different configurations",
 				msg_names[h->type], w->e->ops->name);
-	if (!worker_legal[h->type][st])
+	if (!(w->e->ops->streams ? worker_legal_streaming : worker_legal)[h->type][st])
 		return algo_err(-EPROTO, "the server sent %s to worker %u in state %s, where it is not legal: the ranks run different configurations",
 				msg_names[h->type], w->id, worker_state_names[st]);
 	return 0;
 }
 
-/* A landed MODEL or AVG into the inbox, under mu: AWAITING -> COMPUTE. */
+/* A landed MODEL or AVG into the inbox, under mu: AWAITING -> COMPUTE (a
+ * streaming worker's state stays; a newer model replaces one not taken). */
 static int worker_inbox(struct worker *w, const struct hetsgd_ev *ev,
 			const struct eng_hdr *h, const struct hetsgd_block *b)
 {
@@ -241,7 +253,10 @@ static int worker_inbox(struct worker *w, const struct hetsgd_ev *ev,
 	w->in_round = h->round;
 	w->in_flags = h->flags;
 	atomic_store_explicit(&w->in_full, 1, memory_order_release);
-	worker_set(w, W_COMPUTE);
+	if (worker_state(w) == W_AWAITING)
+		worker_set(w, W_COMPUTE);
+	else
+		pthread_cond_broadcast(&w->cv);
 	return 0;
 }
 
@@ -284,7 +299,7 @@ static int worker_write(struct worker *w, int *did)
 	if (ret)
 		return ret == -EAGAIN ? 0 : ret;
 	*did = 1;
-	if (type == MSG_GRAD || type == MSG_ROUND) {
+	if ((type == MSG_GRAD && !w->e->ops->streams) || type == MSG_ROUND) {
 		w->await_since = now_s();
 		worker_set(w, W_AWAITING);
 	} else {

@@ -15,6 +15,8 @@
  *   COMPUTE --post--> POSTED --written--> COMPUTE (SNAP)
  *                                     \-> AWAITING (GRAD, ROUND)
  *   AWAITING --MODEL or AVG lands--> COMPUTE (the reply in the inbox)
+ *   a streaming method (ops->streams, Malenia): POSTED --written-->
+ *   COMPUTE for GRAD too; MODEL lands in COMPUTE or POSTED, state kept
  *   COMPUTE, POSTED, AWAITING --STOP lands--> STOPPING
  *   STOPPING --the last messages written--> DONE
  *

@@ -291,6 +291,7 @@ static void engine_cfg(const struct opts *o, const struct job *j, struct hetsgd_
 	c->method = o->method;
 	c->policy = o->policy;
 	c->ringmaster_r = o->ringmaster_r;
+	c->malenia_s = o->malenia_s;
 	c->merge = o->merge;
 	c->overlap = o->overlap;
 	c->k = o->k;

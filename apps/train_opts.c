@@ -94,6 +94,7 @@ static void policy_help(FILE *f, const char *left)
 
 static int is_asgd(const struct opts *o) { return o->method == HETSGD_METHOD_ASGD; }
 static int is_loscar(const struct opts *o) { return o->method == HETSGD_METHOD_LOSCAR; }
+static int is_malenia(const struct opts *o) { return o->method == HETSGD_METHOD_MALENIA; }
 static int is_ringmaster(const struct opts *o)
 {
 	return is_asgd(o) && o->policy == HETSGD_POLICY_RINGMASTER;
@@ -140,13 +141,17 @@ static int check_name(const struct opts *o, const char *v, char *err, size_t n)
 
 static const struct optdef optdefs[O_COUNT] = {
 	[O_METHOD] = { "method", LIB(method), .off = F(method), .arg = "M", .flags = F_HASH,
-		       .help = "asgd | sync | loscar (default asgd)" },
+		       .help = "asgd | sync | loscar | malenia | ringleader (default asgd)" },
 	[O_POLICY] = { "policy", LIB(policy), .off = F(policy), .arg = "P", .flags = F_HASH,
 		       .applies = is_asgd, .applies_to = "--method asgd", .help_fn = policy_help },
 	[O_RINGMASTER_R] = { "ringmaster-r", T_U64, F(ringmaster_r), 0, 1, 1 << 30, .arg = "R",
 			     .flags = F_HASH | F_UNSET0, .applies = is_ringmaster,
 			     .applies_to = "--method asgd --policy ringmaster",
 			     .help = "ringmaster: drop gradients with delay >= R (default: workers)" },
+	[O_MALENIA_S] = { "malenia-s", T_DBL, F(malenia_s), 0, 1e-6, 1e9, .arg = "S",
+			  .flags = F_HASH | F_UNSET0, .applies = is_malenia,
+			  .applies_to = "--method malenia",
+			  .help = "malenia: step once (1/n sum 1/b_i)^-1 >= S/n, b_i the gradients of worker i at the model (default: workers)" },
 	[O_MERGE] = { "merge", LIB(merge), .off = F(merge), .arg = "R", .flags = F_HASH,
 		      .applies = is_loscar, .applies_to = "--method loscar",
 		      .help = "loscar: delay-corrected | overwrite (default delay-corrected)" },
@@ -225,7 +230,7 @@ static const struct optdef optdefs[O_COUNT] = {
 	[O_THREADS] = { "threads", T_INT, F(threads), 0, 1, 256, .arg = "T", .flags = F_HASH,
 			.help = "compute threads per worker (default 1)" },
 	[O_GAMMA] = { "gamma", T_DBL, F(gamma), 0, 1e-12, 1e6, .arg = "G", .flags = F_HASH,
-		      .help = "step size (default 0.05; sync: 0.2)" },
+		      .help = "step size (default 0.05; sync, malenia, ringleader: 0.2)" },
 	[O_BATCH] = { "batch", T_U32, F(batch), 0, 1, 1 << 24, .arg = "B", .flags = F_HASH,
 		      .help = "minibatch (default 32)" },
 	[O_PROVIDER] = { "provider", CHOICE(provider_names, 0), .off = F(provider), .arg = "P", .flags = F_HASH,
@@ -604,7 +609,8 @@ static void resolve_defaults(struct opts *o)
 	if (o->time_s == 0 && o->epochs == 0 && o->target_loss == 0 && o->target_acc == 0)
 		o->time_s = 30;
 	if (o->gamma < 0)
-		o->gamma = o->method == HETSGD_METHOD_SYNC ? 0.2 : 0.05;
+		o->gamma = o->method == HETSGD_METHOD_SYNC || o->method == HETSGD_METHOD_MALENIA ||
+			   o->method == HETSGD_METHOD_RINGLEADER ? 0.2 : 0.05;
 	if (o->eval_interval == 0)
 		o->eval_interval = o->time_s > 0 ? o->time_s / 40 : 0.5;
 	if (o->lambda < 0)

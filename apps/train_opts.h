@@ -22,7 +22,7 @@ enum prog_kind { PROG_AUTO = 1, PROG_BAR, PROG_PLAIN, PROG_NONE };
 
 /* Index of each option in the table; GIVEN() is by these. */
 enum opt_id {
-	O_METHOD, O_POLICY, O_RINGMASTER_R, O_MERGE, O_OVERLAP, O_NO_OVERLAP, O_K, O_K_FRACTION,
+	O_METHOD, O_POLICY, O_RINGMASTER_R, O_MALENIA_S, O_MERGE, O_OVERLAP, O_NO_OVERLAP, O_K, O_K_FRACTION,
 	O_ROUND_TIME, O_COMM_DELAY, O_OBJECTIVE, O_HIDDEN, O_LAMBDA, O_BIAS, O_DIM, O_DATA, O_TEST,
 	O_PER_WORKER, O_SPLIT, O_ALPHA, O_TEST_FRACTION, O_SYNTH_N, O_SYNTH_P, O_SYNTH_CLASSES,
 	O_EVAL_SAMPLES, O_WORKERS, O_MIN_WORKERS, O_PROFILE, O_TIME_UNIT, O_NOISE, O_SHUFFLE, O_THREADS, O_GAMMA,
@@ -36,6 +36,7 @@ struct opts {
 	int method;			/* enum hetsgd_method */
 	int policy;			/* enum hetsgd_policy */
 	uint64_t ringmaster_r;
+	double malenia_s;		/* 0: the number of workers */
 	int merge;			/* enum hetsgd_merge */
 	int overlap;
 	uint32_t k;

@@ -11,6 +11,8 @@ for m in "--method asgd --policy rescaled" \
 	 "--method asgd --policy delay-adaptive" \
 	 "--method asgd --policy ringmaster" \
 	 "--method sync" \
+	 "--method malenia" \
+	 "--method ringleader" \
 	 "--method loscar --merge delay-corrected --k-percent 10" \
 	 "--method loscar --merge overwrite --k-percent 10" \
 	 "--method loscar --no-overlap --k-percent 10" \

@@ -2,7 +2,7 @@
 # Faults survived, nothing lost (issue #12, first half), over shm with the
 # local launcher and hetsgd-train:
 #   - kill -9 of a worker at a random moment in [1, 3] s (asgd, loscar,
-#     sync): the run ends at its budget with exit 0, summary.txt and
+#     sync, malenia, ringleader): the run ends at its budget with exit 0, summary.txt and
 #     workers.csv name the lost worker, model.bin is written, and the
 #     server noticed within 2 s;
 #   - kill -9 of the server: the workers stop within 2 s, exit non-zero,
@@ -15,6 +15,9 @@
 # and after each case no process of the run and no /dev/shm/hetsgd-*
 # segment of it is left.  Each case prints how fast it stopped.
 set -u
+# --provider verbs runs the same cases over a real device (the soft-RoCE bed)
+provider=shm
+[ "${1:-}" = --provider ] && provider=$2
 builddir="${HETSGD_BUILDDIR:-.}"
 prog="$builddir/apps/hetsgd-train"
 [ -x "$prog" ] || { echo "faults: $prog not built"; exit 99; }
@@ -39,7 +42,7 @@ start() {
 	out="$tmp/$name"
 	log="$tmp/$name.log"
 	shm_before=$(shm_list)
-	"$prog" --data synth --synth-n 4000 --workers 4 --time 6 --provider shm --pin no \
+	"$prog" --data synth --synth-n 4000 --workers 4 --time 6 --provider "$provider" --pin no \
 		--no-plots --progress plain --out "$out" "$@" >"$log" 2>&1 &
 	launcher=$!
 	t_start=$(now)
@@ -136,6 +139,8 @@ worker_loss() {
 worker_loss asgd
 worker_loss loscar
 worker_loss sync
+worker_loss malenia
+worker_loss ringleader
 
 echo "faults: kill -9 of the server"
 start server

@@ -30,6 +30,7 @@ expect_error() {
 
 expect_error "unknown option '--bogus'" --bogus
 expect_error "--merge applies to --method loscar" --method asgd --merge overwrite
+expect_error "--malenia-s applies to --method malenia" --method ringleader --malenia-s 8
 expect_error "--k and --k-fraction both give K" --method loscar --k 5 --k-fraction 0.1
 expect_error "exceeds the model dimension d = 132" --method loscar --k 999 --data synth --synth-n 200 --synth-classes 4
 expect_error "No such file or directory" --data "$tmp/missing.svm"
@@ -68,6 +69,8 @@ cp "$tmp/w0.svm" "$tmp/w1.svm"
 cp "$tmp/w0.svm" "$tmp/t.svm"
 roundtrip --method loscar --k-fraction 0.01 --data synth --synth-n 400 --no-overlap --comm-delay 0.1
 roundtrip --method asgd --policy ringmaster --ringmaster-r 3 --data synth --synth-n 400 --split iid --shuffle
+roundtrip --method malenia --malenia-s 12 --data synth --synth-n 400 --workers 3
+roundtrip --method ringleader --objective quad --dim 20 --time 2 --provider shm
 roundtrip --method sync --objective quad --dim 20 --time 2 --provider shm --pin no
 roundtrip --objective mlp --hidden 8 --data synth --synth-n 400 --epochs 2 --target-loss 0.1 --threads 2
 roundtrip --objective lsq --data synth-regression --synth-n 400 --gamma 0.01 --seed 99

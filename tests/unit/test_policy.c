@@ -1,7 +1,8 @@
 /*
  * The engine's small pieces of math, on hand-computed numbers: time
  * profiles, the online tau estimate, step-size policies, the LOSCAR merge,
- * the configuration check and the sequential SGD reference.
+ * Malenia's and Ringleader's gradient table, the configuration check and
+ * the sequential SGD reference.
  *
  * Every expected value here comes from the formulas in hetsgd_algo.h, not
  * from running the code.  Exact comparisons are used where the formula is
@@ -498,9 +499,10 @@ Test(policy, names)
 		HETSGD_POLICY_VANILLA, HETSGD_POLICY_DELAY_ADAPTIVE,
 		HETSGD_POLICY_RINGMASTER, HETSGD_POLICY_RESCALED,
 	};
-	static const char *const mnames[] = { "asgd", "sync", "loscar" };
+	static const char *const mnames[] = { "asgd", "sync", "loscar", "malenia", "ringleader" };
 	static const enum hetsgd_method meths[] = {
 		HETSGD_METHOD_ASGD, HETSGD_METHOD_SYNC, HETSGD_METHOD_LOSCAR,
+		HETSGD_METHOD_MALENIA, HETSGD_METHOD_RINGLEADER,
 	};
 	enum hetsgd_policy p;
 	enum hetsgd_method m;
@@ -537,13 +539,161 @@ Test(policy, names)
 	cr_expect_eq(hetsgd_policy_parse("adaptive", &p), -EINVAL);
 	cr_expect_eq(hetsgd_policy_parse(NULL, &p), -EINVAL);
 	cr_expect_eq(p, HETSGD_POLICY_VANILLA);
-	for (i = 0; i < 3; i++) {
+	for (i = 0; i < 5; i++) {
 		m = (enum hetsgd_method)0;
 		cr_expect_eq(hetsgd_method_parse(mnames[i], &m), 0, "%s", mnames[i]);
 		cr_expect_eq(m, meths[i]);
 		cr_expect_str_eq(hetsgd_method_name(meths[i]), mnames[i]);
 	}
 	cr_expect_eq(hetsgd_method_parse("sgd", &m), -EINVAL);
+}
+
+/* ---- Malenia and Ringleader: the gradient table ---- */
+
+/*
+ * The table of these tests, n = 3 workers, d = 2:
+ *   worker 0: (1, 2) + (3, 4) = (4, 6), b = 2, mean (2, 3)
+ *   worker 1: (6, 0),                   b = 1, mean (6, 0)
+ *   worker 2: 3 x (0, 3)     = (0, 9),  b = 3, mean (0, 3)
+ * sum 1/b_i = 1/2 + 1 + 1/3 = 11/6: harmonic mean (11/18)^-1 = 18/11, so
+ * Malenia steps for S / 3 <= 18/11, S <= 54/11 = 4.909...
+ * The step with x = (1, 1), gamma = 0.6: the mean of the means is
+ * (8/3, 2), x = (1 - 1.6, 1 - 1.2) = (-0.6, -0.2).
+ */
+static void table_of_three(struct hetsgd_grad_table *t, int with_worker2)
+{
+	static const float g0a[2] = { 1, 2 }, g0b[2] = { 3, 4 }, g1[2] = { 6, 0 },
+			   g2[2] = { 0, 3 };
+
+	cr_assert_eq(hetsgd_grad_table_init(t, 3, 2), 0, "%s", hetsgd_algo_errmsg());
+	hetsgd_grad_table_add(t, 0, g0a);
+	hetsgd_grad_table_add(t, 1, g1);
+	hetsgd_grad_table_add(t, 0, g0b);
+	for (int r = 0; with_worker2 && r < 3; r++)
+		hetsgd_grad_table_add(t, 2, g2);
+}
+
+Test(table, sums_counts_and_clear)
+{
+	struct hetsgd_grad_table t;
+
+	table_of_three(&t, 1);
+	cr_expect_eq(t.filled, 3);
+	cr_expect_eq(t.count[0], 2);
+	cr_expect_eq(t.count[1], 1);
+	cr_expect_eq(t.count[2], 3);
+	cr_expect_eq(t.sum[0], 4.0f);
+	cr_expect_eq(t.sum[1], 6.0f);
+	cr_expect_eq(t.sum[2], 6.0f);
+	cr_expect_eq(t.sum[5], 9.0f);
+	cr_expect_eq(hetsgd_grad_table_row(&t, 2), t.sum + 4);
+	hetsgd_grad_table_clear(&t);
+	cr_expect_eq(t.filled, 0);
+	for (int j = 0; j < 6; j++)
+		cr_expect_eq(t.sum[j], 0.0f);
+	for (int i = 0; i < 3; i++)
+		cr_expect_eq(t.count[i], 0);
+	cr_expect_eq(hetsgd_ringleader_ready(&t), 0);
+	hetsgd_grad_table_fini(&t);
+	cr_expect_eq(hetsgd_grad_table_init(&t, 0, 2), -EINVAL);
+	cr_expect_eq(hetsgd_grad_table_init(&t, 3, 0), -EINVAL);
+}
+
+Test(table, step_is_the_mean_of_the_means)
+{
+	struct hetsgd_grad_table t;
+	float x[2] = { 1, 1 };
+
+	table_of_three(&t, 1);
+	hetsgd_grad_table_step(&t, x, 0.6f);
+	/* three roundings per coordinate, each within 2^-24 of values <= 1.6 */
+	cr_expect_float_eq(x[0], -0.6f, 1e-6, "x[0] = %.9g", (double)x[0]);
+	cr_expect_float_eq(x[1], -0.2f, 1e-6, "x[1] = %.9g", (double)x[1]);
+	hetsgd_grad_table_fini(&t);
+}
+
+Test(malenia, step_condition)
+{
+	struct hetsgd_grad_table t;
+
+	/* worker 2 has nothing yet: no S makes it step */
+	table_of_three(&t, 0);
+	cr_expect_eq(hetsgd_malenia_ready(&t, 0.001), 0);
+	cr_expect_eq(hetsgd_malenia_ready(&t, 0), 0);
+	hetsgd_grad_table_fini(&t);
+	/* harmonic mean 18/11: S = 3 (and S = 0, meaning n = 3), 4.9 step; 4.91, 5 do not */
+	table_of_three(&t, 1);
+	cr_expect_eq(hetsgd_malenia_ready(&t, 0), 1);
+	cr_expect_eq(hetsgd_malenia_ready(&t, 3), 1);
+	cr_expect_eq(hetsgd_malenia_ready(&t, 4.9), 1);
+	cr_expect_eq(hetsgd_malenia_ready(&t, 4.91), 0);
+	cr_expect_eq(hetsgd_malenia_ready(&t, 5), 0);
+	hetsgd_grad_table_fini(&t);
+}
+
+Test(malenia, equal_batches_reach_s_exactly)
+{
+	/* b = (3, 3, 3): harmonic mean 3 = S / n for S = 9, whatever 1/3 rounds to */
+	struct hetsgd_grad_table t;
+	static const float g[2] = { 1, 1 };
+
+	cr_assert_eq(hetsgd_grad_table_init(&t, 3, 2), 0);
+	for (uint32_t i = 0; i < 3; i++)
+		for (int r = 0; r < 3; r++)
+			hetsgd_grad_table_add(&t, i, g);
+	cr_expect_eq(hetsgd_malenia_ready(&t, 9), 1);
+	cr_expect_eq(hetsgd_malenia_ready(&t, 9.001), 0);
+	hetsgd_grad_table_fini(&t);
+}
+
+Test(malenia, admit_only_the_current_model)
+{
+	cr_expect_eq(hetsgd_malenia_admit(5, 5), 1);
+	cr_expect_eq(hetsgd_malenia_admit(4, 5), 0);	/* older: dropped */
+	cr_expect_eq(hetsgd_malenia_admit(0, 5), 0);
+	cr_expect_eq(hetsgd_malenia_admit(6, 5), -EPROTO);	/* never sent */
+}
+
+Test(ringleader, admit_keeps_the_in_flight_gradient)
+{
+	cr_expect_eq(hetsgd_ringleader_admit(0, 0), 1);
+	cr_expect_eq(hetsgd_ringleader_admit(5, 5), 1);
+	cr_expect_eq(hetsgd_ringleader_admit(4, 5), 1);	/* in flight at the step: kept */
+	cr_expect_eq(hetsgd_ringleader_admit(3, 5), -EPROTO);	/* delay 2: the protocol forbids it */
+	cr_expect_eq(hetsgd_ringleader_admit(6, 5), -EPROTO);
+}
+
+Test(ringleader, a_round_of_three)
+{
+	/*
+	 * Round k = 1.  Worker 0's first gradient was in flight at the step to
+	 * version 1 (computed at version 0): it is admitted and counts here
+	 * with its second, at version 1.  Worker 1 contributes; the round is
+	 * not over until worker 2 has, and then steps as the table above.
+	 */
+	struct hetsgd_grad_table t;
+	static const float g0a[2] = { 1, 2 }, g0b[2] = { 3, 4 }, g1[2] = { 6, 0 },
+			   g2[2] = { 0, 3 };
+	float x[2] = { 1, 1 };
+
+	cr_assert_eq(hetsgd_grad_table_init(&t, 3, 2), 0);
+	cr_expect_eq(hetsgd_ringleader_admit(0, 1), 1);
+	hetsgd_grad_table_add(&t, 0, g0a);
+	cr_expect_eq(hetsgd_ringleader_admit(1, 1), 1);
+	hetsgd_grad_table_add(&t, 0, g0b);
+	hetsgd_grad_table_add(&t, 1, g1);
+	cr_expect_eq(hetsgd_ringleader_ready(&t), 0);
+	for (int r = 0; r < 2; r++) {
+		hetsgd_grad_table_add(&t, 2, g2);
+		cr_expect_eq(hetsgd_ringleader_ready(&t), 1);
+	}
+	hetsgd_grad_table_add(&t, 2, g2);
+	hetsgd_grad_table_step(&t, x, 0.6f);
+	cr_expect_float_eq(x[0], -0.6f, 1e-6, "x[0] = %.9g", (double)x[0]);
+	cr_expect_float_eq(x[1], -0.2f, 1e-6, "x[1] = %.9g", (double)x[1]);
+	hetsgd_grad_table_clear(&t);
+	cr_expect_eq(hetsgd_ringleader_ready(&t), 0);
+	hetsgd_grad_table_fini(&t);
 }
 
 /* ---- LOSCAR merge ---- */
@@ -704,6 +854,17 @@ Test(cfg, contradictions)
 	expect_bad(&c, 4, 100, "round", "round_s < 0");
 	c.round_s = NAN;
 	expect_bad(&c, 4, 100, "round", "round_s NaN");
+
+	hetsgd_engine_cfg_init(&c);
+	c.method = HETSGD_METHOD_MALENIA;
+	c.malenia_s = -1;
+	expect_bad(&c, 4, 100, "Malenia", "S < 0");
+	c.malenia_s = INFINITY;
+	expect_bad(&c, 4, 100, "Malenia", "S infinite");
+	c.malenia_s = 0;
+	cr_expect_eq(hetsgd_engine_cfg_check(&c, 4, 100), 0, "%s", hetsgd_algo_errmsg());
+	c.method = HETSGD_METHOD_RINGLEADER;
+	cr_expect_eq(hetsgd_engine_cfg_check(&c, 4, 100), 0, "%s", hetsgd_algo_errmsg());
 
 	hetsgd_engine_cfg_init(&c);
 	c.gamma = 0.0f;
@@ -869,4 +1030,36 @@ Test(reference, bad_inputs)
 	cr_expect_eq(memcmp(x, x0, sizeof(x)), 0, "a failed call moved x");
 	hetsgd_objective_destroy(obj);
 	hetsgd_dataset_free(&ds);
+}
+
+/* A worker that died is waited for no more; what it sent this round counts. */
+Test(grad_table, a_lost_worker_leaves_the_round_and_its_sent_gradients_count)
+{
+	struct hetsgd_grad_table t;
+	float g0[2] = { 1, 2 }, g2[2] = { 3, -1 }, x[2] = { 0, 0 };
+
+	cr_assert_eq(hetsgd_grad_table_init(&t, 3, 2), 0);
+	hetsgd_grad_table_add(&t, 0, g0);
+	hetsgd_grad_table_add(&t, 2, g2);
+	cr_expect_not(hetsgd_ringleader_ready(&t), "worker 1 has nothing yet");
+	cr_expect_not(hetsgd_malenia_ready(&t, 0));
+	hetsgd_grad_table_lose(&t, 1);
+	cr_expect(hetsgd_ringleader_ready(&t), "only live workers are waited for");
+	cr_expect(hetsgd_malenia_ready(&t, 0), "S = n: one gradient from every live worker");
+	/* the mean over the 2 workers that sent: x -= 0.5 (1/2) (g0 + g2) */
+	hetsgd_grad_table_step(&t, x, 0.5f);
+	cr_expect_float_eq(x[0], -1.0f, 1e-6);
+	cr_expect_float_eq(x[1], -0.25f, 1e-6);
+	/* worker 0 dies after sending: its gradient still counts this round */
+	hetsgd_grad_table_clear(&t);
+	hetsgd_grad_table_add(&t, 0, g0);
+	hetsgd_grad_table_lose(&t, 0);
+	cr_expect_not(hetsgd_ringleader_ready(&t), "worker 2, alive, has not sent");
+	hetsgd_grad_table_add(&t, 2, g2);
+	cr_expect(hetsgd_ringleader_ready(&t));
+	x[0] = x[1] = 0;
+	hetsgd_grad_table_step(&t, x, 1.0f);
+	cr_expect_float_eq(x[0], -2.0f, 1e-6);
+	cr_expect_float_eq(x[1], -0.5f, 1e-6);
+	hetsgd_grad_table_fini(&t);
 }
