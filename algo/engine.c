@@ -267,7 +267,7 @@ int hetsgd_engine_run(struct hetsgd_boot *boot,
 	 * fight our pinned threads for the same cores */
 	openblas_set_num_threads(1);
 	eng_place(e, boot, res);
-	gather_placements(boot, e->rank, e->size, res);
+	gather_placements(e, boot, res);
 	eng_tp_attr(e, tp_attr, &attr);
 	ret = hetsgd_tp_open(boot, &attr, &e->tp);
 	if (ret) {

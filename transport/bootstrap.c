@@ -112,6 +112,10 @@ int hetsgd_boot_open(enum hetsgd_boot_kind kind, struct hetsgd_boot **out)
 		free(boot);
 		return ret;
 	}
+	hetsgd_log_set_rank(boot->rank);
+	hetsgd_log(HETSGD_LOG_INFO, "boot", "%s bootstrap: rank %d of %d",
+		   kind == HETSGD_BOOT_PMIX ? "PMIx" : kind == HETSGD_BOOT_PMI2 ? "PMI2" : "tcp", boot->rank,
+		   boot->size);
 	*out = boot;
 	return 0;
 }
@@ -380,6 +384,8 @@ static _Noreturn void run_rank(int r, int nranks, int *fds, int *peer_fds, pid_t
 	free(fds);
 	free(peer_fds);
 	free(pids);
+	hetsgd_log_set_rank(r);
+	hetsgd_log(HETSGD_LOG_DEBUG, "boot", "local bootstrap: rank %d of %d, pid %ld", r, nranks, (long)getpid());
 	rc = fn(&boot, arg);
 	local_close(&boot);
 	fflush(NULL);
@@ -439,8 +445,11 @@ int hetsgd_boot_local_run(int nranks, hetsgd_rank_fn fn, void *arg,
 	if (ret)
 		goto free_arrays;
 
-	/* Buffered output would otherwise be printed once per child as well. */
+	/* Buffered output would otherwise be printed once per child as well;
+	 * and the log's settings are read once, here, so that a bad
+	 * HETSGD_LOG is reported once rather than by every child. */
 	fflush(NULL);
+	hetsgd_log_enabled(HETSGD_LOG_DEBUG, "boot");
 	for (r = 0; r < nranks; r++) {
 		pid_t pid = fork();
 
