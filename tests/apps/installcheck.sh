@@ -24,10 +24,14 @@ fails=0
 ok() { echo "PASS: $*"; }
 ko() { echo "FAIL: $*"; fails=$((fails + 1)); }
 
-# Under a DESTDIR the .pc file still names the final prefix: move it.
-PKG_CONFIG_PATH=$destdir$pcdir
+# Under a DESTDIR the .pc file still names the final prefix: read a copy
+# that names the DESTDIR one (--define-variable would move every
+# module's prefix, rdma-core's too).
+mkdir "$tmp/pc" && sed "s|^prefix=.*|prefix=$destdir$prefix|" "$destdir$pcdir/hetsgd.pc" >"$tmp/pc/hetsgd.pc" ||
+	{ echo "FAIL: no $destdir$pcdir/hetsgd.pc"; exit 1; }
+PKG_CONFIG_PATH=$tmp/pc${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}
 export PKG_CONFIG_PATH
-pc() { pkg-config --define-variable=prefix="$destdir$prefix" "$@" hetsgd; }
+pc() { pkg-config "$@" hetsgd; }
 
 cflags=$(pc --cflags) && libs=$(pc --libs) || { ko "pkg-config cannot read $destdir$pcdir/hetsgd.pc"; exit 1; }
 echo "pkg-config --cflags --libs hetsgd: $cflags $libs"
