@@ -11,7 +11,7 @@
  */
 #include <config.h>
 
-#include <cblas.h>
+#include "blas_priv.h"
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -268,11 +268,10 @@ int hetsgd_engine_run(struct hetsgd_boot *boot,
 	if (ret)
 		return ret;
 	eng_init(e, cfg);
-	/* one BLAS thread per compute thread: OpenBLAS's own pool would
-	 * fight our pinned threads for the same cores */
-	openblas_set_num_threads(1);
+	/* one BLAS thread per compute thread (blas_priv.h) */
+	blas_one_thread();
 	eng_place(e, boot, res);
-	gather_placements(boot, e->rank, e->size, res);
+	gather_placements(e, boot, res);
 	eng_tp_attr(e, tp_attr, &attr);
 	ret = hetsgd_tp_open(boot, &attr, &e->tp);
 	if (ret) {

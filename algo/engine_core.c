@@ -43,6 +43,10 @@ int eng_mask_init(struct eng *e, struct hetsgd_mask *mask)
  * Collective: every rank calls it, whatever its node holds.
  */
 #define BIND_WORDS 16		/* 1024 CPUs */
+struct bind_short {
+	int cpus, need;		/* see struct eng's short_cpus */
+};
+
 struct bind_info {
 	char host[64];
 	uint64_t cpus[BIND_WORDS];
@@ -78,19 +82,67 @@ static int launcher_divided(struct hetsgd_boot *boot, int rank, int size)
 	return local > 0 && disjoint;
 }
 
-void gather_placements(struct hetsgd_boot *boot, int rank, int size, struct hetsgd_engine_result *res)
+/*
+ * A launcher that binds each task to fewer CPUs than its threads (Slurm
+ * >= 22.05 when srun is not given -c, or a site default of one CPU per
+ * task) leaves every rank unpinned and sharing cores: the run is slower
+ * and noisier, and only summary.txt would say why.  One line from rank 0,
+ * at start, for all of them.
+ */
+static void warn_short_bindings(const struct bind_short *all, const char (*hosts)[64], int size)
 {
-	struct { char host[64]; char placement[sizeof(res->placement)]; } me, *all;
+	int n = 0, first = -1;
+
+	for (int r = 0; r < size; r++)
+		if (all[r].cpus > 0) {
+			n++;
+			if (first < 0)
+				first = r;
+		}
+	if (!n)
+		return;
+	hetsgd_log(HETSGD_LOG_WARN, "engine",
+		   "%d of %d ranks run unpinned: the launcher bound each to fewer CPUs than its threads need "
+		   "(rank %d on %.63s: %d CPU%s for %d threads); give every task its CPUs, e.g. "
+		   "srun -c \"$SLURM_CPUS_PER_TASK\" --cpu-bind=cores (Slurm >= 22.05 no longer passes sbatch's "
+		   "--cpus-per-task to srun) or export SRUN_CPUS_PER_TASK, or use fewer --threads",
+		   n, size, first, hosts[first], all[first].cpus, all[first].cpus == 1 ? "" : "s",
+		   all[first].need);
+}
+
+void gather_placements(struct eng *e, struct hetsgd_boot *boot, struct hetsgd_engine_result *res)
+{
+	struct {
+		char host[64];
+		char placement[sizeof(res->placement)];
+		struct bind_short b;
+	} me, *all;
+	struct bind_short *shorts;
+	char (*hosts)[64];
+	int rank = e->rank, size = e->size;
 
 	memset(&me, 0, sizeof(me));
 	gethostname(me.host, sizeof(me.host) - 1);
 	memcpy(me.placement, res->placement, sizeof(me.placement));
 	me.placement[sizeof(me.placement) - 1] = 0;
+	me.b.cpus = e->short_cpus;
+	me.b.need = e->short_need;
 	all = calloc((size_t)size, sizeof(*all));
 	if (!all || hetsgd_boot_allgather(boot, &me, all, sizeof(me)) || rank != 0) {
 		free(all);
 		return;
 	}
+	shorts = calloc((size_t)size, sizeof(*shorts));
+	hosts = calloc((size_t)size, sizeof(*hosts));
+	if (shorts && hosts) {
+		for (int r = 0; r < size; r++) {
+			shorts[r] = all[r].b;
+			memcpy(hosts[r], all[r].host, sizeof(hosts[r]));
+		}
+		warn_short_bindings(shorts, (const char (*)[64])hosts, size);
+	}
+	free(shorts);
+	free(hosts);
 	res->placements = calloc((size_t)size, sizeof(*res->placements));
 	if (res->placements) {
 		res->nplacements = (uint32_t)size;
@@ -101,6 +153,28 @@ void gather_placements(struct hetsgd_boot *boot, int rank, int size, struct hets
 	free(all);
 }
 
+/*
+ * Oversubscribed inside a binding narrower than the machine: the launcher,
+ * not the machine, is short of CPUs.  A local run of more ranks than
+ * cores is not (every rank sees every CPU), and says so only in
+ * summary.txt.
+ */
+static int bound_short(struct eng *e, int need)
+{
+	cpu_set_t set;
+	long online = sysconf(_SC_NPROCESSORS_ONLN);
+	int have;
+
+	if (sched_getaffinity(0, sizeof(set), &set) || online <= 0)
+		return 0;
+	have = CPU_COUNT(&set);
+	if (have >= online || have >= need)
+		return 0;
+	e->short_cpus = have;
+	e->short_need = need;
+	return 1;
+}
+
 void eng_place(struct eng *e, struct hetsgd_boot *boot, struct hetsgd_engine_result *res)
 {
 	/* every rank asks for the same, so that the node's plans agree */
@@ -109,6 +183,7 @@ void eng_place(struct eng *e, struct hetsgd_boot *boot, struct hetsgd_engine_res
 	int lr, ls, ret;
 
 	e->bind = 0;
+	e->short_cpus = e->short_need = 0;
 	e->plan.numa_node = -1;
 	if (hetsgd_topo_local_rank(&lr, &ls)) {
 		/* the local launcher, or a launcher we do not know: all on one node */
@@ -151,6 +226,10 @@ void eng_place(struct eng *e, struct hetsgd_boot *boot, struct hetsgd_engine_res
 	}
 	else if (e->cfg->pin == 0)
 		snprintf(res->placement, sizeof(res->placement), "unpinned, as asked (pin 0)");
+	else if (bound_short(e, req.compute_threads + 1))
+		snprintf(res->placement, sizeof(res->placement),
+			 "unpinned: the launcher bound this rank to %d CPU%s for its %d threads (srun -c)",
+			 e->short_cpus, e->short_cpus == 1 ? "" : "s", e->short_need);
 	else
 		snprintf(res->placement, sizeof(res->placement),
 			 "unpinned: %d ranks x %d threads share the cores (pinning would stack them; pin with --pin yes)",

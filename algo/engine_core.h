@@ -73,6 +73,9 @@ struct eng {
 	struct hetsgd_topo *topo;
 	struct hetsgd_topo_plan plan;
 	int bind;
+	/* unpinned because the launcher bound this rank to too few CPUs:
+	 * how many it has and how many threads it needs (0 otherwise) */
+	int short_cpus, short_need;
 	int rank, size;
 	uint32_t n;		/* workers */
 	size_t d;
@@ -120,8 +123,11 @@ static inline int finite_nonneg(double v)
 
 /* Plan this rank's threads and say where they run in res->placement. */
 void eng_place(struct eng *e, struct hetsgd_boot *boot, struct hetsgd_engine_result *res);
-/* Every rank's placement, "host: placement", into rank 0's result (collective). */
-void gather_placements(struct hetsgd_boot *boot, int rank, int size, struct hetsgd_engine_result *res);
+/*
+ * Every rank's placement, "host: placement", into rank 0's result
+ * (collective); rank 0 warns once for the ranks a launcher left unpinned.
+ */
+void gather_placements(struct eng *e, struct hetsgd_boot *boot, struct hetsgd_engine_result *res);
 
 /* Pin the calling thread to pu when the plan pins; a refusal is no error. */
 static inline void bind_self(struct eng *e, int pu)

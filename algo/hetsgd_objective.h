@@ -28,8 +28,9 @@ extern "C" {
  * double (it costs nothing and keeps large batches from losing the small
  * terms); it is returned as float.  A result is a deterministic function of
  * the inputs for a given BLAS build and BLAS thread count; the project runs
- * one BLAS thread per compute thread (OPENBLAS_NUM_THREADS=1 or
- * openblas_set_num_threads(1)).
+ * one BLAS thread per compute thread (hetsgd_engine_run sets it for
+ * OpenBLAS, BLIS, MKL and FlexiBLAS; with another CBLAS set it in the
+ * environment, e.g. OMP_NUM_THREADS=1).
  *
  * Threads: an objective instance owns one scratch buffer, so an instance
  * must be used by one thread at a time; give every compute thread its own

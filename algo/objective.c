@@ -10,7 +10,7 @@
  */
 #include <config.h>
 
-#include <cblas.h>
+#include "blas_priv.h"
 #include <errno.h>
 #include <limits.h>
 #include <math.h>

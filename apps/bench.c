@@ -17,6 +17,8 @@
  * rotating slots, measured in the same run in rounds that alternate with
  * ours; medians and their ratio are printed.
  */
+#include <config.h>
+
 #include <errno.h>
 #include <getopt.h>
 #include <sched.h>
@@ -411,6 +413,7 @@ static void usage(FILE *f)
 		"  --lat-iters ping-pongs per size for latency (default 1000; fewer for large\n"
 		"              blocks, at least 20)\n"
 		"  --boot      join the job of a launcher (srun) instead of forking two ranks\n"
+		"  -h, --help  this text;  --version  the version\n"
 		"MB = 2^20 bytes, as in perftest.  Rank 0 sends (bandwidth is timed there);\n"
 		"both ranks print the results.  --server and HOST need the same\n"
 		"HETSGD_SECRET (16 or more characters) on both hosts: the rendezvous admits\n"
@@ -472,6 +475,7 @@ int main(int argc, char **argv)
 		{ "server", no_argument, NULL, O_SERVER },
 		{ "boot", required_argument, NULL, O_BOOT },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{ 0 }
 	};
 	struct opts o = { .prov = HETSGD_PROV_SHM, .slots = 16, .bw_bytes = 64 * MB, .lat_iters = 1000,
@@ -571,6 +575,7 @@ int main(int argc, char **argv)
 			}
 			break;
 		case 'h': usage(stdout); return 0;
+		case 'V': printf("hetsgd-bench (hetsgd) %s\n", PACKAGE_VERSION); return 0;
 		default: usage(stderr); return 2;
 		}
 	}

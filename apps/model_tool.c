@@ -26,7 +26,8 @@ static void usage(FILE *f)
 		"       hetsgd-model export MODEL --format npy|txt [--out FILE]\n"
 		"Show a model saved by hetsgd-train, or write its values for other tools:\n"
 		"npy (numpy.load, float32, shape (d,)) or txt (one value per line).\n"
-		"--out defaults to MODEL with .npy or .txt in place of its extension.\n");
+		"--out defaults to MODEL with .npy or .txt in place of its extension.\n"
+		"  -h, --help, --version\n");
 }
 
 static int write_npy(FILE *f, const float *x, uint64_t d)

@@ -9,6 +9,8 @@
  * DIR/Paccuracy.png (test accuracy against time), and DIR/Pplot.gp, the
  * gnuplot script that made them.
  */
+#include <config.h>
+
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -43,6 +45,7 @@ static void usage(FILE *f)
 		"  LABEL    its name in the plots' key (default: the folder's name)\n"
 		"  --out    where the PNGs go (default: the current folder)\n"
 		"  --prefix file name prefix, e.g. asgd- (default: none)\n"
+		"  -h, --help  this text;  --version  the version\n"
 		"Writes Ploss.png, Ploss-work.png, Paccuracy.png and Pplot.gp.\n");
 }
 
@@ -52,6 +55,7 @@ int main(int argc, char **argv)
 		{ "out", required_argument, NULL, 'o' },
 		{ "prefix", required_argument, NULL, 'p' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *out = ".", *prefix = "";
@@ -64,6 +68,7 @@ int main(int argc, char **argv)
 		case 'o': out = optarg; break;
 		case 'p': prefix = optarg; break;
 		case 'h': usage(stdout); return 0;
+		case 'V': printf("hetsgd-plot (hetsgd) %s\n", PACKAGE_VERSION); return 0;
 		default: usage(stderr); return 2;
 		}
 	}

@@ -6,6 +6,8 @@
  * Every plan is computed before anything is printed, so a planning error
  * never leaves half a report (or half a JSON document) on stdout.
  */
+#include <config.h>
+
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -36,6 +38,7 @@ static void usage(FILE *f)
 		"                   binding; the whole machine for --topology)\n"
 		"  --oversubscribe  allow more threads than cores (also HETSGD_OVERSUBSCRIBE=1)\n"
 		"  --json           one JSON object: machine, request and plan\n"
+		"  -h, --help       this text;  --version  the version\n"
 		"CPU and NUMA node numbers are OS indices, as taskset and numactl use.\n"
 		"Exit status: 0 ok, 1 the machine cannot be read or the plan is impossible,\n"
 		"2 bad usage.\n");
@@ -106,6 +109,7 @@ static int parse_args(int argc, char **argv, struct hetsgd_topo_req *req, const 
 		{ "oversubscribe", no_argument, NULL, 'o' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{ 0 }
 	};
 	int opt;
@@ -140,6 +144,7 @@ static int parse_args(int argc, char **argv, struct hetsgd_topo_req *req, const 
 		case 'o': req->oversubscribe = 1; break;
 		case 'j': *json = 1; break;
 		case 'h': usage(stdout); return 0;
+		case 'V': printf("hetsgd-topo (hetsgd) %s\n", PACKAGE_VERSION); return 0;
 		case ':':
 			fprintf(stderr, "hetsgd-topo: %s needs a value\nTry 'hetsgd-topo --help'.\n",
 				argv[optind - 1]);

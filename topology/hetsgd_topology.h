@@ -44,6 +44,45 @@ int hetsgd_error(int err, const char *fmt, ...) __attribute__((format(printf, 2,
 double hetsgd_clock_s(void);
 int hetsgd_env_long(const char *name, long lo, long hi, long *out);
 
+/*
+ * The library's log: one line per event on stderr, in one write, as
+ *
+ *   hetsgd 12:34:56.789 rank 3 transport: MESSAGE
+ *
+ * (local time; "rank ?" until a bootstrap has said which rank this is).
+ * What is printed is chosen by the environment, read at the first line:
+ *
+ *   HETSGD_LOG=error|warn|info|debug[:SUBSYS,...]   (default warn)
+ *   HETSGD_LOG_SUBSYS=SUBSYS,...                    (default all)
+ *
+ * SUBSYS is one of boot, transport, topo, engine, data, app or all; a
+ * leading ^ excludes it (as NCCL_DEBUG_SUBSYS).  The subsystem list
+ * filters info and debug lines only: errors and warnings (refusals,
+ * summaries, a rank left unpinned) always show at their level, so a
+ * narrowed log never hides a problem.  An invalid value gets one warning
+ * line naming the variable and the allowed values, then the default.
+ *
+ * hetsgd_log_configure(log, subsys): parse these two strings instead of
+ * the environment (NULL: that variable's value from the environment);
+ * 0, or -EINVAL after the warning line and the defaults.  Programs need
+ * not call it.  hetsgd_log_set_rank(): the rank for this thread's lines
+ * and, as a fallback, for every thread's (the bootstraps call it).
+ * hetsgd_log_enabled(): whether a line at level for subsys would show,
+ * to skip work that only feeds a debug line.
+ */
+enum hetsgd_log_level {
+	HETSGD_LOG_ERROR = 0,
+	HETSGD_LOG_WARN = 1,
+	HETSGD_LOG_INFO = 2,
+	HETSGD_LOG_DEBUG = 3,
+};
+
+int hetsgd_log_configure(const char *log, const char *subsys);
+void hetsgd_log_set_rank(int rank);
+int hetsgd_log_enabled(enum hetsgd_log_level level, const char *subsys);
+void hetsgd_log(enum hetsgd_log_level level, const char *subsys, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
 /* The same as hetsgd_errmsg(), kept for programs written against 0.1. */
 const char *hetsgd_topo_errmsg(void);
 

@@ -688,6 +688,10 @@ int hetsgd_boot_tcp_open(struct hetsgd_boot *boot)
 	boot->rank = rank;
 	boot->size = size;
 	boot->priv = st;
+	/* before the rendezvous: rank 0's refusal lines name it */
+	hetsgd_log_set_rank(rank);
+	hetsgd_log(HETSGD_LOG_INFO, "boot", "tcp bootstrap: rank %d of %d, rendezvous %s, timeout %d s", rank, size,
+		   size > 1 ? rv.where : "(none: a single rank)", timeout_s);
 	if (size == 1) {
 		snprintf(st->where, sizeof(st->where), "(none: a single rank)");
 		ret = 0;

@@ -675,7 +675,7 @@ static void rendezvous_summary(struct btcp_admit *x, int ret)
 {
 	char line[1536], body[1400];
 	unsigned sum = 0;
-	int i, n;
+	int i;
 
 	for (i = 0; ret && i < x->cap; i++)
 		if (x->conns[i].state == CS_HELLO || x->conns[i].state == CS_PROOF)
@@ -685,10 +685,10 @@ static void rendezvous_summary(struct btcp_admit *x, int ret)
 	if (!sum)
 		return;
 	btcp_refusals_format(&x->rf, 0, body, sizeof(body));
-	n = snprintf(line, sizeof(line), "hetsgd: tcp bootstrap: rendezvous %s after %.1f s; refused %u "
-		     "connection%s in all: %s\n", ret ? "failed" : "complete",
-		     (double)(now_ms() - x->t0) / 1000.0, sum, sum == 1 ? "" : "s", body);
-	btcp_emit_line(line, n < (int)sizeof(line) ? (size_t)n : sizeof(line) - 1);
+	snprintf(line, sizeof(line), "tcp bootstrap: rendezvous %s after %.1f s; refused %u "
+		 "connection%s in all: %s", ret ? "failed" : "complete",
+		 (double)(now_ms() - x->t0) / 1000.0, sum, sum == 1 ? "" : "s", body);
+	btcp_emit_line(line);
 	btcp_refusals_window(&x->rf, now_ms());
 }
 

@@ -179,8 +179,8 @@ struct refusals {
 	int64_t win_start, log_next;
 };
 
-/* One line on stderr, in one write. */
-void btcp_emit_line(const char *line, size_t n);
+/* One warning line in the log (hetsgd_log: one write, with time and rank). */
+void btcp_emit_line(const char *line);
 /* "N reason (e.g. ADDR: detail), ...; from IP xN, ..." into buf: the window's or the totals. */
 void btcp_refusals_format(const struct refusals *rf, int window, char *buf, size_t len);
 /* One summary line for the window, then a new window. */

@@ -31,11 +31,10 @@ static const struct {
 	[RF_STOPPED] = { "arrived after rank 0 stopped the job", 0 },
 };
 
-void btcp_emit_line(const char *line, size_t n)
+void btcp_emit_line(const char *line)
 {
-	/* One write, so that concurrent ranks' lines do not interleave. */
-	if (write(STDERR_FILENO, line, n) < 0)
-		return;
+	/* refusals and their summaries: visible at the default level */
+	hetsgd_log(HETSGD_LOG_WARN, "boot", "%s", line);
 }
 
 /* "N reason (e.g. ADDR: detail), ...; from IP xN, ..." into buf. */
@@ -74,14 +73,13 @@ void btcp_refusals_format(const struct refusals *rf, int window, char *buf, size
 void btcp_refusals_flush(struct refusals *rf, int64_t now)
 {
 	char line[1536], body[1400];
-	int n;
 
 	if (!rf->win_sum)
 		return;
 	btcp_refusals_format(rf, 1, body, sizeof(body));
-	n = snprintf(line, sizeof(line), "hetsgd: tcp bootstrap: refused %u connection%s in %.1f s: %s\n",
-		     rf->win_sum, rf->win_sum == 1 ? "" : "s", (double)(now - rf->win_start) / 1000.0, body);
-	btcp_emit_line(line, n < (int)sizeof(line) ? (size_t)n : sizeof(line) - 1);
+	snprintf(line, sizeof(line), "tcp bootstrap: refused %u connection%s in %.1f s: %s",
+		 rf->win_sum, rf->win_sum == 1 ? "" : "s", (double)(now - rf->win_start) / 1000.0, body);
+	btcp_emit_line(line);
 	btcp_refusals_window(rf, now);
 }
 

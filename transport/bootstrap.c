@@ -124,6 +124,10 @@ int hetsgd_boot_open(enum hetsgd_boot_kind kind, struct hetsgd_boot **out)
 		free(boot);
 		return ret;
 	}
+	hetsgd_log_set_rank(boot->rank);
+	hetsgd_log(HETSGD_LOG_INFO, "boot", "%s bootstrap: rank %d of %d",
+		   kind == HETSGD_BOOT_PMIX ? "PMIx" : kind == HETSGD_BOOT_PMI2 ? "PMI2" : "tcp", boot->rank,
+		   boot->size);
 	*out = boot;
 	return 0;
 }
@@ -469,6 +473,8 @@ static _Noreturn void run_rank(int r, int nranks, int *fds, int *peer_fds, pid_t
 	free(fds);
 	free(peer_fds);
 	free(pids);
+	hetsgd_log_set_rank(r);
+	hetsgd_log(HETSGD_LOG_DEBUG, "boot", "local bootstrap: rank %d of %d, pid %ld", r, nranks, (long)getpid());
 	rc = fn(&boot, arg);
 	local_close(&boot);
 	fflush(NULL);
@@ -552,8 +558,11 @@ int hetsgd_boot_local_run(int nranks, hetsgd_rank_fn fn, void *arg,
 	sigemptyset(&sa.sa_mask);
 	for (r = 0; r < NFWD; r++)
 		sigaction(fwd_signals[r], &sa, &old[r]);
-	/* Buffered output would otherwise be printed once per child as well. */
+	/* Buffered output would otherwise be printed once per child as well;
+	 * and the log's settings are read once, here, so that a bad
+	 * HETSGD_LOG is reported once rather than by every child. */
 	fflush(NULL);
+	hetsgd_log_enabled(HETSGD_LOG_DEBUG, "boot");
 	for (r = 0; r < nranks; r++) {
 		pid_t pid = fork();
 

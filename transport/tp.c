@@ -298,6 +298,8 @@ int hetsgd_tp_open(struct hetsgd_boot *boot, const struct hetsgd_tp_attr *attr,
 	ret = tp->prov->open(tp);
 	if (ret)
 		goto free_mem;
+	/* device, address, GID index and MTU: what a cluster user checks first */
+	hetsgd_log(HETSGD_LOG_INFO, "transport", "open: %s", tp->desc);
 	*out = tp;
 	return 0;
 

@@ -89,6 +89,9 @@ static int qp_rtr_rts(struct verbs_state *st, int peer)
 	if (ret)
 		return hetsgd_err(-ret, "QP to RTR for rank %d (path MTU %d, GID index %d): %s", peer,
 				  128 << qa.path_mtu, st->gid_index, strerror(ret));
+	hetsgd_log(HETSGD_LOG_DEBUG, "transport", "verbs: QP %u to rank %d: path MTU %d (ours %d, its %d), GID index %d",
+		   p->qp->qp_num, peer, 128 << qa.path_mtu, 128 << st->active_mtu, 128 << st->info[peer].active_mtu,
+		   st->gid_index);
 
 	memset(&qa, 0, sizeof(qa));
 	mask = 0;
@@ -191,9 +194,9 @@ void verbs_refuse(struct hetsgd_tp *tp, struct verbs_state *st, struct rdma_cm_i
 		st->refused_ip[st->refused_logged++] = ip;
 	else if (st->refused_logged++ > REFUSED_SOURCES)
 		return;
-	fprintf(stderr, "hetsgd: verbs: rank %d refused a connection request from %s: %s "
-		"(further refusals of this source are counted, not logged)\n",
-		tp->rank, st->refused_logged > REFUSED_SOURCES ? "more sources" : ipv4_str(ip, buf), why);
+	hetsgd_log(HETSGD_LOG_WARN, "transport", "verbs: rank %d refused a connection request from %s: %s "
+		   "(further refusals of this source are counted, not logged)",
+		   tp->rank, st->refused_logged > REFUSED_SOURCES ? "more sources" : ipv4_str(ip, buf), why);
 }
 
 /* A lower rank answers a higher rank's request: check its proof first. */
@@ -396,7 +399,8 @@ int verbs_connect_all(struct hetsgd_tp *tp, struct verbs_state *st)
 					else if (ev->event == RDMA_CM_EVENT_ROUTE_RESOLVED)
 						ret = test_route(tp, st, ev->id, j);
 					else if (ev->event == RDMA_CM_EVENT_REJECTED) {
-						fprintf(stderr, "hetsgd: test: hostile request %d was rejected\n", j);
+						hetsgd_log(HETSGD_LOG_INFO, "transport",
+							   "test: hostile request %d was rejected", j);
 						test_pending--;
 					} else {
 						test_pending--;
@@ -461,8 +465,8 @@ int verbs_connect_all(struct hetsgd_tp *tp, struct verbs_state *st)
 		if (test_ids[j])
 			rdma_destroy_id(test_ids[j]);
 	if (!ret && st->refused > 1)
-		fprintf(stderr, "hetsgd: verbs: rank %d refused %u connection requests in all while connecting\n",
-			me, st->refused);
+		hetsgd_log(HETSGD_LOG_WARN, "transport",
+			   "verbs: rank %d refused %u connection requests in all while connecting", me, st->refused);
 	return ret;
 }
 

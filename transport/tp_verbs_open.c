@@ -41,6 +41,17 @@ static int can_lock_any_amount(void)
 	return (eff >> 14) & 1;		/* CAP_IPC_LOCK */
 }
 
+/*
+ * The advice follows the Slurm FAQ: slurmd runs with an unlimited locked
+ * memory limit, and PropagateResourceLimitsExcept=MEMLOCK in slurm.conf
+ * lets tasks keep it instead of the submitting shell's.  srun
+ * --propagate=MEMLOCK does the opposite (it carries the shell's, often
+ * small, limit onto the nodes), so it is not advised.
+ */
+#define MEMLOCK_FIX "raise it with ulimit -l unlimited (limits.conf memlock) in the shell that starts the ranks; " \
+	"under Slurm ask for PropagateResourceLimitsExcept=MEMLOCK in slurm.conf, so that tasks keep slurmd's " \
+	"unlimited limit, or run ulimit -l unlimited before sbatch/srun"
+
 static int check_memlock(struct hetsgd_tp *tp, size_t need)
 {
 	struct rlimit rl;
@@ -51,8 +62,7 @@ static int check_memlock(struct hetsgd_tp *tp, size_t need)
 		return 0;
 	return hetsgd_err(-ENOMEM,
 			  "RLIMIT_MEMLOCK is %llu KiB; rank %d needs %zu KiB to register its staging rings and send buffers: "
-			  "raise it with ulimit -l (limits.conf memlock), under Slurm with PropagateResourceLimits "
-			  "or srun --propagate=MEMLOCK, or use fewer/smaller slots",
+			  MEMLOCK_FIX "; or use fewer/smaller slots",
 			  (unsigned long long)rl.rlim_cur >> 10, tp->rank, need >> 10);
 }
 
@@ -64,8 +74,7 @@ static struct ibv_mr *reg(struct verbs_state *st, struct ibv_pd *pd, void *p, si
 	if (!mr)
 		hetsgd_err(-errno, "ibv_reg_mr of %zu KiB (%s for rank %d) on %s failed: %s%s", len >> 10, what, peer,
 			   st->dev, strerror(errno),
-			   errno == ENOMEM ? ": RLIMIT_MEMLOCK too low? raise it with ulimit -l "
-					     "(under Slurm: PropagateResourceLimits)" : "");
+			   errno == ENOMEM ? ": RLIMIT_MEMLOCK too low? " MEMLOCK_FIX : "");
 	return mr;
 }
 
