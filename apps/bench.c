@@ -258,6 +258,81 @@ struct shared {
 	struct result *res;	/* MAP_SHARED: rank 0 writes, the launcher reads */
 };
 
+/*
+ * Both ranks spin: on a small machine the scheduler sometimes stacks
+ * them on one CPU and a run is worth nothing.  Pin rank r to the r-th
+ * allowed CPU, as one pins perftest with taskset.
+ */
+static void pin_self(int pin)
+{
+	cpu_set_t allowed, one;
+	int cpu, seen = 0;
+
+	if (getenv("HETSGD_BENCH_NOPIN") || sched_getaffinity(0, sizeof(allowed), &allowed) ||
+	    CPU_COUNT(&allowed) < 2 || CPU_COUNT(&allowed) <= pin)
+		return;
+	for (cpu = 0; cpu < CPU_SETSIZE; cpu++) {
+		if (!CPU_ISSET(cpu, &allowed) || seen++ != pin)
+			continue;
+		CPU_ZERO(&one);
+		CPU_SET(cpu, &one);
+		sched_setaffinity(0, sizeof(one), &one);
+		break;
+	}
+}
+
+/* Bandwidth (medians of alternating rounds) and latency of one size into r. */
+static int measure_size(struct hetsgd_boot *boot, struct hetsgd_tp *tp, const struct opts *o, int me,
+			size_t size, struct result *r)
+{
+	double bw[MAX_ROUNDS] = { 0 }, mc[MAX_ROUNDS] = { 0 };
+	long iters = (long)(o->bw_bytes / (double)size);
+	int ret = 0, round;
+
+	/* Small blocks measure message rate, not bandwidth: bound the time. */
+	if (iters < 200)
+		iters = 200;
+	if (iters > o->max_iters)
+		iters = o->max_iters;
+	if (o->iters)
+		iters = o->iters;
+	/*
+	 * Bandwidth in alternating rounds with its anchor (memcpy of the
+	 * same size, by rank 0 while rank 1 sleeps in the barrier), so
+	 * that a noisy machine slows both alike; medians are reported.
+	 */
+	for (round = 0; round < o->rounds && o->do_bw && !ret; round++) {
+		if (hetsgd_boot_barrier(boot))
+			return -EIO;
+		ret = bench_bw(tp, me, size, iters, &bw[round]);
+		if (!ret && hetsgd_boot_barrier(boot))
+			ret = -EIO;
+		if (!ret && me == 0 && o->prov == HETSGD_PROV_SHM)
+			mc[round] = bench_memcpy(size, o->slots, (double)iters * (double)size);
+	}
+	if (!ret && o->do_bw && me == 0) {
+		qsort(bw, (size_t)o->rounds, sizeof(double), cmp_double);
+		qsort(mc, (size_t)o->rounds, sizeof(double), cmp_double);
+		r->bw_MBps = bw[o->rounds / 2];
+		r->memcpy_MBps = mc[o->rounds / 2];
+	}
+	if (!ret && hetsgd_boot_barrier(boot))
+		ret = -EIO;
+	if (!ret && o->do_lat) {
+		/* Large blocks: latency is bandwidth-bound, a few round trips tell it. */
+		long lat_iters = (long)(o->bw_bytes / (double)size / 8);
+
+		if (lat_iters > o->lat_iters)
+			lat_iters = o->lat_iters;
+		if (lat_iters < 20)
+			lat_iters = 20;
+		if (o->iters)
+			lat_iters = o->iters;
+		ret = bench_lat(tp, me, size, (int)lat_iters, &r->lat_us, &r->lat_avg_us);
+	}
+	return ret;
+}
+
 static int rank_main(struct hetsgd_boot *boot, void *arg)
 {
 	struct shared *sh = arg;
@@ -265,34 +340,13 @@ static int rank_main(struct hetsgd_boot *boot, void *arg)
 	struct hetsgd_tp_attr attr;
 	struct hetsgd_tp *tp;
 	size_t maxsz = 0;
-	double bw[MAX_ROUNDS] = { 0 }, mc[MAX_ROUNDS] = { 0 };
-	int me = hetsgd_boot_rank(boot), s, ret, round;
+	int me = hetsgd_boot_rank(boot), s, ret;
 	int pin = o->pin_index >= 0 ? o->pin_index : me;
 
 	for (s = 0; s < o->nsizes; s++)
 		if (o->sizes[s] > maxsz)
 			maxsz = o->sizes[s];
-	/*
-	 * Both ranks spin: on a small machine the scheduler sometimes stacks
-	 * them on one CPU and a run is worth nothing.  Pin rank r to the r-th
-	 * allowed CPU, as one pins perftest with taskset.
-	 */
-	{
-		cpu_set_t allowed, one;
-		int cpu, seen = 0;
-
-		if (!getenv("HETSGD_BENCH_NOPIN") &&
-		    !sched_getaffinity(0, sizeof(allowed), &allowed) && CPU_COUNT(&allowed) >= 2 && CPU_COUNT(&allowed) > pin) {
-			for (cpu = 0; cpu < CPU_SETSIZE; cpu++) {
-				if (!CPU_ISSET(cpu, &allowed) || seen++ != pin)
-					continue;
-				CPU_ZERO(&one);
-				CPU_SET(cpu, &one);
-				sched_setaffinity(0, sizeof(one), &one);
-				break;
-			}
-		}
-	}
+	pin_self(pin);
 	hetsgd_tp_attr_init(&attr);
 	attr.provider = o->prov;
 	attr.verbs.device = o->device;
@@ -308,54 +362,8 @@ static int rank_main(struct hetsgd_boot *boot, void *arg)
 	if (me == 0 && !o->csv)
 		printf("# %s\n", hetsgd_tp_describe(tp));
 	for (s = 0; s < o->nsizes; s++) {
-		size_t size = o->sizes[s];
-		long iters = (long)(o->bw_bytes / (double)size);
-		struct result *r = &sh->res[s];
-
-		/* Small blocks measure message rate, not bandwidth: bound the time. */
-		if (iters < 200)
-			iters = 200;
-		if (iters > o->max_iters)
-			iters = o->max_iters;
-		if (o->iters)
-			iters = o->iters;
-		/*
-		 * Bandwidth in alternating rounds with its anchor (memcpy of the
-		 * same size, by rank 0 while rank 1 sleeps in the barrier), so
-		 * that a noisy machine slows both alike; medians are reported.
-		 */
-		ret = 0;
-		for (round = 0; round < o->rounds && o->do_bw && !ret; round++) {
-			if (hetsgd_boot_barrier(boot))
-				return 1;
-			ret = bench_bw(tp, me, size, iters, &bw[round]);
-			if (!ret && hetsgd_boot_barrier(boot))
-				ret = -EIO;
-			if (!ret && me == 0 && o->prov == HETSGD_PROV_SHM)
-				mc[round] = bench_memcpy(size, o->slots, (double)iters * (double)size);
-		}
-		if (!ret && o->do_bw && me == 0) {
-			qsort(bw, (size_t)o->rounds, sizeof(double), cmp_double);
-			qsort(mc, (size_t)o->rounds, sizeof(double), cmp_double);
-			r->bw_MBps = bw[o->rounds / 2];
-			r->memcpy_MBps = mc[o->rounds / 2];
-		}
-		if (!ret && hetsgd_boot_barrier(boot))
-			ret = -EIO;
-		if (!ret && o->do_lat) {
-			/* Large blocks: latency is bandwidth-bound, a few round trips tell it. */
-			long lat_iters = (long)(o->bw_bytes / (double)size / 8);
-
-			if (lat_iters > o->lat_iters)
-				lat_iters = o->lat_iters;
-			if (lat_iters < 20)
-				lat_iters = 20;
-			if (o->iters)
-				lat_iters = o->iters;
-			ret = bench_lat(tp, me, size, (int)lat_iters, &r->lat_us, &r->lat_avg_us);
-		}
-		if (ret) {
-			fprintf(stderr, "hetsgd-bench: rank %d, %zu bytes: %s\n", me, size, hetsgd_errmsg());
+		if (measure_size(boot, tp, o, me, o->sizes[s], &sh->res[s])) {
+			fprintf(stderr, "hetsgd-bench: rank %d, %zu bytes: %s\n", me, o->sizes[s], hetsgd_errmsg());
 			return 1;
 		}
 	}
@@ -451,10 +459,240 @@ static int two_host_env(const char *host, int port, int rank)
 	return 0;
 }
 
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
+enum { O_PROVIDER = 256, O_CSV, O_SLOTS, O_BYTES, O_LAT_ITERS, O_ONLY, O_ROUNDS, O_GBITS, O_SERVER, O_BOOT };
+
+/* What the command line asks beyond struct opts. */
+struct cli {
+	const char *sizes, *host;
+	int all, server, prov_given, port;
+	enum hetsgd_boot_kind kind;
+};
+
+/* A number of lo .. hi for option name, or a message and -1. */
+static int cli_long(const char *name, const char *v, long lo, long hi, const char *what, long *out)
+{
+	char *end;
+	long x = strtol(v, &end, 10);
+
+	if (*end || end == v || x < lo || x > hi) {
+		fprintf(stderr, "hetsgd-bench: %s %s: %s\n", name, v, what);
+		return -1;
+	}
+	*out = x;
+	return 0;
+}
+
+/* One option into o or c: 0, or the exit status (help: 0 after printing, errors: 2). */
+static int cli_option(int opt, const char *arg, struct opts *o, struct cli *c)
+{
+	long v;
+	char *end;
+
+	switch (opt) {
+	case O_PROVIDER:
+		if (hetsgd_provider_parse(arg, &o->prov)) {
+			fprintf(stderr, "hetsgd-bench: %s\n", hetsgd_errmsg());
+			return 2;
+		}
+		c->prov_given = 1;
+		return -1;
+	case 'd': o->device = arg; return -1;
+	case 'x':
+		if (cli_long("-x", arg, 0, 255, "a GID index of 0 to 255", &v))
+			return 2;
+		o->gid_index = (int)v;
+		return -1;
+	case 's': c->sizes = arg; return -1;
+	case 'a': c->all = 1; return -1;
+	case 'n':
+		if (cli_long("-n", arg, 1, 100000000, "use 1 to 100000000 iterations", &v))
+			return 2;
+		o->iters = v;
+		return -1;
+	case 'p':
+		if (cli_long("-p", arg, 1, 65535, "a TCP port of 1 to 65535", &v))
+			return 2;
+		c->port = (int)v;
+		return -1;
+	case 'F': return -1;
+	case O_GBITS: o->gbits = 1; return -1;
+	case O_CSV: o->csv = 1; return -1;
+	case O_SLOTS:
+		if (cli_long("--slots", arg, 1, 4096, "use 1 to 4096", &v))
+			return 2;
+		o->slots = (uint32_t)v;
+		return -1;
+	case O_BYTES:
+		o->bw_bytes = strtod(arg, &end) * MB;
+		if (*end || o->bw_bytes < 1) {
+			fprintf(stderr, "hetsgd-bench: --bytes %s: a positive number of MB\n", arg);
+			return 2;
+		}
+		return -1;
+	case O_LAT_ITERS:
+		if (cli_long("--lat-iters", arg, 1, 10000000, "use 1 to 10000000", &v))
+			return 2;
+		o->lat_iters = (int)v;
+		return -1;
+	case O_ONLY:
+		if (strcmp(arg, "bw") && strcmp(arg, "lat")) {
+			fprintf(stderr, "hetsgd-bench: --only %s: use bw or lat\n", arg);
+			return 2;
+		}
+		if (!strcmp(arg, "bw"))
+			o->do_lat = 0;
+		else
+			o->do_bw = 0;
+		return -1;
+	case O_ROUNDS:
+		if (cli_long("--rounds", arg, 1, MAX_ROUNDS, "use 1 to " STR(MAX_ROUNDS), &v))
+			return 2;
+		o->rounds = (int)v;
+		return -1;
+	case O_SERVER: c->server = 1; return -1;
+	case O_BOOT:
+		if (hetsgd_boot_kind_parse(arg, &c->kind) || c->kind == HETSGD_BOOT_LOCAL) {
+			fprintf(stderr, "hetsgd-bench: --boot %s: use auto, pmix, pmi2 or tcp (without --boot, two ranks are forked here)\n",
+				arg);
+			return 2;
+		}
+		return -1;
+	case 'h': usage(stdout); return 0;
+	case 'V': printf("hetsgd-bench (hetsgd) %s\n", PACKAGE_VERSION); return 0;
+	default: usage(stderr); return 2;
+	}
+}
+
+/* Options that contradict each other, and the sizes: 0 or the exit status 2. */
+static int cli_check(struct opts *o, struct cli *c)
+{
+	char *list, *tok, *save = NULL;
+
+	if ((c->server || c->host) && c->kind != HETSGD_BOOT_LOCAL) {
+		fprintf(stderr, "hetsgd-bench: --boot joins a launcher's job; --server and HOST pair two hosts without one: use one or the other\n");
+		return 2;
+	}
+	if (c->server && c->host) {
+		fprintf(stderr, "hetsgd-bench: --server and HOST %s: the server waits for the client, which names the server's host; give one\n",
+			c->host);
+		return 2;
+	}
+	/* across hosts, shared memory cannot work: verbs unless told */
+	if ((c->server || c->host || c->kind != HETSGD_BOOT_LOCAL) && !c->prov_given)
+		o->prov = HETSGD_PROV_VERBS;
+	if ((o->device || o->gid_index >= 0) && o->prov != HETSGD_PROV_VERBS) {
+		fprintf(stderr, "hetsgd-bench: -d and -x need --provider verbs\n");
+		return 2;
+	}
+	if (c->all) {
+		all_sizes(o);
+		return 0;
+	}
+	list = strdup(c->sizes);
+	for (tok = list ? strtok_r(list, ",", &save) : NULL; tok; tok = strtok_r(NULL, ",", &save)) {
+		if (o->nsizes == MAX_SIZES || parse_size(tok, &o->sizes[o->nsizes])) {
+			fprintf(stderr, "hetsgd-bench: --sizes: '%s' is not a size of 1 byte to 1G (at most %d sizes)\n",
+				tok, MAX_SIZES);
+			free(list);
+			return 2;
+		}
+		o->nsizes++;
+	}
+	free(list);
+	if (!o->nsizes) {
+		fprintf(stderr, "hetsgd-bench: --sizes is empty\n");
+		return 2;
+	}
+	return 0;
+}
+
+/* Two ranks on two hosts (--server / HOST) or under a launcher (--boot): 0 or the exit status. */
+static int run_joined(struct opts *o, struct cli *c, struct shared *sh)
+{
+	struct hetsgd_boot *boot = NULL;
+	enum hetsgd_boot_kind kind = c->kind;
+	struct result *r0;
+	int me, lr, ls;
+
+	if (c->server || c->host) {
+		if (two_host_env(c->server ? "0.0.0.0" : c->host, c->port, !c->server))
+			return 1;
+		kind = HETSGD_BOOT_TCP;
+	}
+	if (hetsgd_boot_open(kind, &boot)) {
+		fprintf(stderr, "hetsgd-bench: %s\n", hetsgd_errmsg());
+		return 1;
+	}
+	me = hetsgd_boot_rank(boot);
+	if (hetsgd_boot_size(boot) != 2) {
+		fprintf(stderr, "hetsgd-bench: rank %d: the job has %d ranks; the benchmark needs 2 (srun -n 2)\n",
+			me, hetsgd_boot_size(boot));
+		hetsgd_boot_close(boot);
+		return 2;
+	}
+	/*
+	 * Pin by the rank's place on its host: the launcher's local rank; a
+	 * server and client that happen to share a host take different CPUs.
+	 */
+	o->pin_index = c->server || c->host ? !c->server : 0;
+	if (!c->server && !c->host && !hetsgd_topo_local_rank(&lr, &ls) && ls > 1)
+		o->pin_index = lr;
+	if (rank_main(boot, sh)) {
+		hetsgd_boot_close(boot);
+		return 1;
+	}
+	/* rank 0 measured: both print its numbers */
+	r0 = calloc(2 * MAX_SIZES, sizeof(*r0));
+	if (!r0 || hetsgd_boot_allgather(boot, sh->res, r0, sizeof(struct result) * MAX_SIZES)) {
+		fprintf(stderr, "hetsgd-bench: rank %d: gathering the results: %s\n", me,
+			r0 ? hetsgd_errmsg() : "out of memory");
+		free(r0);
+		hetsgd_boot_close(boot);
+		return 1;
+	}
+	memcpy(sh->res, r0, sizeof(struct result) * MAX_SIZES);
+	free(r0);
+	hetsgd_boot_close(boot);
+	return 0;
+}
+
+static void print_results(const struct opts *o, const struct result *res)
+{
+	if (!o->csv) {
+		printf("#bytes      BW average[%s]   t_typical[usec]   t_avg[usec]%s\n",
+		       o->gbits ? " Gb/sec" : "MB/sec",
+		       o->prov == HETSGD_PROV_SHM ? "   memcpy[MB/sec]   BW/memcpy" : "");
+	} else {
+		printf("provider,size_bytes,%s,lat_us\n", o->gbits ? "bw_Gbps" : "bw_MBps");
+	}
+	for (int s = 0; s < o->nsizes; s++) {
+		const struct result *r = &res[s];
+		double bw = o->gbits ? r->bw_MBps * MB * 8 / 1e9 : r->bw_MBps;
+
+		if (o->csv) {
+			/* the one text column: quoted, so no provider name can shift the others */
+			quote_csv(stdout, hetsgd_provider_name(o->prov));
+			printf(",%zu,%.2f,%.3f\n", o->sizes[s], bw, r->lat_us);
+			/* The anchor is a row of its own, so every row has the same columns. */
+			if (o->prov == HETSGD_PROV_SHM && r->memcpy_MBps > 0)
+				printf("memcpy,%zu,%.2f,\n", o->sizes[s],
+				       o->gbits ? r->memcpy_MBps * MB * 8 / 1e9 : r->memcpy_MBps);
+		} else {
+			printf(" %-10zu %18.2f %17.2f %13.2f", o->sizes[s], bw, r->lat_us, r->lat_avg_us);
+			if (o->prov == HETSGD_PROV_SHM && r->memcpy_MBps > 0)
+				printf(" %16.2f %11.2f", r->memcpy_MBps, r->bw_MBps / r->memcpy_MBps);
+			else if (o->prov == HETSGD_PROV_SHM)
+				printf(" %16s %11s", "-", "-");
+			printf("\n");
+		}
+	}
+}
+
 int main(int argc, char **argv)
 {
-	enum { O_PROVIDER = 256, O_CSV, O_SLOTS, O_BYTES, O_LAT_ITERS, O_ONLY, O_ROUNDS, O_GBITS,
-	       O_SERVER, O_BOOT };
 	static const struct option lopts[] = {
 		{ "provider", required_argument, NULL, O_PROVIDER },
 		{ "device", required_argument, NULL, 'd' },
@@ -481,234 +719,37 @@ int main(int argc, char **argv)
 	struct opts o = { .prov = HETSGD_PROV_SHM, .slots = 16, .bw_bytes = 64 * MB, .lat_iters = 1000,
 			 .max_iters = 20000, .do_bw = 1, .do_lat = 1, .rounds = 3, .gid_index = -1,
 			 .pin_index = -1 };
-	const char *sizes = "8,64,512,4K,64K,256K,1M", *host = NULL;
+	struct cli c = { .sizes = "8,64,512,4K,64K,256K,1M", .port = 18515, .kind = HETSGD_BOOT_LOCAL };
 	struct shared sh = { .o = &o };
-	struct hetsgd_boot *boot = NULL;
-	enum hetsgd_boot_kind kind = HETSGD_BOOT_LOCAL;
-	char *list, *tok, *save = NULL, *end;
-	int opt, s, ret, all = 0, server = 0, prov_given = 0, port = 18515, me = 0;
-	long v;
+	int opt, ret;
 
-	while ((opt = getopt_long(argc, argv, "d:x:s:an:p:Fh", lopts, NULL)) != -1) {
-		switch (opt) {
-		case O_PROVIDER:
-			if (hetsgd_provider_parse(optarg, &o.prov)) {
-				fprintf(stderr, "hetsgd-bench: %s\n", hetsgd_errmsg());
-				return 2;
-			}
-			prov_given = 1;
-			break;
-		case 'd': o.device = optarg; break;
-		case 'x':
-			v = strtol(optarg, &end, 10);
-			if (*end || end == optarg || v < 0 || v > 255) {
-				fprintf(stderr, "hetsgd-bench: -x %s: a GID index of 0 to 255\n", optarg);
-				return 2;
-			}
-			o.gid_index = (int)v;
-			break;
-		case 's': sizes = optarg; break;
-		case 'a': all = 1; break;
-		case 'n':
-			v = strtol(optarg, &end, 10);
-			if (*end || end == optarg || v < 1 || v > 100000000) {
-				fprintf(stderr, "hetsgd-bench: -n %s: use 1 to 100000000 iterations\n", optarg);
-				return 2;
-			}
-			o.iters = v;
-			break;
-		case 'p':
-			v = strtol(optarg, &end, 10);
-			if (*end || end == optarg || v < 1 || v > 65535) {
-				fprintf(stderr, "hetsgd-bench: -p %s: a TCP port of 1 to 65535\n", optarg);
-				return 2;
-			}
-			port = (int)v;
-			break;
-		case 'F': break;
-		case O_GBITS: o.gbits = 1; break;
-		case O_CSV: o.csv = 1; break;
-		case O_SLOTS:
-			o.slots = (uint32_t)strtoul(optarg, &end, 10);
-			if (*end || o.slots < 1 || o.slots > 4096) {
-				fprintf(stderr, "hetsgd-bench: --slots %s: use 1 to 4096\n", optarg);
-				return 2;
-			}
-			break;
-		case O_BYTES:
-			o.bw_bytes = strtod(optarg, &end) * MB;
-			if (*end || o.bw_bytes < 1) {
-				fprintf(stderr, "hetsgd-bench: --bytes %s: a positive number of MB\n", optarg);
-				return 2;
-			}
-			break;
-		case O_LAT_ITERS:
-			o.lat_iters = (int)strtol(optarg, &end, 10);
-			if (*end || o.lat_iters < 1 || o.lat_iters > 10000000) {
-				fprintf(stderr, "hetsgd-bench: --lat-iters %s: use 1 to 10000000\n", optarg);
-				return 2;
-			}
-			break;
-		case O_ONLY:
-			if (!strcmp(optarg, "bw")) {
-				o.do_lat = 0;
-			} else if (!strcmp(optarg, "lat")) {
-				o.do_bw = 0;
-			} else {
-				fprintf(stderr, "hetsgd-bench: --only %s: use bw or lat\n", optarg);
-				return 2;
-			}
-			break;
-		case O_ROUNDS:
-			o.rounds = (int)strtol(optarg, &end, 10);
-			if (*end || o.rounds < 1 || o.rounds > MAX_ROUNDS) {
-				fprintf(stderr, "hetsgd-bench: --rounds %s: use 1 to %d\n", optarg, MAX_ROUNDS);
-				return 2;
-			}
-			break;
-		case O_SERVER: server = 1; break;
-		case O_BOOT:
-			if (hetsgd_boot_kind_parse(optarg, &kind) || kind == HETSGD_BOOT_LOCAL) {
-				fprintf(stderr, "hetsgd-bench: --boot %s: use auto, pmix, pmi2 or tcp (without --boot, two ranks are forked here)\n",
-					optarg);
-				return 2;
-			}
-			break;
-		case 'h': usage(stdout); return 0;
-		case 'V': printf("hetsgd-bench (hetsgd) %s\n", PACKAGE_VERSION); return 0;
-		default: usage(stderr); return 2;
-		}
-	}
+	while ((opt = getopt_long(argc, argv, "d:x:s:an:p:Fh", lopts, NULL)) != -1)
+		if ((ret = cli_option(opt, optarg, &o, &c)) >= 0)
+			return ret;
 	if (optind < argc)
-		host = argv[optind++];
+		c.host = argv[optind++];
 	if (optind < argc) {
 		fprintf(stderr, "hetsgd-bench: unexpected argument '%s'\n", argv[optind]);
 		usage(stderr);
 		return 2;
 	}
-	if ((server || host) && kind != HETSGD_BOOT_LOCAL) {
-		fprintf(stderr, "hetsgd-bench: --boot joins a launcher's job; --server and HOST pair two hosts without one: use one or the other\n");
-		return 2;
-	}
-	if (server && host) {
-		fprintf(stderr, "hetsgd-bench: --server and HOST %s: the server waits for the client, which names the server's host; give one\n",
-			host);
-		return 2;
-	}
-	/* across hosts, shared memory cannot work: verbs unless told */
-	if ((server || host || kind != HETSGD_BOOT_LOCAL) && !prov_given)
-		o.prov = HETSGD_PROV_VERBS;
-	if ((o.device || o.gid_index >= 0) && o.prov != HETSGD_PROV_VERBS) {
-		fprintf(stderr, "hetsgd-bench: -d and -x need --provider verbs\n");
-		return 2;
-	}
-	if (all) {
-		all_sizes(&o);
-	} else {
-		list = strdup(sizes);
-		for (tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-			if (o.nsizes == MAX_SIZES || parse_size(tok, &o.sizes[o.nsizes])) {
-				fprintf(stderr, "hetsgd-bench: --sizes: '%s' is not a size of 1 byte to 1G (at most %d sizes)\n",
-					tok, MAX_SIZES);
-				return 2;
-			}
-			o.nsizes++;
-		}
-		free(list);
-	}
-	if (!o.nsizes) {
-		fprintf(stderr, "hetsgd-bench: --sizes is empty\n");
-		return 2;
-	}
+	ret = cli_check(&o, &c);
+	if (ret)
+		return ret;
 	sh.res = mmap(NULL, sizeof(struct result) * MAX_SIZES, PROT_READ | PROT_WRITE,
 		      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (sh.res == MAP_FAILED) {
 		perror("hetsgd-bench: mmap");
 		return 1;
 	}
-	if (kind == HETSGD_BOOT_LOCAL && !server && !host) {
-		ret = hetsgd_boot_local_run(2, rank_main, &sh, NULL);
-		if (ret) {
+	if (c.kind == HETSGD_BOOT_LOCAL && !c.server && !c.host) {
+		if (hetsgd_boot_local_run(2, rank_main, &sh, NULL)) {
 			fprintf(stderr, "hetsgd-bench: %s\n", hetsgd_errmsg());
 			return 1;
 		}
-	} else {
-		struct result *r0;
-
-		if (server || host) {
-			if (two_host_env(server ? "0.0.0.0" : host, port, !server))
-				return 1;
-			kind = HETSGD_BOOT_TCP;
-		}
-		ret = hetsgd_boot_open(kind, &boot);
-		if (ret) {
-			fprintf(stderr, "hetsgd-bench: %s\n", hetsgd_errmsg());
-			return 1;
-		}
-		me = hetsgd_boot_rank(boot);
-		if (hetsgd_boot_size(boot) != 2) {
-			fprintf(stderr, "hetsgd-bench: rank %d: the job has %d ranks; the benchmark needs 2 (srun -n 2)\n",
-				me, hetsgd_boot_size(boot));
-			hetsgd_boot_close(boot);
-			return 2;
-		}
-		/*
-		 * Pin by the rank's place on its host: the launcher's local
-		 * rank; a server and client that happen to share a host
-		 * take different CPUs.
-		 */
-		o.pin_index = server || host ? !server : 0;
-		{
-			int lr, ls;
-
-			if (!server && !host && !hetsgd_topo_local_rank(&lr, &ls) && ls > 1)
-				o.pin_index = lr;
-		}
-		if (rank_main(boot, &sh)) {
-			hetsgd_boot_close(boot);
-			return 1;
-		}
-		/* rank 0 measured: both print its numbers */
-		r0 = calloc(2 * MAX_SIZES, sizeof(*r0));
-		if (!r0 || hetsgd_boot_allgather(boot, sh.res, r0, sizeof(struct result) * MAX_SIZES)) {
-			fprintf(stderr, "hetsgd-bench: rank %d: gathering the results: %s\n", me,
-				r0 ? hetsgd_errmsg() : "out of memory");
-			free(r0);
-			hetsgd_boot_close(boot);
-			return 1;
-		}
-		memcpy(sh.res, r0, sizeof(struct result) * MAX_SIZES);
-		free(r0);
-		hetsgd_boot_close(boot);
+	} else if ((ret = run_joined(&o, &c, &sh))) {
+		return ret;
 	}
-
-	if (!o.csv) {
-		printf("#bytes      BW average[%s]   t_typical[usec]   t_avg[usec]%s\n",
-		       o.gbits ? " Gb/sec" : "MB/sec",
-		       o.prov == HETSGD_PROV_SHM ? "   memcpy[MB/sec]   BW/memcpy" : "");
-	} else {
-		printf("provider,size_bytes,%s,lat_us\n", o.gbits ? "bw_Gbps" : "bw_MBps");
-	}
-	for (s = 0; s < o.nsizes; s++) {
-		struct result *r = &sh.res[s];
-		double bw = o.gbits ? r->bw_MBps * MB * 8 / 1e9 : r->bw_MBps;
-
-		if (o.csv) {
-			/* the one text column: quoted, so no provider name can shift the others */
-			quote_csv(stdout, hetsgd_provider_name(o.prov));
-			printf(",%zu,%.2f,%.3f\n", o.sizes[s], bw, r->lat_us);
-			/* The anchor is a row of its own, so every row has the same columns. */
-			if (o.prov == HETSGD_PROV_SHM && r->memcpy_MBps > 0)
-				printf("memcpy,%zu,%.2f,\n", o.sizes[s],
-				       o.gbits ? r->memcpy_MBps * MB * 8 / 1e9 : r->memcpy_MBps);
-		} else {
-			printf(" %-10zu %18.2f %17.2f %13.2f", o.sizes[s], bw, r->lat_us, r->lat_avg_us);
-			if (o.prov == HETSGD_PROV_SHM && r->memcpy_MBps > 0)
-				printf(" %16.2f %11.2f", r->memcpy_MBps, r->bw_MBps / r->memcpy_MBps);
-			else if (o.prov == HETSGD_PROV_SHM)
-				printf(" %16s %11s", "-", "-");
-			printf("\n");
-		}
-	}
+	print_results(&o, sh.res);
 	return 0;
 }

@@ -155,29 +155,10 @@ static int prepare_out(const struct opts *o, char *err, size_t n)
 	return 0;
 }
 
-static int write_outputs(struct job *j, const struct hetsgd_engine_result *res, const float *x,
-			 char *err, size_t n)
+/* workers.csv: a line per worker; state done, or lost (its process ended;
+ * its figures are the last the server heard, lost_at_s when it was dropped). */
+static void write_workers(FILE *f, const struct hetsgd_engine_result *res)
 {
-	const struct opts *o = j->o;
-	char path[PATH_MAX_LEN + 32];
-	struct hetsgd_model_info mi = { .d = j->d, .kind = o->objective, .p = j->p,
-					.classes = j->classes, .config_hash = j->hash };
-	FILE *f;
-	const struct hetsgd_eval_point *last = res->npoints ? &res->points[res->npoints - 1] : NULL;
-
-	if (o->objective == HETSGD_OBJ_MLP)
-		mi.hidden = o->hidden;
-	if (o->objective == HETSGD_OBJ_SOFTMAX && o->bias)
-		mi.flags = 1;
-	snprintf(path, sizeof(path), "%s/model.bin", o->out);
-	if (hetsgd_model_save(path, &mi, x))
-		return train_algo_err(err, n, "saving the model");
-	snprintf(path, sizeof(path), "%s/workers.csv", o->out);
-	f = fopen(path, "w");
-	if (!f)
-		return train_err(err, n, "cannot write %s: %s", path, strerror(errno));
-	/* state: done, or lost (its process ended; its figures are the last
-	 * the server heard, lost_at_s when it was dropped) */
 	fprintf(f, "worker,tau_target_s,tau_est_s,steps,rounds,overlap_steps,dropped,overruns,compute_s,idle_s,elapsed_s,idle_share,bytes_sent,bytes_recv,state,lost_at_s\n");
 	for (uint32_t i = 0; i < res->nworkers; i++) {
 		const struct hetsgd_worker_stats *w = &res->workers[i];
@@ -193,12 +174,14 @@ static int write_outputs(struct job *j, const struct hetsgd_engine_result *res, 
 			fprintf(f, "%.3f", w->lost_at_s);
 		fputc('\n', f);
 	}
-	if (fclose(f))
-		return train_err(err, n, "cannot write %s: %s", path, strerror(errno));
-	snprintf(path, sizeof(path), "%s/summary.txt", o->out);
-	f = fopen(path, "w");
-	if (!f)
-		return train_err(err, n, "cannot write %s: %s", path, strerror(errno));
+}
+
+/* summary.txt: the configuration, where it ran, how it ended, the final numbers. */
+static void write_summary(FILE *f, const struct job *j, const struct hetsgd_engine_result *res, const float *x)
+{
+	const struct opts *o = j->o;
+	const struct hetsgd_eval_point *last = res->npoints ? &res->points[res->npoints - 1] : NULL;
+
 	fputs("# hetsgd-train run ", f);
 	quote_kv(f, o->name);
 	fputc('\n', f);
@@ -239,9 +222,56 @@ static int write_outputs(struct job *j, const struct hetsgd_engine_result *res, 
 		if (o->objective == HETSGD_OBJ_QUAD)
 			fprintf(f, "final-distance-to-optimum = %.6g\n", dist_opt(j, x));
 	}
-	if (fclose(f))
+}
+
+/* Write a text file of the run's folder through fn; every failure named. */
+static int write_text_file(const struct opts *o, const char *name, char *err, size_t n,
+			   void (*fn)(FILE *f, const void *a, const void *b, const void *c),
+			   const void *a, const void *b, const void *c)
+{
+	char path[PATH_MAX_LEN + 32];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", o->out, name);
+	f = fopen(path, "w");
+	if (!f)
+		return train_err(err, n, "cannot write %s: %s", path, strerror(errno));
+	fn(f, a, b, c);
+	if (ferror(f) | fclose(f))
 		return train_err(err, n, "cannot write %s: %s", path, strerror(errno));
 	return 0;
+}
+
+static void workers_fn(FILE *f, const void *a, const void *b, const void *c)
+{
+	(void)b;
+	(void)c;
+	write_workers(f, a);
+}
+
+static void summary_fn(FILE *f, const void *a, const void *b, const void *c)
+{
+	write_summary(f, a, b, c);
+}
+
+static int write_outputs(struct job *j, const struct hetsgd_engine_result *res, const float *x,
+			 char *err, size_t n)
+{
+	const struct opts *o = j->o;
+	char path[PATH_MAX_LEN + 32];
+	struct hetsgd_model_info mi = { .d = j->d, .kind = o->objective, .p = j->p,
+					.classes = j->classes, .config_hash = j->hash };
+
+	if (o->objective == HETSGD_OBJ_MLP)
+		mi.hidden = o->hidden;
+	if (o->objective == HETSGD_OBJ_SOFTMAX && o->bias)
+		mi.flags = 1;
+	snprintf(path, sizeof(path), "%s/model.bin", o->out);
+	if (hetsgd_model_save(path, &mi, x))
+		return train_algo_err(err, n, "saving the model");
+	if (write_text_file(o, "workers.csv", err, n, workers_fn, res, NULL, NULL))
+		return -EIO;
+	return write_text_file(o, "summary.txt", err, n, summary_fn, j, res, x);
 }
 
 /* ---- the ranks ---- */

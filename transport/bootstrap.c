@@ -289,6 +289,7 @@ static int hung_up_lost(pid_t pid, int *status)
  * instead of waiting forever).  Ranks reaped here have pids[r] = 0 and
  * their wait status in status[r].
  */
+/* Long: one round's read, check, reply and the lost-rank rules in one loop, so that the order they run in is plain. */
 static int local_serve(int nranks, int *fds, pid_t *pids, int *status)
 {
 	struct local_msg *req = calloc((size_t)nranks, sizeof(*req));
@@ -523,6 +524,7 @@ static void reap(int nranks, const pid_t *pids, int *status, char *first, size_t
 		}
 }
 
+/* Long: signal forwarding set up, the forks and their unwinding are one sequence whose order matters. */
 int hetsgd_boot_local_run(int nranks, hetsgd_rank_fn fn, void *arg,
 			  int *statuses)
 {

@@ -70,16 +70,25 @@ static int wait_recv(struct hetsgd_tp *tp, struct hetsgd_ev *ev, double t)
 	return 0;
 }
 
-/* Drive progress for t seconds; the first error is returned. */
+/*
+ * Drive progress for t seconds; the first error is returned.  A peer
+ * reported down counts as one (-ECONNRESET, its reason in the message):
+ * a connection broken by a refused write ends only that peer.
+ */
 static int spin(struct hetsgd_tp *tp, double t)
 {
 	struct hetsgd_ev ev[8];
 	double t0 = now_s();
 	int n;
 
-	while (now_s() - t0 < t)
+	while (now_s() - t0 < t) {
 		if ((n = hetsgd_tp_progress(tp, ev, 8)) < 0)
 			return n;
+		for (int i = 0; i < n; i++)
+			if (ev[i].type == HETSGD_EV_PEER_DOWN)
+				return hetsgd_error(-ECONNRESET, "rank %d is down: %s", ev[i].peer,
+						    ev[i].why ? ev[i].why : "?");
+	}
 	return 0;
 }
 
