@@ -92,7 +92,7 @@ int hetsgd_model_save(const char *path, const struct hetsgd_model_info *info,
 		int e = errno ? errno : EIO;
 
 		remove(tmp);
-		algo_err(-e, "cannot write the model to %s: %s (disk full?)", path, strerror(e));
+		algo_err(-e, "cannot write the model to %s: %s: is the disk full?", path, strerror(e));
 		free(tmp);
 		return -e;
 	}

@@ -1,6 +1,11 @@
 /*
  * Plots: a gnuplot script written next to the PNGs (so a person can tweak
- * and rerun it) and gnuplot run on it.  metrics.csv leaves a value empty
+ * and rerun it) and gnuplot run on it.  The script and the PNGs are
+ * renamed into place only when complete: the script through outfile.h,
+ * the PNGs because our run of gnuplot writes them as NAME.png.tmp (the
+ * script's out_suffix, empty when a person reruns it) and they are
+ * renamed only when gnuplot exited 0; otherwise they are removed and no
+ * PNG is claimed.  metrics.csv leaves a value empty
  * when it does not exist (no test set, not a classifier), which gnuplot
  * reads as missing.
  */
@@ -12,6 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "outfile.h"
 #include "plot.h"
 #include "quote.h"
 
@@ -68,7 +74,7 @@ static void one_plot(FILE *g, const char *outdir, const char *prefix, const char
 	snprintf(path, sizeof(path), "%s/%s%s", outdir, prefix, png);
 	fprintf(g, "set output ");
 	quote_gnuplot(g, path, sizeof(path));
-	fprintf(g, "\nset xlabel ");
+	fprintf(g, " . out_suffix\nset xlabel ");
 	quote_gnuplot(g, xlabel, strlen(xlabel));
 	fprintf(g, "\nset ylabel ");
 	quote_gnuplot(g, ylabel, strlen(ylabel));
@@ -110,14 +116,20 @@ static int check_text(const char *name, const char *s, size_t max, char *err, si
 	return 0;
 }
 
-int plot_runs(const char *outdir, const char *prefix, const char *const *runs,
-	      const char *const *labels, int n, char *err, size_t errlen)
-{
-	char script[4096], csv[4096];
-	FILE *g;
-	int acc = 0, status, ret;
-	pid_t pid;
+const char *const plot_pngs[3] = { "loss.png", "loss-work.png", "accuracy.png" };
 
+int plot_runs(const char *outdir, const char *prefix, const char *const *runs,
+	      const char *const *labels, int n, int *written, char *err, size_t errlen)
+{
+	const char *const *pngs = plot_pngs;
+	char script[4096], csv[4096];
+	struct outfile of;
+	FILE *g;
+	int acc = 0, status, ret, npng;
+	pid_t pid, w;
+
+	if (written)
+		*written = 0;
 	/* the limits leave room in path[] for the file names put after them */
 	if ((ret = check_text("the output folder", outdir, 3000, err, errlen)) ||
 	    (ret = check_text("the file name prefix", prefix, 200, err, errlen)))
@@ -141,27 +153,25 @@ int plot_runs(const char *outdir, const char *prefix, const char *const *runs,
 		acc |= has_column(csv, 6);
 	}
 	snprintf(script, sizeof(script), "%s/%splot.gp", outdir, prefix);
-	g = fopen(script, "w");
-	if (!g) {
-		snprintf(err, errlen, "cannot write %s: %s", script, strerror(errno));
-		return -EIO;
-	}
+	if ((ret = outfile_open(&of, script, ".tmp", err, errlen)))
+		return ret;
+	g = of.f;
 	fprintf(g, "# written by hetsgd; rerun with: gnuplot %s\n"
 		"set terminal pngcairo size 900,560 noenhanced\n"
 		"set datafile separator ','\n"
 		"set datafile missing ''\n"
-		"set grid\nset key outside right top\nset autoscale xfixmax\n", script);
+		"set grid\nset key outside right top\nset autoscale xfixmax\n"
+		"if (!exists(\"out_suffix\")) out_suffix = ''\n", script);
 	/* columns of metrics.csv: 1 time_s, 2 grads, 5 loss, 6 accuracy */
 	one_plot(g, outdir, prefix, "loss.png", "wall time (s)", "loss", 1, 5, 1, runs, labels, n);
 	one_plot(g, outdir, prefix, "loss-work.png", "gradients computed", "loss", 2, 5, 1, runs,
 		 labels, n);
+	npng = 2;
 	if (acc)
-		one_plot(g, outdir, prefix, "accuracy.png", "wall time (s)", "test accuracy", 1, 6,
+		one_plot(g, outdir, prefix, pngs[npng++], "wall time (s)", "test accuracy", 1, 6,
 			 0, runs, labels, n);
-	if (fclose(g)) {
-		snprintf(err, errlen, "cannot write %s: %s", script, strerror(errno));
-		return -EIO;
-	}
+	if ((ret = outfile_commit(&of, err, errlen)))
+		return ret;
 	fflush(NULL);
 	pid = fork();
 	if (pid < 0) {
@@ -173,21 +183,52 @@ int plot_runs(const char *outdir, const char *prefix, const char *const *runs,
 
 		if (devnull >= 0)
 			dup2(devnull, 1);
-		execlp("gnuplot", "gnuplot", script, (char *)NULL);
+		execlp("gnuplot", "gnuplot", "-e", "out_suffix = '.tmp'", script, (char *)NULL);
 		_exit(errno == ENOENT ? 127 : 126);
 	}
-	if (waitpid(pid, &status, 0) < 0) {
+	while ((w = waitpid(pid, &status, 0)) < 0 && errno == EINTR)
+		;
+	ret = 0;
+	if (w < 0) {
 		snprintf(err, errlen, "gnuplot: %s", strerror(errno));
-		return -EIO;
-	}
-	if (WIFEXITED(status) && WEXITSTATUS(status) == 127) {
+		ret = -EIO;
+	} else if (WIFEXITED(status) && WEXITSTATUS(status) == 127) {
 		snprintf(err, errlen, "gnuplot is not installed, so no PNG plots (the script is %s): apt-get install gnuplot-nox",
 			 script);
-		return -ENOENT;
+		ret = -ENOENT;
+	} else if (!WIFEXITED(status) || WEXITSTATUS(status)) {
+		if (WIFEXITED(status))
+			snprintf(err, errlen, "gnuplot failed on %s with exit status %d (its messages are above), so no PNG plots",
+				 script, WEXITSTATUS(status));
+		else
+			snprintf(err, errlen, "gnuplot was killed by signal %d on %s, so no PNG plots",
+				 WTERMSIG(status), script);
+		ret = -EIO;
 	}
-	if (!WIFEXITED(status) || WEXITSTATUS(status)) {
-		snprintf(err, errlen, "gnuplot failed on %s (its messages are above)", script);
-		return -EIO;
+	/* each PNG gnuplot wrote as NAME.png.tmp: into place when it
+	 * succeeded, away otherwise (a PNG it did not write is a failure) */
+	for (int i = 0; i < npng; i++) {
+		char png[4200], tmp[4208];
+
+		snprintf(png, sizeof(png), "%s/%s%s", outdir, prefix, pngs[i]);
+		snprintf(tmp, sizeof(tmp), "%s.tmp", png);
+		if (ret) {
+			remove(tmp);
+		} else if (rename(tmp, png)) {
+			snprintf(err, errlen, "gnuplot exited 0 but %s is missing or cannot be renamed to %s: %s, so no PNG plots",
+				 tmp, png, strerror(errno));
+			ret = -EIO;
+			for (int k = 0; k < npng; k++) {
+				snprintf(png, sizeof(png), "%s/%s%s", outdir, prefix, pngs[k]);
+				snprintf(tmp, sizeof(tmp), "%s.tmp", png);
+				remove(tmp);
+				if (k < i)
+					remove(png);
+			}
+			break;
+		}
 	}
-	return 0;
+	if (!ret && written)
+		*written = npng;
+	return ret;
 }

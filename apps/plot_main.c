@@ -61,7 +61,7 @@ int main(int argc, char **argv)
 	const char *out = ".", *prefix = "";
 	char err[1024];
 	char **runs, **labels;
-	int c, n, ret;
+	int c, n, ret, npng = 0;
 
 	while ((c = getopt_long(argc, argv, "o:p:h", lo, NULL)) != -1) {
 		switch (c) {
@@ -114,13 +114,17 @@ int main(int argc, char **argv)
 			labels[i] = eq + 1;
 		}
 	}
-	ret = plot_runs(out, prefix, (const char *const *)runs, (const char *const *)labels, n, err,
-			sizeof(err));
+	ret = plot_runs(out, prefix, (const char *const *)runs, (const char *const *)labels, n,
+			&npng, err, sizeof(err));
 	if (ret) {
 		fprintf(stderr, "hetsgd-plot: %s\n", err);
 		return 1;
 	}
-	printf("hetsgd-plot: %s/%sloss.png, %sloss-work.png, %saccuracy.png\n", out, prefix, prefix, prefix);
+	/* only the PNGs written: accuracy.png when some run has accuracies */
+	printf("hetsgd-plot: %s/%s%s", out, prefix, plot_pngs[0]);
+	for (int i = 1; i < npng; i++)
+		printf(", %s%s", prefix, plot_pngs[i]);
+	printf("\n");
 	for (int i = 0; i < n; i++)
 		free(runs[i]);
 	free(runs);

@@ -9,6 +9,7 @@
  * to train otherwise.  See usage() for the options.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdarg.h>
@@ -24,6 +25,7 @@
 #include "hetsgd_algo.h"
 #include "hetsgd_topology.h"
 #include "hetsgd_transport.h"
+#include "outfile.h"
 #include "plot.h"
 #include "quote.h"
 #include "train_data.h"
@@ -54,22 +56,34 @@ static void on_eval(void *arg, const struct hetsgd_eval_point *pt)
 	const struct opts *o = j->o;
 	double epochs = j->ntrain ? (double)pt->grads * o->batch / (double)j->ntrain : NAN;
 	double dist = o->objective == HETSGD_OBJ_QUAD && pt->x ? dist_opt(j, pt->x) : NAN;
+	FILE *m = j->metrics.f;
 	char line[256];
 
-	if (j->metrics) {
-		fprintf(j->metrics, "%.3f,%llu,%llu,", pt->t, (unsigned long long)pt->grads,
+	/* metrics.csv.part gets a row per point, flushed: meanwhile a reader
+	 * sees the whole rows so far there, and no metrics.csv, which
+	 * appears (renamed) only when the run has ended and its model and
+	 * workers.csv are written */
+	if (m) {
+		fprintf(m, "%.3f,%llu,%llu,", pt->t, (unsigned long long)pt->grads,
 			(unsigned long long)pt->updates);
-		csv_num(j->metrics, epochs, 0);
-		csv_num(j->metrics, pt->loss, 0);
-		csv_num(j->metrics, pt->acc, 0);
-		csv_num(j->metrics, pt->gnorm, 0);
-		csv_num(j->metrics, pt->idle_share, 0);
-		csv_num(j->metrics, dist, 0);
-		csv_num(j->metrics, pt->pooled_loss, 0);
+		csv_num(m, epochs, 0);
+		csv_num(m, pt->loss, 0);
+		csv_num(m, pt->acc, 0);
+		csv_num(m, pt->gnorm, 0);
+		csv_num(m, pt->idle_share, 0);
+		csv_num(m, dist, 0);
+		csv_num(m, pt->pooled_loss, 0);
 		for (int i = 0; i < j->nworkers; i++)
-			csv_num(j->metrics, pt->worker_loss ? pt->worker_loss[i] : NAN, 0);
-		fprintf(j->metrics, "%d\n", pt->final);
-		fflush(j->metrics);
+			csv_num(m, pt->worker_loss ? pt->worker_loss[i] : NAN, 0);
+		fprintf(m, "%d\n", pt->final);
+		if (outfile_flush(&j->metrics, j->out_err, sizeof(j->out_err))) {
+			/* a full disk: no more rows; the run stops through the
+			 * engine's one stop (as a signal would) and then fails
+			 * with this message; the rows so far stay in .part */
+			fclose(m);
+			j->metrics.f = NULL;
+			hetsgd_engine_request_stop(SIGTERM);
+		}
 	}
 	if (o->progress == PROG_NONE)
 		return;
@@ -130,19 +144,60 @@ static int mkdir_p(const char *path)
 	return 0;
 }
 
+/*
+ * The files of a run's folder: the only names --force (or a reused
+ * folder) removes, with their temporary names (NAME.tmp, metrics.csv.part).
+ */
+static const char *const out_names[] = { "metrics.csv", "workers.csv", "summary.txt", "model.bin",
+					 "plot.gp", "loss.png", "loss-work.png", "accuracy.png" };
+
+/*
+ * What marks a previous complete run: its summary.txt, written last, with
+ * a stop reason that is neither "failed: ..." (a run that failed says why
+ * there, and its folder may be reused) nor "unfinished: ..." (written when
+ * a run starts: it is still running, or its server was killed).  A folder
+ * with no summary.txt holds no run, whatever else is in it.
+ * *reason gets the stop reason ("" when there is none).
+ */
+static int out_holds_run(const struct opts *o, char *reason, size_t n)
+{
+	char path[PATH_MAX_LEN + 32], line[1024];
+	FILE *f;
+	int found = 0;
+
+	reason[0] = 0;
+	snprintf(path, sizeof(path), "%s/summary.txt", o->out);
+	f = fopen(path, "r");
+	if (!f)
+		return 0;
+	while (!found && fgets(line, sizeof(line), f))
+		if (!strncmp(line, "stop-reason = ", 14)) {
+			line[strcspn(line, "\n")] = 0;
+			snprintf(reason, n, "%s", line + 14);
+			found = 1;
+		}
+	fclose(f);
+	if (!found)
+		snprintf(reason, n, "(none: summary.txt has no stop-reason line)");
+	return strncmp(reason, "failed: ", 8) != 0;
+}
+
 /* The folder must be ours to write and must not hold a run we would
- * overwrite without being told to. */
+ * overwrite without being told to.  Nothing is removed here. */
 static int prepare_out(const struct opts *o, char *err, size_t n)
 {
-	char path[PATH_MAX_LEN + 32];
+	char path[PATH_MAX_LEN + 32], reason[1024];
 	int r = mkdir_p(o->out);
 
 	if (r)
 		return train_err(err, n, "--out %s: cannot create it: %s", o->out, strerror(-r));
-	snprintf(path, sizeof(path), "%s/metrics.csv", o->out);
-	if (!o->force && access(path, F_OK) == 0)
-		return train_err(err, n, "--out %s holds a previous run (metrics.csv): choose another folder or pass --force",
-			   o->out);
+	if (!o->force && out_holds_run(o, reason, sizeof(reason))) {
+		if (!strncmp(reason, "unfinished: ", 12))
+			return train_err(err, n, "--out %s holds a run that has not finished (its summary.txt says unfinished): it is still running, or its server was killed; choose another folder or pass --force",
+					 o->out);
+		return train_err(err, n, "--out %s holds a previous run (its summary.txt says it ended: %s): choose another folder or pass --force",
+				 o->out, reason);
+	}
 	snprintf(path, sizeof(path), "%s/.hetsgd-write-test", o->out);
 	{
 		FILE *f = fopen(path, "w");
@@ -152,6 +207,25 @@ static int prepare_out(const struct opts *o, char *err, size_t n)
 		fclose(f);
 		remove(path);
 	}
+	return 0;
+}
+
+/* Remove the previous run's files (out_names, nothing else) so that no
+ * old file is mixed with the new run's. */
+static int clear_out(const struct opts *o, char *err, size_t n)
+{
+	char path[PATH_MAX_LEN + 64];
+
+	for (size_t i = 0; i < sizeof(out_names) / sizeof(out_names[0]); i++)
+		for (int t = 0; t < 3; t++) {
+			if (t == 2 && strcmp(out_names[i], "metrics.csv"))
+				continue;
+			snprintf(path, sizeof(path), "%s/%s%s", o->out, out_names[i],
+				 t == 0 ? "" : t == 1 ? ".tmp" : ".part");
+			if (unlink(path) && errno != ENOENT)
+				return train_err(err, n, "cannot remove the previous run's %s: %s", path,
+						 strerror(errno));
+		}
 	return 0;
 }
 
@@ -176,11 +250,10 @@ static void write_workers(FILE *f, const struct hetsgd_engine_result *res)
 	}
 }
 
-/* summary.txt: the configuration, where it ran, how it ended, the final numbers. */
-static void write_summary(FILE *f, const struct job *j, const struct hetsgd_engine_result *res, const float *x)
+/* summary.txt's first lines: the run and its configuration. */
+static void summary_config(FILE *f, const struct job *j)
 {
 	const struct opts *o = j->o;
-	const struct hetsgd_eval_point *last = res->npoints ? &res->points[res->npoints - 1] : NULL;
 
 	fputs("# hetsgd-train run ", f);
 	quote_kv(f, o->name);
@@ -188,6 +261,21 @@ static void write_summary(FILE *f, const struct job *j, const struct hetsgd_engi
 	opts_kv(f, "name", o->name);
 	fprintf(f, "config-hash = %016llx\n", (unsigned long long)j->hash);
 	opts_dump(o, j->provider, f);
+}
+
+static void summary_data(FILE *f, const struct job *j)
+{
+	opts_kv(f, "data-label", j->data_label);
+	fprintf(f, "d = %zu\ntraining-samples = %llu\n", j->d, (unsigned long long)j->ntrain);
+}
+
+/* summary.txt: the configuration, where it ran, how it ended, the final numbers. */
+static void write_summary(FILE *f, const struct job *j, const struct hetsgd_engine_result *res, const float *x)
+{
+	const struct opts *o = j->o;
+	const struct hetsgd_eval_point *last = res->npoints ? &res->points[res->npoints - 1] : NULL;
+
+	summary_config(f, j);
 	/* placement can quote the system's own text (device names, errors) */
 	opts_kv(f, "transport", res->provider);
 	opts_kv(f, "placement", res->placement);
@@ -198,8 +286,7 @@ static void write_summary(FILE *f, const struct job *j, const struct hetsgd_engi
 		snprintf(key, sizeof(key), "placement-rank-%u", r);
 		opts_kv(f, key, res->placements[r]);
 	}
-	opts_kv(f, "data-label", j->data_label);
-	fprintf(f, "d = %zu\ntraining-samples = %llu\n", j->d, (unsigned long long)j->ntrain);
+	summary_data(f, j);
 	opts_kv(f, "stop-reason", res->stop_reason);
 	fprintf(f, "lost-workers = %u\n", res->nlost);
 	for (uint32_t i = 0; i < res->nworkers; i++) {
@@ -224,22 +311,84 @@ static void write_summary(FILE *f, const struct job *j, const struct hetsgd_engi
 	}
 }
 
-/* Write a text file of the run's folder through fn; every failure named. */
+/* Write a text file of the run's folder through fn, under NAME.tmp
+ * renamed into place when complete; every failure named. */
 static int write_text_file(const struct opts *o, const char *name, char *err, size_t n,
 			   void (*fn)(FILE *f, const void *a, const void *b, const void *c),
 			   const void *a, const void *b, const void *c)
 {
 	char path[PATH_MAX_LEN + 32];
-	FILE *f;
+	struct outfile of;
 
 	snprintf(path, sizeof(path), "%s/%s", o->out, name);
-	f = fopen(path, "w");
-	if (!f)
-		return train_err(err, n, "cannot write %s: %s", path, strerror(errno));
-	fn(f, a, b, c);
-	if (ferror(f) | fclose(f))
-		return train_err(err, n, "cannot write %s: %s", path, strerror(errno));
-	return 0;
+	if (outfile_open(&of, path, ".tmp", err, n))
+		return -EIO;
+	fn(of.f, a, b, c);
+	return outfile_commit(&of, err, n) ? -EIO : 0;
+}
+
+/*
+ * summary.txt while the run goes: stop reason "unfinished", which
+ * prepare_out refuses without --force, and room (a comment line of
+ * spaces) that write_failure() can overwrite in place with the reason
+ * when the disk is too full for a new file.
+ */
+#define FAIL_ROOM 700
+
+static void unfinished_fn(FILE *f, const void *a, const void *b, const void *c)
+{
+	(void)b;
+	(void)c;
+	summary_config(f, a);
+	summary_data(f, a);
+	opts_kv(f, "stop-reason", "unfinished: the run is still going, or its server was killed before it could write its outputs");
+	fprintf(f, "# room for the reason, should the run fail: %*s\n", FAIL_ROOM, "");
+}
+
+/*
+ * A run that failed after it began its outputs: summary.txt says
+ * "stop-reason = failed: WHY" (a folder whose run failed may be reused
+ * without --force).  Through NAME.tmp when the disk allows, else over the
+ * unfinished summary in place, into the room it kept.
+ */
+static void write_failure(const struct job *j, const char *why)
+{
+	char path[PATH_MAX_LEN + 32], reason[FAIL_ROOM], err[1200];
+	char *buf = NULL;
+	size_t len = 0;
+	struct outfile of;
+	FILE *m = open_memstream(&buf, &len);
+	int fd, ok = 0;
+
+	if (!m)
+		return;
+	/* no control character (quote_kv would make it 4 bytes) */
+	snprintf(reason, sizeof(reason), "failed: %s", why);
+	for (char *p = reason; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = ' ';
+	summary_config(m, j);
+	summary_data(m, j);
+	opts_kv(m, "stop-reason", reason);
+	if (fclose(m)) {
+		free(buf);
+		return;
+	}
+	snprintf(path, sizeof(path), "%s/summary.txt", j->o->out);
+	if (outfile_open(&of, path, ".tmp", err, sizeof(err)) == 0) {
+		fwrite(buf, 1, len, of.f);
+		ok = outfile_commit(&of, err, sizeof(err)) == 0;
+	}
+	if (!ok) {
+		fd = open(path, O_WRONLY);
+		ok = fd >= 0 && pwrite(fd, buf, len, 0) == (ssize_t)len && ftruncate(fd, (off_t)len) == 0 &&
+		     fsync(fd) == 0;
+		if (fd >= 0 && close(fd))
+			ok = 0;
+	}
+	if (!ok)
+		fprintf(stderr, "hetsgd-train: and the failure could not be recorded in %s: %s\n", path, err);
+	free(buf);
 }
 
 static void workers_fn(FILE *f, const void *a, const void *b, const void *c)
@@ -266,32 +415,46 @@ static int write_outputs(struct job *j, const struct hetsgd_engine_result *res, 
 		mi.hidden = o->hidden;
 	if (o->objective == HETSGD_OBJ_SOFTMAX && o->bias)
 		mi.flags = 1;
+	/* model.bin through model.bin.tmp (hetsgd_model_save) */
 	snprintf(path, sizeof(path), "%s/model.bin", o->out);
-	if (hetsgd_model_save(path, &mi, x))
-		return train_algo_err(err, n, "saving the model");
+	if (hetsgd_model_save(path, &mi, x)) {
+		snprintf(err, n, "%s", hetsgd_algo_errmsg());
+		return -EIO;
+	}
 	if (write_text_file(o, "workers.csv", err, n, workers_fn, res, NULL, NULL))
 		return -EIO;
-	return write_text_file(o, "summary.txt", err, n, summary_fn, j, res, x);
+	/* metrics.csv last of the data: its rows end with the final point */
+	return outfile_commit(&j->metrics, err, n) ? -EIO : 0;
 }
 
 /* ---- the ranks ---- */
 
-static FILE *open_metrics(const struct job *j, const struct opts *o, char *err, size_t n)
+/*
+ * Rank 0, just before the agreement: the previous run's files removed
+ * (prepare_out allowed it: --force, a failed run, or none), summary.txt
+ * saying "unfinished", metrics.csv.part begun.  From here on a failure
+ * is recorded in summary.txt.
+ */
+static int begin_out(struct job *j, char *err, size_t n)
 {
+	const struct opts *o = j->o;
 	char path[PATH_MAX_LEN + 32];
 	FILE *f;
 
+	if (clear_out(o, err, n))
+		return -1;
+	if (write_text_file(o, "summary.txt", err, n, unfinished_fn, j, NULL, NULL))
+		return -1;
+	j->out_begun = 1;
 	snprintf(path, sizeof(path), "%s/metrics.csv", o->out);
-	f = fopen(path, "w");
-	if (!f) {
-		train_err(err, n, "cannot write %s: %s", path, strerror(errno));
-		return NULL;
-	}
+	if (outfile_open(&j->metrics, path, ".part", err, n))
+		return -1;
+	f = j->metrics.f;
 	fprintf(f, "time_s,grads,updates,epochs,loss,accuracy,grad_norm,wait_share,dist_opt,pooled_loss");
 	for (int i = 0; i < j->nworkers; i++)
 		fprintf(f, ",loss_w%d", i);
 	fprintf(f, ",final\n");
-	return f;
+	return outfile_flush(&j->metrics, err, n) ? -1 : 0;
 }
 
 /* The server's objective (for evaluation), or worker rank-1's and one
@@ -369,7 +532,7 @@ static int rank_prepare(struct job *j, int rank, struct hetsgd_engine_cfg *cfg,
 		return -1;
 	if (rank == 0 && !j->out_ready && prepare_out(o, err, n))
 		return -1;
-	if (rank == 0 && !(j->metrics = open_metrics(j, o, err, n)))
+	if (rank == 0 && begin_out(j, err, n))
 		return -1;
 	if (make_rank_objectives(j, rank, obj, more, err, n))
 		return -1;
@@ -448,10 +611,13 @@ static int rank0_finish(struct job *j, const struct hetsgd_engine_result *res, c
 {
 	const struct opts *o = j->o;
 	const struct hetsgd_eval_point *last = res->npoints ? &res->points[res->npoints - 1] : NULL;
+	char pngs[64] = "";
+	int npng = 0;
 
-	fclose(j->metrics);
-	j->metrics = NULL;
-	if (write_outputs(j, res, x, err, n)) {
+	/* metrics.csv.part could not be written: the run stopped for it */
+	if (j->out_err[0] || write_outputs(j, res, x, err, n)) {
+		if (j->out_err[0])
+			snprintf(err, n, "%s", j->out_err);
 		fprintf(stderr, "hetsgd-train: %s\n", err);
 		return 1;
 	}
@@ -471,14 +637,20 @@ static int rank0_finish(struct job *j, const struct hetsgd_engine_result *res, c
 	printf("\n");
 	if (!o->no_plots) {
 		const char *runs[1] = { o->out }, *labels[1] = { o->name };
-		int pr = plot_runs(o->out, "", runs, labels, 1, err, n);
 
-		if (pr)
+		/* a failed gnuplot leaves no PNG, and none is claimed */
+		if (plot_runs(o->out, "", runs, labels, 1, &npng, err, n))
 			printf("hetsgd-train: plots: %s\n", err);
+		for (int i = 0; i < npng; i++)
+			snprintf(pngs + strlen(pngs), sizeof(pngs) - strlen(pngs), " %s", plot_pngs[i]);
+	}
+	/* summary.txt last: the mark of a complete run (see out_holds_run) */
+	if (write_text_file(o, "summary.txt", err, n, summary_fn, j, res, x)) {
+		fprintf(stderr, "hetsgd-train: %s\n", err);
+		return 1;
 	}
 	printf("hetsgd-train: outputs in %s: metrics.csv workers.csv model.bin summary.txt%s%s\n",
-	       o->out, o->no_plots ? "" : " loss.png loss-work.png",
-	       o->no_plots || !j->classes ? "" : " accuracy.png");
+	       o->out, npng ? " plot.gp" : "", pngs);
 	return 0;
 }
 
@@ -513,6 +685,8 @@ static int rank_main(struct hetsgd_boot *boot, void *arg)
 	struct hetsgd_objective *obj = NULL, **more = NULL;
 	float *x = NULL;
 	char err[1024] = "";
+	const char *why = NULL;	/* rank 0: why the run failed, for summary.txt */
+	int ran = 1;		/* res holds a result to free */
 
 	catch_stop_signals();
 	engine_cfg(o, j, &cfg);
@@ -525,24 +699,36 @@ static int rank_main(struct hetsgd_boot *boot, void *arg)
 	if (!me.ok && err[0] && rank != 0)
 		fprintf(stderr, "hetsgd-train: rank %d: %s\n", rank, err);
 	ret = agree_all(boot, j, &me, err);
-	if (ret)
+	if (ret) {
+		why = !me.ok && err[0] ? err : "a rank could not start, or runs another configuration (the messages are on stderr)";
 		goto out;
+	}
 
 	io.obj = obj;
 	ret = hetsgd_engine_run(boot, &ta, &cfg, &io, &res);
 	if (j->line_open)
 		printf("\n");
-	if (ret)
+	if (ret) {
 		fprintf(stderr, "hetsgd-train: rank %d: %s\n", rank, hetsgd_algo_errmsg());
-	else if (rank == 0)
+		snprintf(err, sizeof(err), "%s", hetsgd_algo_errmsg());
+		why = err;
+		ran = 0;
+	} else if (rank == 0) {
 		ret = rank0_finish(j, &res, x, err, sizeof(err));
+		if (ret)
+			why = err;
+	}
 	/* a run a signal stopped, outputs written: 128 + the signal, as if
 	 * it had killed us (the server's run may have been stopped by a
 	 * worker's signal) */
 	if (ret == 0 && rank == 0 && res.stop_signal)
 		sig = res.stop_signal;
-	if (ret == 0)
+	if (ran)
 		hetsgd_engine_result_free(&res);
+	/* a write that failed stopped the run through the engine's stop,
+	 * which a signal also uses: a failure, not a signal's stop */
+	if (j->out_err[0])
+		goto out;
 	if (!sig)
 		sig = hetsgd_engine_stop_signal();
 	if (sig && ret != 2) {
@@ -550,9 +736,12 @@ static int rank_main(struct hetsgd_boot *boot, void *arg)
 		goto out;
 	}
 out:
-	if (j->metrics)
-		fclose(j->metrics);
-	j->metrics = NULL;
+	/* a failed run keeps its rows so far in metrics.csv.part */
+	if (j->metrics.f)
+		fclose(j->metrics.f);
+	j->metrics.f = NULL;
+	if (rank == 0 && why && j->out_begun)
+		write_failure(j, why);
 	hetsgd_objective_destroy(obj);
 	for (int t = 0; more && t < o->threads - 1; t++)
 		hetsgd_objective_destroy(more[t]);
@@ -619,12 +808,12 @@ static int join_job(struct opts *o, struct hetsgd_boot **boot, int *rank)
 	return 0;
 }
 
-/* The configuration hash, and what the data came out as: the same
- * options can read different files on different nodes. */
+/* The configuration hash, and what the data (and --init's model) came
+ * out as: the same options can read different files on different nodes. */
 static uint64_t job_hash(const struct job *j)
 {
 	return opts_hash(j->o, j->provider) ^ (j->ntrain * 0x9e3779b97f4a7c15ull) ^
-	       ((uint64_t)j->d << 20) ^ ((uint64_t)j->classes << 50);
+	       ((uint64_t)j->d << 20) ^ ((uint64_t)j->classes << 50) ^ j->init_hash;
 }
 
 static void print_job(const struct job *j, int srun)

@@ -320,6 +320,61 @@ static int size_model(struct job *j, char *err, size_t n)
 }
 
 /* The model's limits, LOSCAR's K, and the initial model. */
+/* One model's shape, for a message. */
+static void shape_text(char *buf, size_t n, const struct hetsgd_model_info *m)
+{
+	snprintf(buf, n, "%s with p = %u, classes = %u, hidden = %u%s, d = %llu",
+		 hetsgd_obj_kind_name(m->kind), m->p, m->classes, m->hidden, m->flags & 1 ? ", bias" : "",
+		 (unsigned long long)m->d);
+}
+
+/*
+ * --init: x0 from a saved model, which must be one this run could have
+ * trained (same objective, features, classes, hidden units, bias, d).
+ * Every rank loads the same file; j->init_hash (of its values) goes into
+ * the configuration hash, so ranks that read different files refuse.
+ */
+static int init_from_model(struct job *j, char *err, size_t n)
+{
+	const struct opts *o = j->o;
+	struct hetsgd_model_info mi, run = { .d = j->d, .kind = o->objective, .p = j->p,
+					     .classes = j->classes };
+	struct hetsgd_objective *obj = NULL;
+	char a[160], b[160];
+	float *x = NULL;
+	int r;
+
+	if (o->objective == HETSGD_OBJ_MLP)
+		run.hidden = o->hidden;
+	if (o->objective == HETSGD_OBJ_SOFTMAX && o->bias)
+		run.flags = 1;
+	if (hetsgd_model_load(o->init, &mi, &x))
+		return train_err(err, n, "--init %s: %s", o->init, hetsgd_algo_errmsg());
+	/* the objective the file was trained for (a quadratic has none to build) */
+	r = hetsgd_model_objective(&mi, 0, &obj);
+	hetsgd_objective_destroy(obj);
+	if (r && r != -ENOTSUP) {
+		free(x);
+		return train_err(err, n, "--init %s: %s", o->init, hetsgd_algo_errmsg());
+	}
+	if (mi.kind != run.kind || mi.p != run.p || mi.classes != run.classes || mi.hidden != run.hidden ||
+	    (mi.flags & 1) != run.flags || mi.d != run.d) {
+		free(x);
+		shape_text(a, sizeof(a), &mi);
+		shape_text(b, sizeof(b), &run);
+		return train_err(err, n, "--init %s holds a model of %s, but this run trains %s: start from a model of the same objective and data",
+				 o->init, a, b);
+	}
+	memcpy(j->x0, x, j->d * sizeof(float));
+	free(x);
+	j->init_hash = 0xcbf29ce484222325ull;	/* FNV-1a over the values */
+	for (size_t i = 0; i < j->d * sizeof(float); i++) {
+		j->init_hash ^= ((const unsigned char *)j->x0)[i];
+		j->init_hash *= 0x100000001b3ull;
+	}
+	return 0;
+}
+
 static int init_model(struct job *j, char *err, size_t n)
 {
 	struct opts *o = j->o;
@@ -349,7 +404,7 @@ static int init_model(struct job *j, char *err, size_t n)
 			return train_algo_err(err, n, "initialising the MLP");
 		hetsgd_objective_destroy(obj);
 	}
-	return 0;
+	return o->init[0] ? init_from_model(j, err, n) : 0;
 }
 
 int job_load(struct job *j, int keep, int server, char *err, size_t n)

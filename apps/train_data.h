@@ -11,6 +11,7 @@
 #include <stdio.h>
 
 #include "hetsgd_algo.h"
+#include "outfile.h"
 #include "train_opts.h"
 
 struct job {
@@ -31,10 +32,13 @@ struct job {
 	uint64_t ntrain;
 	float **qa, **qb;		/* quad */
 	float *qavg_a, *qavg_b;		/* the average objective's a and its optimum x* */
-	float *x0;
+	float *x0;			/* the start: the default, or --init's model */
+	uint64_t init_hash;		/* --init: a hash of its values (0: none) */
 	const char *data_label;
 	/* rank 0's outputs */
-	FILE *metrics;
+	struct outfile metrics;		/* metrics.csv.part while the run goes */
+	int out_begun;			/* the folder was cleared and the run's files begun */
+	char out_err[1024];		/* the first write that failed during the run */
 	int tty;
 	double last_line;
 	int line_open;

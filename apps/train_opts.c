@@ -240,6 +240,8 @@ static const struct optdef optdefs[O_COUNT] = {
 		       .help = "verbs: RDMA device (default: from the topology plan)" },
 	[O_SEED] = { "seed", T_U64, F(seed), 0, 0, 18446744073709551615.0, .arg = "S", .flags = F_HASH,
 		     .help = "seed of data split, sampling, masks, profile (default 1)" },
+	[O_INIT] = { "init", STR(init), .arg = "MODEL", .flags = F_HASH | F_UNSET0,
+		     .help = "start from a saved model (a run's model.bin) instead of the default start" },
 	[O_TIME] = { "time", T_DBL, F(time_s), 0, 0.01, 1e7, .arg = "S", .flags = F_HASH | F_UNSET0,
 		     .help = "training time budget in seconds (default 30 when no other budget)" },
 	[O_EPOCHS] = { "epochs", T_DBL, F(epochs), 0, 1e-6, 1e6, .arg = "E", .flags = F_HASH | F_UNSET0,

@@ -26,7 +26,7 @@ enum opt_id {
 	O_ROUND_TIME, O_COMM_DELAY, O_OBJECTIVE, O_HIDDEN, O_LAMBDA, O_BIAS, O_DIM, O_DATA, O_TEST,
 	O_PER_WORKER, O_SPLIT, O_ALPHA, O_TEST_FRACTION, O_SYNTH_N, O_SYNTH_P, O_SYNTH_CLASSES,
 	O_EVAL_SAMPLES, O_WORKERS, O_MIN_WORKERS, O_PROFILE, O_TIME_UNIT, O_NOISE, O_SHUFFLE, O_THREADS, O_GAMMA,
-	O_BATCH, O_PROVIDER, O_DEVICE, O_SEED, O_TIME, O_EPOCHS, O_TARGET_LOSS, O_TARGET_ACC,
+	O_BATCH, O_PROVIDER, O_DEVICE, O_SEED, O_INIT, O_TIME, O_EPOCHS, O_TARGET_LOSS, O_TARGET_ACC,
 	O_EVAL_INTERVAL, O_PIN, O_OUT, O_NAME, O_LAUNCH, O_PROGRESS, O_FORCE, O_NO_PLOTS, O_CHECK,
 	O_CONFIG, O_HELP, O_VERSION, O_COUNT
 };
@@ -69,6 +69,7 @@ struct opts {
 	char provider[16];		/* auto, shm, verbs */
 	char device[64];
 	uint64_t seed;
+	char init[PATH_MAX_LEN];	/* start from this model.bin ("": the default start) */
 	double time_s;
 	double epochs;
 	double target_loss, target_acc;
