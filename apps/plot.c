@@ -118,18 +118,14 @@ static int check_text(const char *name, const char *s, size_t max, char *err, si
 
 const char *const plot_pngs[3] = { "loss.png", "loss-work.png", "accuracy.png" };
 
-int plot_runs(const char *outdir, const char *prefix, const char *const *runs,
-	      const char *const *labels, int n, int *written, char *err, size_t errlen)
+/* Every text that reaches the script, checked; and every run has metrics.csv.
+ * *acc: some run has an accuracy column. */
+static int check_runs(const char *outdir, const char *prefix, const char *const *runs,
+		      const char *const *labels, int n, int *acc, char *err, size_t errlen)
 {
-	const char *const *pngs = plot_pngs;
-	char script[4096], csv[4096];
-	struct outfile of;
-	FILE *g;
-	int acc = 0, status, ret, npng;
-	pid_t pid, w;
+	char csv[4096];
+	int ret;
 
-	if (written)
-		*written = 0;
 	/* the limits leave room in path[] for the file names put after them */
 	if ((ret = check_text("the output folder", outdir, 3000, err, errlen)) ||
 	    (ret = check_text("the file name prefix", prefix, 200, err, errlen)))
@@ -143,6 +139,7 @@ int plot_runs(const char *outdir, const char *prefix, const char *const *runs,
 		    (ret = check_text(label, label_of(runs, labels, i), 1000, err, errlen)))
 			return ret;
 	}
+	*acc = 0;
 	for (int i = 0; i < n; i++) {
 		snprintf(csv, sizeof(csv), "%s/metrics.csv", runs[i]);
 		if (access(csv, R_OK)) {
@@ -150,9 +147,19 @@ int plot_runs(const char *outdir, const char *prefix, const char *const *runs,
 				 csv, strerror(errno));
 			return -EINVAL;
 		}
-		acc |= has_column(csv, 6);
+		*acc |= has_column(csv, 6);
 	}
-	snprintf(script, sizeof(script), "%s/%splot.gp", outdir, prefix);
+	return 0;
+}
+
+/* plot.gp, renamed into place when complete; *npng: the PNGs it makes. */
+static int write_script(const char *script, const char *outdir, const char *prefix, const char *const *runs,
+			const char *const *labels, int n, int acc, int *npng, char *err, size_t errlen)
+{
+	struct outfile of;
+	FILE *g;
+	int ret;
+
 	if ((ret = outfile_open(&of, script, ".tmp", err, errlen)))
 		return ret;
 	g = of.f;
@@ -166,12 +173,19 @@ int plot_runs(const char *outdir, const char *prefix, const char *const *runs,
 	one_plot(g, outdir, prefix, "loss.png", "wall time (s)", "loss", 1, 5, 1, runs, labels, n);
 	one_plot(g, outdir, prefix, "loss-work.png", "gradients computed", "loss", 2, 5, 1, runs,
 		 labels, n);
-	npng = 2;
+	*npng = 2;
 	if (acc)
-		one_plot(g, outdir, prefix, pngs[npng++], "wall time (s)", "test accuracy", 1, 6,
+		one_plot(g, outdir, prefix, plot_pngs[(*npng)++], "wall time (s)", "test accuracy", 1, 6,
 			 0, runs, labels, n);
-	if ((ret = outfile_commit(&of, err, errlen)))
-		return ret;
+	return outfile_commit(&of, err, errlen);
+}
+
+/* Run gnuplot on script, writing NAME.png.tmp; 0 only when it exited 0. */
+static int run_gnuplot(const char *script, char *err, size_t errlen)
+{
+	int status;
+	pid_t pid, w;
+
 	fflush(NULL);
 	pid = fork();
 	if (pid < 0) {
@@ -188,46 +202,83 @@ int plot_runs(const char *outdir, const char *prefix, const char *const *runs,
 	}
 	while ((w = waitpid(pid, &status, 0)) < 0 && errno == EINTR)
 		;
-	ret = 0;
 	if (w < 0) {
 		snprintf(err, errlen, "gnuplot: %s", strerror(errno));
-		ret = -EIO;
-	} else if (WIFEXITED(status) && WEXITSTATUS(status) == 127) {
+		return -EIO;
+	}
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 127) {
 		snprintf(err, errlen, "gnuplot is not installed, so no PNG plots (the script is %s): apt-get install gnuplot-nox",
 			 script);
-		ret = -ENOENT;
-	} else if (!WIFEXITED(status) || WEXITSTATUS(status)) {
-		if (WIFEXITED(status))
-			snprintf(err, errlen, "gnuplot failed on %s with exit status %d (its messages are above), so no PNG plots",
-				 script, WEXITSTATUS(status));
-		else
-			snprintf(err, errlen, "gnuplot was killed by signal %d on %s, so no PNG plots",
-				 WTERMSIG(status), script);
-		ret = -EIO;
+		return -ENOENT;
 	}
-	/* each PNG gnuplot wrote as NAME.png.tmp: into place when it
-	 * succeeded, away otherwise (a PNG it did not write is a failure) */
-	for (int i = 0; i < npng; i++) {
-		char png[4200], tmp[4208];
+	if (WIFEXITED(status) && WEXITSTATUS(status)) {
+		snprintf(err, errlen, "gnuplot failed on %s with exit status %d (its messages are above), so no PNG plots",
+			 script, WEXITSTATUS(status));
+		return -EIO;
+	}
+	if (!WIFEXITED(status)) {
+		snprintf(err, errlen, "gnuplot was killed by signal %d on %s, so no PNG plots",
+			 WTERMSIG(status), script);
+		return -EIO;
+	}
+	return 0;
+}
 
-		snprintf(png, sizeof(png), "%s/%s%s", outdir, prefix, pngs[i]);
+/*
+ * Each PNG gnuplot wrote as NAME.png.tmp: into place when it succeeded
+ * (ok), away otherwise; a PNG it did not write is a failure, and then
+ * none of them stays.
+ */
+static int place_pngs(const char *outdir, const char *prefix, int npng, int ok, char *err, size_t errlen)
+{
+	char png[4200], tmp[4208];
+
+	for (int i = 0; i < npng; i++) {
+		snprintf(png, sizeof(png), "%s/%s%s", outdir, prefix, plot_pngs[i]);
 		snprintf(tmp, sizeof(tmp), "%s.tmp", png);
-		if (ret) {
+		if (!ok) {
 			remove(tmp);
-		} else if (rename(tmp, png)) {
-			snprintf(err, errlen, "gnuplot exited 0 but %s is missing or cannot be renamed to %s: %s, so no PNG plots",
-				 tmp, png, strerror(errno));
-			ret = -EIO;
-			for (int k = 0; k < npng; k++) {
-				snprintf(png, sizeof(png), "%s/%s%s", outdir, prefix, pngs[k]);
-				snprintf(tmp, sizeof(tmp), "%s.tmp", png);
-				remove(tmp);
-				if (k < i)
-					remove(png);
-			}
-			break;
+			continue;
 		}
+		if (!rename(tmp, png))
+			continue;
+		snprintf(err, errlen, "gnuplot exited 0 but %s is missing or cannot be renamed to %s: %s, so no PNG plots",
+			 tmp, png, strerror(errno));
+		for (int k = 0; k < npng; k++) {
+			snprintf(png, sizeof(png), "%s/%s%s", outdir, prefix, plot_pngs[k]);
+			snprintf(tmp, sizeof(tmp), "%s.tmp", png);
+			remove(tmp);
+			if (k < i)
+				remove(png);
+		}
+		return -EIO;
 	}
+	return 0;
+}
+
+int plot_runs(const char *outdir, const char *prefix, const char *const *runs,
+	      const char *const *labels, int n, int *written, char *err, size_t errlen)
+{
+	char script[4096];
+	int acc, npng = 0, ret;
+
+	if (written)
+		*written = 0;
+	ret = check_runs(outdir, prefix, runs, labels, n, &acc, err, errlen);
+	if (ret)
+		return ret;
+	snprintf(script, sizeof(script), "%s/%splot.gp", outdir, prefix);
+	ret = write_script(script, outdir, prefix, runs, labels, n, acc, &npng, err, errlen);
+	if (ret)
+		return ret;
+	ret = run_gnuplot(script, err, errlen);
+	if (ret) {
+		char ignore[8];
+
+		place_pngs(outdir, prefix, npng, 0, ignore, sizeof(ignore));
+		return ret;
+	}
+	ret = place_pngs(outdir, prefix, npng, 1, err, errlen);
 	if (!ret && written)
 		*written = npng;
 	return ret;

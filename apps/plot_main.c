@@ -49,6 +49,25 @@ static void usage(FILE *f)
 		"Writes Ploss.png, Ploss-work.png, Paccuracy.png and Pplot.gp.\n");
 }
 
+/* Every text argument before anything is made: 0, or -1 after the message. */
+static int check_args(const char *out, const char *prefix, int n, char **args)
+{
+	if (check_arg("--out", out) || check_arg("--prefix", prefix))
+		return -1;
+	for (int i = 0; i < n; i++) {
+		char what[64];
+
+		snprintf(what, sizeof(what), "argument %d (RUN[=LABEL])", i + 1);
+		if (check_arg(what, args[i]))
+			return -1;
+	}
+	if (strchr(prefix, '/')) {
+		fprintf(stderr, "hetsgd-plot: --prefix %s: a prefix is part of a file name; put folders in --out\n", prefix);
+		return -1;
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option lo[] = {
@@ -77,19 +96,8 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	if (check_arg("--out", out) || check_arg("--prefix", prefix))
+	if (check_args(out, prefix, argc - optind, argv + optind))
 		return 2;
-	for (int i = optind; i < argc; i++) {
-		char what[64];
-
-		snprintf(what, sizeof(what), "argument %d (RUN[=LABEL])", i - optind + 1);
-		if (check_arg(what, argv[i]))
-			return 2;
-	}
-	if (strchr(prefix, '/')) {
-		fprintf(stderr, "hetsgd-plot: --prefix %s: a prefix is part of a file name; put folders in --out\n", prefix);
-		return 2;
-	}
 	if (mkdir(out, 0777) && errno != EEXIST) {
 		fprintf(stderr, "hetsgd-plot: --out %s: %s\n", out, strerror(errno));
 		return 1;

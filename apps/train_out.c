@@ -1,0 +1,423 @@
+/*
+ * hetsgd-train's outputs (train_out.h): what rank 0 writes into the
+ * output folder, and how a folder holding a previous run is told apart.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "hetsgd_algo.h"
+#include "hetsgd_topology.h"
+#include "hetsgd_transport.h"
+#include "outfile.h"
+#include "plot.h"
+#include "quote.h"
+#include "train_data.h"
+#include "train_opts.h"
+#include "train_out.h"
+
+/* ---- progress and outputs (rank 0) ---- */
+
+double dist_opt(const struct job *j, const float *x)
+{
+	double s = 0;
+
+	for (size_t c = 0; c < j->d; c++)
+		s += ((double)x[c] - j->qavg_b[c]) * ((double)x[c] - j->qavg_b[c]);
+	return sqrt(s);
+}
+
+static void csv_num(FILE *f, double v, int last)
+{
+	if (isnan(v))
+		fputs(last ? "\n" : ",", f);
+	else
+		fprintf(f, "%.6g%s", v, last ? "\n" : ",");
+}
+
+void on_eval(void *arg, const struct hetsgd_eval_point *pt)
+{
+	struct job *j = arg;
+	const struct opts *o = j->o;
+	double epochs = j->ntrain ? (double)pt->grads * o->batch / (double)j->ntrain : NAN;
+	double dist = o->objective == HETSGD_OBJ_QUAD && pt->x ? dist_opt(j, pt->x) : NAN;
+	FILE *m = j->metrics.f;
+	char line[256];
+
+	/* metrics.csv.part gets a row per point, flushed: meanwhile a reader
+	 * sees the whole rows so far there, and no metrics.csv, which
+	 * appears (renamed) only when the run has ended and its model and
+	 * workers.csv are written */
+	if (m) {
+		fprintf(m, "%.3f,%llu,%llu,", pt->t, (unsigned long long)pt->grads,
+			(unsigned long long)pt->updates);
+		csv_num(m, epochs, 0);
+		csv_num(m, pt->loss, 0);
+		csv_num(m, pt->acc, 0);
+		csv_num(m, pt->gnorm, 0);
+		csv_num(m, pt->idle_share, 0);
+		csv_num(m, dist, 0);
+		csv_num(m, pt->pooled_loss, 0);
+		for (int i = 0; i < j->nworkers; i++)
+			csv_num(m, pt->worker_loss ? pt->worker_loss[i] : NAN, 0);
+		fprintf(m, "%d\n", pt->final);
+		if (outfile_flush(&j->metrics, j->out_err, sizeof(j->out_err))) {
+			/* a full disk: no more rows; the run stops through the
+			 * engine's one stop (as a signal would) and then fails
+			 * with this message; the rows so far stay in .part */
+			fclose(m);
+			j->metrics.f = NULL;
+			hetsgd_engine_request_stop(SIGTERM);
+		}
+	}
+	if (o->progress == PROG_NONE)
+		return;
+	{
+		int off = snprintf(line, sizeof(line), "%s %6.1f s  %s %llu  loss %.4g", o->name, pt->t,
+				   o->method == HETSGD_METHOD_LOSCAR ? "rounds" : "updates",
+				   (unsigned long long)pt->updates, pt->loss);
+
+		if (!isnan(pt->acc))
+			off += snprintf(line + off, sizeof(line) - (size_t)off, "  acc %.4f", pt->acc);
+		if (!isnan(dist))
+			off += snprintf(line + off, sizeof(line) - (size_t)off, "  |x-x*| %.4g", dist);
+		snprintf(line + off, sizeof(line) - (size_t)off, "  %.0f grad/s  waiting %.0f%%",
+			 pt->t > 0 ? (double)pt->grads / pt->t : 0.0, 100 * pt->idle_share);
+	}
+	if (j->tty) {
+		printf("\r\033[K%s%s", line, pt->final ? "\n" : "");
+		j->line_open = !pt->final;
+	} else if (pt->final || pt->t == 0 || pt->t - j->last_line >= 2.0) {
+		/* a log: a line every 2 s is enough, whatever the evaluations */
+		printf("%s%s\n", line, pt->final ? "  (final)" : "");
+		j->last_line = pt->t;
+	}
+	fflush(stdout);
+}
+
+/* The server drops a worker whose process ended: say so as it happens. */
+void on_lost(void *arg, const struct hetsgd_worker_stats *w)
+{
+	struct job *j = arg;
+
+	if (j->line_open)
+		printf("\n");
+	j->line_open = 0;
+	fflush(stdout);
+	fprintf(stderr, "hetsgd-train: worker %u (rank %u) lost at %.1f s after %llu steps: %s; training goes on without it\n",
+		w->worker, w->worker + 1, w->lost_at_s, (unsigned long long)w->steps, w->lost_why);
+}
+
+static int mkdir_p(const char *path)
+{
+	char buf[PATH_MAX_LEN];
+	size_t len = strlen(path);
+
+	if (len >= sizeof(buf))
+		return -ENAMETOOLONG;
+	memcpy(buf, path, len + 1);
+	for (char *p = buf + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = 0;
+		if (mkdir(buf, 0777) && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(buf, 0777) && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+/*
+ * The files of a run's folder: the only names --force (or a reused
+ * folder) removes, with their temporary names (NAME.tmp, metrics.csv.part).
+ */
+static const char *const out_names[] = { "metrics.csv", "workers.csv", "summary.txt", "model.bin",
+					 "plot.gp", "loss.png", "loss-work.png", "accuracy.png" };
+
+/*
+ * What marks a previous complete run: its summary.txt, written last, with
+ * a stop reason that is neither "failed: ..." (a run that failed says why
+ * there, and its folder may be reused) nor "unfinished: ..." (written when
+ * a run starts: it is still running, or its server was killed).  A folder
+ * with no summary.txt holds no run, whatever else is in it.
+ * *reason gets the stop reason ("" when there is none).
+ */
+int out_holds_run(const struct opts *o, char *reason, size_t n)
+{
+	char path[PATH_MAX_LEN + 32], line[1024];
+	FILE *f;
+	int found = 0;
+
+	reason[0] = 0;
+	snprintf(path, sizeof(path), "%s/summary.txt", o->out);
+	f = fopen(path, "r");
+	if (!f)
+		return 0;
+	while (!found && fgets(line, sizeof(line), f))
+		if (!strncmp(line, "stop-reason = ", 14)) {
+			line[strcspn(line, "\n")] = 0;
+			snprintf(reason, n, "%s", line + 14);
+			found = 1;
+		}
+	fclose(f);
+	if (!found)
+		snprintf(reason, n, "(none: summary.txt has no stop-reason line)");
+	return strncmp(reason, "failed: ", 8) != 0;
+}
+
+/* The folder must be ours to write and must not hold a run we would
+ * overwrite without being told to.  Nothing is removed here. */
+int prepare_out(const struct opts *o, char *err, size_t n)
+{
+	char path[PATH_MAX_LEN + 32], reason[1024];
+	int r = mkdir_p(o->out);
+
+	if (r)
+		return train_err(err, n, "--out %s: cannot create it: %s", o->out, strerror(-r));
+	if (!o->force && out_holds_run(o, reason, sizeof(reason))) {
+		if (!strncmp(reason, "unfinished: ", 12))
+			return train_err(err, n, "--out %s holds a run that has not finished (its summary.txt says unfinished): it is still running, or its server was killed; choose another folder or pass --force",
+					 o->out);
+		return train_err(err, n, "--out %s holds a previous run (its summary.txt says it ended: %s): choose another folder or pass --force",
+				 o->out, reason);
+	}
+	snprintf(path, sizeof(path), "%s/.hetsgd-write-test", o->out);
+	{
+		FILE *f = fopen(path, "w");
+
+		if (!f)
+			return train_err(err, n, "--out %s is not writable: %s", o->out, strerror(errno));
+		fclose(f);
+		remove(path);
+	}
+	return 0;
+}
+
+/* Remove the previous run's files (out_names, nothing else) so that no
+ * old file is mixed with the new run's. */
+int clear_out(const struct opts *o, char *err, size_t n)
+{
+	char path[PATH_MAX_LEN + 64];
+
+	for (size_t i = 0; i < sizeof(out_names) / sizeof(out_names[0]); i++)
+		for (int t = 0; t < 3; t++) {
+			if (t == 2 && strcmp(out_names[i], "metrics.csv"))
+				continue;
+			snprintf(path, sizeof(path), "%s/%s%s", o->out, out_names[i],
+				 t == 0 ? "" : t == 1 ? ".tmp" : ".part");
+			if (unlink(path) && errno != ENOENT)
+				return train_err(err, n, "cannot remove the previous run's %s: %s", path,
+						 strerror(errno));
+		}
+	return 0;
+}
+
+/* workers.csv: a line per worker; state done, or lost (its process ended;
+ * its figures are the last the server heard, lost_at_s when it was dropped). */
+static void write_workers(FILE *f, const struct hetsgd_engine_result *res)
+{
+	fprintf(f, "worker,tau_target_s,tau_est_s,steps,rounds,overlap_steps,dropped,overruns,compute_s,idle_s,elapsed_s,idle_share,bytes_sent,bytes_recv,state,lost_at_s\n");
+	for (uint32_t i = 0; i < res->nworkers; i++) {
+		const struct hetsgd_worker_stats *w = &res->workers[i];
+
+		fprintf(f, "%u,%.6g,%.6g,%llu,%llu,%llu,%llu,%llu,%.3f,%.3f,%.3f,%.4f,%llu,%llu,%s,",
+			w->worker, w->tau_target, w->tau_est, (unsigned long long)w->steps,
+			(unsigned long long)w->rounds, (unsigned long long)w->overlap_steps,
+			(unsigned long long)w->dropped, (unsigned long long)w->overruns, w->compute_s,
+			w->idle_s, w->elapsed_s, w->elapsed_s > 0 ? w->idle_s / w->elapsed_s : 0.0,
+			(unsigned long long)w->bytes_sent, (unsigned long long)w->bytes_recv,
+			w->lost ? "lost" : "done");
+		if (w->lost)
+			fprintf(f, "%.3f", w->lost_at_s);
+		fputc('\n', f);
+	}
+}
+
+/* summary.txt's first lines: the run and its configuration. */
+static void summary_config(FILE *f, const struct job *j)
+{
+	const struct opts *o = j->o;
+
+	fputs("# hetsgd-train run ", f);
+	quote_kv(f, o->name);
+	fputc('\n', f);
+	opts_kv(f, "name", o->name);
+	fprintf(f, "config-hash = %016llx\n", (unsigned long long)j->hash);
+	opts_dump(o, j->provider, f);
+}
+
+static void summary_data(FILE *f, const struct job *j)
+{
+	opts_kv(f, "data-label", j->data_label);
+	fprintf(f, "d = %zu\ntraining-samples = %llu\n", j->d, (unsigned long long)j->ntrain);
+}
+
+/* summary.txt: the configuration, where it ran, how it ended, the final numbers. */
+static void write_summary(FILE *f, const struct job *j, const struct hetsgd_engine_result *res, const float *x)
+{
+	const struct opts *o = j->o;
+	const struct hetsgd_eval_point *last = res->npoints ? &res->points[res->npoints - 1] : NULL;
+
+	summary_config(f, j);
+	/* placement can quote the system's own text (device names, errors) */
+	opts_kv(f, "transport", res->provider);
+	opts_kv(f, "placement", res->placement);
+	/* every rank's, by host: a line per rank says where it really ran */
+	for (uint32_t r = 0; r < res->nplacements; r++) {
+		char key[32];
+
+		snprintf(key, sizeof(key), "placement-rank-%u", r);
+		opts_kv(f, key, res->placements[r]);
+	}
+	summary_data(f, j);
+	opts_kv(f, "stop-reason", res->stop_reason);
+	fprintf(f, "lost-workers = %u\n", res->nlost);
+	for (uint32_t i = 0; i < res->nworkers; i++) {
+		const struct hetsgd_worker_stats *w = &res->workers[i];
+		char key[32], val[320];
+
+		if (!w->lost)
+			continue;
+		snprintf(key, sizeof(key), "lost-worker-%u", w->worker);
+		snprintf(val, sizeof(val), "rank %u at %.3f s, last step %llu: %s", w->worker + 1,
+			 w->lost_at_s, (unsigned long long)w->steps, w->lost_why);
+		opts_kv(f, key, val);
+	}
+	fprintf(f, "elapsed-s = %.3f\nupdates = %llu\ngradients = %llu\ndropped = %llu\n",
+		res->elapsed_s, (unsigned long long)res->updates,
+		(unsigned long long)res->grads, (unsigned long long)res->dropped);
+	if (last) {
+		fprintf(f, "final-loss = %.6g\nfinal-accuracy = %.6g\nfinal-grad-norm = %.6g\nwaiting-share = %.4f\n",
+			last->loss, last->acc, last->gnorm, last->idle_share);
+		if (o->objective == HETSGD_OBJ_QUAD)
+			fprintf(f, "final-distance-to-optimum = %.6g\n", dist_opt(j, x));
+	}
+}
+
+/* Write a text file of the run's folder through fn, under NAME.tmp
+ * renamed into place when complete; every failure named. */
+int write_text_file(const struct opts *o, const char *name, char *err, size_t n,
+			   void (*fn)(FILE *f, const void *a, const void *b, const void *c),
+			   const void *a, const void *b, const void *c)
+{
+	char path[PATH_MAX_LEN + 32];
+	struct outfile of;
+
+	snprintf(path, sizeof(path), "%s/%s", o->out, name);
+	if (outfile_open(&of, path, ".tmp", err, n))
+		return -EIO;
+	fn(of.f, a, b, c);
+	return outfile_commit(&of, err, n) ? -EIO : 0;
+}
+
+/*
+ * summary.txt while the run goes: stop reason "unfinished", which
+ * prepare_out refuses without --force, and room (a comment line of
+ * spaces) that write_failure() can overwrite in place with the reason
+ * when the disk is too full for a new file.
+ */
+#define FAIL_ROOM 700
+
+void unfinished_fn(FILE *f, const void *a, const void *b, const void *c)
+{
+	(void)b;
+	(void)c;
+	summary_config(f, a);
+	summary_data(f, a);
+	opts_kv(f, "stop-reason", "unfinished: the run is still going, or its server was killed before it could write its outputs");
+	fprintf(f, "# room for the reason, should the run fail: %*s\n", FAIL_ROOM, "");
+}
+
+/*
+ * A run that failed after it began its outputs: summary.txt says
+ * "stop-reason = failed: WHY" (a folder whose run failed may be reused
+ * without --force).  Through NAME.tmp when the disk allows, else over the
+ * unfinished summary in place, into the room it kept.
+ */
+void write_failure(const struct job *j, const char *why)
+{
+	char path[PATH_MAX_LEN + 32], reason[FAIL_ROOM], err[1200];
+	char *buf = NULL;
+	size_t len = 0;
+	struct outfile of;
+	FILE *m = open_memstream(&buf, &len);
+	int fd, ok = 0;
+
+	if (!m)
+		return;
+	/* no control character (quote_kv would make it 4 bytes) */
+	snprintf(reason, sizeof(reason), "failed: %s", why);
+	for (char *p = reason; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = ' ';
+	summary_config(m, j);
+	summary_data(m, j);
+	opts_kv(m, "stop-reason", reason);
+	if (fclose(m)) {
+		free(buf);
+		return;
+	}
+	snprintf(path, sizeof(path), "%s/summary.txt", j->o->out);
+	if (outfile_open(&of, path, ".tmp", err, sizeof(err)) == 0) {
+		fwrite(buf, 1, len, of.f);
+		ok = outfile_commit(&of, err, sizeof(err)) == 0;
+	}
+	if (!ok) {
+		fd = open(path, O_WRONLY);
+		ok = fd >= 0 && pwrite(fd, buf, len, 0) == (ssize_t)len && ftruncate(fd, (off_t)len) == 0 &&
+		     fsync(fd) == 0;
+		if (fd >= 0 && close(fd))
+			ok = 0;
+	}
+	if (!ok)
+		fprintf(stderr, "hetsgd-train: and the failure could not be recorded in %s: %s\n", path, err);
+	free(buf);
+}
+
+static void workers_fn(FILE *f, const void *a, const void *b, const void *c)
+{
+	(void)b;
+	(void)c;
+	write_workers(f, a);
+}
+
+void summary_fn(FILE *f, const void *a, const void *b, const void *c)
+{
+	write_summary(f, a, b, c);
+}
+
+int write_outputs(struct job *j, const struct hetsgd_engine_result *res, const float *x,
+			 char *err, size_t n)
+{
+	const struct opts *o = j->o;
+	char path[PATH_MAX_LEN + 32];
+	struct hetsgd_model_info mi = { .d = j->d, .kind = o->objective, .p = j->p,
+					.classes = j->classes, .config_hash = j->hash };
+
+	if (o->objective == HETSGD_OBJ_MLP)
+		mi.hidden = o->hidden;
+	if (o->objective == HETSGD_OBJ_SOFTMAX && o->bias)
+		mi.flags = 1;
+	/* model.bin through model.bin.tmp (hetsgd_model_save) */
+	snprintf(path, sizeof(path), "%s/model.bin", o->out);
+	if (hetsgd_model_save(path, &mi, x)) {
+		snprintf(err, n, "%s", hetsgd_algo_errmsg());
+		return -EIO;
+	}
+	if (write_text_file(o, "workers.csv", err, n, workers_fn, res, NULL, NULL))
+		return -EIO;
+	/* metrics.csv last of the data: its rows end with the final point */
+	return outfile_commit(&j->metrics, err, n) ? -EIO : 0;
+}
