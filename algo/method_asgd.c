@@ -25,14 +25,7 @@ int gradient_worker_loop(struct worker *w)
 		ret = worker_grad(w, w->x);
 		if (ret)
 			return ret;
-		/* "sparse when it pays": gather the nonzeros for the encoder */
-		w->out_nnz = 0;
-		for (size_t j = 0; j < e->d; j++)
-			if (w->g[j] != 0.0f) {
-				w->xs[w->out_nnz] = w->g[j];
-				w->out_nz[w->out_nnz++] = (uint32_t)j;
-			}
-		worker_post(w, MSG_GRAD, ver, w->g, 0);
+		worker_post_gradient(w, ver);
 		worker_wait_reply(w);
 		pthread_mutex_lock(&w->mu);
 		if (worker_has_reply(w)) {

@@ -53,13 +53,7 @@ static int malenia_worker_loop(struct worker *w)
 		worker_wait_written(w);
 		if (atomic_load(&w->stop))
 			break;
-		w->out_nnz = 0;
-		for (size_t j = 0; j < e->d; j++)
-			if (w->g[j] != 0.0f) {
-				w->xs[w->out_nnz] = w->g[j];
-				w->out_nz[w->out_nnz++] = (uint32_t)j;
-			}
-		worker_post(w, MSG_GRAD, ver, w->g, 0);
+		worker_post_gradient(w, ver);
 	}
 	return 0;
 }

@@ -115,6 +115,18 @@ int worker_grad(struct worker *w, const float *x)
 	return 0;
 }
 
+void worker_post_gradient(struct worker *w, uint64_t ver)
+{
+	/* "sparse when it pays": gather the nonzeros for the encoder */
+	w->out_nnz = 0;
+	for (size_t j = 0; j < w->e->d; j++)
+		if (w->g[j] != 0.0f) {
+			w->xs[w->out_nnz] = w->g[j];
+			w->out_nz[w->out_nnz++] = (uint32_t)j;
+		}
+	worker_post(w, MSG_GRAD, ver, w->g, 0);
+}
+
 void worker_post(struct worker *w, uint16_t type, uint64_t round, const float *vec,
 		 uint16_t flags)
 {

@@ -103,6 +103,9 @@ int worker_grad(struct worker *w, const float *x);
 /* Hand a message to the progress thread; waits while the outbox is full. */
 void worker_post(struct worker *w, uint16_t type, uint64_t round, const float *vec,
 		 uint16_t flags);
+/* Post the gradient in w->g as GRAD at model version ver, its nonzeros
+ * gathered so that the encoder sends it sparse when that is smaller. */
+void worker_post_gradient(struct worker *w, uint64_t ver);
 /* Wait until the posted message is written (or stop). */
 void worker_wait_written(struct worker *w);
 /* Wait for the server's reply (or stop); the time counts as idle. */
