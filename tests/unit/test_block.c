@@ -889,17 +889,17 @@ Test(block, indexed_indices_are_checked_in_the_receivers_copy)
 	struct hetsgd_block_hdr h = mkhdr(16);
 	struct hetsgd_block_limits lim = mklim(16);
 	struct hetsgd_block b;
-	uint32_t store[64];
+	uint32_t slot[64];
 	size_t len;
 
-	cr_assert_eq(hetsgd_block_encode_sparse(store, sizeof(store), &h, idx, val, 3, &len), 0);
-	cr_assert_eq(hetsgd_block_decode(store, len, &lim, &b), 0, "%s", hetsgd_errmsg());
+	cr_assert_eq(hetsgd_block_encode_sparse(slot, sizeof(slot), &h, idx, val, 3, &len), 0);
+	cr_assert_eq(hetsgd_block_decode(slot, len, &lim, &b), 0, "%s", hetsgd_errmsg());
 	cr_expect_eq(b.idx, idx_copy, "the indices the caller uses are the receiver's copy");
 	/* The sender rewrites its slot after the decode: the copy does not move. */
-	store[10] = 0xffffffffu;
+	slot[10] = 0xffffffffu;
 	cr_expect_eq(b.idx[0], 1);
 	cr_expect_eq(b.idx[2], 9);
 	lim.idx_copy = NULL;
-	cr_expect_eq(hetsgd_block_decode(store, len, &lim, &b), -EINVAL);
+	cr_expect_eq(hetsgd_block_decode(slot, len, &lim, &b), -EINVAL);
 	cr_expect(strstr(hetsgd_errmsg(), "idx_copy"), "%s", hetsgd_errmsg());
 }
