@@ -264,6 +264,27 @@ static void summary_data(FILE *f, const struct job *j)
 	fprintf(f, "d = %zu\ntraining-samples = %llu\n", j->d, (unsigned long long)j->ntrain);
 }
 
+/* --objective quad: |x* - x_w|, x_w the minimiser of sum_i w_i f_i with
+ * w_i the share of the gradients worker i computed, where vanilla ASGD
+ * settles; nothing when a count is missing. */
+static void summary_weighted_optimum(FILE *f, const struct job *j, const struct hetsgd_engine_result *res)
+{
+	size_t k = (size_t)j->nworkers;
+	double *w = calloc(k, sizeof(double));
+	float *xw = malloc(j->d * sizeof(float));
+
+	if (w && xw) {
+		for (uint32_t i = 0; i < res->nworkers; i++)
+			if (res->workers[i].worker < k)
+				w[res->workers[i].worker] = (double)res->workers[i].steps;
+		if (hetsgd_quad_weighted_optimum(j->d, k, (const float *const *)j->qa,
+						 (const float *const *)j->qb, w, xw) == 0)
+			fprintf(f, "distance-optimum-to-weighted = %.6g\n", dist_opt(j, xw));
+	}
+	free(w);
+	free(xw);
+}
+
 /* summary.txt: the configuration, where it ran, how it ended, the final numbers. */
 static void write_summary(FILE *f, const struct job *j, const struct hetsgd_engine_result *res, const float *x)
 {
@@ -301,8 +322,10 @@ static void write_summary(FILE *f, const struct job *j, const struct hetsgd_engi
 	if (last) {
 		fprintf(f, "final-loss = %.6g\nfinal-accuracy = %.6g\nfinal-grad-norm = %.6g\nwaiting-share = %.4f\n",
 			last->loss, last->acc, last->gnorm, last->idle_share);
-		if (o->objective == HETSGD_OBJ_QUAD)
+		if (o->objective == HETSGD_OBJ_QUAD) {
 			fprintf(f, "final-distance-to-optimum = %.6g\n", dist_opt(j, x));
+			summary_weighted_optimum(f, j, res);
+		}
 	}
 }
 
