@@ -11,7 +11,8 @@
 #   REPRO_TIME=S            seconds per run (default 10: 47 settings x 5
 #                           seeds, 45 minutes on 2 cores; 1 quick)
 #   REPRO_REPORT_ONLY=1     no runs: write REPORT.md again from the runs in
-#                           OUT (same mode, seeds and time as they ran with)
+#                           OUT, with the mode, seeds and time they ran with
+#                           (OUT/run.env)
 #
 # The claims are data: claims() lists, per claim, its shared arguments,
 # what is measured in each run, the verdicts and the figure; plan() lists
