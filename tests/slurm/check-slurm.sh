@@ -134,33 +134,28 @@ lp=$!
 sleep 2.5
 pkill -TERM -f -- "--out $rs/a" 2>/dev/null
 wait $lp
+# resumed WHAT DIR RC: the resumed run reached its budget from a checkpoint
+resumed() {
+	if [ "$3" -eq 0 ] && grep -q '^stop-reason = time budget' "$2/summary.txt" &&
+	   grep -q '^resumed-from = ' "$2/summary.txt"; then
+		echo "PASS: $1 to its budget: $(grep '^resumed-from' "$2/summary.txt")"
+		pass=$((pass + 1))
+	else
+		echo "$out" | tail -n 5 | sed 's/^/  [resumed] /'
+		tail -n 3 "$2.log" | sed 's/^/  [first run] /'
+		echo "FAIL: $1: exit $3"
+		fail=$((fail + 1))
+	fi
+}
 out=$(cd "$builddir" && timeout 120 srun -n 3 --mpi=pmix apps/hetsgd-train --resume "$rs/a" --progress none --no-plots 2>&1)
-rc=$?
-if [ $rc -eq 0 ] && grep -q '^stop-reason = time budget' "$rs/a/summary.txt" && grep -q '^resumed-from = ' "$rs/a/summary.txt"; then
-	echo "PASS: a local run stopped by SIGTERM resumed under srun --mpi=pmix to its budget: $(grep '^resumed-from' "$rs/a/summary.txt")"
-	pass=$((pass + 1))
-else
-	echo "$out" | tail -n 5 | sed 's/^/  [resume-srun] /'
-	tail -n 3 "$rs/a.log" | sed 's/^/  [local run] /'
-	echo "FAIL: resuming a local run under srun: exit $rc"
-	fail=$((fail + 1))
-fi
+resumed "a local run stopped by SIGTERM resumed under srun --mpi=pmix" "$rs/a" $?
 (cd "$builddir" && exec timeout 120 srun -n 3 --mpi=pmi2 apps/hetsgd-train $args --method asgd --out "$rs/b" > "$rs/b.log" 2>&1) &
 sp=$!
 sleep 3
 scancel --signal=KILL --full "$(squeue -h -o %i | head -n 1)" 2>/dev/null || pkill -9 -f -- "--out $rs/b"
 wait $sp
 out=$(cd "$builddir" && timeout 120 apps/hetsgd-train --resume "$rs/b" --progress none --no-plots 2>&1)
-rc=$?
-if [ $rc -eq 0 ] && grep -q '^stop-reason = time budget' "$rs/b/summary.txt" && grep -q '^resumed-from = ' "$rs/b/summary.txt"; then
-	echo "PASS: an srun run killed with scancel -s KILL resumed locally to its budget: $(grep '^resumed-from' "$rs/b/summary.txt")"
-	pass=$((pass + 1))
-else
-	echo "$out" | tail -n 5 | sed 's/^/  [resume-local] /'
-	tail -n 3 "$rs/b.log" | sed 's/^/  [srun run] /'
-	echo "FAIL: resuming an srun run locally: exit $rc"
-	fail=$((fail + 1))
-fi
+resumed "an srun run killed with scancel -s KILL resumed locally" "$rs/b" $?
 rm -rf "$rs"
 
 echo "check-slurm: $pass passed, $fail failed"
