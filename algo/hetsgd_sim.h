@@ -106,7 +106,16 @@ struct hetsgd_sim_trace {
 typedef void (*hetsgd_sim_trace_fn)(void *arg, const struct hetsgd_sim_trace *tr);
 
 /*
- * Simulate cfg (hetsgd_engine_cfg_check must accept it) for n workers on
+ * Check a simulation before it starts: hetsgd_engine_cfg_check, then what
+ * the simulator needs (a method it simulates, a profile with a time unit,
+ * a budget, a sane network); every refusal gets one sentence (-EINVAL,
+ * -ENOTSUP for a method not simulated).
+ */
+int hetsgd_sim_cfg_check(const struct hetsgd_engine_cfg *cfg, const struct hetsgd_sim_net *net,
+			 uint32_t n, size_t d);
+
+/*
+ * Simulate cfg (hetsgd_sim_cfg_check must accept it) for n workers on
  * net.  Budgets, targets and evaluation intervals are in simulated
  * seconds; the profile must pad (unit_s > 0): its step times are the
  * compute times.  cfg's fields of a real run (threads, pinning, stall

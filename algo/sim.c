@@ -149,6 +149,7 @@ struct sim {
 	uint64_t grads_in;	/* gradients the server received (ASGD, sync) */
 	int avg_snap;		/* the average just sent asks for a snapshot */
 	struct hetsgd_tau_est *tau;
+	double tau_max, tau_max_next;	/* the cached hetsgd_tau_max (tau_max()) */
 	struct hetsgd_mask mask[2];	/* LOSCAR: rounds r and r + 1 */
 	uint64_t mask_round[2];
 	int mask_ok[2];
@@ -593,20 +594,38 @@ static int reply_model(struct sim *s, uint32_t i, double t)
 	return push(s, EV_WRK_RECV, net_to_worker(s, i, t, msg_bytes(s, (double)s->d)), i);
 }
 
+/*
+ * hetsgd_tau_max, an O(n) scan, done only when its value may have moved:
+ * the reporting worker's estimate rose above it, or the worker that held
+ * it went down, or a quarter of the stale time passed (a worker may have
+ * gone stale; none does here, every worker keeps sending).  Equal to a
+ * scan at every gradient while no worker goes stale.
+ */
+static double tau_max(struct sim *s, double before, double after, double t)
+{
+	if (after > s->tau_max)
+		s->tau_max = after;
+	if ((before >= s->tau_max && after < before) || t >= s->tau_max_next) {
+		s->tau_max = hetsgd_tau_max(s->tau, t);
+		s->tau_max_next = t + 0.25 * (s->c->tau_stale_s > 0 ? s->c->tau_stale_s : 2.0);
+	}
+	return s->tau_max;
+}
+
 static int asgd_recv(struct sim *s, uint32_t i, double t)
 {
 	const struct hetsgd_engine_cfg *c = s->c;
 	struct swk *w = &s->w[i];
 	struct hetsgd_policy_in in = { .gamma = c->gamma, .n = s->n, .R = c->ringmaster_r };
-	double g_i;
+	double g_i, before = hetsgd_tau_get(s->tau, i);
 	int ret = hetsgd_tau_report(s->tau, i, w->msg_tau, t);
 
 	if (ret)
 		return ret;
 	in.delay = s->version - w->msg_ver;
 	in.tau_i = hetsgd_tau_get(s->tau, i);
-	/* only Rescaled reads tau_max, an O(n) scan: skipped for the others */
-	in.tau_max = c->policy == HETSGD_POLICY_RESCALED ? hetsgd_tau_max(s->tau, t) : 0.0;
+	/* only Rescaled reads tau_max */
+	in.tau_max = c->policy == HETSGD_POLICY_RESCALED ? tau_max(s, before, in.tau_i, t) : 0.0;
 	g_i = hetsgd_policy_gamma(c->policy, &in);
 	if (g_i == 0.0) {
 		s->dropped++;
@@ -745,14 +764,14 @@ static int on_sharded(struct sim *s, double t)
 
 /* ---- set-up and the loop ---- */
 
-static int check_run(const struct hetsgd_engine_cfg *c, const struct hetsgd_sim_net *net, uint32_t n,
-		     const struct hetsgd_sim_io *io)
+int hetsgd_sim_cfg_check(const struct hetsgd_engine_cfg *c, const struct hetsgd_sim_net *net, uint32_t n,
+			 size_t d)
 {
 	int ret;
 
-	if (!n || !io || !io->obj || !io->x0 || !io->d)
-		return algo_err(-EINVAL, "simulator: need n >= 1 workers, their objectives and a start x0 of d >= 1 values");
-	ret = hetsgd_engine_cfg_check(c, n, io->d);
+	if (!n || !d)
+		return algo_err(-EINVAL, "simulator: need n >= 1 workers and d >= 1");
+	ret = hetsgd_engine_cfg_check(c, n, d);
 	if (ret)
 		return ret;
 	if (c->method != HETSGD_METHOD_ASGD && c->method != HETSGD_METHOD_SYNC &&
@@ -771,6 +790,19 @@ static int check_run(const struct hetsgd_engine_cfg *c, const struct hetsgd_sim_
 		return algo_err(-EINVAL, "sharded averaging applies to loscar and sync; asgd has one server here (a sharded parameter server is not simulated): use --averaging server");
 	if (net->averaging && net->averaging != HETSGD_SIM_AVG_SERVER && net->averaging != HETSGD_SIM_AVG_SHARDED)
 		return algo_err(-EINVAL, "unknown averaging %d: use server or sharded", (int)net->averaging);
+	return 0;
+}
+
+static int check_run(const struct hetsgd_engine_cfg *c, const struct hetsgd_sim_net *net, uint32_t n,
+		     const struct hetsgd_sim_io *io)
+{
+	int ret;
+
+	if (!io || !io->obj || !io->x0)
+		return algo_err(-EINVAL, "simulator: need the workers' objectives and a start x0");
+	ret = hetsgd_sim_cfg_check(c, net, n, io->d);
+	if (ret)
+		return ret;
 	for (uint32_t i = 0; i < n; i++)
 		if (!io->obj[i] || io->obj[i]->d != io->d ||
 		    (io->obj[i]->kind != HETSGD_OBJ_QUAD && (!io->data || !io->data[i] || !io->data[i]->n)))

@@ -5,6 +5,8 @@
  * summary.txt) against simulated time, so that thousands of workers run
  * on one machine in seconds.
  */
+#include <config.h>
+
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -57,7 +59,7 @@ static const struct {
 
 static void usage(void)
 {
-	printf("Usage: hetsgd-sim [hetsgd-train's options] [network options]\n\n"
+	printf("usage: hetsgd-sim [hetsgd-train's options] [network options]\n\n"
 	       "Simulates hetsgd-train's job (asgd with every policy, sync, loscar) on a\n"
 	       "simulated clock: compute times from the profile (--profile, --time-unit,\n"
 	       "--noise), the network below.  Writes hetsgd-train's outputs, times simulated.\n\n"
@@ -67,7 +69,7 @@ static void usage(void)
 	printf("\nhetsgd-train's options that a simulation refuses:");
 	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++)
 		printf(" --%s", refused[i].name);
-	printf(".\nThe others: hetsgd-train --help; man hetsgd-sim.\n");
+	printf(".\nhetsgd-sim --workers takes up to %d.  hetsgd-train's options follow.\n\n", MAX_WORKERS);
 }
 
 /* One network option's value. */
@@ -122,7 +124,17 @@ static int simopts_parse(struct simopts *so, int argc, char **argv, char **rest,
 		size_t len, i;
 
 		if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) {
+			/* ours, then hetsgd-train's table (which exits 0) */
+			char *help[] = { argv[0], (char *)"--help", NULL };
+			struct opts o;
+
 			usage();
+			opts_default(&o);
+			opts_parse_args(&o, 2, help, err, n);
+			return 1;
+		}
+		if (!strcmp(arg, "--version")) {
+			printf("hetsgd-sim (hetsgd) %s\n", PACKAGE_VERSION);
 			return 1;
 		}
 		if (strncmp(arg, "--", 2)) {
@@ -275,14 +287,25 @@ static int check_refused(const struct opts *o, char *err, size_t n)
 	return 0;
 }
 
+/* The network model from the options: bytes per second, the engine's
+ * 64-byte header, bytes per value from --model-bytes. */
+static void sim_net(const struct simopts *so, size_t d, struct hetsgd_sim_net *net)
+{
+	memset(net, 0, sizeof(*net));
+	net->latency_s = so->latency_us * 1e-6;
+	net->link_Bps = so->gbps * 1e9 / 8;
+	net->server_Bps = (so->server_gbps > 0 ? so->server_gbps : so->gbps) * 1e9 / 8;
+	net->averaging = so->averaging;
+	net->header_bytes = 64;
+	net->value_bytes = so->model_bytes > 0 ? so->model_bytes / (double)d : 4.0;
+}
+
 /* Simulate, then the outputs as hetsgd-train writes them. */
 static int simulate(struct job *j, const struct simopts *so, char *err, size_t n)
 {
 	const struct opts *o = j->o;
 	struct hetsgd_engine_cfg cfg;
-	struct hetsgd_sim_net net = { .latency_s = so->latency_us * 1e-6, .link_Bps = so->gbps * 1e9 / 8,
-				      .server_Bps = so->server_gbps * 1e9 / 8, .averaging = so->averaging,
-				      .header_bytes = 64 };
+	struct hetsgd_sim_net net;
 	struct hetsgd_sim_io io = { .x0 = j->x0, .d = j->d };
 	struct hetsgd_objective **objs = NULL, *eval = NULL;
 	const struct hetsgd_dataset **data = NULL;
@@ -292,7 +315,7 @@ static int simulate(struct job *j, const struct simopts *so, char *err, size_t n
 	float *x = malloc(j->d * sizeof(float));
 	int ret = -1, ran = 0;
 
-	net.value_bytes = so->model_bytes > 0 ? so->model_bytes / (double)j->d : 4.0;
+	sim_net(so, j->d, &net);
 	sim_cfg(o, j, &cfg);
 	cfg.on_eval = on_eval;
 	cfg.on_eval_arg = j;
@@ -352,8 +375,6 @@ static int simulate(struct job *j, const struct simopts *so, char *err, size_t n
 			printf("hetsgd-sim: plots: %s\n", err);
 	}
 	sa = (struct sum_args){ .j = j, .res = &res, .x = x, .so = so, .net = &net };
-	if (net.server_Bps == 0)
-		net.server_Bps = net.link_Bps;
 	if (write_text_file(o, "summary.txt", err, n, sum_fn, &sa, NULL, NULL))
 		goto out;
 	printf("hetsgd-sim: outputs in %s: metrics.csv workers.csv model.bin summary.txt\n", o->out);
@@ -379,6 +400,7 @@ int main(int argc, char **argv)
 	struct job j = { .o = &o, .rows_mu = PTHREAD_MUTEX_INITIALIZER };
 	struct simopts so = { .latency_us = 2, .gbps = 100, .averaging = HETSGD_SIM_AVG_SERVER };
 	struct hetsgd_engine_cfg c;
+	struct hetsgd_sim_net net;
 	char err[1024] = "", **rest;
 	int nrest = 0, ret, rc = 2;
 
@@ -422,7 +444,8 @@ int main(int argc, char **argv)
 		goto done;
 	}
 	sim_cfg(&o, &j, &c);
-	if (hetsgd_engine_cfg_check(&c, (uint32_t)o.workers, j.d)) {
+	sim_net(&so, j.d, &net);
+	if (hetsgd_sim_cfg_check(&c, &net, (uint32_t)o.workers, j.d)) {
 		fprintf(stderr, "hetsgd-sim: %s\n", hetsgd_algo_errmsg());
 		goto done;
 	}
