@@ -123,7 +123,7 @@ int hetsgd_sim_cfg_check(const struct hetsgd_engine_cfg *cfg, const struct hetsg
  * called for each point as the engine's.  trace may be NULL.  The result
  * is the engine's (hetsgd_engine_result_free frees it), with elapsed_s
  * and every time simulated; provider says "simulated" and the network.
- * Methods: asgd (every policy), sync, loscar; -ENOTSUP for the others.
+ * Methods: asgd (every policy), sync, loscar, malenia, ringleader.
  */
 int hetsgd_sim_run(const struct hetsgd_engine_cfg *cfg, const struct hetsgd_sim_net *net,
 		   uint32_t n, const struct hetsgd_sim_io *io, hetsgd_sim_trace_fn trace,

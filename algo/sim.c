@@ -126,6 +126,10 @@ struct swk {
 	int waiting, inflight, has_reply, snap_due;
 	double round_start;
 	double up_free, dn_free;	/* its link, each way */
+	/* Malenia: the gradient in flight, the model that landed */
+	float *out, *in;
+	uint64_t in_ver;
+	int msg_inflight, post_pending, model_inflight;
 	struct hetsgd_worker_stats st;
 };
 
@@ -148,6 +152,8 @@ struct sim {
 	uint64_t version, round, updates, dropped, grads;
 	uint64_t grads_in;	/* gradients the server received (ASGD, sync) */
 	int avg_snap;		/* the average just sent asks for a snapshot */
+	struct hetsgd_grad_table table;	/* Malenia, Ringleader */
+	int have_table;
 	struct hetsgd_tau_est *tau;
 	double tau_max, tau_max_next;	/* the cached hetsgd_tau_max (tau_max()) */
 	struct hetsgd_mask mask[2];	/* LOSCAR: rounds r and r + 1 */
@@ -548,6 +554,45 @@ static int loscar_continue(struct sim *s, uint32_t i, double t)
 	}
 }
 
+/*
+ * Malenia's streaming worker (method_malenia.c's loop) after a gradient
+ * (fresh) or once its previous gradient is in (!fresh): a newer model
+ * that landed meanwhile drops the gradient; else it goes out when the
+ * previous one is in (the engine waits until it is written); the next
+ * gradient is computed at the newest model that landed.
+ */
+static int malenia_continue(struct sim *s, uint32_t i, double t, int fresh)
+{
+	struct swk *w = &s->w[i];
+	double b = msg_bytes(s, (double)s->d);
+
+	if (fresh && w->has_reply) {
+		w->st.dropped++;
+	} else {
+		if (w->msg_inflight) {
+			w->post_pending = 1;
+			start_wait(w, t);
+			return 0;
+		}
+		end_wait(w, t);
+		w->post_pending = 0;
+		memcpy(w->out, w->g, s->d * sizeof(float));
+		w->msg_tau = t - w->last_send;
+		w->last_send = t;
+		w->msg_ver = w->ver;
+		w->msg_inflight = 1;
+		tr(s, HETSGD_SIM_TR_SEND, t, i, w->ver, 0, 0, b);
+		if (push(s, EV_SRV_RECV, net_to_server(s, i, t, b), i))
+			return -ENOMEM;
+	}
+	if (w->has_reply) {
+		memcpy(w->x, w->in, s->d * sizeof(float));
+		w->ver = w->in_ver;
+		w->has_reply = 0;
+	}
+	return start_step(s, i, t);
+}
+
 static int on_step(struct sim *s, uint32_t i, double t)
 {
 	struct swk *w = &s->w[i];
@@ -555,6 +600,8 @@ static int on_step(struct sim *s, uint32_t i, double t)
 
 	if (ret)
 		return ret;
+	if (s->c->method == HETSGD_METHOD_MALENIA)
+		return malenia_continue(s, i, t, 1);
 	if (s->c->method != HETSGD_METHOD_LOSCAR)
 		return post_gradient(s, i, t);
 	sgd_step(w->x, w->g, s->c->gamma, s->d);
@@ -567,6 +614,15 @@ static int on_worker_recv(struct sim *s, uint32_t i, double t)
 {
 	struct swk *w = &s->w[i];
 
+	if (s->c->method == HETSGD_METHOD_MALENIA) {
+		/* the freshest model goes out (one MODEL queued per worker) */
+		w->model_inflight = 0;
+		memcpy(w->in, s->x, s->d * sizeof(float));
+		w->in_ver = s->version;
+		w->has_reply = 1;
+		tr(s, HETSGD_SIM_TR_REPLY, t, i, w->in_ver, 0, 0, 0);
+		return 0;
+	}
 	tr(s, HETSGD_SIM_TR_REPLY, t, i, w->ver, 0, 0, 0);
 	if (s->c->method != HETSGD_METHOD_LOSCAR) {
 		end_wait(w, t);
@@ -639,6 +695,63 @@ static int asgd_recv(struct sim *s, uint32_t i, double t)
 	}
 	budget_reached(s, ++s->grads_in, t);
 	return reply_model(s, i, t);
+}
+
+/* Ringleader: every gradient into the table; a full round steps; reply. */
+static int ringleader_recv(struct sim *s, uint32_t i, double t)
+{
+	struct swk *w = &s->w[i];
+
+	if (hetsgd_ringleader_admit(w->msg_ver, s->version) < 0)
+		return algo_err(-EPROTO, "simulator: worker %u's gradient at version %llu reached a Ringleader server at %llu (a bug of the simulator)",
+				i, (unsigned long long)w->msg_ver, (unsigned long long)s->version);
+	(void)hetsgd_tau_report(s->tau, i, w->msg_tau, t);	/* for the statistics */
+	hetsgd_grad_table_add(&s->table, i, w->g);
+	if (hetsgd_ringleader_ready(&s->table)) {
+		hetsgd_grad_table_step(&s->table, s->x, s->c->gamma);
+		hetsgd_grad_table_clear(&s->table);
+		s->version++;
+		s->updates++;
+		tr(s, HETSGD_SIM_TR_UPDATE, t, i, s->version, s->version - 1 - w->msg_ver, s->c->gamma, 0);
+	}
+	budget_reached(s, ++s->grads_in, t);
+	return reply_model(s, i, t);
+}
+
+/* Malenia: a gradient at x_k into the table, an older one dropped; a
+ * ready table steps and x goes to every worker without a MODEL in flight. */
+static int malenia_recv(struct sim *s, uint32_t i, double t)
+{
+	struct swk *w = &s->w[i];
+	int ret = hetsgd_malenia_admit(w->msg_ver, s->version);
+
+	w->msg_inflight = 0;
+	if (ret < 0)
+		return ret;
+	(void)hetsgd_tau_report(s->tau, i, w->msg_tau, t);	/* for the statistics */
+	if (!ret) {
+		s->dropped++;
+		tr(s, HETSGD_SIM_TR_DROP, t, i, s->version, s->version - w->msg_ver, 0, 0);
+	} else {
+		hetsgd_grad_table_add(&s->table, i, w->out);
+		if (hetsgd_malenia_ready(&s->table, s->c->malenia_s)) {
+			hetsgd_grad_table_step(&s->table, s->x, s->c->gamma);
+			hetsgd_grad_table_clear(&s->table);
+			s->version++;
+			s->updates++;
+			tr(s, HETSGD_SIM_TR_UPDATE, t, s->n, s->version, 0, s->c->gamma, 0);
+			for (uint32_t k = 0; k < s->n; k++) {
+				if (s->w[k].model_inflight)
+					continue;
+				s->w[k].model_inflight = 1;
+				ret = push(s, EV_WRK_RECV, net_to_worker(s, k, t, msg_bytes(s, (double)s->d)), k);
+				if (ret)
+					return ret;
+			}
+		}
+	}
+	budget_reached(s, ++s->grads_in, t);
+	return w->post_pending ? malenia_continue(s, i, t, 0) : 0;
 }
 
 /* sync: every gradient is in; step and send x to all. */
@@ -725,13 +838,17 @@ static int loscar_recv(struct sim *s, uint32_t i, double t)
 
 static int on_server_recv(struct sim *s, uint32_t i, double t)
 {
-	tr(s, HETSGD_SIM_TR_ARRIVE, t, i, s->w[i].ver, 0, 0,
+	tr(s, HETSGD_SIM_TR_ARRIVE, t, i, s->c->method == HETSGD_METHOD_LOSCAR ? s->w[i].ver : s->w[i].msg_ver, 0, 0,
 	   msg_bytes(s, s->c->method == HETSGD_METHOD_LOSCAR ? (double)s->k : (double)s->d));
 	switch (s->c->method) {
 	case HETSGD_METHOD_ASGD:
 		return asgd_recv(s, i, t);
 	case HETSGD_METHOD_SYNC:
 		return sync_recv(s, i, t);
+	case HETSGD_METHOD_RINGLEADER:
+		return ringleader_recv(s, i, t);
+	case HETSGD_METHOD_MALENIA:
+		return malenia_recv(s, i, t);
 	default:
 		return loscar_recv(s, i, t);
 	}
@@ -774,10 +891,9 @@ int hetsgd_sim_cfg_check(const struct hetsgd_engine_cfg *c, const struct hetsgd_
 	ret = hetsgd_engine_cfg_check(c, n, d);
 	if (ret)
 		return ret;
-	if (c->method != HETSGD_METHOD_ASGD && c->method != HETSGD_METHOD_SYNC &&
-	    c->method != HETSGD_METHOD_LOSCAR)
-		return algo_err(-ENOTSUP, "the simulator runs asgd, sync and loscar; %s is not simulated yet: use hetsgd-train for it",
-				hetsgd_method_name(c->method));
+	if (c->method < HETSGD_METHOD_ASGD || c->method > HETSGD_METHOD_RINGLEADER)
+		return algo_err(-ENOTSUP, "the simulator runs asgd, sync, loscar, malenia and ringleader; method %d is not simulated: use hetsgd-train for it",
+				(int)c->method);
 	if (!(c->profile.unit_s > 0))
 		return algo_err(-EINVAL, "the simulator needs compute times: a profile with a time unit > 0 (--time-unit S), whose step times are the simulated gradients' times");
 	if (!(c->budget_s > 0) && !c->budget_grads)
@@ -786,8 +902,10 @@ int hetsgd_sim_cfg_check(const struct hetsgd_engine_cfg *c, const struct hetsgd_
 	    !isfinite(net->server_Bps) || net->server_Bps < 0 || !isfinite(net->value_bytes) ||
 	    net->value_bytes < 0)
 		return algo_err(-EINVAL, "simulator: latency, bandwidths and bytes per value must be finite and >= 0");
-	if (net->averaging == HETSGD_SIM_AVG_SHARDED && c->method == HETSGD_METHOD_ASGD)
-		return algo_err(-EINVAL, "sharded averaging applies to loscar and sync; asgd has one server here (a sharded parameter server is not simulated): use --averaging server");
+	if (net->averaging == HETSGD_SIM_AVG_SHARDED && c->method != HETSGD_METHOD_LOSCAR &&
+	    c->method != HETSGD_METHOD_SYNC)
+		return algo_err(-EINVAL, "sharded averaging applies to loscar and sync; %s has one server here (a sharded parameter server is not simulated): use --averaging server",
+				hetsgd_method_name(c->method));
 	if (net->averaging && net->averaging != HETSGD_SIM_AVG_SERVER && net->averaging != HETSGD_SIM_AVG_SHARDED)
 		return algo_err(-EINVAL, "unknown averaging %d: use server or sharded", (int)net->averaging);
 	return 0;
@@ -816,7 +934,11 @@ static void sim_free(struct sim *s)
 		free(s->w[i].x);
 		free(s->w[i].g);
 		free(s->w[i].y);
+		free(s->w[i].out);
+		free(s->w[i].in);
 	}
+	if (s->have_table)
+		hetsgd_grad_table_fini(&s->table);
 	free(s->w);
 	free(s->h.a);
 	free(s->bidx);
@@ -895,13 +1017,22 @@ static int sim_init(struct sim *s, const struct hetsgd_engine_cfg *c, const stru
 			return algo_err(ret, "mask of K = %u: %s", c->k, hetsgd_errmsg());
 		}
 	}
+	if (c->method == HETSGD_METHOD_MALENIA || c->method == HETSGD_METHOD_RINGLEADER) {
+		ret = hetsgd_grad_table_init(&s->table, n, d);
+		if (ret)
+			return algo_err(ret, "simulator: out of memory for the gradient table of %u x %zu", n, d);
+		s->have_table = 1;
+	}
 	for (uint32_t i = 0; i < n; i++) {
 		struct swk *w = &s->w[i];
+		int mal = c->method == HETSGD_METHOD_MALENIA;
 
 		w->x = malloc(d * sizeof(float));
 		w->g = malloc(d * sizeof(float));
 		w->y = loscar ? malloc(((size_t)s->k + 1) * sizeof(float)) : NULL;
-		if (!w->x || !w->g || (loscar && !w->y))
+		w->out = mal ? malloc(d * sizeof(float)) : NULL;
+		w->in = mal ? malloc(d * sizeof(float)) : NULL;
+		if (!w->x || !w->g || (loscar && !w->y) || (mal && (!w->out || !w->in)))
 			return algo_err(-ENOMEM, "simulator: out of memory for %u workers and d = %zu", n, d);
 		memcpy(w->x, io->x0, d * sizeof(float));
 		w->rng = worker_stream(c->seed, i);
@@ -987,6 +1118,8 @@ static int sim_result(struct sim *s, const struct hetsgd_sim_net *net, struct he
 		w->st.elapsed_s = t;
 		w->st.tau_est = hetsgd_tau_get(s->tau, i);
 		res->workers[i] = w->st;
+		if (s->c->method == HETSGD_METHOD_MALENIA)
+			res->dropped += w->st.dropped;	/* as the engine's result */
 	}
 	if (s->c->method == HETSGD_METHOD_LOSCAR) {
 		/* the final model: the average of the workers' models */

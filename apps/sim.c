@@ -60,9 +60,10 @@ static const struct {
 static void usage(void)
 {
 	printf("usage: hetsgd-sim [hetsgd-train's options] [network options]\n\n"
-	       "Simulates hetsgd-train's job (asgd with every policy, sync, loscar) on a\n"
-	       "simulated clock: compute times from the profile (--profile, --time-unit,\n"
-	       "--noise), the network below.  Writes hetsgd-train's outputs, times simulated.\n\n"
+	       "Simulates hetsgd-train's job (asgd with every policy, sync, loscar, malenia,\n"
+	       "ringleader) on a simulated clock: compute times from the profile (--profile,\n"
+	       "--time-unit, --noise), the network below.  Writes hetsgd-train's outputs,\n"
+	       "times simulated.\n\n"
 	       "Network options:\n");
 	for (size_t i = 0; i < NSIMOPT; i++)
 		printf("  --%s %s\n      %s\n", simopt_table[i].name, simopt_table[i].arg, simopt_table[i].help);

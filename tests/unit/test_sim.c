@@ -359,8 +359,74 @@ Test(sim, one_worker_is_the_sgd_reference)
 	hetsgd_dataset_free(&ds);
 }
 
+/*
+ * Ringleader, the two workers of asgd_order_and_delays: worker 0's
+ * gradients land at 1.1, 2.3, 3.5, 4.7 ms, worker 1's at 2.1, 4.3 ms.
+ * The round needs one of each: it ends at 2.1 ms (version 1) and at
+ * 4.3 ms (version 2); worker 0's gradient of 2.3 ms, computed at version
+ * 0, enters round 1 (delay 1, kept); nothing is dropped.
+ */
+Test(sim, ringleader_rounds)
+{
+	struct quads q;
+	struct hetsgd_engine_cfg c;
+	struct hetsgd_sim_net net = { .latency_s = 1e-4 };
+	struct hetsgd_engine_result res;
+
+	quads_make(&q, 2, 4);
+	cfg_plain(&c, HETSGD_METHOD_RINGLEADER, HETSGD_PROFILE_LINEAR, 1e-3, 5e-3);
+	run(&c, &net, &q, &res);
+	cr_assert_eq(count(HETSGD_SIM_TR_UPDATE), 2);
+	cr_assert(fabs(nth(HETSGD_SIM_TR_UPDATE, 0, 1, 0)->t - 2.1e-3) < EPS);
+	cr_assert(fabs(nth(HETSGD_SIM_TR_UPDATE, 0, 1, 1)->t - 4.3e-3) < EPS);
+	cr_assert_eq(res.updates, 2);
+	cr_assert_eq(res.grads, 6);
+	cr_assert_eq(res.dropped, 0);
+	hetsgd_engine_result_free(&res);
+	quads_free(&q);
+}
+
+/*
+ * Malenia, the same two workers, streaming (no wait for replies).  Equal
+ * times go in the order the events were scheduled: worker 1's step of
+ * 2 ms was scheduled at 0, worker 0's at 1 ms, so worker 1's gradient
+ * lands first at 2.1 ms.  1.1 ms: worker 0's at version 0 (b_0 = 1);
+ * 2.1 ms: worker 1's (b_1 = 1): S = n is met, step to version 1, the
+ * model lands at 2.2 ms; then worker 0's second, computed at version 0:
+ * dropped by the server.  Worker 0 finishes the gradient it computes at
+ * 3 ms at version 0 while version 1 landed: drops it itself, and so does
+ * worker 1 at 4 ms.  Worker 0's next, at version 1, lands at 4.1 ms.
+ */
+Test(sim, malenia_admission_and_drops)
+{
+	struct quads q;
+	struct hetsgd_engine_cfg c;
+	struct hetsgd_sim_net net = { .latency_s = 1e-4 };
+	struct hetsgd_engine_result res;
+	const struct hetsgd_sim_trace *d;
+
+	quads_make(&q, 2, 4);
+	cfg_plain(&c, HETSGD_METHOD_MALENIA, HETSGD_PROFILE_LINEAR, 1e-3, 5e-3);
+	run(&c, &net, &q, &res);
+	cr_assert_eq(count(HETSGD_SIM_TR_UPDATE), 1);
+	cr_assert(fabs(nth(HETSGD_SIM_TR_UPDATE, 0, 1, 0)->t - 2.1e-3) < EPS);
+	cr_assert_eq(count(HETSGD_SIM_TR_DROP), 1);
+	d = nth(HETSGD_SIM_TR_DROP, 0, 1, 0);
+	cr_assert(fabs(d->t - 2.1e-3) < EPS && d->worker == 0 && d->delay == 1);
+	cr_assert(fabs(nth(HETSGD_SIM_TR_REPLY, 0, 0, 0)->t - 2.2e-3) < EPS);
+	cr_assert_eq(res.workers[0].dropped, 1);
+	cr_assert_eq(res.workers[1].dropped, 1);
+	cr_assert_eq(res.dropped, 3);
+	cr_assert(fabs(nth(HETSGD_SIM_TR_ARRIVE, 0, 0, 2)->t - 4.1e-3) < EPS);
+	cr_assert_eq(nth(HETSGD_SIM_TR_ARRIVE, 0, 0, 2)->round, 1);
+	cr_assert_eq(res.workers[0].steps, 5);
+	cr_assert_eq(res.workers[1].steps, 2);
+	hetsgd_engine_result_free(&res);
+	quads_free(&q);
+}
+
 /* Bad configurations get a sentence: no compute time, no budget,
- * methods not simulated yet. */
+ * sharded averaging for a method with one server, a negative latency. */
 Test(sim, refusals)
 {
 	struct quads q;
@@ -378,7 +444,10 @@ Test(sim, refusals)
 	cr_assert_eq(hetsgd_sim_run(&c, &net, 2, &q.io, NULL, NULL, &res), -EINVAL);
 	cr_assert(strstr(hetsgd_errmsg(), "budget"), "%s", hetsgd_errmsg());
 	cfg_plain(&c, HETSGD_METHOD_MALENIA, HETSGD_PROFILE_CONST, 1e-3, 1);
-	cr_assert_eq(hetsgd_sim_run(&c, &net, 2, &q.io, NULL, NULL, &res), -ENOTSUP);
+	net.averaging = HETSGD_SIM_AVG_SHARDED;
+	cr_assert_eq(hetsgd_sim_run(&c, &net, 2, &q.io, NULL, NULL, &res), -EINVAL);
+	cr_assert(strstr(hetsgd_errmsg(), "malenia has one server"), "%s", hetsgd_errmsg());
+	net.averaging = HETSGD_SIM_AVG_SERVER;
 	net.latency_s = -1;
 	cfg_plain(&c, HETSGD_METHOD_ASGD, HETSGD_PROFILE_CONST, 1e-3, 1);
 	cr_assert_eq(hetsgd_sim_run(&c, &net, 2, &q.io, NULL, NULL, &res), -EINVAL);
