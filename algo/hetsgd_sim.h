@@ -49,8 +49,9 @@ const char *hetsgd_sim_averaging_name(enum hetsgd_sim_averaging avg);
  * Sharded averaging of V values over n workers: each worker writes
  * (n - 1) shards of V / n values (reduce-scatter), the owners average
  * when every block is in and write their shard back to the n - 1 others
- * (all-gather): two phases of latency_s + (n - 1) (V/n values + header)
- * / link_Bps each, the first starting when the last worker sent.
+ * (all-gather): two phases of latency_s + (n - 1) (header + ceil(V' / n)
+ * floats) / link_Bps each, the first starting when the last worker sent;
+ * V' = V value_bytes / 4, the floats V stands for in the costed model.
  * Bytes on the wire: header_bytes per message plus value_bytes per value
  * (0: 4, a float).  value_bytes lets a model of another size be costed
  * while the dynamics of a smaller one are simulated.

@@ -236,12 +236,17 @@ static double net_to_worker(struct sim *s, uint32_t i, double t, double bytes)
 	return fmax(out, dn) + s->net.latency_s;
 }
 
-/* Bytes one rank writes in one phase of a sharded average of v values. */
+/*
+ * Bytes one rank writes in one phase of a sharded average of v values:
+ * n - 1 shards, each a header and ceil(v' / n) floats of the costed model,
+ * v' = v value_bytes / 4 (the values v stand for when --model-bytes scales
+ * a small model up: its shards are split in the big model's floats).
+ */
 static double shard_phase_bytes(const struct sim *s, double v)
 {
-	double per = ceil(v / s->n);
+	double per = ceil(v * s->net.value_bytes / 4.0 / s->n) * 4.0;
 
-	return (double)(s->n - 1) * msg_bytes(s, per);
+	return (double)(s->n - 1) * ((double)s->net.header_bytes + per);
 }
 
 /* Worker i wrote its shards of v values at t (reduce-scatter). */
