@@ -90,7 +90,7 @@ static int simopt_set(struct simopts *so, size_t i, const char *v, char *err, si
 	if (!*v || *end || errno || !isfinite(x) || x < d->lo || x > d->hi) {
 		char range[64];
 
-		snprintf(range, sizeof(range), "a number in [%g, %g]", d->lo, d->hi);
+		snprintf(range, sizeof(range), "a number in [%.15g, %.15g]", d->lo, d->hi);
 		snprintf(err, n, "--%s '%s': use %s", d->name, v, range);
 		return -EINVAL;
 	}
