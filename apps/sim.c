@@ -314,6 +314,7 @@ static int simulate(struct job *j, const struct simopts *so, char *err, size_t n
 	struct sum_args sa;
 	const struct hetsgd_eval_point *last;
 	float *x = malloc(j->d * sizeof(float));
+	char pngs[64] = "";
 	int ret = -1, ran = 0;
 
 	sim_net(so, j->d, &net);
@@ -372,13 +373,18 @@ static int simulate(struct job *j, const struct simopts *so, char *err, size_t n
 		const char *runs[1] = { o->out }, *labels[1] = { o->name };
 		int npng = 0;
 
+		/* a failed gnuplot leaves no PNG, and none is claimed */
 		if (plot_runs(o->out, "", runs, labels, 1, &npng, err, n))
 			printf("hetsgd-sim: plots: %s\n", err);
+		for (int i = 0; i < npng; i++)
+			snprintf(pngs + strlen(pngs), sizeof(pngs) - strlen(pngs), " %s", plot_pngs[i]);
+		if (npng)
+			snprintf(pngs + strlen(pngs), sizeof(pngs) - strlen(pngs), " plot.gp");
 	}
 	sa = (struct sum_args){ .j = j, .res = &res, .x = x, .so = so, .net = &net };
 	if (write_text_file(o, "summary.txt", err, n, sum_fn, &sa, NULL, NULL))
 		goto out;
-	printf("hetsgd-sim: outputs in %s: metrics.csv workers.csv model.bin summary.txt\n", o->out);
+	printf("hetsgd-sim: outputs in %s: metrics.csv workers.csv model.bin summary.txt%s\n", o->out, pngs);
 	ret = 0;
 out:
 	if (j->metrics.f)
