@@ -144,6 +144,11 @@ static int simopts_parse(struct simopts *so, int argc, char **argv, char **rest,
 		}
 		eq = strchr(arg, '=');
 		len = eq ? (size_t)(eq - arg - 2) : strlen(arg + 2);
+		/* before hetsgd-train's table acts on them (--resume reads a file) */
+		for (i = 0; i < sizeof(refused) / sizeof(refused[0]); i++)
+			if (strlen(refused[i].name) == len && !strncmp(arg + 2, refused[i].name, len))
+				return train_err(err, n, "--%s has no meaning in a simulation (no transport, threads, checkpoints or lost workers): drop it",
+						 refused[i].name);
 		for (i = 0; i < NSIMOPT; i++)
 			if (strlen(simopt_table[i].name) == len && !strncmp(arg + 2, simopt_table[i].name, len))
 				break;
