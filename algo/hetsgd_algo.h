@@ -20,6 +20,7 @@
 #include "hetsgd_data.h"		/* data sets and splits */
 #include "hetsgd_objective.h"		/* objectives */
 #include "hetsgd_engine.h"		/* profiles, tau, policies, merge, the engine */
+#include "hetsgd_sim.h"		/* the simulator */
 #include "hetsgd_model.h"		/* model files and checkpoints */
 
 #ifdef __cplusplus
