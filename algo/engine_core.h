@@ -39,6 +39,12 @@ struct hetsgd_method_ops {
 	/* its worker writes GRAD after GRAD without waiting for a reply:
 	 * MODEL may land in COMPUTE or POSTED (worker_legal_streaming) */
 	int streams;
+	/* this table is a method's sharded averaging (shard.h): its workers
+	 * keep the shard tables and talk to each other */
+	int sharded;
+	/* the table --averaging sharded runs instead of this one; NULL: the
+	 * method has no sharded averaging */
+	const struct hetsgd_method_ops *sharded_ops;
 	/* its own configuration checks (after the shared ones) */
 	int (*check)(const struct hetsgd_engine_cfg *c, uint32_t n, size_t d);
 	/* masked coordinates per round (LOSCAR's K); NULL: no mask */

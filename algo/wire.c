@@ -15,7 +15,8 @@ const char *const msg_names[MSG_MAX] = {
 	[MSG_GRAD] = "GRAD", [MSG_MODEL] = "MODEL", [MSG_ROUND] = "ROUND",
 	[MSG_AVG] = "AVG", [MSG_SNAP] = "SNAP", [MSG_FINAL] = "FINAL",
 	[MSG_STOP] = "STOP", [MSG_STATS] = "STATS", [MSG_ABORT] = "ABORT",
-	[MSG_STOPREQ] = "STOPREQ",
+	[MSG_STOPREQ] = "STOPREQ", [MSG_PART] = "PART", [MSG_SHARD] = "SHARD",
+	[MSG_NOTICE] = "NOTICE", [MSG_TICK] = "TICK", [MSG_SNAPREQ] = "SNAPREQ",
 };
 
 const char *signal_name(int sig, char *buf, size_t len)
