@@ -319,7 +319,9 @@ int hetsgd_engine_run(struct hetsgd_boot *boot,
 	eng_place(e, boot, res);
 	gather_placements(e, boot, res);
 	eng_tp_attr(e, tp_attr, &attr);
+	res->connect_s = now_s();
 	ret = hetsgd_tp_open(boot, &attr, &e->tp);
+	res->connect_s = now_s() - res->connect_s;
 	if (ret) {
 		ret = tp_error(ret, "opening the transport");
 		goto out;
@@ -332,6 +334,8 @@ int hetsgd_engine_run(struct hetsgd_boot *boot,
 		ret = e->rank == 0 ? server_run(e, res) : worker_run(e, res);
 	res->bytes_sent = e->bytes_sent;
 	res->bytes_recv = e->bytes_recv;
+	res->bytes_recv_training = e->bytes_recv_train;
+	res->averaging = e->ops->sharded ? HETSGD_AVERAGING_SHARDED : HETSGD_AVERAGING_SERVER;
 	if (ret && ret != -ECONNABORTED && !e->abort_sent) {
 		/* every way this rank fails tells the others why, so that none
 		 * waits out its stall time */

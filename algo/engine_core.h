@@ -93,6 +93,7 @@ struct eng {
 	size_t slot;
 	struct hetsgd_block_limits lim;
 	uint64_t bytes_sent, bytes_recv, sent;
+	uint64_t bytes_recv_train;	/* received before STOP (or the server's stop) */
 	/* a peer whose process or connection ended (HETSGD_EV_PEER_DOWN),
 	 * from eng_poll: the server drops a worker, a worker fails when it
 	 * is the server */

@@ -447,6 +447,7 @@ struct hetsgd_worker_stats {
 	double elapsed_s;
 	uint64_t bytes_sent;
 	uint64_t bytes_recv;
+	uint64_t bytes_recv_training;	/* of bytes_recv, before STOP */
 	/*
 	 * A worker whose process ended or whose connection broke (the
 	 * transport's PEER_DOWN; never a timeout) is dropped and the run goes
@@ -468,8 +469,12 @@ struct hetsgd_engine_result {
 	int stop_signal;	/* the signal that stopped the run, or 0 */
 	uint32_t nlost;		/* server: workers dropped (workers[i].lost) */
 	uint32_t nworkers;
-	/* this rank's engine traffic (headers included) */
+	/* this rank's engine traffic (headers included), and the seconds
+	 * its transport took to open (connect every pair) */
 	uint64_t bytes_sent, bytes_recv;
+	uint64_t bytes_recv_training;	/* of bytes_recv, while training */
+	double connect_s;
+	enum hetsgd_averaging averaging;	/* as resolved for this run */
 	struct hetsgd_worker_stats *workers;	/* server: all; worker: its own */
 	size_t npoints;
 	struct hetsgd_eval_point *points;	/* server: the evaluations */

@@ -434,6 +434,8 @@ static int server_landed(void *ctx, const struct hetsgd_ev *ev)
 	struct server *s = ctx;
 
 	s->e->bytes_recv += ev->len;
+	if (s->state == S_TRAINING)
+		s->e->bytes_recv_train += ev->len;
 	s->landed = 1;
 	return server_recv(s, ev);
 }

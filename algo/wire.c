@@ -50,6 +50,7 @@ void stats_from_wire(struct hetsgd_worker_stats *o, uint32_t wk,
 	o->elapsed_s = w->elapsed_s;
 	o->bytes_sent = w->bytes_sent;
 	o->bytes_recv = w->bytes_recv;
+	o->bytes_recv_training = w->bytes_recv_train;
 }
 
 void fill_hdr(struct eng_hdr *h, uint16_t type, uint32_t sender,

@@ -70,7 +70,7 @@ _Static_assert(sizeof(struct eng_hdr) == HDR_BYTES, "engine header is 64 bytes")
 struct wire_stats {
 	uint64_t steps, sent, rounds, overlap_steps, dropped, overruns;
 	double tau_target, compute_s, idle_s, elapsed_s;
-	uint64_t bytes_sent, bytes_recv;
+	uint64_t bytes_sent, bytes_recv, bytes_recv_train;
 };
 
 /* The public statistics of worker wk from what it sent. */

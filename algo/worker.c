@@ -307,6 +307,8 @@ static int worker_recv(void *ctx, const struct hetsgd_ev *ev)
 	int ret;
 
 	e->bytes_recv += ev->len;
+	if (worker_state(w) < W_STOPPING)
+		e->bytes_recv_train += ev->len;
 	if (ev->peer != 0 && !(w->sh && (ev->kind == MSG_PART || ev->kind == MSG_SHARD ||
 					  ev->kind == MSG_NOTICE)))
 		return algo_err(-EPROTO, "rank %d wrote %s to worker rank %d; only the server (rank 0) does%s",
@@ -577,6 +579,7 @@ static int worker_report(struct worker *w, struct hetsgd_engine_result *res)
 	ws.sent = e->sent + 1;
 	ws.bytes_sent = e->bytes_sent + HDR_BYTES + sizeof(ws);
 	ws.bytes_recv = e->bytes_recv;
+	ws.bytes_recv_train = e->bytes_recv_train;
 	fill_hdr(&h, MSG_STATS, (uint32_t)e->rank, 0, 0);
 	h.steps = w->steps;
 	ret = send_blocking(e, 0, &h, fill_stats, &ws);

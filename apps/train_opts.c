@@ -70,6 +70,7 @@ LIB_ENUM(method, hetsgd_method)
 LIB_ENUM(policy, hetsgd_policy)
 LIB_ENUM(merge, hetsgd_merge)
 LIB_ENUM(profile, hetsgd_profile_kind)
+LIB_ENUM(averaging, hetsgd_averaging)
 
 /* The command line's names (the library's own differ: least-squares, logistic). */
 static const char *const objective_names[] = { "lsq", "logreg", "softmax", "mlp", "quad" };
@@ -95,6 +96,10 @@ static void policy_help(FILE *f, const char *left)
 static int is_asgd(const struct opts *o) { return o->method == HETSGD_METHOD_ASGD; }
 static int is_loscar(const struct opts *o) { return o->method == HETSGD_METHOD_LOSCAR; }
 static int is_malenia(const struct opts *o) { return o->method == HETSGD_METHOD_MALENIA; }
+static int averages(const struct opts *o)
+{
+	return o->method == HETSGD_METHOD_LOSCAR || o->method == HETSGD_METHOD_SYNC;
+}
 static int is_ringmaster(const struct opts *o)
 {
 	return is_asgd(o) && o->policy == HETSGD_POLICY_RINGMASTER;
@@ -169,6 +174,15 @@ static const struct optdef optdefs[O_COUNT] = {
 	[O_ROUND_TIME] = { "round-time", T_DBL, F(round_s), 0, 1e-4, 3600, .arg = "S", .flags = F_HASH,
 			   .applies = is_loscar, .applies_to = "--method loscar",
 			   .help = "loscar: seconds of local steps per round (default 0.05)" },
+	[O_ROUND_STEPS] = { "round-steps", T_U32, F(round_steps), 0, 1, 1 << 30, .arg = "N",
+			    .flags = F_HASH | F_UNSET0, .applies = is_loscar, .applies_to = "--method loscar",
+			    .help = "loscar: a round is N local steps instead of --round-time (with --overlap no, "
+				    "a run is then the same step for step whatever the timing)" },
+	[O_AVERAGING] = { "averaging", LIB(averaging), .off = F(averaging), .arg = "A", .flags = F_HASH,
+			  .applies = averages, .applies_to = "--method loscar or sync",
+			  .help = "loscar, sync: server (rank 0 averages) | sharded (each worker averages a "
+				  "shard, writing straight to the others) | auto (default: sharded from "
+				  "16 workers on)" },
 	[O_COMM_DELAY] = { "comm-delay", T_DBL, F(comm_delay_s), 0, 0, 3600, .arg = "S", .flags = F_HASH,
 			   .applies = is_loscar, .applies_to = "--method loscar",
 			   .help = "loscar: emulated extra delay of each average (default 0)" },
@@ -590,6 +604,8 @@ static int check_combinations(const struct opts *o, char *err, size_t n)
 {
 	if (GIVEN(o, O_K) && GIVEN(o, O_K_FRACTION))
 		return train_err(err, n, "--k and --k-fraction both give K: keep one");
+	if (GIVEN(o, O_ROUND_TIME) && GIVEN(o, O_ROUND_STEPS))
+		return train_err(err, n, "--round-time and --round-steps both say when a round ends: keep one");
 	if (is_quad(o) && (GIVEN(o, O_DATA) || GIVEN(o, O_TEST) || GIVEN(o, O_PER_WORKER) || GIVEN(o, O_SPLIT) ||
 			   GIVEN(o, O_EPOCHS) || GIVEN(o, O_TARGET_ACC)))
 		return train_err(err, n, "--objective quad makes its own heterogeneous quadratics: drop --data, --test, --data-per-worker, --split, --epochs and --target-acc");
