@@ -96,6 +96,10 @@ static void policy_help(FILE *f, const char *left)
 static int is_asgd(const struct opts *o) { return o->method == HETSGD_METHOD_ASGD; }
 static int is_loscar(const struct opts *o) { return o->method == HETSGD_METHOD_LOSCAR; }
 static int is_malenia(const struct opts *o) { return o->method == HETSGD_METHOD_MALENIA; }
+static int rounds_by_time(const struct opts *o)
+{
+	return o->method == HETSGD_METHOD_LOSCAR && !o->round_steps;
+}
 static int averages(const struct opts *o)
 {
 	return o->method == HETSGD_METHOD_LOSCAR || o->method == HETSGD_METHOD_SYNC;
@@ -172,7 +176,7 @@ static const struct optdef optdefs[O_COUNT] = {
 			   .applies = is_loscar, .applies_to = "--method loscar",
 			   .help = "loscar: K as a fraction of d, 0 < F <= 1 (1: dense)" },
 	[O_ROUND_TIME] = { "round-time", T_DBL, F(round_s), 0, 1e-4, 3600, .arg = "S", .flags = F_HASH,
-			   .applies = is_loscar, .applies_to = "--method loscar",
+			   .applies = rounds_by_time, .applies_to = "--method loscar without --round-steps",
 			   .help = "loscar: seconds of local steps per round (default 0.05)" },
 	[O_ROUND_STEPS] = { "round-steps", T_U32, F(round_steps), 0, 1, 1 << 30, .arg = "N",
 			    .flags = F_HASH | F_UNSET0, .applies = is_loscar, .applies_to = "--method loscar",
@@ -604,8 +608,6 @@ static int check_combinations(const struct opts *o, char *err, size_t n)
 {
 	if (GIVEN(o, O_K) && GIVEN(o, O_K_FRACTION))
 		return train_err(err, n, "--k and --k-fraction both give K: keep one");
-	if (GIVEN(o, O_ROUND_TIME) && GIVEN(o, O_ROUND_STEPS))
-		return train_err(err, n, "--round-time and --round-steps both say when a round ends: keep one");
 	if (is_quad(o) && (GIVEN(o, O_DATA) || GIVEN(o, O_TEST) || GIVEN(o, O_PER_WORKER) || GIVEN(o, O_SPLIT) ||
 			   GIVEN(o, O_EPOCHS) || GIVEN(o, O_TARGET_ACC)))
 		return train_err(err, n, "--objective quad makes its own heterogeneous quadratics: drop --data, --test, --data-per-worker, --split, --epochs and --target-acc");
