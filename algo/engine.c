@@ -74,6 +74,42 @@ const char *hetsgd_method_name(enum hetsgd_method method)
 	return m ? m->name : "invalid";
 }
 
+/* ---- averaging ---- */
+
+static const char *const averaging_names[] = {
+	[HETSGD_AVERAGING_AUTO] = "auto",
+	[HETSGD_AVERAGING_SERVER] = "server",
+	[HETSGD_AVERAGING_SHARDED] = "sharded",
+};
+
+int hetsgd_averaging_parse(const char *name, enum hetsgd_averaging *avg)
+{
+	for (int i = 0; i <= HETSGD_AVERAGING_SHARDED; i++)
+		if (name && !strcmp(name, averaging_names[i])) {
+			*avg = (enum hetsgd_averaging)i;
+			return 0;
+		}
+	return algo_err(-EINVAL, "unknown averaging '%s': use auto, server or sharded",
+			name ? name : "(null)");
+}
+
+const char *hetsgd_averaging_name(enum hetsgd_averaging avg)
+{
+	return avg >= HETSGD_AVERAGING_AUTO && avg <= HETSGD_AVERAGING_SHARDED ?
+		       averaging_names[avg] : "invalid";
+}
+
+enum hetsgd_averaging hetsgd_averaging_resolve(enum hetsgd_averaging avg,
+					       enum hetsgd_method method, uint32_t n)
+{
+	const struct hetsgd_method_ops *m = method_get(method);
+
+	if (avg != HETSGD_AVERAGING_AUTO)
+		return avg;
+	return m && m->sharded_ops && n >= HETSGD_SHARDED_MIN_WORKERS ?
+		       HETSGD_AVERAGING_SHARDED : HETSGD_AVERAGING_SERVER;
+}
+
 /* ---- configuration ---- */
 
 void hetsgd_engine_cfg_init(struct hetsgd_engine_cfg *cfg)
@@ -111,6 +147,14 @@ int hetsgd_engine_cfg_check(const struct hetsgd_engine_cfg *c, uint32_t n,
 	}
 	if (m->check && (ret = m->check(c, n, d)))
 		return ret;
+	if (c->averaging < HETSGD_AVERAGING_AUTO || c->averaging > HETSGD_AVERAGING_SHARDED)
+		return algo_err(-EINVAL, "unknown averaging %d: use auto, server or sharded",
+				(int)c->averaging);
+	if (c->averaging == HETSGD_AVERAGING_SHARDED && !m->sharded_ops)
+		return algo_err(-EINVAL, "sharded averaging applies to loscar and sync, not %s: drop it (%s has no round to average)",
+				m->name, m->name);
+	if (c->round_steps && c->method != HETSGD_METHOD_LOSCAR)
+		return algo_err(-EINVAL, "steps per round apply to loscar only, not %s", m->name);
 	if (!finite_nonneg(c->comm_delay_s) || c->comm_delay_s > 3600.0)
 		return algo_err(-EINVAL, "communication delay %g s must be in [0, 3600]", c->comm_delay_s);
 	if (c->comm_delay_s > 0.0 && !m->delayable)
@@ -221,6 +265,8 @@ static void eng_init(struct eng *e, const struct hetsgd_engine_cfg *cfg)
 	double slow = 0, tau;
 
 	e->ops = method_get(cfg->method);
+	if (hetsgd_averaging_resolve(cfg->averaging, cfg->method, e->n) == HETSGD_AVERAGING_SHARDED)
+		e->ops = e->ops->sharded_ops;
 	e->k = e->ops->coords ? e->ops->coords(cfg, e->d) : 0;
 	e->mask_seed = splitmix64(&seed);
 	for (uint32_t i = 0; i < e->n; i++)
@@ -282,7 +328,9 @@ int hetsgd_engine_run(struct hetsgd_boot *boot,
 	eng_place(e, boot, res);
 	gather_placements(e, boot, res);
 	eng_tp_attr(e, tp_attr, &attr);
+	res->connect_s = now_s();
 	ret = hetsgd_tp_open(boot, &attr, &e->tp);
+	res->connect_s = now_s() - res->connect_s;
 	if (ret) {
 		ret = tp_error(ret, "opening the transport");
 		goto out;
@@ -293,6 +341,10 @@ int hetsgd_engine_run(struct hetsgd_boot *boot,
 	ret = e->lim.idx_copy ? check_io(e) : algo_err(-ENOMEM, "out of memory for a block's indices");
 	if (!ret)
 		ret = e->rank == 0 ? server_run(e, res) : worker_run(e, res);
+	res->bytes_sent = e->bytes_sent;
+	res->bytes_recv = e->bytes_recv;
+	res->bytes_recv_training = e->bytes_recv_train;
+	res->averaging = e->ops->sharded ? HETSGD_AVERAGING_SHARDED : HETSGD_AVERAGING_SERVER;
 	if (ret && ret != -ECONNABORTED && !e->abort_sent) {
 		/* every way this rank fails tells the others why, so that none
 		 * waits out its stall time */

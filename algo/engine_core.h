@@ -42,6 +42,12 @@ struct hetsgd_method_ops {
 	/* its server holds no model while training: a checkpoint waits for
 	 * the workers' snapshots (server_ckpt.c) */
 	int snapshots;
+	/* this table is a method's sharded averaging (shard.h): its workers
+	 * keep the shard tables and talk to each other */
+	int sharded;
+	/* the table --averaging sharded runs instead of this one; NULL: the
+	 * method has no sharded averaging */
+	const struct hetsgd_method_ops *sharded_ops;
 	/* its own configuration checks (after the shared ones) */
 	int (*check)(const struct hetsgd_engine_cfg *c, uint32_t n, size_t d);
 	/* masked coordinates per round (LOSCAR's K); NULL: no mask */
@@ -91,6 +97,7 @@ struct eng {
 	size_t slot;
 	struct hetsgd_block_limits lim;
 	uint64_t bytes_sent, bytes_recv, sent;
+	uint64_t bytes_recv_train;	/* received before STOP (or the server's stop) */
 	/* a peer whose process or connection ended (HETSGD_EV_PEER_DOWN),
 	 * from eng_poll: the server drops a worker, a worker fails when it
 	 * is the server */

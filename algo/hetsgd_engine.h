@@ -281,6 +281,33 @@ enum hetsgd_method {
 	HETSGD_METHOD_RINGLEADER,
 };
 
+/*
+ * How LOSCAR and SYNC average a round (algo/README.md, "Sharded
+ * averaging").  SERVER: every worker writes its block to rank 0, which
+ * averages and writes the result to all.  SHARDED: the round's values
+ * are split into n contiguous shards, one per worker; each worker writes
+ * each shard straight into its owner's staging slot, the owner averages
+ * its shard (SYNC: and steps its shard of the model) and writes the
+ * result straight into every worker's slot; rank 0 owns no shard.  The
+ * averages are bitwise equal: both sum the blocks in worker order.
+ * AUTO: SHARDED from HETSGD_SHARDED_MIN_WORKERS workers on, else SERVER.
+ */
+enum hetsgd_averaging {
+	HETSGD_AVERAGING_AUTO = 0,
+	HETSGD_AVERAGING_SERVER,
+	HETSGD_AVERAGING_SHARDED,
+};
+
+#define HETSGD_SHARDED_MIN_WORKERS 16u
+
+/* "auto", "server", "sharded"; -EINVAL otherwise. */
+int hetsgd_averaging_parse(const char *name, enum hetsgd_averaging *avg);
+const char *hetsgd_averaging_name(enum hetsgd_averaging avg);
+/* What AUTO becomes for a method and n workers (SERVER for the methods
+ * that do not average). */
+enum hetsgd_averaging hetsgd_averaging_resolve(enum hetsgd_averaging avg,
+					       enum hetsgd_method method, uint32_t n);
+
 /* "asgd", "sync", "loscar", "malenia", "ringleader"; -EINVAL otherwise. */
 int hetsgd_method_parse(const char *name, enum hetsgd_method *method);
 const char *hetsgd_method_name(enum hetsgd_method method);
@@ -323,6 +350,11 @@ struct hetsgd_engine_cfg {
 	int overlap;			/* LOSCAR: 1 keep stepping, 0 wait */
 	uint32_t k;			/* LOSCAR: coordinates per round; 0: d */
 	double round_s;			/* LOSCAR: local phase of a round */
+	uint32_t round_steps;		/* LOSCAR: a round is this many local
+					 * steps instead of round_s (0: by time);
+					 * with overlap 0 a run is then the same
+					 * step for step whatever the timing */
+	enum hetsgd_averaging averaging;	/* LOSCAR, SYNC (0: AUTO) */
 	double comm_delay_s;		/* LOSCAR: the server holds each average
 					 * this long (emulates a slow network) */
 	double malenia_s;		/* MALENIA: S, the step condition's
@@ -353,6 +385,15 @@ struct hetsgd_engine_cfg {
 					 * when fewer workers are left; 0: 1 */
 	hetsgd_eval_fn on_eval;
 	void *on_eval_arg;
+	/*
+	 * Worker, optional: each reply the worker takes, on its compute
+	 * thread: LOSCAR the K averaged values of round `round` (in mask
+	 * order), ASGD, SYNC and RINGLEADER the model of version `round`
+	 * (d values).  For tests and tracing; v is valid during the call.
+	 */
+	void (*on_average)(void *arg, uint32_t worker, uint64_t round, const float *v,
+			   size_t count);
+	void *on_average_arg;
 	/* the server, as it drops a worker that died (may be NULL) */
 	void (*on_lost)(void *arg, const struct hetsgd_worker_stats *w);
 	void *on_lost_arg;
@@ -430,6 +471,7 @@ struct hetsgd_worker_stats {
 	double elapsed_s;
 	uint64_t bytes_sent;
 	uint64_t bytes_recv;
+	uint64_t bytes_recv_training;	/* of bytes_recv, before STOP */
 	/*
 	 * A worker whose process ended or whose connection broke (the
 	 * transport's PEER_DOWN; never a timeout) is dropped and the run goes
@@ -451,6 +493,12 @@ struct hetsgd_engine_result {
 	int stop_signal;	/* the signal that stopped the run, or 0 */
 	uint32_t nlost;		/* server: workers dropped (workers[i].lost) */
 	uint32_t nworkers;
+	/* this rank's engine traffic (headers included), and the seconds
+	 * its transport took to open (connect every pair) */
+	uint64_t bytes_sent, bytes_recv;
+	uint64_t bytes_recv_training;	/* of bytes_recv, while training */
+	double connect_s;
+	enum hetsgd_averaging averaging;	/* as resolved for this run */
 	struct hetsgd_worker_stats *workers;	/* server: all; worker: its own */
 	size_t npoints;
 	struct hetsgd_eval_point *points;	/* server: the evaluations */

@@ -31,6 +31,8 @@ int gradient_worker_loop(struct worker *w)
 		if (worker_has_reply(w)) {
 			memcpy(w->x, w->in_vec, e->d * sizeof(float));
 			ver = w->in_round;
+			if (e->cfg->on_average)
+				e->cfg->on_average(e->cfg->on_average_arg, w->id, ver, w->x, e->d);
 			if (w->in_flags & FLAG_DROPPED)
 				w->dropped++;
 			worker_took_reply(w);

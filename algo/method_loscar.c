@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "methods.h"
@@ -50,6 +51,8 @@ static int loscar_merge(struct worker *w, uint64_t r)
 		return algo_err(-EPROTO, "the server sent the average of round %llu during round %llu",
 				(unsigned long long)w->in_round, (unsigned long long)r);
 	}
+	if (e->cfg->on_average)
+		e->cfg->on_average(e->cfg->on_average_arg, w->id, r, w->in_vec, e->k);
 	hetsgd_loscar_merge(e->cfg->merge, w->x, w->mask.idx, e->k, w->y, w->in_vec);
 	flags = w->in_flags;
 	worker_took_reply(w);
@@ -66,12 +69,13 @@ static int loscar_worker_loop(struct worker *w)
 {
 	struct eng *e = w->e;
 	const struct hetsgd_engine_cfg *c = e->cfg;
-	uint64_t r = eng_start_round(e);
+	uint64_t r = eng_start_round(e), local = 0;	/* local: steps since the last merge */
 	int inflight = 0, ret;
 	double round_start = now_s();
 
 	while (!atomic_load(&w->stop)) {
-		if (!inflight && now_s() - round_start >= c->round_s) {
+		if (!inflight && (c->round_steps ? local >= c->round_steps :
+						   now_s() - round_start >= c->round_s)) {
 			ret = loscar_send_round(w, r);
 			if (ret)
 				return ret;
@@ -86,6 +90,7 @@ static int loscar_worker_loop(struct worker *w)
 					return ret;
 				r++;
 				inflight = 0;
+				local = 0;
 				round_start = now_s();
 				continue;
 			}
@@ -98,6 +103,8 @@ static int loscar_worker_loop(struct worker *w)
 		sgd_step(w->x, w->g, c->gamma, e->d);
 		if (inflight)
 			w->overlap_steps++;
+		else
+			local++;
 	}
 	return 0;
 }
@@ -126,10 +133,21 @@ static int loscar_average(struct server *s, double t)
 	if (ret)
 		return algo_err(ret, "drawing the mask of round %llu: %s",
 				(unsigned long long)s->round, hetsgd_errmsg());
-	/* over the blocks that came: a worker lost during the round is absent */
+	/* over the blocks that came (a worker lost during the round is
+	 * absent), summed in worker order whatever order they landed in:
+	 * the order of sharded averaging (shard.c), so both give the same
+	 * bits */
+	memset(s->sum, 0, (size_t)e->k * sizeof(float));
+	for (uint32_t i = 0; i < e->n; i++) {
+		const float *row = s->rows + (size_t)i * e->k;
+
+		if (!s->got[i])
+			continue;
+		for (size_t j = 0; j < e->k; j++)
+			s->sum[j] += row[j];
+	}
 	for (uint32_t j = 0; j < e->k; j++)
 		s->xs[s->mask.idx[j]] = s->sum[j] / (float)s->acc_count;
-	memset(s->sum, 0, (size_t)e->k * sizeof(float));
 	memset(s->got, 0, e->n);
 	s->acc_count = 0;
 	/* one snapshot serves an evaluation and a checkpoint that are due */
@@ -159,7 +177,7 @@ static int loscar_round(struct server *s, uint32_t wk, const struct hetsgd_ev *e
 	if (s->got[wk])
 		return algo_err(-EPROTO, "worker %u sent round %llu twice", wk,
 				(unsigned long long)s->round);
-	ret = block_add(ev->peer, s->sum, b->val, e->k);
+	ret = block_take(ev->peer, s->rows + (size_t)wk * e->k, b->val, e->k);
 	if (ret)
 		return ret;
 	s->got[wk] = 1;
@@ -195,7 +213,9 @@ static int loscar_snap(struct server *s, uint32_t wk, const struct eng_hdr *h,
 		return ret;
 	if (!s->snap_wanted || s->have_snap[wk])
 		return algo_err(-EPROTO, "worker %u sent a snapshot the server did not ask for", wk);
-	if (h->round != s->round)
+	/* on the server path every snapshot follows the merge of the round
+	 * just averaged; sharded, the server only hears of rounds */
+	if (!e->ops->sharded && h->round != s->round)
 		return algo_err(-EPROTO, "worker %u sent a snapshot for round %llu while the server is at round %llu",
 				wk, (unsigned long long)h->round, (unsigned long long)s->round);
 	ret = block_add(ev->peer, s->snap, b->val, e->d);
@@ -203,7 +223,9 @@ static int loscar_snap(struct server *s, uint32_t wk, const struct eng_hdr *h,
 		return ret;
 	s->have_snap[wk] = 1;
 	s->snap_steps[wk] = h->steps;
-	s->snap_round = h->round;
+	/* the round every worker resumes at (sharded snapshots may straddle one) */
+	if (!s->snap_count || h->round > s->snap_round)
+		s->snap_round = h->round;
 	s->snap_count++;
 	return loscar_snap_done(s, t);
 }
@@ -257,6 +279,68 @@ static int loscar_server_finish(struct server *s)
 	return 0;
 }
 
+/* The rows of a round's blocks (server.h). */
+static int loscar_server_init(struct server *s)
+{
+	s->rows = malloc(((size_t)s->e->n * s->e->k + 1) * sizeof(float));
+	return s->rows ? 0 : algo_err(-ENOMEM, "server: out of memory for %u blocks of K = %u",
+				      s->e->n, s->e->k);
+}
+
+static void server_rows_fini(struct server *s)
+{
+	free(s->rows);
+	s->rows = NULL;
+}
+
+/* ---- sharded averaging: the server's part (shard.h) ---- */
+
+/*
+ * The workers average among themselves; the server hears a TICK per
+ * posted round (its statistics, the rounds count), asks for snapshots
+ * and takes the final models as on the server path.
+ */
+static int loscar_sharded_msg(struct server *s, uint32_t wk, const struct eng_hdr *h,
+			      const struct hetsgd_block *b, const struct hetsgd_ev *ev, double t)
+{
+	if (h->type != MSG_TICK)
+		return loscar_server_msg(s, wk, h, b, ev, t);
+	/* posting round r means round r - 1 was merged */
+	if (h->round > s->round)
+		s->round = s->updates = h->round;
+	return 0;
+}
+
+/*
+ * An evaluation is due: every worker sends its model after its merge of
+ * round R, two rounds past the furthest one posted, so that they all
+ * snapshot the same round (a worker already past R sends after its next
+ * merge).
+ */
+static void loscar_sharded_tick(struct server *s, double t)
+{
+	struct eng *e = s->e;
+	const struct hetsgd_engine_cfg *c = e->cfg;
+
+	int eval_due = c->eval_interval_s > 0 && t >= s->next_eval;
+
+	/* one snapshot serves an evaluation and a checkpoint that are due */
+	if ((!eval_due && !s->ckpt_wanted) || s->snap_wanted)
+		return;
+	for (uint32_t i = 0; i < e->n; i++)
+		if (!server_is_lost(s, i) && enqueue(s, i, MSG_SNAPREQ, s->round + 2, 0, t))
+			return;	/* a full queue: the next pass asks again */
+	s->snap_wanted = 1;
+	if (eval_due)
+		s->next_eval = t + c->eval_interval_s;
+}
+
+static int loscar_sharded_lost(struct server *s, uint32_t wk, double t)
+{
+	(void)wk;
+	return s->snap_wanted ? loscar_snap_done(s, t) : 0;
+}
+
 /* ---- configuration ---- */
 
 static int loscar_check(const struct hetsgd_engine_cfg *c, uint32_t n, size_t d)
@@ -272,6 +356,9 @@ static int loscar_check(const struct hetsgd_engine_cfg *c, uint32_t n, size_t d)
 		return algo_err(-EINVAL, "LOSCAR round time %g s must be in (0, 3600]", c->round_s);
 	if (c->overlap != 0 && c->overlap != 1)
 		return algo_err(-EINVAL, "overlap must be 0 or 1, not %d", c->overlap);
+	if (c->round_steps > (1u << 30))
+		return algo_err(-EINVAL, "%u steps per round: use 1 .. 2^30 (0: rounds by time)",
+				c->round_steps);
 	return 0;
 }
 
@@ -298,7 +385,31 @@ const struct hetsgd_method_ops method_loscar = {
 	.quiet_s = loscar_quiet_s,
 	.worker_loop = loscar_worker_loop,
 	.worker_finish = loscar_worker_finish,
+	.sharded_ops = &method_loscar_sharded,
+	.server_init = loscar_server_init,
+	.server_fini = server_rows_fini,
 	.server_msg = loscar_server_msg,
 	.server_lost = loscar_server_lost,
+	.server_finish = loscar_server_finish,
+};
+
+/* --averaging sharded: the same workers; the shards' owners average */
+const struct hetsgd_method_ops method_loscar_sharded = {
+	.id = HETSGD_METHOD_LOSCAR,
+	.name = "loscar",
+	.to_server = MSG_BIT(MSG_TICK) | MSG_BIT(MSG_SNAP) | MSG_BIT(MSG_FINAL),
+	.to_worker = MSG_BIT(MSG_PART) | MSG_BIT(MSG_SHARD) | MSG_BIT(MSG_NOTICE) |
+		     MSG_BIT(MSG_SNAPREQ),
+	.delayable = 1,
+	.sharded = 1,
+	.snapshots = 1,
+	.check = loscar_check,
+	.coords = loscar_coords,
+	.quiet_s = loscar_quiet_s,
+	.worker_loop = loscar_worker_loop,
+	.worker_finish = loscar_worker_finish,
+	.server_msg = loscar_sharded_msg,
+	.server_tick = loscar_sharded_tick,
+	.server_lost = loscar_sharded_lost,
 	.server_finish = loscar_server_finish,
 };

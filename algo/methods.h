@@ -13,6 +13,9 @@ extern const struct hetsgd_method_ops method_sync;	/* method_sync.c */
 extern const struct hetsgd_method_ops method_loscar;	/* method_loscar.c */
 extern const struct hetsgd_method_ops method_malenia;	/* method_malenia.c */
 extern const struct hetsgd_method_ops method_ringleader;	/* method_ringleader.c */
+/* their sharded averaging (--averaging sharded; shard.h) */
+extern const struct hetsgd_method_ops method_loscar_sharded;	/* method_loscar.c */
+extern const struct hetsgd_method_ops method_sync_sharded;	/* method_sync.c */
 
 /* The worker of the methods that send gradients and wait for the model
  * (ASGD, SYNC and RINGLEADER share it): method_asgd.c. */

@@ -32,6 +32,10 @@ static const uint8_t server_legal[MSG_MAX][WK_NSTATES] = {
 	[MSG_ABORT] = { 1, 1, 1, 1 },
 	/* a STOPREQ that crosses STOP is legal and dropped */
 	[MSG_STOPREQ] = { [WK_TRAINING] = 1, [WK_STOPPED] = 1 },
+	/* sharded averaging: a TICK that crosses STOP is dropped; a shard of
+	 * the model (SYNC) is applied until the owner's STATS */
+	[MSG_TICK] = { [WK_TRAINING] = 1, [WK_STOPPED] = 1 },
+	[MSG_SHARD] = { [WK_TRAINING] = 1, [WK_STOPPED] = 1 },
 	/* nothing comes from a LOST worker: the transport ignores its ring */
 };
 
@@ -226,7 +230,7 @@ static int server_recv(struct server *s, const struct hetsgd_ev *ev)
 		return algo_err(-EPROTO, "a message from rank %d, which is not a worker", ev->peer);
 	wk = (uint32_t)ev->peer - 1;
 	ret = eng_parse(e, ev, &h, &b, ev->kind != MSG_STATS && ev->kind != MSG_ABORT &&
-			ev->kind != MSG_STOPREQ);
+			ev->kind != MSG_STOPREQ && ev->kind != MSG_TICK);
 	if (ret)
 		return ret;
 	if (h.type == MSG_ABORT)
@@ -236,12 +240,18 @@ static int server_recv(struct server *s, const struct hetsgd_ev *ev)
 		return ret;
 	if (h.type == MSG_STOPREQ)
 		return server_stopreq(s, wk, &h);
+	/* a shard owner's SHARD carries the model, not a report of its own */
+	if (h.type == MSG_SHARD)
+		return e->ops->server_msg(s, wk, &h, &b, ev, t);
 	if (h.steps < s->steps[wk])
 		return algo_err(-EPROTO, "worker %u reported %llu steps after %llu", wk,
 				(unsigned long long)h.steps, (unsigned long long)s->steps[wk]);
 	/* ROUND's tau, for the statistics: compute seconds per step over
-	 * the round (a bad report only leaves the estimate as it was) */
-	if (h.type == MSG_ROUND && h.steps > s->steps[wk] && h.compute >= s->compute[wk])
+	 * the round (a bad report only leaves the estimate as it was); a
+	 * TICK is the header of a ROUND or GRAD the worker wrote to shard
+	 * owners instead (its flags say which) */
+	if ((h.type == MSG_ROUND || (h.type == MSG_TICK && h.flags == MSG_ROUND)) &&
+	    h.steps > s->steps[wk] && h.compute >= s->compute[wk])
 		(void)hetsgd_tau_report(s->tau, wk, (h.compute - s->compute[wk]) /
 					(double)(h.steps - s->steps[wk]), t);
 	s->steps[wk] = h.steps;
@@ -250,7 +260,8 @@ static int server_recv(struct server *s, const struct hetsgd_ev *ev)
 	s->wall[wk] = h.elapsed;
 	if (h.type == MSG_STATS)
 		return server_stats(s, wk, &h, ev);
-	if (s->wk_state[wk] == WK_STOPPED && (h.type == MSG_GRAD || h.type == MSG_ROUND))
+	if (s->wk_state[wk] == WK_STOPPED &&
+	    (h.type == MSG_GRAD || h.type == MSG_ROUND || h.type == MSG_TICK))
 		return 0;	/* crossed STOP on the wire */
 	ret = e->ops->server_msg(s, wk, &h, &b, ev, t);
 	if (!ret && h.type == MSG_FINAL)
@@ -426,6 +437,8 @@ static int server_landed(void *ctx, const struct hetsgd_ev *ev)
 	struct server *s = ctx;
 
 	s->e->bytes_recv += ev->len;
+	if (s->state == S_TRAINING)
+		s->e->bytes_recv_train += ev->len;
 	s->landed = 1;
 	return server_recv(s, ev);
 }

@@ -77,6 +77,10 @@ struct server {
 	float *acc;		/* SYNC: gradient sum; LOSCAR: FINAL sum */
 	uint32_t acc_count;
 	uint8_t *got;		/* per worker: contributed to the current round */
+	/* SYNC, LOSCAR: per worker, its block of the current round (d or K
+	 * values), summed in worker order once the round is complete: the
+	 * order that sharded averaging sums in too (shard.h) */
+	float *rows;
 	struct hetsgd_grad_table table;	/* MALENIA, RINGLEADER: per-worker sums */
 	struct hetsgd_tau_est *tau;
 	struct hetsgd_worker_stats *ws;

@@ -15,7 +15,8 @@ const char *const msg_names[MSG_MAX] = {
 	[MSG_GRAD] = "GRAD", [MSG_MODEL] = "MODEL", [MSG_ROUND] = "ROUND",
 	[MSG_AVG] = "AVG", [MSG_SNAP] = "SNAP", [MSG_FINAL] = "FINAL",
 	[MSG_STOP] = "STOP", [MSG_STATS] = "STATS", [MSG_ABORT] = "ABORT",
-	[MSG_STOPREQ] = "STOPREQ",
+	[MSG_STOPREQ] = "STOPREQ", [MSG_PART] = "PART", [MSG_SHARD] = "SHARD",
+	[MSG_NOTICE] = "NOTICE", [MSG_TICK] = "TICK", [MSG_SNAPREQ] = "SNAPREQ",
 };
 
 const char *signal_name(int sig, char *buf, size_t len)
@@ -49,6 +50,7 @@ void stats_from_wire(struct hetsgd_worker_stats *o, uint32_t wk,
 	o->elapsed_s = w->elapsed_s;
 	o->bytes_sent = w->bytes_sent;
 	o->bytes_recv = w->bytes_recv;
+	o->bytes_recv_training = w->bytes_recv_train;
 }
 
 void fill_hdr(struct eng_hdr *h, uint16_t type, uint32_t sender,

@@ -26,6 +26,19 @@ enum msg_type {
 	MSG_ABORT,	/* either way: this rank failed; the body says why */
 	MSG_STOPREQ,	/* worker -> server: a signal came here (`round` is
 			 * its number): stop the run, every output written */
+	/* sharded averaging (shard.h): */
+	MSG_PART,	/* worker -> shard owner: its values of one shard of
+			 * round `round` (LOSCAR: y, SYNC: its gradient at
+			 * version `round`) */
+	MSG_SHARD,	/* shard owner -> worker (SYNC: and the server): the
+			 * shard's average of round `round` (SYNC: the
+			 * shard of the model of version `round`) */
+	MSG_NOTICE,	/* worker -> a dead owner's successor: from round
+			 * `round` on, my parts of shard `steps` go to you */
+	MSG_TICK,	/* worker -> server: a round posted (header only:
+			 * its steps and times, as ROUND carries them) */
+	MSG_SNAPREQ,	/* server -> worker: send a snapshot after the
+			 * merge of round `round` (LOSCAR, sharded) */
 	MSG_MAX,
 };
 
@@ -57,7 +70,7 @@ _Static_assert(sizeof(struct eng_hdr) == HDR_BYTES, "engine header is 64 bytes")
 struct wire_stats {
 	uint64_t steps, sent, rounds, overlap_steps, dropped, overruns;
 	double tau_target, compute_s, idle_s, elapsed_s;
-	uint64_t bytes_sent, bytes_recv;
+	uint64_t bytes_sent, bytes_recv, bytes_recv_train;
 };
 
 /* The public statistics of worker wk from what it sent. */

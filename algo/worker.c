@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "shard.h"
 #include "worker.h"
 
 static const char *const worker_state_names[W_NSTATES] = {
@@ -28,6 +29,12 @@ static const uint8_t worker_legal[MSG_MAX][W_NSTATES] = {
 	[MSG_AVG] = { [W_AWAITING] = 1 },
 	[MSG_STOP] = { [W_COMPUTE] = 1, [W_POSTED] = 1, [W_AWAITING] = 1 },
 	[MSG_ABORT] = { 1, 1, 1, 1, 1 },
+	/* sharded averaging: a peer's part or notice may come at any time
+	 * while training; a shard's result only while its round is awaited */
+	[MSG_PART] = { [W_COMPUTE] = 1, [W_POSTED] = 1, [W_AWAITING] = 1 },
+	[MSG_NOTICE] = { [W_COMPUTE] = 1, [W_POSTED] = 1, [W_AWAITING] = 1 },
+	[MSG_SNAPREQ] = { [W_COMPUTE] = 1, [W_POSTED] = 1, [W_AWAITING] = 1 },
+	[MSG_SHARD] = { [W_AWAITING] = 1 },
 };
 
 /*
@@ -230,18 +237,24 @@ static int fill_out(struct eng *e, void *buf, size_t cap, size_t *len, void *arg
 			      hetsgd_errmsg()) : 0;
 }
 
-/* Whether the server may send h's type now; a protocol error if not. */
-static int worker_check_legal(struct worker *w, const struct eng_hdr *h)
+/* Whether rank `peer` (the server, or a shard owner) may send h's type
+ * now; a protocol error if not. */
+static int worker_check_legal(struct worker *w, const struct eng_hdr *h, int peer)
 {
 	enum worker_state st = worker_state(w);
+	char who[32];
 
+	if (peer)
+		snprintf(who, sizeof(who), "worker %d", peer - 1);
+	else
+		snprintf(who, sizeof(who), "the server");
 	if (h->type != MSG_STOP && h->type != MSG_ABORT &&
 	    !(w->e->ops->to_worker & MSG_BIT(h->type)))
-		return algo_err(-EPROTO, "the server sent %s, which a %s worker does not expect now: the ranks run different configurations",
-				msg_names[h->type], w->e->ops->name);
+		return algo_err(-EPROTO, "%s sent %s, which a %s worker does not expect now: the ranks run different configurations",
+				who, msg_names[h->type], w->e->ops->name);
 	if (!(w->e->ops->streams ? worker_legal_streaming : worker_legal)[h->type][st])
-		return algo_err(-EPROTO, "the server sent %s to worker %u in state %s, where it is not legal: the ranks run different configurations",
-				msg_names[h->type], w->id, worker_state_names[st]);
+		return algo_err(-EPROTO, "%s sent %s to worker %u in state %s, where it is not legal: the ranks run different configurations",
+				who, msg_names[h->type], w->id, worker_state_names[st]);
 	return 0;
 }
 
@@ -262,14 +275,26 @@ static int worker_inbox(struct worker *w, const struct hetsgd_ev *ev,
 	ret = block_take(ev->peer, w->in_vec, b->val, h->type == MSG_MODEL ? e->d : e->k);
 	if (ret)
 		return ret;
-	w->in_round = h->round;
-	w->in_flags = h->flags;
+	worker_reply_in(w, h->round, h->flags);
+	return 0;
+}
+
+void worker_reply_in(struct worker *w, uint64_t round, uint16_t flags)
+{
+	w->in_round = round;
+	w->in_flags = flags;
 	atomic_store_explicit(&w->in_full, 1, memory_order_release);
 	if (worker_state(w) == W_AWAITING)
 		worker_set(w, W_COMPUTE);
 	else
 		pthread_cond_broadcast(&w->cv);
-	return 0;
+}
+
+/* The messages of sharded averaging (shard.h) carry no reply of the
+ * server's: which ones come from whom. */
+static int shard_msg(const struct eng_hdr *h)
+{
+	return h->type == MSG_PART || h->type == MSG_SHARD || h->type == MSG_NOTICE;
 }
 
 /* A landed message for a worker (a recv_fn). */
@@ -282,19 +307,33 @@ static int worker_recv(void *ctx, const struct hetsgd_ev *ev)
 	int ret;
 
 	e->bytes_recv += ev->len;
-	if (ev->peer != 0)
-		return algo_err(-EPROTO, "rank %d wrote to worker rank %d; only the server (rank 0) does",
-				ev->peer, e->rank);
-	ret = eng_parse(e, ev, &h, &b, ev->kind != MSG_STOP && ev->kind != MSG_ABORT);
+	if (worker_state(w) < W_STOPPING)
+		e->bytes_recv_train += ev->len;
+	if (ev->peer != 0 && !(w->sh && (ev->kind == MSG_PART || ev->kind == MSG_SHARD ||
+					  ev->kind == MSG_NOTICE)))
+		return algo_err(-EPROTO, "rank %d wrote %s to worker rank %d; only the server (rank 0) does%s",
+				ev->peer, ev->kind < MSG_MAX && msg_names[ev->kind] ? msg_names[ev->kind] : "a message",
+				e->rank, w->sh ? ", and shard owners their shards" : "");
+	ret = eng_parse(e, ev, &h, &b, ev->kind != MSG_STOP && ev->kind != MSG_ABORT &&
+			ev->kind != MSG_NOTICE && ev->kind != MSG_SNAPREQ);
 	if (ret)
 		return ret;
 	if (h.type == MSG_ABORT)
 		return peer_aborted(ev, &h);
+	if (ev->peer == 0 && shard_msg(&h))
+		return algo_err(-EPROTO, "the server sent %s, which only workers send", msg_names[h.type]);
 	pthread_mutex_lock(&w->mu);
-	ret = worker_check_legal(w, &h);
+	if (ev->peer != 0 && worker_state(w) >= W_STOPPING) {
+		/* a peer's part or result that landed with STOP: training is over */
+		pthread_mutex_unlock(&w->mu);
+		return 0;
+	}
+	ret = worker_check_legal(w, &h, ev->peer);
 	if (!ret && h.type == MSG_STOP) {
 		atomic_store(&w->stop, 1);
 		worker_set(w, W_STOPPING);
+	} else if (!ret && (shard_msg(&h) || h.type == MSG_SNAPREQ)) {
+		ret = shard_recv(w, ev, &h, &b);
 	} else if (!ret) {
 		ret = worker_inbox(w, ev, &h, &b);
 	}
@@ -306,8 +345,16 @@ static int worker_recv(void *ctx, const struct hetsgd_ev *ev)
 static int worker_write(struct worker *w, int *did)
 {
 	uint16_t type = w->out_hdr.type;
-	int ret = eng_send(w->e, 0, &w->out_hdr, fill_out, w);
+	int ret;
 
+	if (w->sh && (type == MSG_ROUND || type == MSG_GRAD)) {
+		/* sharded: the parts go to the shards' owners (shard_flush) */
+		*did = 1;
+		w->await_since = now_s();
+		worker_set(w, W_AWAITING);
+		return shard_post(w);
+	}
+	ret = eng_send(w->e, 0, &w->out_hdr, fill_out, w);
 	if (ret)
 		return ret == -EAGAIN ? 0 : ret;
 	*did = 1;
@@ -334,6 +381,8 @@ static int worker_progress(struct worker *w)
 	pthread_mutex_lock(&w->mu);
 	if (worker_state(w) == W_POSTED)
 		ret = worker_write(w, &did);
+	if (!ret && w->sh)
+		ret = shard_flush(w, &did);
 	if (!ret && !did && !n) {
 		/* nothing to do: doze until the compute thread posts, briefly */
 		struct timespec ts;
@@ -407,6 +456,8 @@ static int worker_setup(struct worker *w, struct eng *e)
 		int ret = team_init(&w->team, e, w->id,
 				    c->compute_threads > 1 ? c->compute_threads : 1, w->bidx, w->g);
 
+		if (!ret && e->ops->sharded)
+			ret = shard_init(w);
 		return ret ? ret : eng_mask_init(e, &w->mask);
 	}
 }
@@ -415,6 +466,7 @@ static void worker_free(struct worker *w)
 {
 	struct eng *e = w->e;
 
+	shard_fini(w);
 	hetsgd_mask_fini(&w->mask);
 	if (w->x)
 		hetsgd_topo_free(w->x, e->d * sizeof(float));
@@ -432,13 +484,20 @@ static void worker_free(struct worker *w)
 }
 
 /* The transport says a peer is gone: the end of this worker when it is
- * the server, nothing when it is another worker. */
+ * the server; another worker matters only to sharded averaging. */
 static int worker_peer_down(void *ctx, const struct hetsgd_ev *ev)
 {
 	struct worker *w = ctx;
+	int ret;
 
-	if (ev->peer != 0)
-		return 0;
+	if (ev->peer != 0) {
+		if (!w->sh)
+			return 0;
+		pthread_mutex_lock(&w->mu);
+		ret = shard_peer_down(w, ev->peer);
+		pthread_mutex_unlock(&w->mu);
+		return ret;
+	}
 	return algo_err(-EPIPE, "worker %u: the server (rank 0) failed: %s; stopping without it",
 			w->id, ev->why ? ev->why : "its connection ended");
 }
@@ -493,8 +552,10 @@ static int worker_train(struct worker *w, int *werr)
 		if (*werr)
 			break;
 		if (worker_state(w) == W_AWAITING && now_s() - w->await_since > e->stall_s) {
-			ret = algo_err(-ETIMEDOUT, "worker %u has waited %.0f s for the server's reply: the server died or stalled (raise the stall time if that is expected)",
-				       w->id, e->stall_s);
+			ret = algo_err(-ETIMEDOUT, "worker %u has waited %.0f s for the %s: %s died or stalled (raise the stall time if that is expected)",
+				       w->id, e->stall_s,
+				       w->sh ? "results of its round's shards" : "server's reply",
+				       w->sh ? "a shard owner" : "the server");
 			break;
 		}
 	}
@@ -545,6 +606,7 @@ static int worker_report(struct worker *w, struct hetsgd_engine_result *res)
 	ws.sent = e->sent + 1;
 	ws.bytes_sent = e->bytes_sent + HDR_BYTES + sizeof(ws);
 	ws.bytes_recv = e->bytes_recv;
+	ws.bytes_recv_train = e->bytes_recv_train;
 	fill_hdr(&h, MSG_STATS, (uint32_t)e->rank, 0, 0);
 	h.steps = w->steps;
 	ret = send_blocking(e, 0, &h, fill_stats, &ws);

@@ -85,6 +85,7 @@ struct worker {
 	uint16_t in_flags;
 
 	/* progress thread only */
+	struct shard *sh;	/* sharded averaging (shard.h); NULL: the server averages */
 	double await_since;	/* entered W_AWAITING */
 	double stopreq_at;	/* STOPREQ went to the server (0: not yet) */
 
@@ -114,5 +115,11 @@ void worker_wait_reply(struct worker *w);
 int worker_has_reply(struct worker *w);
 /* With mu held and the reply in the inbox: the compute thread took it. */
 void worker_took_reply(struct worker *w);
+
+/* ---- for the progress thread's parts (shard.c) ---- */
+
+/* With mu held, in_vec filled: the reply of round `round` is in the
+ * inbox (AWAITING -> COMPUTE). */
+void worker_reply_in(struct worker *w, uint64_t round, uint16_t flags);
 
 #endif

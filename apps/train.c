@@ -108,6 +108,8 @@ static void engine_cfg(const struct opts *o, const struct job *j, struct hetsgd_
 	c->overlap = o->overlap;
 	c->k = o->k;
 	c->round_s = o->round_s;
+	c->round_steps = o->round_steps;
+	c->averaging = (enum hetsgd_averaging)o->averaging;
 	c->comm_delay_s = o->comm_delay_s;
 	c->gamma = (float)o->gamma;
 	c->batch = o->batch;

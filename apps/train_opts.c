@@ -73,6 +73,7 @@ LIB_ENUM(method, hetsgd_method)
 LIB_ENUM(policy, hetsgd_policy)
 LIB_ENUM(merge, hetsgd_merge)
 LIB_ENUM(profile, hetsgd_profile_kind)
+LIB_ENUM(averaging, hetsgd_averaging)
 
 /* The command line's names (the library's own differ: least-squares, logistic). */
 static const char *const objective_names[] = { "lsq", "logreg", "softmax", "mlp", "quad" };
@@ -98,6 +99,14 @@ static void policy_help(FILE *f, const char *left)
 static int is_asgd(const struct opts *o) { return o->method == HETSGD_METHOD_ASGD; }
 static int is_loscar(const struct opts *o) { return o->method == HETSGD_METHOD_LOSCAR; }
 static int is_malenia(const struct opts *o) { return o->method == HETSGD_METHOD_MALENIA; }
+static int rounds_by_time(const struct opts *o)
+{
+	return o->method == HETSGD_METHOD_LOSCAR && !o->round_steps;
+}
+static int averages(const struct opts *o)
+{
+	return o->method == HETSGD_METHOD_LOSCAR || o->method == HETSGD_METHOD_SYNC;
+}
 static int is_ringmaster(const struct opts *o)
 {
 	return is_asgd(o) && o->policy == HETSGD_POLICY_RINGMASTER;
@@ -170,8 +179,17 @@ static const struct optdef optdefs[O_COUNT] = {
 			   .applies = is_loscar, .applies_to = "--method loscar",
 			   .help = "loscar: K as a fraction of d, 0 < F <= 1 (1: dense)" },
 	[O_ROUND_TIME] = { "round-time", T_DBL, F(round_s), 0, 1e-4, 3600, .arg = "S", .flags = F_HASH,
-			   .applies = is_loscar, .applies_to = "--method loscar",
+			   .applies = rounds_by_time, .applies_to = "--method loscar without --round-steps",
 			   .help = "loscar: seconds of local steps per round (default 0.05)" },
+	[O_ROUND_STEPS] = { "round-steps", T_U32, F(round_steps), 0, 1, 1 << 30, .arg = "N",
+			    .flags = F_HASH | F_UNSET0, .applies = is_loscar, .applies_to = "--method loscar",
+			    .help = "loscar: a round is N local steps instead of --round-time (with --overlap no, "
+				    "a run is then the same step for step whatever the timing)" },
+	[O_AVERAGING] = { "averaging", LIB(averaging), .off = F(averaging), .arg = "A", .flags = F_HASH,
+			  .applies = averages, .applies_to = "--method loscar or sync",
+			  .help = "loscar, sync: server (rank 0 averages) | sharded (each worker averages a "
+				  "shard, writing straight to the others) | auto (default: sharded from "
+				  "16 workers on)" },
 	[O_COMM_DELAY] = { "comm-delay", T_DBL, F(comm_delay_s), 0, 0, 3600, .arg = "S", .flags = F_HASH,
 			   .applies = is_loscar, .applies_to = "--method loscar",
 			   .help = "loscar: emulated extra delay of each average (default 0)" },

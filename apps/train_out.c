@@ -378,6 +378,37 @@ static void summary_weighted_optimum(FILE *f, const struct job *j, const struct 
 	free(xw);
 }
 
+/*
+ * Who received how much while training (the final models and statistics
+ * after STOP left out): the engine's bytes, headers included, of the
+ * server and of the busiest live rank, in all and per update (LOSCAR: per
+ * round), and how long the server's transport took to connect.  With
+ * server averaging the server's grows with the workers; sharded, the
+ * busiest rank's stays flat (make bench-scale measures it).
+ */
+static void summary_traffic(FILE *f, const struct job *j, const struct hetsgd_engine_result *res)
+{
+	uint64_t most = res->bytes_recv_training;
+	uint32_t busiest = 0;
+
+	for (uint32_t i = 0; i < res->nworkers; i++)
+		if (!res->workers[i].lost && res->workers[i].bytes_recv_training > most) {
+			most = res->workers[i].bytes_recv_training;
+			busiest = i + 1;
+		}
+	if (j->o->method == HETSGD_METHOD_LOSCAR || j->o->method == HETSGD_METHOD_SYNC)
+		fprintf(f, "averaging = %s\n", hetsgd_averaging_name(res->averaging));
+	fprintf(f, "connect-s = %.4f\n", res->connect_s);
+	fprintf(f, "bytes-received-server = %llu\n", (unsigned long long)res->bytes_recv);
+	/* while training: the final models and statistics after STOP left out */
+	fprintf(f, "bytes-received-training-server = %llu\n",
+		(unsigned long long)res->bytes_recv_training);
+	fprintf(f, "bytes-received-training-busiest = %llu\nbusiest-rank = %u\n",
+		(unsigned long long)most, busiest);
+	fprintf(f, "bytes-received-training-busiest-per-update = %.0f\n",
+		res->updates ? (double)most / (double)res->updates : 0.0);
+}
+
 /* summary.txt: the configuration, where it ran, how it ended, the final numbers. */
 static void write_summary(FILE *f, const struct job *j, const struct hetsgd_engine_result *res, const float *x)
 {
@@ -421,6 +452,7 @@ static void write_summary(FILE *f, const struct job *j, const struct hetsgd_engi
 	fprintf(f, "elapsed-s = %.3f\nupdates = %llu\ngradients = %llu\ndropped = %llu\n",
 		res->elapsed_s, (unsigned long long)res->updates,
 		(unsigned long long)res->grads, (unsigned long long)res->dropped);
+	summary_traffic(f, j, res);
 	if (last) {
 		fprintf(f, "final-loss = %.6g\nfinal-accuracy = %.6g\nfinal-grad-norm = %.6g\nwaiting-share = %.4f\n",
 			last->loss, last->acc, last->gnorm, last->idle_share);

@@ -51,6 +51,14 @@ static int post_write(struct verbs_state *st, int peer, struct ibv_send_wr *wr,
 	struct ibv_send_wr *bad;
 	int ret;
 
+	/*
+	 * Every WR names its peer, signalled or not: an unsignalled one
+	 * (a lazy credit write) still completes, with an error, when its
+	 * queue pair is flushed, and handle_wc blames the rank in wr_id.
+	 * Left at 0 it blamed rank 0 for another peer's death, and a
+	 * worker that wrote to a dead worker took the server for dead.
+	 */
+	wr->wr_id = (uint64_t)peer;
 	if (signal) {
 		struct sig_rec *rec = &p->sig[p->sig_tail % st->sq_depth];
 
@@ -59,7 +67,6 @@ static int post_write(struct verbs_state *st, int peer, struct ibv_send_wr *wr,
 		rec->tx = tx;
 		rec->kind = kind;
 		wr->send_flags |= IBV_SEND_SIGNALED;
-		wr->wr_id = (uint64_t)peer;
 	}
 	ret = ibv_post_send(p->qp, wr, &bad);
 	if (ret)

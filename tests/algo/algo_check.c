@@ -22,6 +22,10 @@
  *   overlap   LOSCAR with a 40 ms emulated delay on every average: with
  *             overlap the workers take steps while blocks are in flight;
  *             without, they take none and wait.
+ *   sharded   LOSCAR (rounds of 3 steps, no overlap) and SYNC, each with
+ *             server and with sharded averaging on the same seed: every
+ *             worker takes bitwise the same average (SYNC: model) in every
+ *             round both runs reached.
  *   abort     a worker whose data is bad fails at its first step: every
  *             rank fails within 10 s with a message naming the cause.
  *   fmnist    softmax regression on Fashion-MNIST, 4 workers with tau_i =
@@ -36,6 +40,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #include "hetsgd_algo.h"
@@ -504,6 +509,132 @@ static int scenario_overlap(const struct opts *o)
 	return bad;
 }
 
+/* ---- sharded ---- */
+
+/*
+ * What each worker took in each round, as a 64-bit FNV-1a of the bytes:
+ * shared between the forked ranks and the parent (MAP_SHARED).
+ */
+#define SH_WORKERS 5
+#define SH_ROUNDS 4096
+
+struct sh_trace {
+	uint64_t dig[2][SH_WORKERS][SH_ROUNDS];
+	uint64_t cnt[2][SH_WORKERS];	/* rounds recorded: the highest + 1 */
+	uint64_t first[2][SH_WORKERS];	/* the first round recorded (SYNC: version 1) */
+	int run;			/* 0: server averaging, 1: sharded */
+};
+
+static void sh_on_average(void *arg, uint32_t worker, uint64_t round, const float *v, size_t count)
+{
+	struct sh_trace *t = arg;
+	const unsigned char *p = (const unsigned char *)v;
+	uint64_t h = 0xcbf29ce484222325ull;
+
+	if (worker >= SH_WORKERS || round >= SH_ROUNDS)
+		return;
+	for (size_t i = 0; i < count * sizeof(float); i++)
+		h = (h ^ p[i]) * 0x100000001b3ull;
+	t->dig[t->run][worker][round] = h;
+	if (round + 1 > t->cnt[t->run][worker])
+		t->cnt[t->run][worker] = round + 1;
+	if (!t->first[t->run][worker] || round < t->first[t->run][worker])
+		t->first[t->run][worker] = round + 1;	/* + 1: 0 means unset */
+}
+
+static int sharded_rank(struct hetsgd_boot *boot, void *arg)
+{
+	struct job *j = arg;
+	struct hetsgd_engine_result res;
+	int ret = run_rank(boot, j, NULL, &res);
+
+	if (!ret)
+		hetsgd_engine_result_free(&res);
+	return ret;
+}
+
+/*
+ * LOSCAR (rounds of 3 steps, no overlap: the same steps whatever the
+ * timing) and SYNC, each with server then sharded averaging on the same
+ * seed, 5 workers (shards of uneven length): every worker must take the
+ * same bits in every round both runs reached, and every worker the same
+ * bits as worker 0 (one average per round).
+ */
+static int scenario_sharded(const struct opts *o)
+{
+	struct opts oo = *o;
+	struct job j = { .o = &oo };
+	struct sh_trace *t;
+	int ret, bad = 0;
+
+	oo.synth = 1;
+	ret = load_data(&j, SH_WORKERS, 0);
+	if (ret) {
+		job_free(&j, SH_WORKERS);
+		return ret;
+	}
+	t = mmap(NULL, sizeof(*t), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (t == MAP_FAILED) {
+		perror("mmap");
+		job_free(&j, SH_WORKERS);
+		return 1;
+	}
+	for (int m = 0; m < 2; m++) {
+		uint64_t common = UINT64_MAX, from = 1, differ = 0, changes = 0;
+		int failed = 0;
+
+		memset(t, 0, sizeof(*t));
+		hetsgd_engine_cfg_init(&j.cfg);
+		j.cfg.method = m == 0 ? HETSGD_METHOD_LOSCAR : HETSGD_METHOD_SYNC;
+		j.cfg.k = (uint32_t)(j.d / 4);
+		j.cfg.round_steps = m == 0 ? 3 : 0;
+		j.cfg.overlap = 0;
+		j.cfg.gamma = m == 0 ? 0.05f : 0.2f;
+		j.cfg.seed = o->seed;
+		/* rxe in a TCG guest takes far longer per message than shm */
+		j.cfg.budget_s = o->budget > 0 ? o->budget : o->prov == HETSGD_PROV_VERBS ? 4.0 : 1.0;
+		j.cfg.eval_interval_s = 0.25;	/* snapshots on the way */
+		j.cfg.on_average = sh_on_average;
+		j.cfg.on_average_arg = t;
+		for (t->run = 0; t->run < 2; t->run++) {
+			j.cfg.averaging = t->run ? HETSGD_AVERAGING_SHARDED : HETSGD_AVERAGING_SERVER;
+			if (hetsgd_boot_local_run(SH_WORKERS + 1, sharded_rank, &j, NULL)) {
+				fprintf(stderr, "FAIL: %s averaging: %s\n",
+					hetsgd_averaging_name(j.cfg.averaging), hetsgd_errmsg());
+				failed = 1;
+			}
+		}
+		for (int r = 0; r < 2; r++)
+			for (int i = 0; i < SH_WORKERS; i++) {
+				if (t->cnt[r][i] < common)
+					common = t->cnt[r][i];
+				if (t->first[r][i] > from)
+					from = t->first[r][i];
+			}
+		from--;
+		for (uint64_t k = from; common != UINT64_MAX && k < common; k++) {
+			for (int r = 0; r < 2; r++)
+				for (int i = 0; i < SH_WORKERS; i++)
+					differ += t->dig[r][i][k] != t->dig[0][0][k];
+			changes += k > from && t->dig[0][0][k] != t->dig[0][0][k - 1];
+		}
+		/* at least 20 rounds in common, and averages that move */
+		ret = !failed && common != UINT64_MAX && common >= from + 20 && !differ &&
+		      changes + 1 >= (common - from) / 2;
+		printf("%s: %s, 5 workers, server vs sharded averaging over %s: rounds %llu .. %llu in both runs, %llu of %llu (worker, run, round) results differ from worker 0's of the server run (must be 0, over >= 20 rounds)\n",
+		       ret ? "PASS" : "FAIL", m == 0 ? "LOSCAR (3 steps per round, no overlap)" : "SYNC",
+		       hetsgd_provider_name(o->prov), (unsigned long long)from,
+		       common == UINT64_MAX ? 0ull : (unsigned long long)common - 1,
+		       (unsigned long long)differ,
+		       common == UINT64_MAX || common < from ? 0ull :
+		       (unsigned long long)(2 * SH_WORKERS * (common - from)));
+		bad |= !ret;
+	}
+	munmap(t, sizeof(*t));
+	job_free(&j, SH_WORKERS);
+	return bad;
+}
+
 /* ---- abort ---- */
 
 /*
@@ -642,7 +773,7 @@ static int scenario_fmnist(const struct opts *o)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: hetsgd-algo-check --scenario quad|loscar-sgd|overlap|abort|fmnist [--provider shm|verbs]\n"
+	fprintf(stderr, "usage: hetsgd-algo-check --scenario quad|loscar-sgd|overlap|abort|sharded|fmnist [--provider shm|verbs]\n"
 		"       [--seed S] [--budget SECONDS] [--method asgd|sync|loscar|malenia|ringleader] [--policy P] [--merge R]\n"
 		"       [--no-overlap] [--k K | --k-percent P] [--min-acc A] [--synth] [--threads T] [--verbose]\n");
 }
@@ -723,6 +854,8 @@ int main(int argc, char **argv)
 		return scenario_overlap(&o);
 	if (!strcmp(o.scenario, "abort"))
 		return scenario_abort(&o);
+	if (!strcmp(o.scenario, "sharded"))
+		return scenario_sharded(&o);
 	if (!strcmp(o.scenario, "fmnist"))
 		return scenario_fmnist(&o);
 	usage();

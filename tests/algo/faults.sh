@@ -2,7 +2,9 @@
 # Faults survived, nothing lost (issue #12, first half), over shm with the
 # local launcher and hetsgd-train:
 #   - kill -9 of a worker at a random moment in [1, 3] s (asgd, loscar,
-#     sync, malenia, ringleader): the run ends at its budget with exit 0, summary.txt and
+#     sync, malenia, ringleader; loscar and sync with sharded averaging,
+#     where it owns a shard): the run ends at its budget with exit 0,
+#     updates go on after the loss, summary.txt and
 #     workers.csv name the lost worker, model.bin is written, and the
 #     server noticed within 2 s;
 #   - kill -9 of the server: the workers stop within 2 s, exit non-zero,
@@ -101,7 +103,7 @@ check_outputs() {
 # kill -9 of worker rank 2 (worker 1) during a run of method $1
 worker_loss() {
 	echo "faults: kill -9 of a worker, $*"
-	start "lost-$1" --method "$@"
+	start "lost-$(echo "$*" | tr -c 'a-z0-9\n' -)" --method "$@"
 	random_wait
 	victim=$(rank_pid 2)
 	t_kill=$(now)
@@ -121,6 +123,15 @@ worker_loss() {
 		ko "$1: no 'lost at' line within 2 s of the kill"
 	fi
 	[ $rc -eq 0 ] && ok "$1: exit 0" || ko "$1: exit $rc: $(tail -3 "$log")"
+	# no round waits for the dead rank: updates go on after the loss
+	# (metrics.csv: time_s, grads, updates, ..., final)
+	if awk -F, -v k="$d" 'NR > 1 && $1 >= k + 1 && u1 == "" { u1 = $3 } NR > 1 { uf = $3 }
+			END { printf "%s -> %s\n", u1, uf > "/dev/stderr"; exit !(u1 != "" && uf > u1) }' \
+		"$out/metrics.csv" 2>"$tmp/updates"; then
+		ok "$1: updates went on after the loss (from $(sed 's/ ->/ at 1 s after it to/' "$tmp/updates") at the end)"
+	else
+		ko "$1: updates stopped after the loss: $(cat "$tmp/updates")"
+	fi
 	grep -q '^stop-reason = time budget' "$out/summary.txt" 2>/dev/null &&
 		ok "$1: ended at its time budget" || ko "$1: stop reason $(grep stop-reason "$out/summary.txt" 2>/dev/null)"
 	grep -q '^lost-workers = 1$' "$out/summary.txt" 2>/dev/null &&
@@ -139,6 +150,9 @@ worker_loss() {
 worker_loss asgd
 worker_loss loscar
 worker_loss sync
+# sharded averaging: worker 1 owns a shard of every round
+worker_loss loscar --averaging sharded
+worker_loss sync --averaging sharded
 worker_loss malenia
 worker_loss ringleader
 

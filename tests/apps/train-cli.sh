@@ -32,6 +32,10 @@ expect_error "unknown option '--bogus'" --bogus
 expect_error "--merge applies to --method loscar" --method asgd --merge overwrite
 expect_error "--malenia-s applies to --method malenia" --method ringleader --malenia-s 8
 expect_error "--k and --k-fraction both give K" --method loscar --k 5 --k-fraction 0.1
+expect_error "--averaging applies to --method loscar or sync" --method asgd --averaging sharded
+expect_error "unknown averaging 'ring'" --method loscar --averaging ring
+expect_error "--round-steps applies to --method loscar" --method sync --round-steps 3
+expect_error "--round-time applies to --method loscar without --round-steps" --method loscar --round-time 0.1 --round-steps 3
 expect_error "exceeds the model dimension d = 132" --method loscar --k 999 --data synth --synth-n 200 --synth-classes 4
 expect_error "No such file or directory" --data "$tmp/missing.svm"
 expect_error "give a number from" --time soon
@@ -72,6 +76,8 @@ roundtrip --method asgd --policy ringmaster --ringmaster-r 3 --data synth --synt
 roundtrip --method malenia --malenia-s 12 --data synth --synth-n 400 --workers 3
 roundtrip --method ringleader --objective quad --dim 20 --time 2 --provider shm
 roundtrip --method sync --objective quad --dim 20 --time 2 --provider shm --pin no
+roundtrip --method sync --averaging sharded --objective quad --dim 20 --time 2 --provider shm
+roundtrip --method loscar --averaging server --round-steps 4 --no-overlap --data synth --synth-n 400
 roundtrip --objective mlp --hidden 8 --data synth --synth-n 400 --epochs 2 --target-loss 0.1 --threads 2
 roundtrip --objective lsq --data synth-regression --synth-n 400 --gamma 0.01 --seed 99
 roundtrip --objective logreg --data-per-worker "$tmp/w{i}.svm" --test "$tmp/t.svm" --workers 2 --target-acc 0.5

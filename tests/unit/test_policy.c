@@ -837,6 +837,26 @@ Test(cfg, defaults_pass)
 	cr_expect_eq(hetsgd_engine_cfg_check(&c, 1, 1), 0, "%s", hetsgd_algo_errmsg());
 }
 
+Test(cfg, averaging_names_and_auto)
+{
+	enum hetsgd_averaging a;
+
+	cr_expect_eq(hetsgd_averaging_parse("sharded", &a), 0);
+	cr_expect_eq(a, HETSGD_AVERAGING_SHARDED);
+	cr_expect_str_eq(hetsgd_averaging_name(HETSGD_AVERAGING_SERVER), "server");
+	cr_expect_lt(hetsgd_averaging_parse("ring", &a), 0);
+	cr_expect(strstr(hetsgd_algo_errmsg(), "auto, server or sharded"), "%s", hetsgd_algo_errmsg());
+	/* auto: sharded from HETSGD_SHARDED_MIN_WORKERS on, for the methods that average */
+	cr_expect_eq(hetsgd_averaging_resolve(HETSGD_AVERAGING_AUTO, HETSGD_METHOD_LOSCAR,
+					      HETSGD_SHARDED_MIN_WORKERS - 1), HETSGD_AVERAGING_SERVER);
+	cr_expect_eq(hetsgd_averaging_resolve(HETSGD_AVERAGING_AUTO, HETSGD_METHOD_SYNC,
+					      HETSGD_SHARDED_MIN_WORKERS), HETSGD_AVERAGING_SHARDED);
+	cr_expect_eq(hetsgd_averaging_resolve(HETSGD_AVERAGING_AUTO, HETSGD_METHOD_ASGD, 64),
+		     HETSGD_AVERAGING_SERVER);
+	cr_expect_eq(hetsgd_averaging_resolve(HETSGD_AVERAGING_SERVER, HETSGD_METHOD_LOSCAR, 64),
+		     HETSGD_AVERAGING_SERVER);
+}
+
 Test(cfg, contradictions)
 {
 	struct hetsgd_engine_cfg c;
@@ -854,6 +874,21 @@ Test(cfg, contradictions)
 	expect_bad(&c, 4, 100, "round", "round_s < 0");
 	c.round_s = NAN;
 	expect_bad(&c, 4, 100, "round", "round_s NaN");
+
+	/* sharded averaging: LOSCAR and SYNC only; round_steps: LOSCAR only */
+	hetsgd_engine_cfg_init(&c);
+	c.averaging = HETSGD_AVERAGING_SHARDED;
+	expect_bad(&c, 4, 100, "sharded averaging applies to loscar and sync", "sharded asgd");
+	c.method = HETSGD_METHOD_MALENIA;
+	expect_bad(&c, 4, 100, "sharded averaging applies to loscar and sync", "sharded malenia");
+	c.method = HETSGD_METHOD_SYNC;
+	cr_expect_eq(hetsgd_engine_cfg_check(&c, 4, 100), 0, "%s", hetsgd_algo_errmsg());
+	c.round_steps = 3;
+	expect_bad(&c, 4, 100, "steps per round apply to loscar", "round_steps with sync");
+	c.method = HETSGD_METHOD_LOSCAR;
+	cr_expect_eq(hetsgd_engine_cfg_check(&c, 4, 100), 0, "%s", hetsgd_algo_errmsg());
+	c.averaging = (enum hetsgd_averaging)7;
+	expect_bad(&c, 4, 100, "unknown averaging", "averaging 7");
 
 	hetsgd_engine_cfg_init(&c);
 	c.method = HETSGD_METHOD_MALENIA;
