@@ -1107,6 +1107,8 @@ static int sim_result(struct sim *s, const struct hetsgd_sim_net *net, struct he
 	res->updates = s->updates;
 	res->dropped = s->dropped;
 	res->nworkers = s->n;
+	res->averaging = s->net.averaging == HETSGD_SIM_AVG_SHARDED ? HETSGD_AVERAGING_SHARDED :
+								      HETSGD_AVERAGING_SERVER;
 	snprintf(res->stop_reason, sizeof(res->stop_reason), "%s", s->why);
 	snprintf(res->provider, sizeof(res->provider),
 		 "simulated: latency %g us, links %g Gb/s, server link %g Gb/s, %s averaging, %g bytes per value",

@@ -41,7 +41,6 @@ static const struct simopt {
 	{ "latency", "US", "one-way latency of every message, microseconds (default 2)", 0, 1e7 },
 	{ "bandwidth", "GBPS", "every link's rate each way, Gb/s (default 100; 0: infinite)", 0, 1e6 },
 	{ "server-bandwidth", "GBPS", "the server's link, Gb/s (default: --bandwidth)", 0, 1e6 },
-	{ "averaging", "server|sharded", "how LOSCAR rounds and sync steps are averaged (default server)", 0, 0 },
 	{ "model-bytes", "B", "bytes of the whole model on the wire (default 4 d: the simulated model's); a message of v values costs v B / d", 0, 1e15 },
 	{ "workers", "N", "workers, 1 .. 1048576 (hetsgd-train's --workers, without its bound)", 1, MAX_WORKERS },
 };
@@ -80,11 +79,6 @@ static int simopt_set(struct simopts *so, size_t i, const char *v, char *err, si
 	char *end;
 	double x;
 
-	if (!strcmp(d->name, "averaging")) {
-		if (hetsgd_sim_averaging_parse(v, &so->averaging))
-			return train_err(err, n, "--averaging '%s': use server or sharded", v);
-		return 0;
-	}
 	errno = 0;
 	x = strtod(v, &end);
 	if (!*v || *end || errno || !isfinite(x) || x < d->lo || x > d->hi) {
@@ -444,6 +438,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, "hetsgd-sim: %s\n", err);
 		return 2;
 	}
+	/* hetsgd-train's --averaging, resolved as a real run resolves it */
+	so.averaging = hetsgd_averaging_resolve((enum hetsgd_averaging)o.averaging, (enum hetsgd_method)o.method,
+						(uint32_t)o.workers) == HETSGD_AVERAGING_SHARDED ?
+		       HETSGD_SIM_AVG_SHARDED : HETSGD_SIM_AVG_SERVER;
 	j.nworkers = o.workers;
 	snprintf(j.provider, sizeof(j.provider), "sim");
 	if (!o.check_only && prepare_out(&o, err, sizeof(err))) {

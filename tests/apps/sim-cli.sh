@@ -62,8 +62,8 @@ refuse() {
 refuse "has no meaning in a simulation" "${q[@]}" --provider shm
 refuse "has no meaning in a simulation" "${q[@]}" --resume "$tmp/x.hck"
 refuse "use a number in" "${q[@]}" --bandwidth -1
-refuse "use server or sharded" "${q[@]}" --averaging ring
-refuse "sharded averaging applies to loscar and sync" "${q[@]}" --averaging sharded
+refuse "use auto, server or sharded" "${q[@]}" --averaging ring
+refuse "averaging applies to --method loscar or sync" "${q[@]}" --averaging sharded
 refuse "time unit > 0" "${q[@]}" --time-unit 0
 [ ! -e "$tmp/r/summary.txt" ] && ok "a refused run wrote nothing" || ko "a refused run wrote summary.txt"
 echo "sim-cli: $fails failure(s)"
