@@ -397,7 +397,7 @@ static void summary_traffic(FILE *f, const struct job *j, const struct hetsgd_en
 			busiest = i + 1;
 		}
 	if (j->o->method == HETSGD_METHOD_LOSCAR || j->o->method == HETSGD_METHOD_SYNC)
-		fprintf(f, "averaging = %s\n", hetsgd_averaging_name(res->averaging));
+		fprintf(f, "averaging-used = %s\n", hetsgd_averaging_name(res->averaging));
 	fprintf(f, "connect-s = %.4f\n", res->connect_s);
 	fprintf(f, "bytes-received-server = %llu\n", (unsigned long long)res->bytes_recv);
 	/* while training: the final models and statistics after STOP left out */
