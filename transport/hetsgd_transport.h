@@ -244,8 +244,25 @@ enum hetsgd_provider {
 int hetsgd_provider_parse(const char *name, enum hetsgd_provider *prov);
 const char *hetsgd_provider_name(enum hetsgd_provider prov);
 
+/*
+ * Which pairs of ranks the endpoint connects (rings, registered memory,
+ * queue pairs, completion-queue room): a symmetric rule of the two ranks,
+ * so both ends of a pair agree by construction; every rank must open with
+ * the same pattern (open checks it).  A put or release for a rank that
+ * is not a peer is -EINVAL naming both ranks and the pattern.
+ */
+enum hetsgd_tp_pattern {
+	HETSGD_TP_ALL = 0,	/* every pair of ranks (the default) */
+	HETSGD_TP_STAR = 1,	/* rank 0 with every rank; no other pair */
+};
+
+/* "all" or "star"; -EINVAL otherwise. */
+int hetsgd_tp_pattern_parse(const char *name, enum hetsgd_tp_pattern *pat);
+const char *hetsgd_tp_pattern_name(enum hetsgd_tp_pattern pat);
+
 struct hetsgd_tp_attr {
 	enum hetsgd_provider provider;
+	enum hetsgd_tp_pattern pattern;	/* pairs to connect (0: all) */
 	size_t slot_bytes;	/* bytes per staging slot (0: 64 KiB + 64) */
 	uint32_t slots;		/* ring depth per peer = credits (0: 8) */
 	uint32_t tx_bufs;	/* send buffers (0: 2 * slots) */
@@ -304,7 +321,8 @@ struct hetsgd_ev {
 
 /*
  * Open an endpoint over every rank of boot (collective).  Registers the
- * staging rings, connects every pair and exchanges addresses and keys.
+ * staging rings, connects the pairs of attr->pattern and exchanges
+ * addresses and keys.
  */
 int hetsgd_tp_open(struct hetsgd_boot *boot, const struct hetsgd_tp_attr *attr,
 		   struct hetsgd_tp **tp);
@@ -330,6 +348,27 @@ int hetsgd_tp_tx_get(struct hetsgd_tp *tp, struct hetsgd_tx **tx);
  * has completed; the caller must not touch it afterwards.
  */
 void hetsgd_tp_tx_put(struct hetsgd_tp *tp, struct hetsgd_tx *tx);
+
+/* 1 when the endpoint's pattern connects this rank with peer, else 0. */
+int hetsgd_tp_is_peer(const struct hetsgd_tp *tp, int peer);
+
+/*
+ * What the endpoint holds, for this rank (fixed at open).  conns counts
+ * queue pairs on verbs, shared-memory segments this rank created on shm
+ * (it maps as many of its peers'); registered_bytes is the staging rings
+ * this rank hosts plus its send buffers (verbs: once per peer's
+ * protection domain, as they are pinned); connect_s is the wall time of
+ * the provider's open, collectives included.
+ */
+struct hetsgd_tp_footprint {
+	uint32_t peers;
+	uint32_t conns;
+	uint64_t registered_bytes;
+	double connect_s;
+};
+
+/* Fill *fp; -EINVAL for NULL arguments. */
+int hetsgd_tp_get_footprint(const struct hetsgd_tp *tp, struct hetsgd_tp_footprint *fp);
 
 /* 1 while peer is up (not reported by HETSGD_EV_PEER_DOWN), else 0. */
 int hetsgd_tp_peer_up(const struct hetsgd_tp *tp, int peer);

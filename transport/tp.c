@@ -61,6 +61,36 @@ const char *hetsgd_provider_name(enum hetsgd_provider prov)
 	return p ? p->name : "invalid";
 }
 
+static const char *const pattern_names[] = {
+	[HETSGD_TP_ALL] = "all",
+	[HETSGD_TP_STAR] = "star",
+};
+#define NPATTERN (sizeof(pattern_names) / sizeof(pattern_names[0]))
+
+int hetsgd_tp_pattern_parse(const char *name, enum hetsgd_tp_pattern *pat)
+{
+	for (unsigned i = 0; i < NPATTERN; i++)
+		if (name && !strcmp(name, pattern_names[i])) {
+			*pat = (enum hetsgd_tp_pattern)i;
+			return 0;
+		}
+	return hetsgd_err(-EINVAL, "unknown connection pattern '%s': use all (every pair of ranks) "
+			  "or star (rank 0 with every rank)", name ? name : "(null)");
+}
+
+const char *hetsgd_tp_pattern_name(enum hetsgd_tp_pattern pat)
+{
+	return (unsigned)pat < NPATTERN ? pattern_names[pat] : "invalid";
+}
+
+/* The pattern's rule: symmetric in (a, b), so both ends agree. */
+static int pattern_pairs(enum hetsgd_tp_pattern pat, int a, int b)
+{
+	if (a == b)
+		return 0;
+	return pat == HETSGD_TP_ALL || a == 0 || b == 0;
+}
+
 void hetsgd_tp_attr_init(struct hetsgd_tp_attr *attr)
 {
 	memset(attr, 0, sizeof(*attr));
@@ -95,7 +125,7 @@ void tp_peer_down(struct hetsgd_tp *tp, int peer, const char *fmt, ...)
 	struct hetsgd_ev ev = { .type = HETSGD_EV_PEER_DOWN, .peer = peer };
 	va_list ap;
 
-	if (peer < 0 || peer >= tp->size || peer == tp->rank || tp->down[peer])
+	if (!tp_is_peer(tp, peer) || tp->down[peer])
 		return;
 	tp->down[peer] = 1;
 	va_start(ap, fmt);
@@ -107,7 +137,23 @@ void tp_peer_down(struct hetsgd_tp *tp, int peer, const char *fmt, ...)
 
 int hetsgd_tp_peer_up(const struct hetsgd_tp *tp, int peer)
 {
-	return peer >= 0 && peer < tp->size && peer != tp->rank && !tp->down[peer];
+	return tp_is_peer(tp, peer) && !tp->down[peer];
+}
+
+int hetsgd_tp_is_peer(const struct hetsgd_tp *tp, int peer)
+{
+	return tp && tp_is_peer(tp, peer);
+}
+
+int hetsgd_tp_get_footprint(const struct hetsgd_tp *tp, struct hetsgd_tp_footprint *fp)
+{
+	if (!tp || !fp)
+		return hetsgd_err(-EINVAL, "hetsgd_tp_get_footprint: NULL endpoint or output");
+	fp->peers = (uint32_t)tp->npeers;
+	fp->conns = tp->fp_conns;
+	fp->registered_bytes = tp->fp_registered;
+	fp->connect_s = tp->connect_s;
+	return 0;
 }
 
 int tp_recv_landed(struct hetsgd_tp *tp, int peer, uint32_t slot,
@@ -118,16 +164,16 @@ int tp_recv_landed(struct hetsgd_tp *tp, int peer, uint32_t slot,
 				.slot = slot, .data = data, .len = len };
 
 	/* A peer that skips or reuses a slot breaks the credit protocol. */
-	if (slot != expect || tp->held[(size_t)peer * tp->attr.slots + slot])
+	if (slot != expect || tp->held[(size_t)tp->pidx[peer] * tp->attr.slots + slot])
 		return hetsgd_err(-EPROTO,
 				  "rank %d wrote slot %u of its ring here, expected slot %u%s: "
 				  "the peers run incompatible transports or memory was corrupted",
 				  peer, slot, expect,
-				  tp->held[(size_t)peer * tp->attr.slots + slot] ? " (still held)" : "");
+				  tp->held[(size_t)tp->pidx[peer] * tp->attr.slots + slot] ? " (still held)" : "");
 	if (len > tp->attr.slot_bytes)
 		return hetsgd_err(-EPROTO, "rank %d wrote %zu bytes into a %zu-byte slot",
 				  peer, len, tp->attr.slot_bytes);
-	tp->held[(size_t)peer * tp->attr.slots + slot] = 1;
+	tp->held[(size_t)tp->pidx[peer] * tp->attr.slots + slot] = 1;
 	tp->recvd[peer]++;
 	tp_evq_push(tp, &ev);
 	return 0;
@@ -155,7 +201,7 @@ void tp_put_completed(struct hetsgd_tp *tp, int peer, struct tp_tx *tx, uint8_t 
 int64_t tp_release_slot(struct hetsgd_tp *tp, int peer, uint32_t slot)
 {
 	uint32_t S = tp->attr.slots;
-	uint8_t *held = tp->held + (size_t)peer * S;
+	uint8_t *held = tp->held + (size_t)tp->pidx[peer] * S;
 
 	if (slot >= S || held[slot] != 1)
 		return hetsgd_err(-EINVAL,
@@ -203,6 +249,9 @@ static int check_attr(const struct hetsgd_tp_attr *a)
 				  a->slot_bytes, MAX_SLOT_BYTES);
 	if (a->tx_bufs < 1 || a->tx_bufs > 65535)
 		return hetsgd_err(-EINVAL, "%u send buffers: use 1 to 65535", a->tx_bufs);
+	if ((unsigned)a->pattern >= NPATTERN)
+		return hetsgd_err(-EINVAL, "connection pattern %d is not one of hetsgd_tp_pattern_parse()'s",
+				  (int)a->pattern);
 	if (a->numa_node < -1)
 		return hetsgd_err(-EINVAL, "NUMA node %d: use a node of hetsgd_topo_plan(), or -1 for anywhere",
 				  a->numa_node);
@@ -214,16 +263,22 @@ static int check_attr(const struct hetsgd_tp_attr *a)
 static int alloc_bookkeeping(struct hetsgd_tp *tp)
 {
 	uint32_t i;
+	int r;
 
+	tp->pidx = calloc((size_t)tp->size, sizeof(int));
+	if (!tp->pidx)
+		return hetsgd_err(-ENOMEM, "out of memory");
+	for (r = 0; r < tp->size; r++)
+		tp->pidx[r] = pattern_pairs(tp->attr.pattern, tp->rank, r) ? tp->npeers++ : -1;
 	tp->txs = calloc(tp->attr.tx_bufs, sizeof(*tp->txs));
 	tp->recvd = calloc((size_t)tp->size, sizeof(uint64_t));
 	tp->rel_head = calloc((size_t)tp->size, sizeof(uint64_t));
-	tp->held = calloc((size_t)tp->size * tp->attr.slots, 1);
+	tp->held = calloc((size_t)tp->npeers * tp->attr.slots + 1, 1);
 	tp->down = calloc((size_t)tp->size, 1);
 	tp->down_why = calloc((size_t)tp->size, sizeof(*tp->down_why));
 	/* Room for every block that can be outstanding plus every put,
 	 * plus one PEER_DOWN per peer. */
-	tp->evq_cap = (uint32_t)tp->size * tp->attr.slots * 2 + tp->attr.tx_bufs + 16 + (uint32_t)tp->size;
+	tp->evq_cap = (uint32_t)tp->npeers * tp->attr.slots * 2 + tp->attr.tx_bufs + 16 + (uint32_t)tp->npeers;
 	tp->evq = calloc(tp->evq_cap, sizeof(*tp->evq));
 	if (!tp->txs || !tp->recvd || !tp->rel_head || !tp->held || !tp->evq || !tp->down ||
 	    !tp->down_why)
@@ -248,8 +303,31 @@ static void free_bookkeeping(struct hetsgd_tp *tp)
 	free(tp->held);
 	free(tp->rel_head);
 	free(tp->recvd);
+	free(tp->pidx);
 	tp_free(tp->tx_mem, (size_t)tp->attr.tx_bufs * tp->attr.slot_bytes);
 	free(tp->txs);
+}
+
+/* Collective: every rank must declare the pattern rank 0 declared. */
+static int check_pattern(struct hetsgd_tp *tp)
+{
+	int32_t mine = (int32_t)tp->attr.pattern, *all = calloc((size_t)tp->size, sizeof(int32_t));
+	int ret = 0;
+
+	if (hetsgd_boot_allgather(tp->boot, &mine, all ? all : &mine, all ? sizeof(mine) : 0)) {
+		free(all);
+		return all ? -EIO : hetsgd_err(-ENOMEM, "out of memory");
+	}
+	if (!all)
+		return hetsgd_err(-ENOMEM, "out of memory");
+	for (int r = 1; r < tp->size && !ret; r++)
+		if (all[r] != all[0])
+			ret = hetsgd_err(-EINVAL, "rank %d opened the transport with connection pattern %s, rank 0 "
+					 "with %s: every rank must declare the same pattern",
+					 r, hetsgd_tp_pattern_name((enum hetsgd_tp_pattern)all[r]),
+					 hetsgd_tp_pattern_name((enum hetsgd_tp_pattern)all[0]));
+	free(all);
+	return ret;
 }
 
 int hetsgd_tp_open(struct hetsgd_boot *boot, const struct hetsgd_tp_attr *attr,
@@ -257,6 +335,7 @@ int hetsgd_tp_open(struct hetsgd_boot *boot, const struct hetsgd_tp_attr *attr,
 {
 	struct hetsgd_tp *tp;
 	struct hetsgd_tp_attr a;
+	double t0;
 	int ret;
 
 	if (!boot || !out)
@@ -295,9 +374,14 @@ int hetsgd_tp_open(struct hetsgd_boot *boot, const struct hetsgd_tp_attr *attr,
 	if (ret)
 		goto free_mem;
 
+	ret = check_pattern(tp);
+	if (ret)
+		goto free_mem;
+	t0 = hetsgd_clock_s();
 	ret = tp->prov->open(tp);
 	if (ret)
 		goto free_mem;
+	tp->connect_s = hetsgd_clock_s() - t0;
 	/* device, address, GID index and MTU: what a cluster user checks first */
 	hetsgd_log(HETSGD_LOG_INFO, "transport", "open: %s", tp->desc);
 	*out = tp;
@@ -410,6 +494,10 @@ int hetsgd_tp_put(struct hetsgd_tp *tp, int peer, struct hetsgd_tx *pub,
 		return failed_again(tp);
 	if (peer < 0 || peer >= tp->size || peer == tp->rank)
 		return hetsgd_err(-EINVAL, "put to rank %d: use another rank in 0..%d", peer, tp->size - 1);
+	if (!tp_is_peer(tp, peer))
+		return hetsgd_err(-EINVAL, "put from rank %d to rank %d: the connection pattern %s does not "
+				  "connect them (star: rank 0 with every rank); open with the all pattern to reach it",
+				  tp->rank, peer, hetsgd_tp_pattern_name(tp->attr.pattern));
 	if (!tx || !tx->held)
 		return hetsgd_err(-EINVAL, "put from a buffer not taken with hetsgd_tp_tx_get()");
 	if (tp->down[peer])
@@ -421,7 +509,7 @@ int hetsgd_tp_put(struct hetsgd_tp *tp, int peer, struct hetsgd_tx *pub,
 	 * Every in-flight put will queue a SENT event, and every slot a peer
 	 * may fill a RECV event: keep room for all of them plus this one.
 	 */
-	if (tp_evq_room(tp) < (uint32_t)tp->size * tp->attr.slots + tp->inflight_puts + 1)
+	if (tp_evq_room(tp) < (uint32_t)tp->npeers * tp->attr.slots + tp->inflight_puts + 1)
 		return -EAGAIN;
 	tx->inflight++;
 	tp->inflight_puts++;
@@ -462,8 +550,9 @@ int hetsgd_tp_release(struct hetsgd_tp *tp, int peer, uint32_t slot)
 
 	if (tp->failed)
 		return failed_again(tp);
-	if (peer < 0 || peer >= tp->size || peer == tp->rank)
-		return hetsgd_err(-EINVAL, "release for rank %d: no such peer", peer);
+	if (!tp_is_peer(tp, peer))
+		return hetsgd_err(-EINVAL, "release for rank %d at rank %d: not a peer under connection pattern %s",
+				  peer, tp->rank, hetsgd_tp_pattern_name(tp->attr.pattern));
 	/* Nobody is left to tell: the bookkeeping only. */
 	if (tp->down[peer]) {
 		int64_t head = tp_release_slot(tp, peer, slot);
@@ -482,7 +571,7 @@ int hetsgd_tp_test_write(struct hetsgd_tp *tp, int peer, enum tp_test_target tar
 {
 	if (tp->failed)
 		return failed_again(tp);
-	if (peer < 0 || peer >= tp->size || peer == tp->rank || slot >= tp->attr.slots ||
+	if (!tp_is_peer(tp, peer) || slot >= tp->attr.slots ||
 	    off + len > tp->attr.slot_bytes)
 		return hetsgd_err(-EINVAL, "test write: bad peer, slot or range");
 	return tp->prov->test_write(tp, peer, (int)target, victim, slot, off, data, len);

@@ -237,7 +237,7 @@ static void watch_open(struct hetsgd_tp *tp, struct shm_state *st)
 {
 	for (int r = 0; r < tp->size; r++) {
 		st->pidfd[r] = -2;
-		if (r == tp->rank || st->pid[r] <= 0)
+		if (!tp_is_peer(tp, r) || st->pid[r] <= 0)
 			continue;
 #ifdef SYS_pidfd_open
 		st->pidfd[r] = (int)syscall(SYS_pidfd_open, (pid_t)st->pid[r], 0);
@@ -368,12 +368,13 @@ static int shm_open_tp(struct hetsgd_tp *tp)
 		for (r = 0; r < tp->size; r++)
 			st->pid[r] = hello[r].pid;
 	}
+	/* Only the pattern's pairs: no segment between ranks that never talk. */
 	for (r = 0; !ret && r < tp->size; r++)
-		if (r != tp->rank)
+		if (tp_is_peer(tp, r))
 			ret = create_ring(tp, st, r);
 	ret = tp_agree(tp, ret, "create its shared-memory rings");
 	for (r = 0; !ret && r < tp->size; r++)
-		if (r != tp->rank)
+		if (tp_is_peer(tp, r))
 			ret = map_ring(tp, st, r);
 	ret = tp_agree(tp, ret, "map its rings in its peers' shared memory");
 	for (r = 0; st->in && r < tp->size; r++)
@@ -386,9 +387,12 @@ static int shm_open_tp(struct hetsgd_tp *tp)
 	free(hello);
 	watch_open(tp, st);
 	tp->priv = st;
+	tp->fp_conns = (uint32_t)tp->npeers;
+	tp->fp_registered = (uint64_t)tp->npeers * st->seg_bytes + (uint64_t)tp->attr.tx_bufs * tp->attr.slot_bytes;
 	snprintf(tp->desc, sizeof(tp->desc),
-		 "shm: %d ranks, %u slots of %zu bytes per peer, one %zu KiB segment per ring",
-		 tp->size, tp->attr.slots, tp->attr.slot_bytes, st->seg_bytes >> 10);
+		 "shm: %d ranks, %d peers (%s), %u slots of %zu bytes per peer, one %zu KiB segment per ring",
+		 tp->size, tp->npeers, hetsgd_tp_pattern_name(tp->attr.pattern), tp->attr.slots,
+		 tp->attr.slot_bytes, st->seg_bytes >> 10);
 	return hetsgd_boot_barrier(tp->boot) ? -EIO : 0;
 
 fail:
@@ -431,7 +435,7 @@ static int shm_progress(struct hetsgd_tp *tp)
 		uint64_t w;
 
 		/* nothing from a peer may follow its PEER_DOWN: its ring is not read */
-		if (s == tp->rank || tp->down[s])
+		if (!tp_is_peer(tp, s) || tp->down[s])
 			continue;
 		r = ring(st->in[s]);
 		w = __atomic_load_n(ring_written(r), __ATOMIC_ACQUIRE);

@@ -102,7 +102,7 @@ enum { CREDIT_LAZY, CREDIT_NOW, CREDIT_SIGNALLED };
 static int flush_credit(struct hetsgd_tp *tp, struct verbs_state *st, int peer, int mode)
 {
 	struct vpeer *p = &st->peers[peer];
-	uint64_t *src = (uint64_t *)(st->csrc + (size_t)peer * CREDIT_STRIDE);
+	uint64_t *src = (uint64_t *)credit_src(st, peer);
 	struct ibv_sge sge = { .addr = (uintptr_t)src, .length = sizeof(uint64_t), .lkey = p->csrc_mr->lkey };
 	struct ibv_send_wr wr = { 0 };
 	int signal, ret;
@@ -212,7 +212,7 @@ static int handle_wc(struct hetsgd_tp *tp, struct verbs_state *st, struct ibv_wc
 	int peer = (int)wc->wr_id;
 	char why[192];
 
-	if (peer < 0 || peer >= tp->size)
+	if (!tp_is_peer(tp, peer))
 		return hetsgd_err(-EPROTO, "completion with unknown wr_id %" PRIu64, wc->wr_id);
 	if (tp->down[peer])
 		return 0;	/* flushed, or landed after it was reported down */

@@ -228,6 +228,12 @@ static int on_request(struct hetsgd_tp *tp, struct verbs_state *st, struct rdma_
 		return 0;
 	}
 	peer = (int)in.rank;
+	if (!tp_is_peer(tp, peer)) {
+		verbs_refuse(tp, st, ev->id, "it proves the job key but the connection pattern does not pair "
+		       "it with this rank: a rank of this job opened with another pattern");
+		*destroy = 1;
+		return 0;
+	}
 	if (st->peers[peer].id) {
 		/* Two processes hold the job key and claim one rank: stop at once. */
 		rdma_reject(ev->id, NULL, 0);
@@ -340,7 +346,7 @@ static int test_route(struct hetsgd_tp *tp, struct verbs_state *st, struct rdma_
 /* Long: the handshake's one rdma_cm event loop, a case per event and the hostile-request hooks; moved byte for byte, untested outside the soft-RoCE bed. */
 int verbs_connect_all(struct hetsgd_tp *tp, struct verbs_state *st)
 {
-	int me = tp->rank, want = tp->size - 1, done = 0, j, ret = 0, timeout_s;
+	int me = tp->rank, want = tp->npeers, done = 0, j, ret = 0, timeout_s;
 	struct rdma_cm_id *test_ids[3] = { NULL, NULL, NULL };
 	int test_pending = 0;
 	long tmo = 60;
@@ -358,12 +364,14 @@ int verbs_connect_all(struct hetsgd_tp *tp, struct verbs_state *st)
 	test_pending = test_mode(tp) == 3 ? 3 : 0;
 #endif
 
-	/* Lower ranks listen, higher ranks connect: each pair once. */
+	/* Lower ranks listen, higher ranks connect: each pair of the pattern once. */
 	for (j = 0; j < me; j++) {
 		struct sockaddr_in dst = { .sin_family = AF_INET };
 		struct sockaddr_in src = st->addr;
 		struct rdma_cm_id *id;
 
+		if (!tp_is_peer(tp, j))
+			continue;
 		dst.sin_addr.s_addr = st->info[j].ipv4;
 		dst.sin_port = st->info[j].port;
 		src.sin_port = 0;

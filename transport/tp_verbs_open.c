@@ -132,7 +132,7 @@ void verbs_teardown(struct hetsgd_tp *tp, struct verbs_state *st)
 	if (st->ec)
 		rdma_destroy_event_channel(st->ec);
 	tp_free(st->staging, st->staging_bytes);
-	tp_free(st->csrc, (size_t)tp->size * CREDIT_STRIDE);
+	tp_free(st->csrc, (size_t)tp->npeers * CREDIT_STRIDE + 1);
 	free(st->peers);
 	free(st->info);
 	free(st);
@@ -141,7 +141,8 @@ void verbs_teardown(struct hetsgd_tp *tp, struct verbs_state *st)
 /* Long: one rank's device state built in teardown's reverse order, a message per step; moved byte for byte, untested outside the soft-RoCE bed. */
 static int verbs_setup_local(struct hetsgd_tp *tp, struct verbs_state *st, struct vinfo *mine)
 {
-	size_t S = tp->attr.slots, nb = (size_t)tp->size, tx_bytes;
+	/* Everything below is per peer of the pattern, not per rank. */
+	size_t S = tp->attr.slots, nb = (size_t)tp->npeers, tx_bytes;
 	struct ibv_device_attr da;
 	int cqe, j;
 
@@ -177,7 +178,7 @@ static int verbs_setup_local(struct hetsgd_tp *tp, struct verbs_state *st, struc
 	st->sq_depth = 2 * tp->attr.slots + 8;
 	if (ibv_query_device(st->ctx, &da))
 		return hetsgd_err(-EIO, "ibv_query_device(%s) failed", st->dev);
-	cqe = (int)((nb - 1) * (st->sq_depth + S) + 1);
+	cqe = (int)(nb * (st->sq_depth + S) + 1);
 	if ((int)st->sq_depth > da.max_qp_wr || (int)S > da.max_qp_wr || cqe > da.max_cqe)
 		return hetsgd_err(-EINVAL, "%s allows %d WRs per queue and %d CQ entries; %u slots with %d ranks need "
 				  "%u and %d: use fewer slots", st->dev, da.max_qp_wr, da.max_cqe, tp->attr.slots,
@@ -186,34 +187,34 @@ static int verbs_setup_local(struct hetsgd_tp *tp, struct verbs_state *st, struc
 	/* Region p: p's ring, then p's credit line, on pages of their own. */
 	st->ring_bytes = S * tp->attr.slot_bytes;
 	st->region_bytes = (st->ring_bytes + CREDIT_STRIDE + 4095) / 4096 * 4096;
-	st->staging_bytes = nb * st->region_bytes;
+	st->staging_bytes = nb * st->region_bytes + 1;
 	tx_bytes = (size_t)tp->attr.tx_bufs * tp->attr.slot_bytes;
 	/* The send buffers are pinned once per peer's domain, and counted so. */
-	ret = check_memlock(tp, st->staging_bytes + (nb - 1) * (tx_bytes + 4096) + nb * CREDIT_STRIDE + 4096);
+	ret = check_memlock(tp, st->staging_bytes + nb * (tx_bytes + 4096) + nb * CREDIT_STRIDE + 4096);
 	if (ret)
 		return ret;
 	st->cq = ibv_create_cq(st->ctx, cqe, NULL, NULL, 0);
 	if (!st->cq)
 		return hetsgd_err(-errno, "ibv_create_cq(%d entries) on %s: %s", cqe, st->dev, strerror(errno));
 	st->staging = tp_alloc(tp, st->staging_bytes);
-	st->csrc = tp_alloc(tp, nb * CREDIT_STRIDE);
+	st->csrc = tp_alloc(tp, nb * CREDIT_STRIDE + 1);
 	if (!st->staging || !st->csrc)
 		return hetsgd_err(-ENOMEM, "cannot allocate %zu KiB of staging rings: %s", st->staging_bytes >> 10,
 				  hetsgd_topo_errmsg());
 	for (j = 0; j < tp->size; j++) {
 		struct vpeer *p = &st->peers[j];
 
+		if (!tp_is_peer(tp, j))
+			continue;	/* no domain, memory or queue pair */
 		p->sig = calloc(st->sq_depth, sizeof(struct sig_rec));
 		if (!p->sig)
 			return hetsgd_err(-ENOMEM, "out of memory");
-		if (j == tp->rank)
-			continue;
 		p->pd = ibv_alloc_pd(st->ctx);
 		if (!p->pd)
 			return hetsgd_err(-errno, "ibv_alloc_pd(%s) for rank %d: %s", st->dev, j, strerror(errno));
 		p->region_mr = reg(st, p->pd, region(st, j), st->ring_bytes + CREDIT_STRIDE,
 				   IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE, "staging ring", j);
-		p->csrc_mr = p->region_mr ? reg(st, p->pd, st->csrc + (size_t)j * CREDIT_STRIDE, CREDIT_STRIDE,
+		p->csrc_mr = p->region_mr ? reg(st, p->pd, credit_src(st, j), CREDIT_STRIDE,
 						IBV_ACCESS_LOCAL_WRITE, "credit source", j) : NULL;
 		p->tx_mr = p->csrc_mr ? reg(st, p->pd, tp->tx_mem, tx_bytes, IBV_ACCESS_LOCAL_WRITE,
 					    "send buffers", j) : NULL;
@@ -264,6 +265,7 @@ int verbs_open(struct hetsgd_tp *tp)
 		return hetsgd_err(-ENOMEM, "out of memory");
 	st->peers = calloc((size_t)tp->size, sizeof(*st->peers));
 	st->info = calloc((size_t)tp->size, sizeof(*st->info));
+	st->pidx = tp->pidx;
 	ret = (!st->peers || !st->info) ? hetsgd_err(-ENOMEM, "out of memory") : 0;
 	memset(&mine, 0, sizeof(mine));
 	if (!ret)
@@ -301,14 +303,18 @@ int verbs_open(struct hetsgd_tp *tp)
 	if (ret)
 		goto fail;
 	tp->priv = st;
+	tp->fp_conns = (uint32_t)tp->npeers;	/* one queue pair per peer */
+	tp->fp_registered = (uint64_t)tp->npeers *
+			    (st->region_bytes + CREDIT_STRIDE + (uint64_t)tp->attr.tx_bufs * tp->attr.slot_bytes);
 	{
 		char ip[INET_ADDRSTRLEN];
 
 		inet_ntop(AF_INET, &st->addr.sin_addr, ip, sizeof(ip));
 		snprintf(tp->desc, sizeof(tp->desc),
-			 "verbs: %s port %u, %s, %s %d, active MTU %d, %d ranks, %u slots of %zu bytes per peer",
+			 "verbs: %s port %u, %s, %s %d, active MTU %d, %d ranks, %d peers (%s), %u slots of %zu bytes per peer",
 			 st->dev, st->port, ip, st->link_ethernet ? "RoCE v2 GID index" : "InfiniBand, GID index",
-			 st->gid_index, 128 << st->active_mtu, tp->size, tp->attr.slots, tp->attr.slot_bytes);
+			 st->gid_index, 128 << st->active_mtu, tp->size, tp->npeers,
+			 hetsgd_tp_pattern_name(tp->attr.pattern), tp->attr.slots, tp->attr.slot_bytes);
 	}
 	return hetsgd_boot_barrier(tp->boot) ? -EIO : 0;
 

@@ -78,7 +78,8 @@ struct verbs_state {
 	struct rdma_cm_id *listen;
 	struct ibv_context *ctx;
 	struct ibv_cq *cq;
-	char *staging;			/* size regions of region_bytes */
+	char *staging;			/* a region of region_bytes per peer */
+	const int *pidx;		/* tp->pidx: a rank's region and credit word */
 	char *csrc;
 	size_t staging_bytes, region_bytes, ring_bytes;
 	uint8_t key[16];		/* the job key: conn_auth.c */
@@ -104,7 +105,13 @@ struct verbs_state {
 /* Where rank p writes into this rank: its ring, then its credit line. */
 static inline char *region(struct verbs_state *st, int p)
 {
-	return st->staging + (size_t)p * st->region_bytes;
+	return st->staging + (size_t)st->pidx[p] * st->region_bytes;
+}
+
+/* The source word of the credit writes to rank p. */
+static inline char *credit_src(struct verbs_state *st, int p)
+{
+	return st->csrc + (size_t)st->pidx[p] * CREDIT_STRIDE;
 }
 
 static inline uint64_t *credit_in(struct verbs_state *st, int p)

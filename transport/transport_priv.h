@@ -166,7 +166,8 @@ int hetsgd_tp_test_write(struct hetsgd_tp *tp, int peer, enum tp_test_target tar
 struct tp_provider {
 	const char *name;
 	const char *what;	/* for messages: where it runs */
-	/* Set up staging, connect every pair; tp->rank/size/attr are set. */
+	/* Set up staging, connect the pattern's pairs (tp_is_peer()); sets
+	 * tp->fp_conns and tp->fp_registered; tp->rank/size/attr are set. */
 	int (*open)(struct hetsgd_tp *tp);
 	/* Post one put; 0 or -EAGAIN (no credit, queue full) or -errno. */
 	int (*put)(struct hetsgd_tp *tp, int peer, struct tp_tx *tx, size_t len, uint8_t kind);
@@ -203,11 +204,20 @@ struct hetsgd_tp {
 	/* receive bookkeeping, per sender: which slots the caller still holds */
 	uint64_t *recvd;		/* blocks handed out, per peer */
 	uint64_t *rel_head;		/* contiguous prefix released, per peer */
-	uint8_t *held;			/* size * slots: 1 while the caller holds it */
+	uint8_t *held;			/* npeers * slots (by pidx): 1 while held */
 
 	/* peers reported by HETSGD_EV_PEER_DOWN, and why (until close) */
 	uint8_t *down;
 	char (*down_why)[192];
+
+	/* the pattern's peers: pidx[r] is r's index among them, -1 when r is
+	 * not a peer (n ints of bookkeeping; everything else per peer) */
+	int npeers;
+	int *pidx;
+	/* the footprint the provider records at open */
+	uint32_t fp_conns;
+	uint64_t fp_registered;
+	double connect_s;
 
 	/* events waiting to be returned by hetsgd_tp_progress() */
 	struct hetsgd_ev *evq;
@@ -215,6 +225,12 @@ struct hetsgd_tp {
 
 	void *priv;			/* provider state */
 };
+
+/* Does the pattern connect this rank with r?  (Symmetric in the two.) */
+static inline int tp_is_peer(const struct hetsgd_tp *tp, int r)
+{
+	return r >= 0 && r < tp->size && tp->pidx[r] >= 0;
+}
 
 /* Room left in the event FIFO. */
 static inline uint32_t tp_evq_room(const struct hetsgd_tp *tp)
