@@ -284,6 +284,9 @@ static void eng_tp_attr(struct eng *e, const struct hetsgd_tp_attr *tp_attr,
 			struct hetsgd_tp_attr *attr)
 {
 	*attr = *tp_attr;
+	/* Only the pairs the method talks over: sharded averaging writes
+	 * between workers; everything else goes through the server. */
+	attr->pattern = e->ops->sharded ? HETSGD_TP_ALL : HETSGD_TP_STAR;
 	e->slot = ((size_t)HDR_BYTES + hetsgd_block_bytes(HETSGD_ENC_DENSE, (uint32_t)e->d) +
 		   sizeof(struct wire_stats) + 63) & ~(size_t)63;
 	attr->slot_bytes = e->slot;
@@ -336,6 +339,8 @@ int hetsgd_engine_run(struct hetsgd_boot *boot,
 		goto out;
 	}
 	snprintf(res->provider, sizeof(res->provider), "%s", hetsgd_tp_describe(e->tp));
+	res->pattern = attr.pattern;
+	gather_footprints(e, boot, res);
 	/* Indices of indexed blocks are checked here, out of the sender's reach. */
 	e->lim.idx_copy = malloc(e->d * sizeof(uint32_t));
 	ret = e->lim.idx_copy ? check_io(e) : algo_err(-ENOMEM, "out of memory for a block's indices");

@@ -153,6 +153,37 @@ void gather_placements(struct eng *e, struct hetsgd_boot *boot, struct hetsgd_en
 	free(all);
 }
 
+void gather_footprints(struct eng *e, struct hetsgd_boot *boot, struct hetsgd_engine_result *res)
+{
+	struct hetsgd_tp_footprint *all, *lo = &res->fp_workers_min, *hi = &res->fp_workers_max;
+
+	if (hetsgd_tp_get_footprint(e->tp, &res->fp))
+		memset(&res->fp, 0, sizeof(res->fp));
+	all = calloc((size_t)e->size, sizeof(*all));
+	if (!all || hetsgd_boot_allgather(boot, &res->fp, all, sizeof(res->fp)) || e->rank != 0 ||
+	    e->size < 2) {
+		free(all);
+		return;
+	}
+	*lo = *hi = all[1];
+	for (int r = 2; r < e->size; r++) {
+		const struct hetsgd_tp_footprint *f = &all[r];
+
+		lo->peers = f->peers < lo->peers ? f->peers : lo->peers;
+		lo->conns = f->conns < lo->conns ? f->conns : lo->conns;
+		lo->registered_bytes = f->registered_bytes < lo->registered_bytes ? f->registered_bytes
+										  : lo->registered_bytes;
+		lo->connect_s = f->connect_s < lo->connect_s ? f->connect_s : lo->connect_s;
+		hi->peers = f->peers > hi->peers ? f->peers : hi->peers;
+		hi->conns = f->conns > hi->conns ? f->conns : hi->conns;
+		hi->registered_bytes = f->registered_bytes > hi->registered_bytes ? f->registered_bytes
+										  : hi->registered_bytes;
+		hi->connect_s = f->connect_s > hi->connect_s ? f->connect_s : hi->connect_s;
+	}
+	res->fp_workers_ok = 1;
+	free(all);
+}
+
 /*
  * Oversubscribed inside a binding narrower than the machine: the launcher,
  * not the machine, is short of CPUs.  A local run of more ranks than

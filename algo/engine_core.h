@@ -157,6 +157,9 @@ void eng_place(struct eng *e, struct hetsgd_boot *boot, struct hetsgd_engine_res
  * (collective); rank 0 warns once for the ranks a launcher left unpinned.
  */
 void gather_placements(struct eng *e, struct hetsgd_boot *boot, struct hetsgd_engine_result *res);
+/* Collective after the open: res->fp from the transport, and at rank 0
+ * the fewest and the most over the workers. */
+void gather_footprints(struct eng *e, struct hetsgd_boot *boot, struct hetsgd_engine_result *res);
 
 /* Pin the calling thread to pu when the plan pins; a refusal is no error. */
 static inline void bind_self(struct eng *e, int pu)

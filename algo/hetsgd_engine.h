@@ -494,11 +494,19 @@ struct hetsgd_engine_result {
 	uint32_t nlost;		/* server: workers dropped (workers[i].lost) */
 	uint32_t nworkers;
 	/* this rank's engine traffic (headers included), and the seconds
-	 * its transport took to open (connect every pair) */
+	 * its transport took to open (connect the pattern's pairs) */
 	uint64_t bytes_sent, bytes_recv;
 	uint64_t bytes_recv_training;	/* of bytes_recv, while training */
 	double connect_s;
 	enum hetsgd_averaging averaging;	/* as resolved for this run */
+	/* The pairs the method needed (star for a server, all for sharded
+	 * averaging) and the transport's footprint (hetsgd_tp_get_footprint):
+	 * this rank's; at the server also the fewest and the most over the
+	 * workers (fp_workers_ok: 0 when they could not be gathered). */
+	enum hetsgd_tp_pattern pattern;
+	struct hetsgd_tp_footprint fp;
+	struct hetsgd_tp_footprint fp_workers_min, fp_workers_max;
+	int fp_workers_ok;
 	struct hetsgd_worker_stats *workers;	/* server: all; worker: its own */
 	size_t npoints;
 	struct hetsgd_eval_point *points;	/* server: the evaluations */

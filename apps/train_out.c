@@ -386,6 +386,27 @@ static void summary_weighted_optimum(FILE *f, const struct job *j, const struct 
  * server averaging the server's grows with the workers; sharded, the
  * busiest rank's stays flat (make bench-scale measures it).
  */
+/*
+ * The pairs the transport connected and what they hold: the server's, and
+ * the fewest and most over the workers.  conns: queue pairs (verbs) or
+ * shared-memory segments this rank created (shm).
+ */
+static void summary_footprint(FILE *f, const struct hetsgd_engine_result *res)
+{
+	fprintf(f, "connections = %s\n", hetsgd_tp_pattern_name(res->pattern));
+	fprintf(f, "tp-peers-server = %u\ntp-conns-server = %u\ntp-registered-bytes-server = %llu\n"
+		"tp-connect-s-server = %.4f\n", res->fp.peers, res->fp.conns,
+		(unsigned long long)res->fp.registered_bytes, res->fp.connect_s);
+	if (!res->fp_workers_ok)
+		return;
+	fprintf(f, "tp-peers-workers = %u .. %u\ntp-conns-workers = %u .. %u\n"
+		"tp-registered-bytes-workers = %llu .. %llu\ntp-connect-s-workers = %.4f .. %.4f\n",
+		res->fp_workers_min.peers, res->fp_workers_max.peers, res->fp_workers_min.conns,
+		res->fp_workers_max.conns, (unsigned long long)res->fp_workers_min.registered_bytes,
+		(unsigned long long)res->fp_workers_max.registered_bytes, res->fp_workers_min.connect_s,
+		res->fp_workers_max.connect_s);
+}
+
 static void summary_traffic(FILE *f, const struct job *j, const struct hetsgd_engine_result *res)
 {
 	uint64_t most = res->bytes_recv_training;
@@ -399,6 +420,7 @@ static void summary_traffic(FILE *f, const struct job *j, const struct hetsgd_en
 	if (j->o->method == HETSGD_METHOD_LOSCAR || j->o->method == HETSGD_METHOD_SYNC)
 		fprintf(f, "averaging-used = %s\n", hetsgd_averaging_name(res->averaging));
 	fprintf(f, "connect-s = %.4f\n", res->connect_s);
+	summary_footprint(f, res);
 	fprintf(f, "bytes-received-server = %llu\n", (unsigned long long)res->bytes_recv);
 	/* while training: the final models and statistics after STOP left out */
 	fprintf(f, "bytes-received-training-server = %llu\n",
