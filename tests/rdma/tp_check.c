@@ -6,8 +6,14 @@
  * receiver checks that each sender's blocks arrive exactly once and in
  * order, with the right length, kind and every byte.
  *
+ * With --pattern star only rank 0 and each other rank are paired: blocks go
+ * over those pairs only, each rank checks its footprint (rank 0: n - 1
+ * peers and queue pairs or segments, the others 1), that a put to a rank
+ * outside the pattern is refused with -EINVAL, and on shm that the only
+ * segments mapped in its address space are those of its pairs.
+ *
  *   hetsgd-tp-check --provider shm|verbs [--ranks N] [--puts P] [--seed S]
- *                   [--slots K] [--slot-bytes B]
+ *                   [--slots K] [--slot-bytes B] [--pattern all|star]
  */
 #include <errno.h>
 #include <getopt.h>
@@ -21,6 +27,7 @@
 
 struct cfg {
 	enum hetsgd_provider prov;
+	enum hetsgd_tp_pattern pattern;
 	int ranks;
 	int puts;		/* per ordered pair */
 	uint64_t seed;
@@ -119,6 +126,88 @@ static int check_block(const struct cfg *c, int me, const struct hetsgd_ev *ev, 
 
 struct held { int peer; uint32_t slot; };
 
+/* The pattern's rule, written again here from its documentation. */
+static int paired(const struct cfg *c, int a, int b)
+{
+	return a != b && (c->pattern == HETSGD_TP_ALL || a == 0 || b == 0);
+}
+
+/*
+ * What the endpoint holds must be what the pattern asks: peers and
+ * connections, a put outside the pattern refused, and (shm) no segment of
+ * another pair mapped here.  The shm segments are unlinked once mapped;
+ * /proc/self/maps still names them "/dev/shm/hetsgd-TOKEN-RECEIVER-SENDER".
+ */
+static int check_footprint(const struct cfg *c, struct hetsgd_tp *tp, int me, int n)
+{
+	struct hetsgd_tp_footprint fp;
+	uint32_t want = 0;
+	struct hetsgd_tx *tx;
+	int r, ret;
+
+	for (r = 0; r < n; r++) {
+		want += (uint32_t)paired(c, me, r);
+		if (hetsgd_tp_is_peer(tp, r) != paired(c, me, r)) {
+			fprintf(stderr, "tp-check: rank %d: is_peer(%d) = %d under %s\n", me, r,
+				hetsgd_tp_is_peer(tp, r), hetsgd_tp_pattern_name(c->pattern));
+			return -1;
+		}
+	}
+	if (hetsgd_tp_get_footprint(tp, &fp) || fp.peers != want || fp.conns != want ||
+	    fp.registered_bytes < (uint64_t)want * c->slots * c->slot_bytes || fp.connect_s <= 0) {
+		fprintf(stderr, "tp-check: rank %d: footprint %u peers, %u conns, %llu bytes, %.4f s; "
+			"want %u peers and conns under %s\n", me, fp.peers, fp.conns,
+			(unsigned long long)fp.registered_bytes, fp.connect_s, want,
+			hetsgd_tp_pattern_name(c->pattern));
+		return -1;
+	}
+	/* a rank outside the pattern: -EINVAL with both ranks named */
+	for (r = 1; r < n; r++)
+		if (r != me && !paired(c, me, r))
+			break;
+	if (r < n) {
+		if (hetsgd_tp_tx_get(tp, &tx)) {
+			fprintf(stderr, "tp-check: rank %d: tx_get: %s\n", me, hetsgd_errmsg());
+			return -1;
+		}
+		ret = hetsgd_tp_put(tp, r, tx, 64, 1);
+		hetsgd_tp_tx_put(tp, tx);
+		if (ret != -EINVAL || !strstr(hetsgd_errmsg(), "pattern")) {
+			fprintf(stderr, "tp-check: rank %d: put to non-peer %d returned %d (%s), want -EINVAL\n",
+				me, r, ret, hetsgd_errmsg());
+			return -1;
+		}
+	}
+	if (c->prov == HETSGD_PROV_SHM) {
+		FILE *f = fopen("/proc/self/maps", "r");
+		char line[512];
+		uint32_t segs = 0;
+
+		while (f && fgets(line, sizeof(line), f)) {
+			char *p = strstr(line, "/hetsgd-");
+			int a, b;
+
+			if (!p || sscanf(p, "/hetsgd-%*16[0-9a-f]-%d-%d", &a, &b) != 2)
+				continue;
+			if (!paired(c, a, b) || (a != me && b != me)) {
+				fprintf(stderr, "tp-check: rank %d maps segment %d<-%d, outside the %s pattern\n",
+					me, a, b, hetsgd_tp_pattern_name(c->pattern));
+				fclose(f);
+				return -1;
+			}
+			segs++;
+		}
+		if (f)
+			fclose(f);
+		if (!f || segs != 2 * want) {
+			fprintf(stderr, "tp-check: rank %d maps %u shm segments, want %u (its rings and its peers')\n",
+				me, segs, 2 * want);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 static int rank_main(struct hetsgd_boot *boot, void *arg)
 {
 	const struct cfg *c = arg;
@@ -127,14 +216,17 @@ static int rank_main(struct hetsgd_boot *boot, void *arg)
 	int me = hetsgd_boot_rank(boot), n = hetsgd_boot_size(boot), ret, i;
 	uint64_t *sent = calloc((size_t)n, sizeof(uint64_t)), *got = calloc((size_t)n, sizeof(uint64_t));
 	uint64_t rng = mix(c->seed + (uint64_t)me), total_sent = 0, total_got = 0, eagain = 0, sent_ev = 0;
-	uint64_t want_total = (uint64_t)c->puts * (uint64_t)(n - 1);
+	uint64_t want_total = 0;
 	struct held *held = calloc((size_t)n * c->slots, sizeof(*held));
 	struct hetsgd_tx *tx = NULL;
 	size_t nheld = 0;
 	time_t start = time(NULL);
 
+	for (i = 0; i < n; i++)
+		want_total += paired(c, me, i) ? (uint64_t)c->puts : 0;
 	hetsgd_tp_attr_init(&attr);
 	attr.provider = c->prov;
+	attr.pattern = c->pattern;
 	attr.slots = c->slots;
 	attr.slot_bytes = c->slot_bytes;
 	attr.tx_bufs = 4;
@@ -145,6 +237,8 @@ static int rank_main(struct hetsgd_boot *boot, void *arg)
 	}
 	if (me == 0 && !c->quiet)
 		printf("tp-check: %s\n", hetsgd_tp_describe(tp));
+	if (check_footprint(c, tp, me, n))
+		return 1;
 
 	while (total_got < want_total || total_sent < want_total || sent_ev < want_total) {
 		struct hetsgd_ev ev[16];
@@ -160,9 +254,9 @@ static int rank_main(struct hetsgd_boot *boot, void *arg)
 			/* Put to a random peer that still has blocks to get. */
 			int peer = (int)((r >> 8) % (uint64_t)n), tries;
 
-			for (tries = 0; tries < n && (peer == me || sent[peer] >= (uint64_t)c->puts); tries++)
+			for (tries = 0; tries < n && (!paired(c, me, peer) || sent[peer] >= (uint64_t)c->puts); tries++)
 				peer = (peer + 1) % n;
-			if (peer != me && sent[peer] < (uint64_t)c->puts) {
+			if (paired(c, me, peer) && sent[peer] < (uint64_t)c->puts) {
 				struct blk_hdr h = { (uint32_t)me, (uint32_t)peer, sent[peer] };
 				size_t len = blk_len(c, h.src, h.dst, h.seq);
 
@@ -252,6 +346,7 @@ int main(int argc, char **argv)
 		{ "slots", required_argument, NULL, 'S' },
 		{ "slot-bytes", required_argument, NULL, 'B' },
 		{ "quiet", no_argument, NULL, 'q' },
+		{ "pattern", required_argument, NULL, 'P' },
 		{ 0 }
 	};
 	struct cfg c = { .prov = HETSGD_PROV_SHM, .ranks = 4, .puts = 1000, .slots = 3,
@@ -260,7 +355,7 @@ int main(int argc, char **argv)
 	char *end;
 
 	c.seed = (uint64_t)time(NULL);
-	while ((opt = getopt_long(argc, argv, "p:n:k:s:S:B:q", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "p:n:k:s:S:B:qP:", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'p':
 			if (hetsgd_provider_parse(optarg, &c.prov)) {
@@ -274,9 +369,15 @@ int main(int argc, char **argv)
 		case 'S': c.slots = (uint32_t)atoi(optarg); break;
 		case 'B': c.slot_bytes = (size_t)atol(optarg); break;
 		case 'q': c.quiet = 1; break;
+		case 'P':
+			if (hetsgd_tp_pattern_parse(optarg, &c.pattern)) {
+				fprintf(stderr, "tp-check: %s\n", hetsgd_errmsg());
+				return 2;
+			}
+			break;
 		default:
 			fprintf(stderr, "usage: hetsgd-tp-check --provider shm|verbs [--ranks N] [--puts P] [--seed S] "
-				"[--slots K] [--slot-bytes B]\n");
+				"[--slots K] [--slot-bytes B] [--pattern all|star]\n");
 			return 2;
 		}
 	}
@@ -284,15 +385,19 @@ int main(int argc, char **argv)
 		fprintf(stderr, "tp-check: need 2..64 ranks, puts >= 1, slot-bytes a multiple of 64 >= 64\n");
 		return 2;
 	}
-	printf("tp-check: provider %s, %d ranks, %d puts per pair, %u slots of %zu bytes, seed %" PRIu64 "\n",
-	       hetsgd_provider_name(c.prov), c.ranks, c.puts, c.slots, c.slot_bytes, c.seed);
+	printf("tp-check: provider %s, %d ranks, pattern %s, %d puts per pair, %u slots of %zu bytes, seed %" PRIu64 "\n",
+	       hetsgd_provider_name(c.prov), c.ranks, hetsgd_tp_pattern_name(c.pattern), c.puts, c.slots,
+	       c.slot_bytes, c.seed);
 	fflush(stdout);
 	ret = hetsgd_boot_local_run(c.ranks, rank_main, &c, NULL);
 	if (ret) {
 		fprintf(stderr, "tp-check: FAIL (seed %" PRIu64 "): %s\n", c.seed, hetsgd_errmsg());
 		return 1;
 	}
-	printf("tp-check: PASS: %d ranks, %" PRIu64 " blocks, every byte verified, each delivered exactly once\n",
-	       c.ranks, (uint64_t)c.puts * (uint64_t)c.ranks * (uint64_t)(c.ranks - 1));
+	printf("tp-check: PASS: %d ranks, %" PRIu64 " blocks over the %s pattern's pairs, footprints as the pattern says, "
+	       "every byte verified, each delivered exactly once\n",
+	       c.ranks, (uint64_t)c.puts * (c.pattern == HETSGD_TP_STAR ? 2 * (uint64_t)(c.ranks - 1)
+					: (uint64_t)c.ranks * (uint64_t)(c.ranks - 1)),
+	       hetsgd_tp_pattern_name(c.pattern));
 	return 0;
 }
