@@ -387,8 +387,10 @@ static int shm_open_tp(struct hetsgd_tp *tp)
 	free(hello);
 	watch_open(tp, st);
 	tp->priv = st;
-	tp->fp_conns = (uint32_t)tp->npeers;
-	tp->fp_registered = (uint64_t)tp->npeers * st->seg_bytes + (uint64_t)tp->attr.tx_bufs * tp->attr.slot_bytes;
+	/* counted from what exists, not from the pattern */
+	for (r = 0; r < tp->size; r++)
+		tp->fp_conns += st->in[r] != NULL;
+	tp->fp_registered = (uint64_t)tp->fp_conns * st->seg_bytes + (uint64_t)tp->attr.tx_bufs * tp->attr.slot_bytes;
 	snprintf(tp->desc, sizeof(tp->desc),
 		 "shm: %d ranks, %d peers (%s), %u slots of %zu bytes per peer, one %zu KiB segment per ring",
 		 tp->size, tp->npeers, hetsgd_tp_pattern_name(tp->attr.pattern), tp->attr.slots,

@@ -303,9 +303,13 @@ int verbs_open(struct hetsgd_tp *tp)
 	if (ret)
 		goto fail;
 	tp->priv = st;
-	tp->fp_conns = (uint32_t)tp->npeers;	/* one queue pair per peer */
-	tp->fp_registered = (uint64_t)tp->npeers *
-			    (st->region_bytes + CREDIT_STRIDE + (uint64_t)tp->attr.tx_bufs * tp->attr.slot_bytes);
+	/* counted from what exists, not from the pattern */
+	for (r = 0; r < tp->size; r++) {
+		tp->fp_conns += st->peers[r].qp != NULL;
+		if (st->peers[r].region_mr)
+			tp->fp_registered += st->peers[r].region_mr->length + st->peers[r].csrc_mr->length +
+					     st->peers[r].tx_mr->length;
+	}
 	{
 		char ip[INET_ADDRSTRLEN];
 
