@@ -198,6 +198,54 @@ Test(tp, provider_names)
 	cr_assert_str_eq(hetsgd_provider_name(HETSGD_PROV_VERBS), "verbs");
 }
 
+Test(tp, pattern_names)
+{
+	enum hetsgd_tp_pattern p;
+
+	cr_assert_eq(hetsgd_tp_pattern_parse("star", &p), 0);
+	cr_assert_eq(p, HETSGD_TP_STAR);
+	cr_assert_eq(hetsgd_tp_pattern_parse("all", &p), 0);
+	cr_assert_eq(p, HETSGD_TP_ALL);
+	cr_assert_eq(hetsgd_tp_pattern_parse("ring", &p), -EINVAL);
+	cr_assert(strstr(hetsgd_errmsg(), "'ring'") && strstr(hetsgd_errmsg(), "star"));
+	cr_assert_str_eq(hetsgd_tp_pattern_name(HETSGD_TP_STAR), "star");
+	cr_assert_str_eq(hetsgd_tp_pattern_name((enum hetsgd_tp_pattern)7), "invalid");
+}
+
+/* Rank 2 declares another pattern than rank 0: open fails on every rank,
+ * naming the rank and both patterns; a bad pattern value is refused. */
+static int pattern_mismatch_rank(struct hetsgd_boot *b, void *arg)
+{
+	struct hetsgd_tp_attr a;
+	struct hetsgd_tp *tp = NULL;
+	int me = hetsgd_boot_rank(b);
+
+	(void)arg;
+	hetsgd_tp_attr_init(&a);
+	a.pattern = me == 2 ? HETSGD_TP_ALL : HETSGD_TP_STAR;
+	CHECK(hetsgd_tp_open(b, &a, &tp) == -EINVAL && !tp, 1);
+	CHECK(strstr(hetsgd_errmsg(), "rank 2") && strstr(hetsgd_errmsg(), "pattern all") &&
+	      strstr(hetsgd_errmsg(), "with star"), 2);
+	a.pattern = (enum hetsgd_tp_pattern)9;
+	CHECK(hetsgd_tp_open(b, &a, &tp) == -EINVAL && !tp, 3);
+	CHECK(strstr(hetsgd_errmsg(), "pattern 9"), 4);
+	/* and the same pattern everywhere opens, with release for a non-peer refused */
+	a.pattern = HETSGD_TP_STAR;
+	CHECK(hetsgd_tp_open(b, &a, &tp) == 0, 5);
+	CHECK(hetsgd_tp_peer_up(tp, 0) == (me != 0) && hetsgd_tp_peer_up(tp, 1) == (me == 0), 6);
+	if (me == 1) {
+		CHECK(hetsgd_tp_release(tp, 2, 0) == -EINVAL, 7);
+		CHECK(strstr(hetsgd_errmsg(), "not a peer") && strstr(hetsgd_errmsg(), "star"), 8);
+	}
+	CHECK(hetsgd_tp_close(tp) == 0, 9);
+	return 0;
+}
+
+Test(tp_shm, every_rank_declares_the_same_pattern, .timeout = 30)
+{
+	cr_assert_eq(hetsgd_boot_local_run(3, pattern_mismatch_rank, NULL, NULL), 0, "%s", hetsgd_errmsg());
+}
+
 static int verbs_nodev_rank(struct hetsgd_boot *b, void *arg)
 {
 	struct hetsgd_tp_attr a;
