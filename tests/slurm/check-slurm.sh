@@ -6,8 +6,9 @@
 # rank; check that every rank reported, stop the daemons.  Fails, never skips,
 # when Slurm or a PMI flavour is missing: this is the test of that path.
 # Then the README's srun example trains on it, so does the one-node batch
-# script, and ranks started with different configurations must refuse to
-# train.
+# script, ranks started with different configurations must refuse to
+# train, and a worker killed with kill -9 costs the job that worker only
+# (slurm-faults.sh, under each bootstrap).
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 builddir=${HETSGD_BUILDDIR:-$PWD}
@@ -124,5 +125,13 @@ else
 	echo "FAIL: ranks on two hosts with --provider shm were not refused (exit $rc)"
 	fail=$((fail + 1))
 fi
+# A worker killed with kill -9 under each bootstrap, ASGD and LOSCAR: the
+# survivors finish at their budget with every output (slurm-faults.sh).
+out=$(bash "$here/slurm-faults.sh" 2>&1)
+echo "$out"
+fp=$(echo "$out" | grep -c '^PASS: ')
+ff=$(echo "$out" | grep -c '^FAIL: ')
+[ "$fp" -gt 0 ] || { echo "FAIL: slurm-faults.sh ran no case"; ff=$((ff + 1)); }
+pass=$((pass + fp)) fail=$((fail + ff))
 echo "check-slurm: $pass passed, $fail failed"
 [ $fail -eq 0 ]
