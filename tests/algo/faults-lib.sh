@@ -250,7 +250,7 @@ stop_by() {
 	echo "faults: SIG$1 to the $2, $3"
 	start "sig-$1-$(echo "$2" | tr -d ' ')-$3" --method "$3"
 	moment "$3" || return
-	status=$(($(kill -l "$1") + 128))
+	case $1 in TERM) status=143 ;; INT) status=130 ;; *) status=$(($(kill -l "$1") + 128)) ;; esac
 	case $2 in
 	launcher) target=$launcher ;;
 	group) target=-$launcher ;;

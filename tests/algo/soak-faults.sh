@@ -18,7 +18,7 @@ srcdir=$(cd "$(dirname "$0")" && pwd)
 provider=shm
 [ -x "$prog" ] || { echo "soak-faults: $prog not built"; exit 99; }
 command -v setsid >/dev/null || { echo "soak-faults: setsid not found: apt-get install util-linux"; exit 99; }
-n=${SOAK_FAULTS:-100}
+nfaults=${SOAK_FAULTS:-100}
 budget=${SOAK_TIME:-3}
 seed=${SOAK_SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/hetsgd-soak.XXXXXX")
@@ -28,16 +28,27 @@ trap faults_cleanup EXIT
 methods="asgd loscar sync malenia ringleader"
 nkinds=$(echo $fault_kinds | wc -w)
 
-# the draws: one awk stream of random numbers from the seed
+# the draws, from the seed: the kinds in a fresh random order for every
+# block of as many runs as there are kinds (so each comes about as often),
+# a random method, moment and rank for each
 draws=$tmp/draws
-awk -v seed="$seed" -v n="$n" -v k="$nkinds" -v b="$budget" 'BEGIN {
+awk -v seed="$seed" -v n="$nfaults" -v k="$nkinds" -v b="$budget" 'BEGIN {
 	srand(seed)
-	for (i = 0; i < n; i++)
-		printf "%d %d %.2f %d\n", int(rand() * k) + 1, int(rand() * 5) + 1,
+	for (i = 0; i < n; i++) {
+		if (i % k == 0) {
+			for (j = 1; j <= k; j++)
+				perm[j] = j
+			for (j = k; j > 1; j--) {
+				r = int(rand() * j) + 1
+				t = perm[j]; perm[j] = perm[r]; perm[r] = t
+			}
+		}
+		printf "%d %d %.2f %d\n", perm[i % k + 1], int(rand() * 5) + 1,
 		       0.3 + rand() * (b - 0.8), int(rand() * 5)
+	}
 }' > "$draws"
 
-echo "soak-faults: $n faults, $budget s runs, seed $seed (SOAK_SEED=$seed repeats this draw)"
+echo "soak-faults: $nfaults faults, $budget s runs, seed $seed (SOAK_SEED=$seed repeats this draw)"
 t0=$(now)
 run=0
 failed_runs=0
@@ -48,7 +59,7 @@ while read -r ki mi at sig_rank <&3; do
 	kind=$(echo $fault_kinds | cut -d' ' -f"$ki")
 	method=$(echo $methods | cut -d' ' -f"$mi")
 	before=$fails
-	echo "soak-faults: [$run/$n] $kind, $method, at $at s"
+	echo "soak-faults: [$run/$nfaults] $kind, $method, at $at s"
 	"fault_$kind" "$method"
 	[ $fails -eq "$before" ] || failed_runs=$((failed_runs + 1))
 	counts="$counts $kind"
