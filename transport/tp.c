@@ -221,12 +221,13 @@ static int alloc_bookkeeping(struct hetsgd_tp *tp)
 	tp->held = calloc((size_t)tp->size * tp->attr.slots, 1);
 	tp->down = calloc((size_t)tp->size, 1);
 	tp->down_why = calloc((size_t)tp->size, sizeof(*tp->down_why));
+	tp->bye = calloc((size_t)tp->size, 1);
 	/* Room for every block that can be outstanding plus every put,
 	 * plus one PEER_DOWN per peer. */
 	tp->evq_cap = (uint32_t)tp->size * tp->attr.slots * 2 + tp->attr.tx_bufs + 16 + (uint32_t)tp->size;
 	tp->evq = calloc(tp->evq_cap, sizeof(*tp->evq));
 	if (!tp->txs || !tp->recvd || !tp->rel_head || !tp->held || !tp->evq || !tp->down ||
-	    !tp->down_why)
+	    !tp->down_why || !tp->bye)
 		return hetsgd_err(-ENOMEM, "out of memory for the transport's bookkeeping (%d ranks, %u slots)",
 				  tp->size, tp->attr.slots);
 	for (i = tp->attr.tx_bufs; i-- > 0;) {
@@ -243,6 +244,7 @@ static int alloc_bookkeeping(struct hetsgd_tp *tp)
 static void free_bookkeeping(struct hetsgd_tp *tp)
 {
 	free(tp->evq);
+	free(tp->bye);
 	free(tp->down_why);
 	free(tp->down);
 	free(tp->held);
@@ -309,18 +311,67 @@ free_mem:
 	return ret;
 }
 
+/* Every peer has said bye and taken ours, or is down. */
+static int farewell_done(const struct hetsgd_tp *tp)
+{
+	for (int r = 0; r < tp->size; r++)
+		if (r != tp->rank && !tp->down[r] &&
+		    (tp->bye[r] & (TP_BYE_IN | TP_BYE_SENT)) != (TP_BYE_IN | TP_BYE_SENT))
+			return 0;
+	return 1;
+}
+
+/*
+ * Close's rendezvous, over the transport itself and among the live peers
+ * only, so that it is the same under every bootstrap and a dead peer
+ * cannot hold it (a bootstrap barrier waits for every rank: PMI2's and
+ * PMIx's fences hang on a rank killed by a signal, the TCP rendezvous
+ * fails every rank).  Each rank, once its own writes have completed,
+ * tells each live peer "bye" (nothing more will come from me), then
+ * waits until every peer has either said bye to it and taken its bye,
+ * or is down (PEER_DOWN counts as arrived).  Then no peer writes into
+ * this rank's memory any more, and none of this rank's writes is still
+ * on its way: the memory can go.  A peer that is alive but never closes
+ * holds this rank here, as a barrier would.
+ */
+static int tp_farewell(struct hetsgd_tp *tp)
+{
+	int r, ret, spins = 0;
+
+	/* the caller is closing: events it did not take are moot */
+	tp->evq_len = 0;
+	while (!farewell_done(tp)) {
+		for (r = 0; r < tp->size; r++) {
+			if (r == tp->rank || tp->down[r] || (tp->bye[r] & TP_BYE_POSTED))
+				continue;
+			ret = tp->prov->bye(tp, r);
+			if (ret == 0)
+				tp->bye[r] |= TP_BYE_POSTED;
+			else if (ret != -EAGAIN)
+				return ret;
+		}
+		ret = tp->prov->farewell(tp);
+		if (ret)
+			return ret;
+		tp->evq_len = 0;	/* PEER_DOWN events: tp->down says it */
+		/* waiting on peers that still work: give them the CPU */
+		if (++spins > 64)
+			usleep(1000);
+	}
+	return 0;
+}
+
 int hetsgd_tp_close(struct hetsgd_tp *tp)
 {
-	int ret = 0, r;
+	int ret = 0;
 
 	if (!tp)
 		return 0;
+	/* A failed endpoint says no bye: its peers see it go down instead. */
 	if (!tp->failed)
 		ret = tp->prov->quiesce(tp);
-	/* Nobody frees memory a peer may still be writing into. */
-	r = hetsgd_boot_barrier(tp->boot);
-	if (!ret)
-		ret = r;
+	if (!tp->failed && !ret)
+		ret = tp_farewell(tp);
 	tp->prov->close(tp);
 	free_bookkeeping(tp);
 	free(tp);

@@ -21,6 +21,14 @@
  * mostly unsignalled; one in every sq_depth/2 is signalled so that the
  * send queue always drains.
  *
+ * Close: once its own writes have completed, a rank says bye to each live
+ * peer with a zero-length RDMA_WRITE_WITH_IMM whose immediate names no
+ * slot (BYE_SLOT): it needs no credit, only the one receive kept for it
+ * beyond the slots.  On a reliable connection it lands after every
+ * earlier write of that rank, and its local completion means the peer's
+ * NIC has it; after it the rank writes nothing more to that peer (no
+ * credit goes out while closing).
+ *
  * Queue pairs are created by us and moved to RTR/RTS by hand (not by
  * rdma_cm) so that the path MTU is the minimum of both ends' active MTU
  * and the RoCE GID is the one we chose; rnr_retry is 7 (infinite) since a
@@ -228,11 +236,18 @@ static int handle_wc(struct hetsgd_tp *tp, struct verbs_state *st, struct ibv_wc
 		uint32_t imm = ntohl(wc->imm_data), slot = imm & 0xffff;
 		int ret;
 
-		if (!(wc->wc_flags & IBV_WC_WITH_IMM) || imm >> 24 != IMM_TAG || slot >= tp->attr.slots)
+		if (!(wc->wc_flags & IBV_WC_WITH_IMM) || imm >> 24 != IMM_TAG ||
+		    (slot >= tp->attr.slots && slot != BYE_SLOT))
 			return hetsgd_err(-EPROTO, "rank %d sent immediate 0x%08x, not a hetsgd block "
 					  "(tag 0x%02x, slot < %u)", peer, imm, IMM_TAG, tp->attr.slots);
+		if (slot == BYE_SLOT) {
+			/* it may come before this rank closes: kept for close */
+			tp_bye_landed(tp, peer);
+			return verbs_post_recv(st, peer);
+		}
+		/* closing: the block is dropped, its receive put back for a bye */
 		if (!deliver)
-			return 0;
+			return verbs_post_recv(st, peer);
 		ret = tp_recv_landed(tp, peer, slot, region(st, peer) + (size_t)slot * tp->attr.slot_bytes,
 				     wc->byte_len, (uint8_t)(imm >> 16));
 		return ret ? ret : verbs_post_recv(st, peer);
@@ -245,6 +260,8 @@ static int handle_wc(struct hetsgd_tp *tp, struct verbs_state *st, struct ibv_wc
 			return hetsgd_err(-EPROTO, "unexpected send completion for rank %d", peer);
 		rec = &p->sig[p->sig_head++ % st->sq_depth];
 		p->sq_done = rec->sq_seq;
+		if (rec->type == SIG_BYE)
+			tp_bye_sent(tp, peer);
 		if (rec->type != SIG_DATA)
 			return 0;
 		if (deliver) {
@@ -420,6 +437,43 @@ static int verbs_quiesce(struct hetsgd_tp *tp)
 	return 0;
 }
 
+static int verbs_bye(struct hetsgd_tp *tp, int peer)
+{
+	struct verbs_state *st = tp->priv;
+	struct vpeer *p = &st->peers[peer];
+	struct ibv_send_wr wr = { 0 };
+
+	if (sq_room(st, p) < 1)
+		return -EAGAIN;
+	wr.opcode = IBV_WR_RDMA_WRITE_WITH_IMM;
+	wr.imm_data = htonl(IMM_TAG << 24 | BYE_SLOT);
+	wr.num_sge = 0;
+	wr.wr.rdma.remote_addr = p->ring;
+	wr.wr.rdma.rkey = p->rkey;
+	return post_write(st, peer, &wr, 1, SIG_BYE, 0, 0);
+}
+
+/* Completions and connection events while closing: nothing delivered. */
+static int verbs_farewell(struct hetsgd_tp *tp)
+{
+	struct verbs_state *st = tp->priv;
+	struct ibv_wc wc[POLL_BATCH];
+	int n, i, ret;
+
+	do {
+		n = ibv_poll_cq(st->cq, POLL_BATCH, wc);
+		if (n < 0)
+			return hetsgd_err(-EIO, "ibv_poll_cq on %s failed", st->dev);
+		for (i = 0; i < n; i++) {
+			ret = handle_wc(tp, st, &wc[i], 0);
+			if (ret)
+				return ret;
+		}
+	} while (n == POLL_BATCH);
+	/* the loop sleeps between calls: a peer's end is looked for each time */
+	return check_cm_events(tp, st);
+}
+
 static void verbs_close(struct hetsgd_tp *tp)
 {
 	if (tp->priv)
@@ -479,6 +533,8 @@ const struct tp_provider hetsgd_tp_verbs = {
 	.progress = verbs_progress,
 	.release = verbs_release,
 	.quiesce = verbs_quiesce,
+	.bye = verbs_bye,
+	.farewell = verbs_farewell,
 	.close = verbs_close,
 	.test_write = VERBS_TEST_WRITE,
 };

@@ -177,8 +177,8 @@ static int verbs_setup_local(struct hetsgd_tp *tp, struct verbs_state *st, struc
 	st->sq_depth = 2 * tp->attr.slots + 8;
 	if (ibv_query_device(st->ctx, &da))
 		return hetsgd_err(-EIO, "ibv_query_device(%s) failed", st->dev);
-	cqe = (int)((nb - 1) * (st->sq_depth + S) + 1);
-	if ((int)st->sq_depth > da.max_qp_wr || (int)S > da.max_qp_wr || cqe > da.max_cqe)
+	cqe = (int)((nb - 1) * (st->sq_depth + S + 1) + 1);
+	if ((int)st->sq_depth > da.max_qp_wr || (int)S + 1 > da.max_qp_wr || cqe > da.max_cqe)
 		return hetsgd_err(-EINVAL, "%s allows %d WRs per queue and %d CQ entries; %u slots with %d ranks need "
 				  "%u and %d: use fewer slots", st->dev, da.max_qp_wr, da.max_cqe, tp->attr.slots,
 				  tp->size, st->sq_depth, cqe);

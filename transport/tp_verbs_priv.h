@@ -27,7 +27,10 @@
 #define CM_EVERY 4096			/* progress calls between rdma_cm checks */
 #define CM_S 0.25			/* ... or seconds, whichever comes first */
 
-enum { SIG_DATA = 1, SIG_CREDIT = 2, SIG_TEST = 3 };
+enum { SIG_DATA = 1, SIG_CREDIT = 2, SIG_TEST = 3, SIG_BYE = 4 };
+
+/* The immediate's slot field of close's bye: never a slot (at most 4096). */
+#define BYE_SLOT 0xffffu
 
 /* Connection requests that failed their proof: logged once per source. */
 #define REFUSED_SOURCES 16

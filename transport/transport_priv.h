@@ -16,6 +16,9 @@ struct hetsgd_boot_ops {
 	int (*allgather)(struct hetsgd_boot *boot, const void *mine, void *all,
 			 size_t len);
 	int (*barrier)(struct hetsgd_boot *boot);
+	/* hetsgd_boot_leave(): finalize the PMI now (NULL: nothing to
+	 * do, collectives still work); close then finalizes no more */
+	void (*leave)(struct hetsgd_boot *boot);
 	void (*close)(struct hetsgd_boot *boot);
 };
 
@@ -25,6 +28,7 @@ struct hetsgd_boot {
 	int rank;
 	int size;
 	uint32_t seq;		/* collectives so far: makes KVS keys unique */
+	int left;		/* hetsgd_boot_leave() was called */
 	int fd;			/* local launcher: socket to the parent */
 	char jobid[256];	/* PMI2 KVS name */
 	void *priv;		/* backend state */
@@ -175,6 +179,16 @@ struct tp_provider {
 	int (*release)(struct hetsgd_tp *tp, int peer, uint32_t slot);
 	/* Wait until this rank's own writes have completed. */
 	int (*quiesce)(struct hetsgd_tp *tp);
+	/*
+	 * Close's farewell (tp.c, tp_farewell): bye tells peer that this
+	 * rank will write nothing more to it (0, -EAGAIN to retry, or
+	 * -errno); it needs no slot or credit.  farewell moves what came
+	 * in: byes (tp_bye_landed), the local completion of our own
+	 * (tp_bye_sent), peers that died (tp_peer_down); blocks that land
+	 * now are dropped, never delivered, and no credit goes out.
+	 */
+	int (*bye)(struct hetsgd_tp *tp, int peer);
+	int (*farewell)(struct hetsgd_tp *tp);
 	void (*close)(struct hetsgd_tp *tp);
 	/* HETSGD_TEST_HOOKS builds only; NULL otherwise. */
 	int (*test_write)(struct hetsgd_tp *tp, int peer, int target, int victim, uint32_t slot,
@@ -208,6 +222,8 @@ struct hetsgd_tp {
 	/* peers reported by HETSGD_EV_PEER_DOWN, and why (until close) */
 	uint8_t *down;
 	char (*down_why)[192];
+	/* close's farewell, per peer: TP_BYE_* bits */
+	uint8_t *bye;
 
 	/* events waiting to be returned by hetsgd_tp_progress() */
 	struct hetsgd_ev *evq;
@@ -232,6 +248,19 @@ void tp_evq_push(struct hetsgd_tp *tp, const struct hetsgd_ev *ev);
  * The FIFO keeps room for one per peer.
  */
 void tp_peer_down(struct hetsgd_tp *tp, int peer, const char *fmt, ...) HETSGD_PRINTF(3, 4);
+
+/* Close's farewell, per peer (tp->bye). */
+enum { TP_BYE_IN = 1, TP_BYE_POSTED = 2, TP_BYE_SENT = 4 };
+/* peer said bye (it writes nothing more here); may come before our close. */
+static inline void tp_bye_landed(struct hetsgd_tp *tp, int peer)
+{
+	tp->bye[peer] |= TP_BYE_IN;
+}
+/* Our bye to peer completed locally (verbs: acknowledged by its NIC). */
+static inline void tp_bye_sent(struct hetsgd_tp *tp, int peer)
+{
+	tp->bye[peer] |= TP_BYE_SENT;
+}
 
 /* A block from peer landed in slot: queue the RECV event, mark it held. */
 int tp_recv_landed(struct hetsgd_tp *tp, int peer, uint32_t slot,
