@@ -11,6 +11,9 @@
  *    each block as soon as it sees it; timed at rank 0 from the first put
  *    to the last local completion (as ib_write_bw times its sender).
  *    MB = 2^20 bytes, as in perftest.
+ *    The same run gives the message rate (blocks per second, printed in
+ *    Mpps = 10^6 blocks/s as ib_write_bw's MsgRate), the number that
+ *    matters for small blocks.
  *  - latency: ping-pong of one block each way; one-way latency = RTT/2,
  *    reported as the median ("typical", as ib_write_lat) and the mean.
  * For shm the anchor is memcpy of the same sizes into the same number of
@@ -57,6 +60,7 @@ struct opts {
 
 struct result {
 	double bw_MBps;
+	double msg_Mpps;	/* blocks per second / 10^6, as ib_write_bw's MsgRate */
 	double lat_us;		/* median one-way */
 	double lat_avg_us;
 	double memcpy_MBps;
@@ -314,6 +318,7 @@ static int measure_size(struct hetsgd_boot *boot, struct hetsgd_tp *tp, const st
 		qsort(bw, (size_t)o->rounds, sizeof(double), cmp_double);
 		qsort(mc, (size_t)o->rounds, sizeof(double), cmp_double);
 		r->bw_MBps = bw[o->rounds / 2];
+		r->msg_Mpps = r->bw_MBps * MB / (double)size / 1e6;
 		r->memcpy_MBps = mc[o->rounds / 2];
 	}
 	if (!ret && hetsgd_boot_barrier(boot))
@@ -411,8 +416,8 @@ static void usage(FILE *f)
 		"  -p, --port  the TCP rendezvous port of --server / HOST (default 18515)\n"
 		"  -F          accepted for perftest's command lines; does nothing\n"
 		"  --csv       machine-readable rows: provider,size_bytes,bw_MBps (bw_Gbps with\n"
-		"              --report_gbits),lat_us; with shm, a row per size with provider\n"
-		"              memcpy (its anchor) and no latency\n"
+		"              --report_gbits),lat_us,msg_Mpps (blocks/s / 10^6); with shm, a row\n"
+		"              per size with provider memcpy (its anchor) and no latency\n"
 		"  --slots     staging slots per peer (default 16)\n"
 		"  --bytes     MB streamed per size for bandwidth (default 64; 200 to 20000 puts)\n"
 		"  --rounds    bandwidth rounds per size, alternating with the memcpy anchor;\n"
@@ -662,11 +667,11 @@ static int run_joined(struct opts *o, struct cli *c, struct shared *sh)
 static void print_results(const struct opts *o, const struct result *res)
 {
 	if (!o->csv) {
-		printf("#bytes      BW average[%s]   t_typical[usec]   t_avg[usec]%s\n",
+		printf("#bytes      BW average[%s]   MsgRate[Mpps]   t_typical[usec]   t_avg[usec]%s\n",
 		       o->gbits ? " Gb/sec" : "MB/sec",
 		       o->prov == HETSGD_PROV_SHM ? "   memcpy[MB/sec]   BW/memcpy" : "");
 	} else {
-		printf("provider,size_bytes,%s,lat_us\n", o->gbits ? "bw_Gbps" : "bw_MBps");
+		printf("provider,size_bytes,%s,lat_us,msg_Mpps\n", o->gbits ? "bw_Gbps" : "bw_MBps");
 	}
 	for (int s = 0; s < o->nsizes; s++) {
 		const struct result *r = &res[s];
@@ -675,13 +680,14 @@ static void print_results(const struct opts *o, const struct result *res)
 		if (o->csv) {
 			/* the one text column: quoted, so no provider name can shift the others */
 			quote_csv(stdout, hetsgd_provider_name(o->prov));
-			printf(",%zu,%.2f,%.3f\n", o->sizes[s], bw, r->lat_us);
+			printf(",%zu,%.2f,%.3f,%.4f\n", o->sizes[s], bw, r->lat_us, r->msg_Mpps);
 			/* The anchor is a row of its own, so every row has the same columns. */
 			if (o->prov == HETSGD_PROV_SHM && r->memcpy_MBps > 0)
-				printf("memcpy,%zu,%.2f,\n", o->sizes[s],
+				printf("memcpy,%zu,%.2f,,\n", o->sizes[s],
 				       o->gbits ? r->memcpy_MBps * MB * 8 / 1e9 : r->memcpy_MBps);
 		} else {
-			printf(" %-10zu %18.2f %17.2f %13.2f", o->sizes[s], bw, r->lat_us, r->lat_avg_us);
+			printf(" %-10zu %18.2f %15.4f %17.2f %13.2f", o->sizes[s], bw, r->msg_Mpps, r->lat_us,
+			       r->lat_avg_us);
 			if (o->prov == HETSGD_PROV_SHM && r->memcpy_MBps > 0)
 				printf(" %16.2f %11.2f", r->memcpy_MBps, r->bw_MBps / r->memcpy_MBps);
 			else if (o->prov == HETSGD_PROV_SHM)
