@@ -129,6 +129,7 @@ int tp_recv_landed(struct hetsgd_tp *tp, int peer, uint32_t slot,
 				  peer, len, tp->attr.slot_bytes);
 	tp->held[(size_t)peer * tp->attr.slots + slot] = 1;
 	tp->recvd[peer]++;
+	tp->stats.recvs++;
 	tp_evq_push(tp, &ev);
 	return 0;
 }
@@ -220,13 +221,14 @@ static int alloc_bookkeeping(struct hetsgd_tp *tp)
 	tp->rel_head = calloc((size_t)tp->size, sizeof(uint64_t));
 	tp->held = calloc((size_t)tp->size * tp->attr.slots, 1);
 	tp->down = calloc((size_t)tp->size, 1);
+	tp->waiting = calloc((size_t)tp->size, 1);
 	tp->down_why = calloc((size_t)tp->size, sizeof(*tp->down_why));
 	/* Room for every block that can be outstanding plus every put,
 	 * plus one PEER_DOWN per peer. */
 	tp->evq_cap = (uint32_t)tp->size * tp->attr.slots * 2 + tp->attr.tx_bufs + 16 + (uint32_t)tp->size;
 	tp->evq = calloc(tp->evq_cap, sizeof(*tp->evq));
 	if (!tp->txs || !tp->recvd || !tp->rel_head || !tp->held || !tp->evq || !tp->down ||
-	    !tp->down_why)
+	    !tp->down_why || !tp->waiting)
 		return hetsgd_err(-ENOMEM, "out of memory for the transport's bookkeeping (%d ranks, %u slots)",
 				  tp->size, tp->attr.slots);
 	for (i = tp->attr.tx_bufs; i-- > 0;) {
@@ -244,6 +246,7 @@ static void free_bookkeeping(struct hetsgd_tp *tp)
 {
 	free(tp->evq);
 	free(tp->down_why);
+	free(tp->waiting);
 	free(tp->down);
 	free(tp->held);
 	free(tp->rel_head);
@@ -422,12 +425,15 @@ int hetsgd_tp_put(struct hetsgd_tp *tp, int peer, struct hetsgd_tx *pub,
 	 * may fill a RECV event: keep room for all of them plus this one.
 	 */
 	if (tp_evq_room(tp) < (uint32_t)tp->size * tp->attr.slots + tp->inflight_puts + 1)
-		return -EAGAIN;
+		return tp_wait(tp, peer, TP_WAIT_QUEUE);
 	tx->inflight++;
 	tp->inflight_puts++;
 	ret = tp->prov->put(tp, peer, tx, len, kind);
-	if (ret == 0)
+	if (ret == 0) {
+		tp->waiting[peer] = 0;
+		tp->stats.puts++;
 		return 0;
+	}
 	tx->inflight--;
 	tp->inflight_puts--;
 	if (ret != -EAGAIN)
@@ -474,6 +480,14 @@ int hetsgd_tp_release(struct hetsgd_tp *tp, int peer, uint32_t slot)
 	if (ret && ret != -EINVAL)
 		tp_fail(tp);
 	return ret;
+}
+
+int hetsgd_tp_get_stats(const struct hetsgd_tp *tp, struct hetsgd_tp_stats *st)
+{
+	if (!tp || !st)
+		return hetsgd_err(-EINVAL, "hetsgd_tp_get_stats: NULL endpoint or output");
+	*st = tp->stats;
+	return 0;
 }
 
 #ifdef HETSGD_TEST_HOOKS

@@ -92,7 +92,7 @@ enum { CREDIT_LAZY, CREDIT_NOW, CREDIT_SIGNALLED };
  * from progress), so a sender blocked on credits the caller has already
  * released always learns of them, whatever the caller still holds.
  */
-static int flush_credit(struct hetsgd_tp *tp, struct verbs_state *st, int peer, int mode)
+static int flush_credit(struct verbs_state *st, int peer, int mode)
 {
 	struct vpeer *p = &st->peers[peer];
 	uint64_t *src = (uint64_t *)(st->csrc + (size_t)peer * CREDIT_STRIDE);
@@ -102,7 +102,7 @@ static int flush_credit(struct hetsgd_tp *tp, struct verbs_state *st, int peer, 
 
 	if (p->credit_val == p->credit_sent && mode != CREDIT_SIGNALLED)
 		return 0;
-	if (mode == CREDIT_LAZY && p->credit_val - p->credit_sent < (tp->attr.slots + 1) / 2)
+	if (mode == CREDIT_LAZY && p->credit_val - p->credit_sent < st->credit_batch)
 		return 0;
 	if (sq_room(st, p) < 1)
 		return 0;	/* retried from progress once the queue drains */
@@ -123,6 +123,62 @@ static int flush_credit(struct hetsgd_tp *tp, struct verbs_state *st, int peer, 
 	return ret;
 }
 
+/* Never 0, so that a ring's zeroed memory never reads as a landed block. */
+static inline uint32_t ll_flag(uint64_t n)
+{
+	return (uint32_t)(n % 0xffffffffu) + 1;
+}
+
+static inline uint64_t ll_word(uint32_t data, uint32_t flag)
+{
+	return (uint64_t)flag << 32 | data;
+}
+
+/*
+ * A small block as LL lines into the peer's LL ring: header word (length,
+ * kind) and data words, each carrying the block's flag in its upper half.
+ * One unsignalled RDMA_WRITE; the block was copied, so its buffer is free
+ * at once (SENT now).  Our LL staging slot is reused only once the peer
+ * has released this block, that is after the NIC has read it.
+ */
+static int put_polled(struct hetsgd_tp *tp, struct verbs_state *st, int peer, struct tp_tx *tx, size_t len,
+		      uint8_t kind, uint32_t slot)
+{
+	struct vpeer *p = &st->peers[peer];
+	uint64_t *w = ll_src(st, tp->attr.slots, peer, slot);
+	const uint8_t *src = tx->pub.data;
+	uint32_t flag = ll_flag(p->sent), d;
+	size_t i, bytes = ll_bytes(len);
+	struct ibv_sge sge = { .addr = (uintptr_t)w, .length = (uint32_t)bytes, .lkey = p->llsrc_mr->lkey };
+	struct ibv_send_wr wr = { 0 };
+	int ret;
+
+	w[0] = ll_word((uint32_t)len | (uint32_t)kind << 24, flag);
+	for (i = 0; i < len / 4; i++) {
+		memcpy(&d, src + 4 * i, 4);
+		w[1 + i] = ll_word(d, flag);
+	}
+	if (len % 4) {
+		d = 0;
+		memcpy(&d, src + 4 * i, len % 4);
+		w[1 + i] = ll_word(d, flag);
+	}
+	wr.opcode = IBV_WR_RDMA_WRITE;
+	if (bytes <= p->max_inline)
+		wr.send_flags = IBV_SEND_INLINE;
+	wr.sg_list = &sge;
+	wr.num_sge = 1;
+	wr.wr.rdma.remote_addr = p->ring + st->ll_off + (uint64_t)slot * st->ll_stride;
+	wr.wr.rdma.rkey = p->rkey;
+	ret = post_write(st, peer, &wr, p->unsig + 1 >= st->sq_depth / 2, SIG_POLLED, 0, 0);
+	if (ret)
+		return ret;
+	p->sent++;
+	tp->stats.puts_polled++;
+	tp_put_completed(tp, peer, tx, kind);
+	return 0;
+}
+
 static int verbs_put(struct hetsgd_tp *tp, int peer, struct tp_tx *tx, size_t len, uint8_t kind)
 {
 	struct verbs_state *st = tp->priv;
@@ -136,9 +192,16 @@ static int verbs_put(struct hetsgd_tp *tp, int peer, struct tp_tx *tx, size_t le
 	if (rel > p->sent)
 		return hetsgd_err(-EPROTO, "rank %d says it released %llu of our blocks, but we sent %llu",
 				  peer, (unsigned long long)rel, (unsigned long long)p->sent);
-	if (p->sent - rel >= tp->attr.slots || sq_room(st, p) < 2)
-		return -EAGAIN;
+	if (p->sent - rel >= tp->attr.slots)
+		return tp_wait(tp, peer, TP_WAIT_CREDIT);
+	if (sq_room(st, p) < 2)
+		return tp_wait(tp, peer, TP_WAIT_QUEUE);
 	slot = (uint32_t)(p->sent % tp->attr.slots);
+	if (len <= st->poll_max)
+		return put_polled(tp, st, peer, tx, len, kind, slot);
+	/* The pipeline's depth (verbs_pipeline): the send queue binds, not the credits. */
+	if (p->data_inflight >= st->window)
+		return tp_wait(tp, peer, TP_WAIT_QUEUE);
 	wr.opcode = IBV_WR_RDMA_WRITE_WITH_IMM;
 	if (len <= p->max_inline)
 		wr.send_flags = IBV_SEND_INLINE;
@@ -151,7 +214,58 @@ static int verbs_put(struct hetsgd_tp *tp, int peer, struct tp_tx *tx, size_t le
 	if (ret)
 		return ret;
 	p->sent++;
+	p->data_inflight++;
 	return 0;
+}
+
+/*
+ * The polled path's receive side: is block recvd[peer] in its LL slot?
+ * Each 8-byte word is read once and counts only if its flag is this
+ * block's; its data half goes into the block's slot of the ordinary ring,
+ * where the caller finds it.  1: a block was handed out; 0: none (yet);
+ * negative: the peer broke the protocol.
+ */
+static int poll_one(struct hetsgd_tp *tp, struct verbs_state *st, int peer)
+{
+	uint32_t S = tp->attr.slots, slot = (uint32_t)(tp->recvd[peer] % S), flag = ll_flag(tp->recvd[peer]);
+	const uint64_t *w = ll_in(st, peer, slot);
+	uint32_t *out = (uint32_t *)(region(st, peer) + (size_t)slot * tp->attr.slot_bytes);
+	uint64_t v = __atomic_load_n(&w[0], __ATOMIC_ACQUIRE), d;
+	uint32_t len, i;
+	int ret;
+
+	if ((uint32_t)(v >> 32) != flag || !tp_evq_room(tp))
+		return 0;
+	len = (uint32_t)v & 0xffffff;
+	if (len > st->poll_max)
+		return hetsgd_err(-EPROTO, "rank %d announced a polled block of %u bytes in slot %u, where at most %u "
+				  "go: the peers run incompatible transports or memory was corrupted",
+				  peer, len, slot, st->poll_max);
+	if (tp->held[(size_t)peer * S + slot])	/* refused before anything is copied */
+		return tp_recv_landed(tp, peer, slot, out, len, (uint8_t)(v >> 24));
+	for (i = 0; i < (len + 3) / 4; i++) {
+		d = __atomic_load_n(&w[1 + i], __ATOMIC_ACQUIRE);
+		if ((uint32_t)(d >> 32) != flag)
+			return 0;	/* still landing: read it again next time */
+		out[i] = (uint32_t)d;
+	}
+	ret = tp_recv_landed(tp, peer, slot, out, len, (uint8_t)(v >> 24));
+	if (ret)
+		return ret;
+	tp->stats.recvs_polled++;
+	return 1;
+}
+
+/* Hand out every block of peer's that has landed in its LL ring, in order. */
+static int poll_drain(struct hetsgd_tp *tp, struct verbs_state *st, int peer)
+{
+	int ret;
+
+	if (!st->poll_max)
+		return 0;
+	while ((ret = poll_one(tp, st, peer)) == 1)
+		;
+	return ret;
 }
 
 static const char *wc_hint(enum ibv_wc_status s)
@@ -196,6 +310,7 @@ static void verbs_peer_down(struct hetsgd_tp *tp, struct verbs_state *st, int pe
 			tp_put_completed(tp, peer, &tp->txs[rec->tx], rec->kind);
 	}
 	p->sq_done = p->sq_posted;
+	p->data_inflight = 0;
 	p->established = 0;
 }
 
@@ -226,6 +341,15 @@ static int handle_wc(struct hetsgd_tp *tp, struct verbs_state *st, struct ibv_wc
 					  "(tag 0x%02x, slot < %u)", peer, imm, IMM_TAG, tp->attr.slots);
 		if (!deliver)
 			return 0;
+		/*
+		 * Blocks are numbered per pair and both paths share the
+		 * numbering: a polled block sent before this one has landed
+		 * (a later message on the QP makes earlier writes visible) and
+		 * goes first.
+		 */
+		ret = poll_drain(tp, st, peer);
+		if (ret)
+			return ret;
 		ret = tp_recv_landed(tp, peer, slot, region(st, peer) + (size_t)slot * tp->attr.slot_bytes,
 				     wc->byte_len, (uint8_t)(imm >> 16));
 		return ret ? ret : verbs_post_recv(st, peer);
@@ -240,6 +364,7 @@ static int handle_wc(struct hetsgd_tp *tp, struct verbs_state *st, struct ibv_wc
 		p->sq_done = rec->sq_seq;
 		if (rec->type != SIG_DATA)
 			return 0;
+		p->data_inflight--;
 		if (deliver) {
 			tp_put_completed(tp, peer, &tp->txs[rec->tx], rec->kind);
 		} else {
@@ -320,6 +445,15 @@ static int verbs_progress(struct hetsgd_tp *tp)
 		if (n < max)
 			break;
 	}
+	if (st->poll_max) {
+		for (j = 0; j < tp->size; j++) {
+			if (j == tp->rank || tp->down[j])
+				continue;
+			ret = poll_drain(tp, st, j);
+			if (ret)
+				return ret;
+		}
+	}
 	/*
 	 * Credits that waited long enough, or found the queue full, go out
 	 * now.  The clock is read once every CLOCK_EVERY calls: without a
@@ -346,12 +480,119 @@ static int verbs_progress(struct hetsgd_tp *tp)
 
 			if (j == tp->rank || tp->down[j] || p->credit_val == p->credit_sent)
 				continue;
-			ret = flush_credit(tp, st, j, now - p->credit_since >= CREDIT_MAX_DELAY_S ? CREDIT_NOW
+			ret = flush_credit(st, j, now - p->credit_since >= CREDIT_MAX_DELAY_S ? CREDIT_NOW
 												     : CREDIT_LAZY);
 			if (ret)
 				return ret;
 		}
 	}
+	return 0;
+}
+
+/* ---- the pipeline's depth ------------------------------------------------ */
+
+/* Gb/s of one lane for ibv_port_attr.active_speed, and lanes for active_width. */
+static double lane_gbps(uint32_t speed)
+{
+	switch (speed) {
+	case 1: return 2.5;		/* SDR */
+	case 2: return 5.0;		/* DDR */
+	case 4: return 10.0;		/* QDR (or 10 GbE on RoCE) */
+	case 8: return 10.3125;		/* FDR10 */
+	case 16: return 14.0625;	/* FDR */
+	case 32: return 25.78125;	/* EDR */
+	case 64: return 53.125;		/* HDR */
+	case 128: return 106.25;	/* NDR */
+	case 256: return 212.5;		/* XDR */
+	default: return 0;
+	}
+}
+
+static int lanes(uint8_t width)
+{
+	switch (width) {
+	case 1: return 1;
+	case 2: return 4;
+	case 4: return 8;
+	case 8: return 12;
+	case 16: return 2;
+	default: return 0;
+	}
+}
+
+#define RTT_PROBES 8
+#define STREAM_MIN_BLOCK (64.0 * 1024)	/* the smallest block a bandwidth stream sends */
+
+/*
+ * How many data writes each pair keeps in flight.  A sender stops when
+ * `window` writes are unacknowledged; the receiver returns credits in
+ * batches of credit_batch = slots/2.  Blocks the sender still counts as
+ * taken are then at most window (unacknowledged) + credit_batch - 1
+ * (released, not yet told) + what the receiver has not looked at yet, so
+ * window = slots/4 leaves a quarter of the ring for the receiver's lag:
+ * a stream waits on its send window, never on a credit, as long as the
+ * receiver keeps pace (tests/rdma/pipeline_check.c counts the waits).
+ * The window needed to fill the link is its bandwidth-delay product in
+ * 64 KiB blocks: rate from the port's attributes, round trip measured
+ * here, the fastest of RTT_PROBES signalled 8-byte writes to each peer
+ * (of the credit word's value at open, 0, so nothing changes); if the
+ * ring is too shallow for it, the log says how many slots it takes.
+ */
+int verbs_pipeline(struct hetsgd_tp *tp, struct verbs_state *st)
+{
+	struct ibv_port_attr pa;
+	double bdp_blocks, worst = 0;
+	int j, k, ret;
+
+	st->credit_batch = (tp->attr.slots + 1) / 2;
+	st->window = tp->attr.slots / 4 ? tp->attr.slots / 4 : 1;
+	if (!ibv_query_port(st->ctx, st->port, &pa))
+		st->link_MBps = lane_gbps(pa.active_speed) * lanes(pa.active_width) * 1e9 / 8 / (1024.0 * 1024.0);
+	for (j = 0; j < tp->size; j++) {
+		struct vpeer *p = &st->peers[j];
+		double best = 1e9;
+
+		if (j == tp->rank)
+			continue;
+		for (k = 0; k < RTT_PROBES; k++) {
+			uint64_t *src = (uint64_t *)(st->csrc + (size_t)j * CREDIT_STRIDE);
+			struct ibv_sge sge = { .addr = (uintptr_t)src, .length = 8, .lkey = p->csrc_mr->lkey };
+			struct ibv_send_wr wr = { 0 };
+			double t0 = now_s(), deadline = t0 + 10;
+			struct ibv_wc wc;
+			int n;
+
+			*src = 0;
+			wr.opcode = IBV_WR_RDMA_WRITE;
+			wr.sg_list = &sge;
+			wr.num_sge = 1;
+			wr.wr.rdma.remote_addr = p->ring + st->ring_bytes;
+			wr.wr.rdma.rkey = p->rkey;
+			ret = post_write(st, j, &wr, 1, SIG_TEST, 0, 0);
+			if (ret)
+				return ret;
+			while ((n = ibv_poll_cq(st->cq, 1, &wc)) == 0 && now_s() < deadline)
+				;
+			if (n != 1 || wc.status != IBV_WC_SUCCESS || wc.wr_id != (uint64_t)j)
+				return hetsgd_err(-EIO, "rank %d: the round-trip probe to rank %d failed: %s", tp->rank, j,
+						  n < 0 ? "ibv_poll_cq failed" : n == 0 ? "no completion within 10 s"
+						  : ibv_wc_status_str(wc.status));
+			ret = handle_wc(tp, st, &wc, 0);
+			if (ret)
+				return ret;
+			if (now_s() - t0 < best)
+				best = now_s() - t0;
+		}
+		if (best > worst)
+			worst = best;
+	}
+	st->rtt_us = worst * 1e6;
+	bdp_blocks = st->link_MBps * 1024.0 * 1024.0 * worst / STREAM_MIN_BLOCK;
+	if (bdp_blocks + 1 > st->window)
+		hetsgd_log(HETSGD_LOG_WARN, "transport", "verbs: rank %d: %u slots keep %u writes in flight; the link "
+			   "(%.0f MB/s, round trip %.1f us) needs %.0f for 64 KiB blocks: give %u or more slots for "
+			   "full bandwidth", tp->rank, tp->attr.slots, st->window, st->link_MBps, st->rtt_us,
+			   bdp_blocks + 1, 4 * (unsigned)(bdp_blocks + 2));
 	return 0;
 }
 
@@ -366,7 +607,7 @@ static int verbs_release(struct hetsgd_tp *tp, int peer, uint32_t slot)
 	if (!st->peers[peer].credit_since && (uint64_t)head != st->peers[peer].credit_sent)
 		st->peers[peer].credit_since = now_s();
 	st->peers[peer].credit_val = (uint64_t)head;
-	return flush_credit(tp, st, peer, CREDIT_LAZY);
+	return flush_credit(st, peer, CREDIT_LAZY);
 }
 
 static int verbs_quiesce(struct hetsgd_tp *tp)
@@ -388,7 +629,7 @@ static int verbs_quiesce(struct hetsgd_tp *tp)
 			/* A signalled write at the tail proves all before it completed. */
 			if (p->credit_val != p->credit_sent || (p->unsig && p->sq_posted > p->sq_done &&
 								 p->sig_head == p->sig_tail)) {
-				ret = flush_credit(tp, st, j, CREDIT_SIGNALLED);
+				ret = flush_credit(st, j, CREDIT_SIGNALLED);
 				if (ret)
 					return ret;
 			}

@@ -20,14 +20,26 @@
 
 #define IMM_TAG 0xB7u
 #define INFO_MAGIC 0x68677662u		/* "bvgh" */
-#define INFO_VERSION 2u
+#define INFO_VERSION 3u
 #define CREDIT_STRIDE 64u		/* one cache line per peer */
 #define POLL_BATCH 32
 #define CLOCK_EVERY 64
 #define CM_EVERY 4096			/* progress calls between rdma_cm checks */
 #define CM_S 0.25			/* ... or seconds, whichever comes first */
 
-enum { SIG_DATA = 1, SIG_CREDIT = 2, SIG_TEST = 3 };
+enum { SIG_DATA = 1, SIG_CREDIT = 2, SIG_TEST = 3, SIG_POLLED = 4 };
+
+/*
+ * The polled small-block path (tp_verbs.c describes it): blocks of up to
+ * poll_max bytes go as LL lines, 8-byte words of 4 data bytes and a 4-byte
+ * flag, into a second ring after the credit line.
+ */
+#define POLL_MAX_DEFAULT 1024u		/* bytes; HETSGD_POLL_MAX overrides */
+#define POLL_MAX_LIMIT (1u << 20)	/* the header word has 24 bits of length */
+static inline size_t ll_bytes(size_t len)	/* on the wire: header word + data words */
+{
+	return 8 * (1 + (len + 3) / 4);
+}
 
 /* Connection requests that failed their proof: logged once per source. */
 #define REFUSED_SOURCES 16
@@ -58,6 +70,8 @@ struct vpeer {
 	uint64_t credit_sent;		/* last value written */
 	double credit_since;		/* when credit_val first ran ahead of it */
 	uint32_t max_inline;		/* bytes a put may send inline */
+	struct ibv_mr *llsrc_mr;	/* our LL staging for it (local) */
+	uint64_t data_inflight;		/* data writes posted, not yet completed */
 };
 
 /* What each rank advertises; fixed-size fields only (it crosses machines). */
@@ -70,6 +84,8 @@ struct vinfo {
 	uint64_t slot_bytes;
 	uint32_t slots;
 	uint32_t active_mtu;		/* enum ibv_mtu */
+	uint32_t poll_max;		/* polled path: largest block, 0 = off */
+	uint32_t pad2;
 	char dev[32];
 };
 
@@ -80,7 +96,14 @@ struct verbs_state {
 	struct ibv_cq *cq;
 	char *staging;			/* size regions of region_bytes */
 	char *csrc;
+	char *llsrc;			/* per peer, slots LL lines: what polled puts send */
 	size_t staging_bytes, region_bytes, ring_bytes;
+	size_t ll_off, ll_stride;	/* the LL ring in a region; bytes per LL slot */
+	uint32_t poll_max;		/* largest block sent polled; 0 = every block by immediate */
+	uint32_t window;		/* data writes in flight per peer (the pipeline depth) */
+	uint32_t credit_batch;		/* releases gathered into one credit write */
+	double rtt_us;			/* measured at open (the longest over peers) */
+	double link_MBps;		/* the port's rate, from its attributes */
 	uint8_t key[16];		/* the job key: conn_auth.c */
 	uint32_t refused;		/* connection requests refused */
 	uint32_t refused_ip[REFUSED_SOURCES];
@@ -112,12 +135,26 @@ static inline uint64_t *credit_in(struct verbs_state *st, int p)
 	return (uint64_t *)(region(st, p) + st->ring_bytes);
 }
 
+/* Where rank p's polled block for slot s lands here, as LL lines. */
+static inline uint64_t *ll_in(struct verbs_state *st, int p, uint32_t s)
+{
+	return (uint64_t *)(region(st, p) + st->ll_off + (size_t)s * st->ll_stride);
+}
+
+static inline uint64_t *ll_src(struct verbs_state *st, uint32_t slots, int p, uint32_t s)
+{
+	return (uint64_t *)(st->llsrc + ((size_t)p * slots + s) * st->ll_stride);
+}
+
 /* tp_verbs_device.c */
 int verbs_choose_endpoint(struct hetsgd_tp *tp, struct verbs_state *st);
 
 /* tp_verbs_open.c */
 int verbs_open(struct hetsgd_tp *tp);
 void verbs_teardown(struct hetsgd_tp *tp, struct verbs_state *st);
+
+/* tp_verbs.c: the pipeline's depth, from the measured round trip (open) */
+int verbs_pipeline(struct hetsgd_tp *tp, struct verbs_state *st);
 
 /* tp_verbs_connect.c */
 int verbs_post_recv(struct verbs_state *st, int peer);
