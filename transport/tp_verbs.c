@@ -109,6 +109,8 @@ static int flush_credit(struct verbs_state *st, int peer, int mode)
 	/* The word only grows, so a NIC reading a newer value is still right. */
 	__atomic_store_n(src, p->credit_val, __ATOMIC_RELEASE);
 	wr.opcode = IBV_WR_RDMA_WRITE;
+	if (p->max_inline >= sizeof(uint64_t))
+		wr.send_flags = IBV_SEND_INLINE;	/* copied now: no key lookup, no DMA read */
 	wr.sg_list = &sge;
 	wr.num_sge = 1;
 	/* The credit line follows our ring in the region the peer gave us. */
@@ -256,16 +258,66 @@ static int poll_one(struct hetsgd_tp *tp, struct verbs_state *st, int peer)
 	return 1;
 }
 
-/* Hand out every block of peer's that has landed in its LL ring, in order. */
+/*
+ * Hand out, in order, every block of peer's that has landed: polled ones
+ * found in its LL ring, and those announced by immediate that had to wait
+ * for an older polled block (handle_wc).
+ */
 static int poll_drain(struct hetsgd_tp *tp, struct verbs_state *st, int peer)
 {
+	struct vpeer *p = &st->peers[peer];
 	int ret;
 
 	if (!st->poll_max)
 		return 0;
-	while ((ret = poll_one(tp, st, peer)) == 1)
-		;
-	return ret;
+	for (;;) {
+		ret = poll_one(tp, st, peer);
+		if (ret < 0)
+			return ret;
+		if (ret)
+			continue;
+		if (p->pend_len && p->pend[p->pend_head].slot == tp->recvd[peer] % tp->attr.slots) {
+			struct pend_imm *e = &p->pend[p->pend_head];
+
+			ret = tp_recv_landed(tp, peer, e->slot, region(st, peer) + (size_t)e->slot * tp->attr.slot_bytes,
+					     e->len, e->kind);
+			if (ret)
+				return ret;
+			p->pend_head = (p->pend_head + 1) % tp->attr.slots;
+			p->pend_len--;
+			continue;
+		}
+		return 0;
+	}
+}
+
+/*
+ * A block announced by immediate.  Both paths share one numbering per
+ * pair, so it may name a slot past the next one: the blocks before it
+ * went by the polled path and have not all landed in our view yet (the
+ * verbs ordering rules make an RDMA WRITE's data visible with its own
+ * immediate, a later SEND or a later atomic, not with a later write's
+ * immediate: see transport/README.md).  Then it waits in a FIFO until
+ * they have.  A slot the caller still holds is never announced by an
+ * honest peer: that fails at once, as does a FIFO overflow.
+ */
+static int imm_landed(struct hetsgd_tp *tp, struct verbs_state *st, int peer, uint32_t slot, uint32_t len,
+		      uint8_t kind)
+{
+	struct vpeer *p = &st->peers[peer];
+	uint32_t S = tp->attr.slots;
+	int ret = poll_drain(tp, st, peer);
+
+	if (ret)
+		return ret;
+	if (!st->poll_max || (!p->pend_len && slot == tp->recvd[peer] % S) || tp->held[(size_t)peer * S + slot])
+		return tp_recv_landed(tp, peer, slot, region(st, peer) + (size_t)slot * tp->attr.slot_bytes, len, kind);
+	if (p->pend_len == S)
+		return hetsgd_err(-EPROTO, "rank %d announced more blocks than its ring has slots (%u): the peers run "
+				  "incompatible transports or memory was corrupted", peer, S);
+	p->pend[(p->pend_head + p->pend_len) % S] = (struct pend_imm){ .slot = slot, .len = len, .kind = kind };
+	p->pend_len++;
+	return poll_drain(tp, st, peer);
 }
 
 static const char *wc_hint(enum ibv_wc_status s)
@@ -311,6 +363,7 @@ static void verbs_peer_down(struct hetsgd_tp *tp, struct verbs_state *st, int pe
 	}
 	p->sq_done = p->sq_posted;
 	p->data_inflight = 0;
+	p->pend_len = 0;
 	p->established = 0;
 }
 
@@ -341,17 +394,7 @@ static int handle_wc(struct hetsgd_tp *tp, struct verbs_state *st, struct ibv_wc
 					  "(tag 0x%02x, slot < %u)", peer, imm, IMM_TAG, tp->attr.slots);
 		if (!deliver)
 			return 0;
-		/*
-		 * Blocks are numbered per pair and both paths share the
-		 * numbering: a polled block sent before this one has landed
-		 * (a later message on the QP makes earlier writes visible) and
-		 * goes first.
-		 */
-		ret = poll_drain(tp, st, peer);
-		if (ret)
-			return ret;
-		ret = tp_recv_landed(tp, peer, slot, region(st, peer) + (size_t)slot * tp->attr.slot_bytes,
-				     wc->byte_len, (uint8_t)(imm >> 16));
+		ret = imm_landed(tp, st, peer, slot, wc->byte_len, (uint8_t)(imm >> 16));
 		return ret ? ret : verbs_post_recv(st, peer);
 	}
 	if (wc->opcode == IBV_WC_RDMA_WRITE) {

@@ -126,6 +126,7 @@ void verbs_teardown(struct hetsgd_tp *tp, struct verbs_state *st)
 		if (p->pd)
 			ibv_dealloc_pd(p->pd);
 		free(p->sig);
+		free(p->pend);
 	}
 	if (st->cq)
 		ibv_destroy_cq(st->cq);
@@ -239,7 +240,8 @@ static int verbs_setup_local(struct hetsgd_tp *tp, struct verbs_state *st, struc
 		struct vpeer *p = &st->peers[j];
 
 		p->sig = calloc(st->sq_depth, sizeof(struct sig_rec));
-		if (!p->sig)
+		p->pend = calloc(S, sizeof(struct pend_imm));
+		if (!p->sig || !p->pend)
 			return hetsgd_err(-ENOMEM, "out of memory");
 		if (j == tp->rank)
 			continue;

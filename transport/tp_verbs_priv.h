@@ -51,6 +51,11 @@ struct sig_rec {			/* one signalled work request */
 	uint8_t kind;
 };
 
+struct pend_imm {			/* a block announced early (tp_verbs.c) */
+	uint32_t slot, len;
+	uint8_t kind;
+};
+
 struct vpeer {
 	struct rdma_cm_id *id;
 	struct ibv_qp *qp;
@@ -71,6 +76,8 @@ struct vpeer {
 	double credit_since;		/* when credit_val first ran ahead of it */
 	uint32_t max_inline;		/* bytes a put may send inline */
 	struct ibv_mr *llsrc_mr;	/* our LL staging for it (local) */
+	struct pend_imm *pend;		/* announced by immediate before older polled blocks landed */
+	uint32_t pend_head, pend_len;	/* FIFO of `slots` entries */
 	uint64_t data_inflight;		/* data writes posted, not yet completed */
 };
 

@@ -33,13 +33,14 @@ echo "bench-vs-perftest: $rounds alternating rounds of perftest and hetsgd-bench
 echo "bench-vs-perftest: load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-# ours SIZES bw|lat ITERS -> "size value" lines; bw also gives the message rate (csv field 5)
+# ours SIZES bw|lat ITERS [ARGS...] -> "size value rate" lines (the message rate: csv field 5)
 ours() {
-	local csv sizes=${1// /,} it=()
+	local csv sizes=${1// /,} what=$2 it=()
 	[ -n "$3" ] && it=(--iters "$3")
+	shift 3
 	csv=$("$bench" --provider verbs --device "$dev" --sizes "$sizes" --bytes "$mb" --rounds 1 \
-		--lat-iters $lat_iters --only "$2" "${it[@]}" --csv) || { echo "bench: hetsgd-bench failed" >&2; return 1; }
-	echo "$csv" | awk -F, -v w="$2" 'NR > 1 { print $2, (w == "bw" ? $3 : $4), $5 }'
+		--lat-iters $lat_iters --only "$what" "${it[@]}" "$@" --csv) || { echo "bench: hetsgd-bench failed" >&2; return 1; }
+	echo "$csv" | awk -F, -v w="$what" 'NR > 1 { print $2, (w == "bw" ? $3 : $4), $5 }'
 }
 # pick SIZE FIELD: from "size bw/lat rate" lines on stdin
 pick() { awk -v s="$1" -v f="$2" '$1 == s { print $f }'; }
@@ -66,7 +67,8 @@ for r in $(seq 1 "$rounds"); do
 		v=$(echo "$out" | pick "$s" 2); is_measure "$v" || { echo "bench: no bandwidth for $s B: $out" >&2; exit 1; }
 		ours_v[bw$s]+="$v "
 	done
-	out=$(ours "$rate_sizes" bw "$rate_iters") || exit 1
+	# 128 slots: the pipeline of ib_write_bw's default tx depth (-t 128)
+	out=$(ours "$rate_sizes" bw "$rate_iters" --slots 128) || exit 1
 	for s in $rate_sizes; do
 		v=$(echo "$out" | pick "$s" 3); is_measure "$v" || { echo "bench: no message rate for $s B: $out" >&2; exit 1; }
 		ours_v[rate$s]+="$v "
