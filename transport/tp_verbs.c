@@ -567,19 +567,21 @@ static int lanes(uint8_t width)
 #define STREAM_MIN_BLOCK (64.0 * 1024)	/* the smallest block a bandwidth stream sends */
 
 /*
- * How many data writes each pair keeps in flight.  A sender stops when
- * `window` writes are unacknowledged; the receiver returns credits in
- * batches of credit_batch = slots/2.  Blocks the sender still counts as
- * taken are then at most window (unacknowledged) + credit_batch - 1
- * (released, not yet told) + what the receiver has not looked at yet, so
- * window = slots/4 leaves a quarter of the ring for the receiver's lag:
- * a stream waits on its send window, never on a credit, as long as the
- * receiver keeps pace (tests/rdma/pipeline_check.c counts the waits).
- * The window needed to fill the link is its bandwidth-delay product in
- * 64 KiB blocks: rate from the port's attributes, round trip measured
- * here, the fastest of RTT_PROBES signalled 8-byte writes to each peer
- * (of the credit word's value at open, 0, so nothing changes); if the
- * ring is too shallow for it, the log says how many slots it takes.
+ * How many data writes each pair keeps in flight, and how many releases
+ * go back in one credit write.  A sender stops when `window` writes are
+ * unacknowledged.  The blocks it counts as taken are then at most window
+ * (unacknowledged) + credit_batch - 1 (released, not yet told) + what the
+ * receiver has not looked at yet + the releases of a credit in flight;
+ * with window and batch each at most slots/4, half the ring is left for
+ * those last two, so a stream waits on its window, never on a credit, as
+ * long as the receiver keeps pace (hetsgd-pipeline-check counts the
+ * waits).  The window is what fills the link: its bandwidth-delay product
+ * in 64 KiB blocks (the smallest a bandwidth stream sends), plus one so
+ * that a write is queued when one completes; rate from the port's
+ * attributes, round trip measured here, the fastest of RTT_PROBES
+ * signalled 8-byte writes to each peer (of the credit word's value at
+ * open, 0, so nothing changes).  A ring too shallow for that window is
+ * said in the log, with the number of slots it takes.
  */
 int verbs_pipeline(struct hetsgd_tp *tp, struct verbs_state *st)
 {
@@ -587,8 +589,9 @@ int verbs_pipeline(struct hetsgd_tp *tp, struct verbs_state *st)
 	double bdp_blocks, worst = 0;
 	int j, k, ret;
 
-	st->credit_batch = (tp->attr.slots + 1) / 2;
-	st->window = tp->attr.slots / 4 ? tp->attr.slots / 4 : 1;
+	uint32_t quarter = tp->attr.slots / 4 ? tp->attr.slots / 4 : 1, need;
+
+	st->credit_batch = quarter;
 	if (!ibv_query_port(st->ctx, st->port, &pa))
 		st->link_MBps = lane_gbps(pa.active_speed) * lanes(pa.active_width) * 1e9 / 8 / (1024.0 * 1024.0);
 	for (j = 0; j < tp->size; j++) {
@@ -631,11 +634,15 @@ int verbs_pipeline(struct hetsgd_tp *tp, struct verbs_state *st)
 	}
 	st->rtt_us = worst * 1e6;
 	bdp_blocks = st->link_MBps * 1024.0 * 1024.0 * worst / STREAM_MIN_BLOCK;
-	if (bdp_blocks + 1 > st->window)
-		hetsgd_log(HETSGD_LOG_WARN, "transport", "verbs: rank %d: %u slots keep %u writes in flight; the link "
-			   "(%.0f MB/s, round trip %.1f us) needs %.0f for 64 KiB blocks: give %u or more slots for "
-			   "full bandwidth", tp->rank, tp->attr.slots, st->window, st->link_MBps, st->rtt_us,
-			   bdp_blocks + 1, 4 * (unsigned)(bdp_blocks + 2));
+	need = (uint32_t)bdp_blocks + 2;	/* ceil + 1 */
+	if (!st->link_MBps)
+		need = quarter;			/* rate unknown: as deep as the ring allows */
+	st->window = need < quarter ? need : quarter;
+	if (need > quarter)
+		hetsgd_log(HETSGD_LOG_WARN, "transport", "verbs: rank %d: %u slots allow %u writes in flight; the link "
+			   "(%.0f MB/s, round trip %.1f us) needs %u for 64 KiB blocks: give %u or more slots for "
+			   "full bandwidth", tp->rank, tp->attr.slots, quarter, st->link_MBps, st->rtt_us, need,
+			   4 * need);
 	return 0;
 }
 

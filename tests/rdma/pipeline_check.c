@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "hetsgd_transport.h"
 
@@ -97,6 +98,7 @@ static int rank_main(struct hetsgd_boot *boot, void *arg)
 	int me = hetsgd_boot_rank(boot), bad = 0;
 	unsigned i;
 
+	alarm(300);	/* a hang is a failure, not a stuck bed */
 	hetsgd_tp_attr_init(&attr);
 	attr.provider = c->prov;
 	attr.slots = c->slots;
@@ -106,7 +108,7 @@ static int rank_main(struct hetsgd_boot *boot, void *arg)
 		return fail(me, "open");
 	if (me == 0)
 		printf("pipeline-check: %s\n", hetsgd_tp_describe(tp));
-	for (i = 0; i < NSIZES && !bad; i++) {
+	for (i = 0; i < NSIZES; i++) {	/* every size, even after a failure: both ranks run the same loop */
 		int n = (int)((size_t)c->blocks * sizes[0] / sizes[i]);
 		int ret;
 
