@@ -137,11 +137,17 @@ static inline uint64_t ll_word(uint32_t data, uint32_t flag)
 }
 
 /*
- * A small block as LL lines into the peer's LL ring: header word (length,
- * kind) and data words, each carrying the block's flag in its upper half.
- * One unsignalled RDMA_WRITE; the block was copied, so its buffer is free
- * at once (SENT now).  Our LL staging slot is reused only once the peer
- * has released this block, that is after the NIC has read it.
+ * A small block as LL lines into the peer's LL ring: header words (length
+ * and kind; our credit for the peer) and data words, each carrying the
+ * block's flag in its upper half.  One unsignalled RDMA_WRITE; the block
+ * was copied, so its buffer is free at once (SENT now).  Our LL staging
+ * slot is reused only once the peer has released this block, that is
+ * after the NIC has read it.
+ *
+ * The credit rides along: how many of the peer's blocks we have released
+ * (its low 32 bits; the peer rebuilds the rest from what it sent), so a
+ * ping-pong never pays a credit write.  The peer reads it when it takes
+ * this block, as it would read a credit write that came with or after it.
  */
 static int put_polled(struct hetsgd_tp *tp, struct verbs_state *st, int peer, struct tp_tx *tx, size_t len,
 		      uint8_t kind, uint32_t slot)
@@ -156,14 +162,15 @@ static int put_polled(struct hetsgd_tp *tp, struct verbs_state *st, int peer, st
 	int ret;
 
 	w[0] = ll_word((uint32_t)len | (uint32_t)kind << 24, flag);
+	w[1] = ll_word((uint32_t)p->credit_val, flag);
 	for (i = 0; i < len / 4; i++) {
 		memcpy(&d, src + 4 * i, 4);
-		w[1 + i] = ll_word(d, flag);
+		w[2 + i] = ll_word(d, flag);
 	}
 	if (len % 4) {
 		d = 0;
 		memcpy(&d, src + 4 * i, len % 4);
-		w[1 + i] = ll_word(d, flag);
+		w[2 + i] = ll_word(d, flag);
 	}
 	wr.opcode = IBV_WR_RDMA_WRITE;
 	if (bytes <= p->max_inline)
@@ -176,6 +183,8 @@ static int put_polled(struct hetsgd_tp *tp, struct verbs_state *st, int peer, st
 	if (ret)
 		return ret;
 	p->sent++;
+	p->credit_sent = p->credit_val;
+	p->credit_since = 0;
 	tp->stats.puts_polled++;
 	tp_put_completed(tp, peer, tx, kind);
 	return 0;
@@ -194,6 +203,8 @@ static int verbs_put(struct hetsgd_tp *tp, int peer, struct tp_tx *tx, size_t le
 	if (rel > p->sent)
 		return hetsgd_err(-EPROTO, "rank %d says it released %llu of our blocks, but we sent %llu",
 				  peer, (unsigned long long)rel, (unsigned long long)p->sent);
+	if (p->credit_piggy > rel)
+		rel = p->credit_piggy;
 	if (p->sent - rel >= tp->attr.slots)
 		return tp_wait(tp, peer, TP_WAIT_CREDIT);
 	if (sq_room(st, p) < 2)
@@ -232,7 +243,8 @@ static int poll_one(struct hetsgd_tp *tp, struct verbs_state *st, int peer)
 	uint32_t S = tp->attr.slots, slot = (uint32_t)(tp->recvd[peer] % S), flag = ll_flag(tp->recvd[peer]);
 	const uint64_t *w = ll_in(st, peer, slot);
 	uint32_t *out = (uint32_t *)(region(st, peer) + (size_t)slot * tp->attr.slot_bytes);
-	uint64_t v = __atomic_load_n(&w[0], __ATOMIC_ACQUIRE), d;
+	uint64_t v = __atomic_load_n(&w[0], __ATOMIC_ACQUIRE), d, c;
+	struct vpeer *p = &st->peers[peer];
 	uint32_t len, i;
 	int ret;
 
@@ -245,12 +257,22 @@ static int poll_one(struct hetsgd_tp *tp, struct verbs_state *st, int peer)
 				  peer, len, slot, st->poll_max);
 	if (tp->held[(size_t)peer * S + slot])	/* refused before anything is copied */
 		return tp_recv_landed(tp, peer, slot, out, len, (uint8_t)(v >> 24));
+	c = __atomic_load_n(&w[1], __ATOMIC_ACQUIRE);
+	if ((uint32_t)(c >> 32) != flag)
+		return 0;		/* still landing: read it again next time */
 	for (i = 0; i < (len + 3) / 4; i++) {
-		d = __atomic_load_n(&w[1 + i], __ATOMIC_ACQUIRE);
+		d = __atomic_load_n(&w[2 + i], __ATOMIC_ACQUIRE);
 		if ((uint32_t)(d >> 32) != flag)
-			return 0;	/* still landing: read it again next time */
+			return 0;
 		out[i] = (uint32_t)d;
 	}
+	/* Its credit for us: the count whose low 32 bits it sent, at most what we sent. */
+	d = (uint32_t)((uint32_t)p->sent - (uint32_t)c);
+	if (d > p->sent)
+		return hetsgd_err(-EPROTO, "rank %d says it released a count of our blocks ending in 0x%08x, more "
+				  "than the %llu we sent", peer, (uint32_t)c, (unsigned long long)p->sent);
+	if (p->sent - d > p->credit_piggy)
+		p->credit_piggy = p->sent - d;
 	ret = tp_recv_landed(tp, peer, slot, out, len, (uint8_t)(v >> 24));
 	if (ret)
 		return ret;

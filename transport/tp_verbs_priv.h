@@ -36,9 +36,9 @@ enum { SIG_DATA = 1, SIG_CREDIT = 2, SIG_TEST = 3, SIG_POLLED = 4 };
  */
 #define POLL_MAX_DEFAULT 1024u		/* bytes; HETSGD_POLL_MAX overrides */
 #define POLL_MAX_LIMIT (1u << 20)	/* the header word has 24 bits of length */
-static inline size_t ll_bytes(size_t len)	/* on the wire: header word + data words */
+static inline size_t ll_bytes(size_t len)	/* on the wire: 2 header words + data words */
 {
-	return 8 * (1 + (len + 3) / 4);
+	return 8 * (2 + (len + 3) / 4);
 }
 
 /* Connection requests that failed their proof: logged once per source. */
@@ -79,6 +79,7 @@ struct vpeer {
 	struct pend_imm *pend;		/* announced by immediate before older polled blocks landed */
 	uint32_t pend_head, pend_len;	/* FIFO of `slots` entries */
 	uint64_t data_inflight;		/* data writes posted, not yet completed */
+	uint64_t credit_piggy;		/* releases it told us inside its polled blocks */
 };
 
 /* What each rank advertises; fixed-size fields only (it crosses machines). */
