@@ -247,7 +247,9 @@ const char *hetsgd_provider_name(enum hetsgd_provider prov);
 struct hetsgd_tp_attr {
 	enum hetsgd_provider provider;
 	size_t slot_bytes;	/* bytes per staging slot (0: 64 KiB + 64) */
-	uint32_t slots;		/* ring depth per peer = credits (0: 8) */
+	uint32_t slots;		/* ring depth per peer = credits (0: 8 on shm,
+				 * 16 on verbs, where a quarter of the ring is
+				 * the send window, a quarter the credit batch) */
 	uint32_t tx_bufs;	/* send buffers (0: 2 * slots) */
 	int numa_node;		/* staging and send buffers live here (the
 				 * node of hetsgd_topo_plan()); -1: anywhere */

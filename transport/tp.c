@@ -22,6 +22,13 @@
 
 #define DEFAULT_SLOT_BYTES ((size_t)64 * 1024 + 64)
 #define DEFAULT_SLOTS 8u
+/*
+ * verbs: the send window and the credit batch take a quarter of the ring
+ * each (tp_verbs.c), half is left for the receiver's lag; with 8 slots the
+ * soft-RoCE bed's receiver fell behind by more than that now and then
+ * (3 credit waits in 300 puts of 64 KiB), with 16 never.
+ */
+#define DEFAULT_SLOTS_VERBS 16u
 #define MAX_SLOTS 4096u		/* the immediate has 16 bits for the slot */
 #define MAX_SLOT_BYTES ((size_t)1 << 30)
 
@@ -66,8 +73,8 @@ void hetsgd_tp_attr_init(struct hetsgd_tp_attr *attr)
 	memset(attr, 0, sizeof(*attr));
 	attr->provider = HETSGD_PROV_SHM;
 	attr->slot_bytes = DEFAULT_SLOT_BYTES;
-	attr->slots = DEFAULT_SLOTS;
-	attr->tx_bufs = 2 * DEFAULT_SLOTS;
+	attr->slots = 0;	/* the provider's default, resolved at open */
+	attr->tx_bufs = 0;
 	attr->verbs.gid_index = -1;
 	attr->numa_node = -1;
 }
@@ -265,15 +272,14 @@ int hetsgd_tp_open(struct hetsgd_boot *boot, const struct hetsgd_tp_attr *attr,
 	if (!boot || !out)
 		return hetsgd_err(-EINVAL, "hetsgd_tp_open: NULL bootstrap or output");
 	hetsgd_tp_attr_init(&a);
-	if (attr) {
+	if (attr)
 		a = *attr;
-		if (!a.slot_bytes)
-			a.slot_bytes = DEFAULT_SLOT_BYTES;
-		if (!a.slots)
-			a.slots = DEFAULT_SLOTS;
-		if (!a.tx_bufs)
-			a.tx_bufs = 2 * a.slots;
-	}
+	if (!a.slot_bytes)
+		a.slot_bytes = DEFAULT_SLOT_BYTES;
+	if (!a.slots)
+		a.slots = a.provider == HETSGD_PROV_VERBS ? DEFAULT_SLOTS_VERBS : DEFAULT_SLOTS;
+	if (!a.tx_bufs)
+		a.tx_bufs = 2 * a.slots;
 	ret = check_attr(&a);
 	if (ret)
 		return ret;

@@ -58,6 +58,7 @@ static int post_write(struct verbs_state *st, int peer, struct ibv_send_wr *wr,
 		rec->type = type;
 		rec->tx = tx;
 		rec->kind = kind;
+		rec->len = wr->num_sge ? wr->sg_list[0].length : 0;
 		wr->send_flags |= IBV_SEND_SIGNALED;
 		wr->wr_id = (uint64_t)peer;
 	}
@@ -177,7 +178,7 @@ static int put_polled(struct hetsgd_tp *tp, struct verbs_state *st, int peer, st
 		wr.send_flags = IBV_SEND_INLINE;
 	wr.sg_list = &sge;
 	wr.num_sge = 1;
-	wr.wr.rdma.remote_addr = p->ring + st->ll_off + (uint64_t)slot * st->ll_stride;
+	wr.wr.rdma.remote_addr = p->ring + st->ll_off + (uint64_t)slot * p->ll_rstride;
 	wr.wr.rdma.rkey = p->rkey;
 	ret = post_write(st, peer, &wr, p->unsig + 1 >= st->sq_depth / 2, SIG_POLLED, 0, 0);
 	if (ret)
@@ -212,8 +213,8 @@ static int verbs_put(struct hetsgd_tp *tp, int peer, struct tp_tx *tx, size_t le
 	slot = (uint32_t)(p->sent % tp->attr.slots);
 	if (len <= st->poll_max)
 		return put_polled(tp, st, peer, tx, len, kind, slot);
-	/* The pipeline's depth (verbs_pipeline): the send queue binds, not the credits. */
-	if (p->data_inflight >= st->window)
+	/* The pipeline's depth (verbs_pipeline): the send window binds, not the credits. */
+	if (p->data_inflight && p->data_inflight + len > (uint64_t)st->window * WINDOW_UNIT)
 		return tp_wait(tp, peer, TP_WAIT_QUEUE);
 	wr.opcode = IBV_WR_RDMA_WRITE_WITH_IMM;
 	if (len <= p->max_inline)
@@ -227,7 +228,7 @@ static int verbs_put(struct hetsgd_tp *tp, int peer, struct tp_tx *tx, size_t le
 	if (ret)
 		return ret;
 	p->sent++;
-	p->data_inflight++;
+	p->data_inflight += len;
 	return 0;
 }
 
@@ -429,7 +430,7 @@ static int handle_wc(struct hetsgd_tp *tp, struct verbs_state *st, struct ibv_wc
 		p->sq_done = rec->sq_seq;
 		if (rec->type != SIG_DATA)
 			return 0;
-		p->data_inflight--;
+		p->data_inflight -= rec->len;
 		if (deliver) {
 			tp_put_completed(tp, peer, &tp->txs[rec->tx], rec->kind);
 		} else {
@@ -586,24 +587,24 @@ static int lanes(uint8_t width)
 }
 
 #define RTT_PROBES 8
-#define STREAM_MIN_BLOCK (64.0 * 1024)	/* the smallest block a bandwidth stream sends */
 
 /*
- * How many data writes each pair keeps in flight, and how many releases
- * go back in one credit write.  A sender stops when `window` writes are
- * unacknowledged.  The blocks it counts as taken are then at most window
+ * How much data each pair keeps in flight, and how many releases go back
+ * in one credit write.  A sender stops when `window` 64 KiB blocks' worth
+ * of writes by immediate are unacknowledged (one write of any size may
+ * always go; small blocks are held back by credits alone).  The blocks it counts as taken are then at most window
  * (unacknowledged) + credit_batch - 1 (released, not yet told) + what the
  * receiver has not looked at yet + the releases of a credit in flight;
  * with window and batch each at most slots/4, half the ring is left for
  * those last two, so a stream waits on its window, never on a credit, as
  * long as the receiver keeps pace (hetsgd-pipeline-check counts the
- * waits).  The window is what fills the link: its bandwidth-delay product
- * in 64 KiB blocks (the smallest a bandwidth stream sends), plus one so
- * that a write is queued when one completes; rate from the port's
- * attributes, round trip measured here, the fastest of RTT_PROBES
- * signalled 8-byte writes to each peer (of the credit word's value at
- * open, 0, so nothing changes).  A ring too shallow for that window is
- * said in the log, with the number of slots it takes.
+ * waits).  What fills the link is its bandwidth-delay product in 64 KiB
+ * blocks (the smallest a bandwidth stream sends), plus one so that a write
+ * is queued when one completes; rate from the port's attributes, round
+ * trip measured here, the fastest of RTT_PROBES signalled 8-byte writes to
+ * each peer (of the credit word's value at open, 0, so nothing changes).
+ * A ring whose quarter is less than that is said in the log, with the
+ * number of slots it takes.
  */
 int verbs_pipeline(struct hetsgd_tp *tp, struct verbs_state *st)
 {
@@ -613,7 +614,8 @@ int verbs_pipeline(struct hetsgd_tp *tp, struct verbs_state *st)
 
 	uint32_t quarter = tp->attr.slots / 4 ? tp->attr.slots / 4 : 1, need;
 
-	st->credit_batch = quarter;
+	/* Small rings (the engine uses 4) keep half-ring batches: a credit write per release would cost more. */
+	st->credit_batch = tp->attr.slots >= 8 ? quarter : (tp->attr.slots + 1) / 2;
 	if (!ibv_query_port(st->ctx, st->port, &pa))
 		st->link_MBps = lane_gbps(pa.active_speed) * lanes(pa.active_width) * 1e9 / 8 / (1024.0 * 1024.0);
 	for (j = 0; j < tp->size; j++) {
@@ -655,11 +657,15 @@ int verbs_pipeline(struct hetsgd_tp *tp, struct verbs_state *st)
 			worst = best;
 	}
 	st->rtt_us = worst * 1e6;
-	bdp_blocks = st->link_MBps * 1024.0 * 1024.0 * worst / STREAM_MIN_BLOCK;
+	bdp_blocks = st->link_MBps * 1024.0 * 1024.0 * worst / WINDOW_UNIT;
 	need = (uint32_t)bdp_blocks + 2;	/* ceil + 1 */
-	if (!st->link_MBps)
-		need = quarter;			/* rate unknown: as deep as the ring allows */
-	st->window = need < quarter ? need : quarter;
+	/*
+	 * The whole quarter, not just `need`: a deeper window keeps the
+	 * device busy while this process is descheduled (a loaded host; in
+	 * the bed, two writes in flight gave half of ib_write_bw's 128), and
+	 * the credit argument above holds for any window up to a quarter.
+	 */
+	st->window = quarter;
 	if (need > quarter)
 		hetsgd_log(HETSGD_LOG_WARN, "transport", "verbs: rank %d: %u slots allow %u writes in flight; the link "
 			   "(%.0f MB/s, round trip %.1f us) needs %u for 64 KiB blocks: give %u or more slots for "

@@ -34,11 +34,22 @@ enum { SIG_DATA = 1, SIG_CREDIT = 2, SIG_TEST = 3, SIG_POLLED = 4 };
  * poll_max bytes go as LL lines, 8-byte words of 4 data bytes and a 4-byte
  * flag, into a second ring after the credit line.
  */
-#define POLL_MAX_DEFAULT 1024u		/* bytes; HETSGD_POLL_MAX overrides */
 #define POLL_MAX_LIMIT (1u << 20)	/* the header word has 24 bits of length */
+#define WINDOW_UNIT 65536u		/* the window counts blocks of this size: a bandwidth stream's smallest */
+
+/* The polled path's default threshold: the largest block whose LL lines fit one packet. */
+static inline uint32_t poll_max_for_mtu(uint32_t mtu_bytes)
+{
+	return (mtu_bytes / 8 - 2) * 4;
+}
 static inline size_t ll_bytes(size_t len)	/* on the wire: 2 header words + data words */
 {
 	return 8 * (2 + (len + 3) / 4);
+}
+
+static inline size_t ll_stride_for(uint32_t poll_max)	/* an LL slot, whole cache lines */
+{
+	return poll_max ? (ll_bytes(poll_max) + 63) / 64 * 64 : 0;
 }
 
 /* Connection requests that failed their proof: logged once per source. */
@@ -47,6 +58,7 @@ static inline size_t ll_bytes(size_t len)	/* on the wire: 2 header words + data 
 struct sig_rec {			/* one signalled work request */
 	uint64_t sq_seq;		/* WRs posted on the QP up to and including it */
 	uint32_t tx;
+	uint32_t len;			/* SIG_DATA: bytes written */
 	uint8_t type;
 	uint8_t kind;
 };
@@ -78,7 +90,8 @@ struct vpeer {
 	struct ibv_mr *llsrc_mr;	/* our LL staging for it (local) */
 	struct pend_imm *pend;		/* announced by immediate before older polled blocks landed */
 	uint32_t pend_head, pend_len;	/* FIFO of `slots` entries */
-	uint64_t data_inflight;		/* data writes posted, not yet completed */
+	uint64_t data_inflight;		/* bytes of data writes posted, not yet completed */
+	size_t ll_rstride;		/* bytes per LL slot at the peer */
 	uint64_t credit_piggy;		/* releases it told us inside its polled blocks */
 };
 
@@ -108,7 +121,7 @@ struct verbs_state {
 	size_t staging_bytes, region_bytes, ring_bytes;
 	size_t ll_off, ll_stride;	/* the LL ring in a region; bytes per LL slot */
 	uint32_t poll_max;		/* largest block sent polled; 0 = every block by immediate */
-	uint32_t window;		/* data writes in flight per peer (the pipeline depth) */
+	uint32_t window;		/* 64 KiB blocks' worth of data in flight per peer (the pipeline depth) */
 	uint32_t credit_batch;		/* releases gathered into one credit write */
 	double rtt_us;			/* measured at open (the longest over peers) */
 	double link_MBps;		/* the port's rate, from its attributes */
