@@ -769,6 +769,12 @@ static int verbs_test_write(struct hetsgd_tp *tp, int peer, int target, int vict
 		wr.imm_data = htonl(IMM_TAG << 24 | 1u << 16 | slot);
 		wr.wr.rdma.remote_addr = p->ring + (uint64_t)slot * tp->attr.slot_bytes;
 		break;
+	case TP_TEST_POLL:
+		if (!p->ll_rstride || off + len > p->ll_rstride)
+			return hetsgd_err(-EACCES, "test write: rank %d has no polled ring for us, or %zu + %zu "
+					  "bytes pass its slot", peer, off, len);
+		wr.wr.rdma.remote_addr = p->ring + st->ll_off + (uint64_t)slot * p->ll_rstride + off;
+		break;
 	case TP_TEST_CREDIT:
 		wr.wr.rdma.remote_addr = p->ring + (uint64_t)((int64_t)(victim - tp->rank) *
 							       (int64_t)st->region_bytes) + st->ring_bytes;

@@ -156,10 +156,12 @@ struct hetsgd_tp;
  *                     there, without a credit for it
  *   TP_TEST_CREDIT    the word through which rank `victim` and peer keep
  *                     credit for each other, set to *(uint64_t *)data
+ *   TP_TEST_POLL      len bytes at offset off of LL slot `slot` of our
+ *                     polled ring at peer (verbs only)
  * 0 when written (verbs: posted; its completion may still fail), -EACCES
  * when this rank has no way to reach that memory.
  */
-enum tp_test_target { TP_TEST_SLOT = 1, TP_TEST_REPLAY, TP_TEST_CREDIT };
+enum tp_test_target { TP_TEST_SLOT = 1, TP_TEST_REPLAY, TP_TEST_CREDIT, TP_TEST_POLL };
 int hetsgd_tp_test_write(struct hetsgd_tp *tp, int peer, enum tp_test_target target, int victim,
 			 uint32_t slot, size_t off, const void *data, size_t len);
 #endif
