@@ -3,8 +3,9 @@
  * (slots/4 on verbs) and keeps holding the rest, waiting for more data
  * from the same sender.  The sender, whose ring is full, must still learn
  * of the released slot and send the next block; otherwise both wait
- * forever.  Its counters must show exactly one wait for a credit (one
- * stretch of refusals, however many retries) and none for anything else.
+ * forever.  Its counters must show one wait for a credit (one stretch of
+ * refusals, however many retries; on shm possibly none, when the release
+ * lands before the sender tries) and none for anything else.
  *
  *   hetsgd-credit-check --provider shm|verbs
  */
@@ -71,11 +72,20 @@ static int rank_main(struct hetsgd_boot *b, void *arg)
 		{
 			struct hetsgd_tp_stats st;
 
-			if (hetsgd_tp_get_stats(tp, &st) || st.credit_waits != 1 || st.queue_waits != 0 ||
-			    st.puts != SLOTS + 1) {
+			/*
+			 * However many retries, one wait.  On verbs the credit
+			 * takes the 1 ms partial-batch timer, so the wait is
+			 * certain; on shm the release may land before the
+			 * sender first tries (0 waits).
+			 */
+			uint64_t want = *prov == HETSGD_PROV_VERBS;
+
+			if (hetsgd_tp_get_stats(tp, &st) || st.credit_waits > 1 || st.credit_waits < want ||
+			    st.queue_waits != 0 || st.puts != SLOTS + 1) {
 				fprintf(stderr, "credit-check: FAIL: the counters say %llu puts, %llu credit waits, %llu "
-					"queue waits; expected %d, 1 and 0\n", (unsigned long long)st.puts,
-					(unsigned long long)st.credit_waits, (unsigned long long)st.queue_waits, SLOTS + 1);
+					"queue waits; expected %d, %s and 0\n", (unsigned long long)st.puts,
+					(unsigned long long)st.credit_waits, (unsigned long long)st.queue_waits, SLOTS + 1,
+					want ? "1" : "at most 1");
 				return 1;
 			}
 		}
