@@ -368,7 +368,7 @@ int verbs_open(struct hetsgd_tp *tp)
 		inet_ntop(AF_INET, &st->addr.sin_addr, ip, sizeof(ip));
 		snprintf(tp->desc, sizeof(tp->desc),
 			 "verbs: %s port %u, %s, %s %d, active MTU %d, %d ranks, %u slots of %zu bytes per peer; "
-			 "polled up to %u bytes; window %u writes (link %.0f MB/s x RTT %.1f us = %.0f KiB)",
+			 "polled up to %u bytes; window %u x 64 KiB (link %.0f MB/s x RTT %.1f us = %.0f KiB)",
 			 st->dev, st->port, ip, st->link_ethernet ? "RoCE v2 GID index" : "InfiniBand, GID index",
 			 st->gid_index, 128 << st->active_mtu, tp->size, tp->attr.slots, tp->attr.slot_bytes,
 			 st->poll_max, st->window, st->link_MBps, st->rtt_us,
