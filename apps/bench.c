@@ -68,6 +68,21 @@ struct result {
 
 #define now_s hetsgd_clock_s
 
+/*
+ * Per-round-trip stamps, as perftest takes them: the cycle counter where
+ * there is one, scaled by the clock over the whole run.  In a guest
+ * without a stable TSC clock_gettime reads an emulated timer (under TCG,
+ * tens of microseconds), which would be timed into every round trip.
+ */
+static inline uint64_t ticks(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	return __builtin_ia32_rdtsc();
+#else
+	return (uint64_t)(now_s() * 1e9);
+#endif
+}
+
 static int cmp_double(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
@@ -75,16 +90,25 @@ static int cmp_double(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* Progress until an event of type `type` arrives (RECVs are released or returned). */
+/*
+ * Progress until an event of type `type` arrives (RECVs are released or
+ * returned).  It spins, and after SPIN_BEFORE_YIELD empty polls yields
+ * each time: a rank pinned to a CPU must not starve what else has to run
+ * there (on soft-RoCE, the kernel's side of the transfer, moved to
+ * ksoftirqd when the host is busy), or one round trip takes a time slice.
+ */
+#define SPIN_BEFORE_YIELD 256
 static int wait_event(struct hetsgd_tp *tp, enum hetsgd_ev_type type, struct hetsgd_ev *out)
 {
 	struct hetsgd_ev ev[16];
-	int n, i, found = 0;
+	int n, i, found = 0, idle = 0;
 
 	while (!found) {
 		n = hetsgd_tp_progress(tp, ev, 16);
 		if (n < 0)
 			return n;
+		if (n == 0 && ++idle > SPIN_BEFORE_YIELD)
+			sched_yield();
 		for (i = 0; i < n; i++) {
 			if (ev[i].type == type && !found) {
 				*out = ev[i];
@@ -183,7 +207,8 @@ static int bench_bw(struct hetsgd_tp *tp, int me, size_t size, long iters, doubl
 
 static int bench_lat(struct hetsgd_tp *tp, int me, size_t size, int iters, double *med, double *avg)
 {
-	double *rtt = calloc((size_t)iters, sizeof(double)), sum = 0, t_prev;
+	double *rtt = calloc((size_t)iters, sizeof(double)), sum = 0, s0, per_tick;
+	uint64_t t_prev, k0;
 	struct hetsgd_tx *tx;
 	struct hetsgd_ev ev;
 	long dummy = 0;
@@ -194,10 +219,11 @@ static int bench_lat(struct hetsgd_tp *tp, int me, size_t size, int iters, doubl
 		return -ENOMEM;
 	}
 	memset(tx->data, 0x3c, size);
-	/* One clock read per round trip, as perftest takes one cycle count. */
-	t_prev = now_s();
+	/* One cycle count per round trip, as perftest. */
+	s0 = now_s();
+	t_prev = k0 = ticks();
 	for (i = -warm; i < iters && !ret; i++) {
-		double t;
+		uint64_t t;
 
 		if (me == 0) {
 			ret = put_retry(tp, 1, tx, size, &dummy, 0);
@@ -210,11 +236,15 @@ static int bench_lat(struct hetsgd_tp *tp, int me, size_t size, int iters, doubl
 		}
 		if (!ret)
 			ret = hetsgd_tp_release(tp, ev.peer, ev.slot);
-		t = now_s();
+		t = ticks();
 		if (i >= 0)
-			rtt[i] = t - t_prev;
+			rtt[i] = (double)(t - t_prev);
 		t_prev = t;
 	}
+	/* seconds per tick, over the whole run */
+	per_tick = t_prev > k0 ? (now_s() - s0) / (double)(t_prev - k0) : 0;
+	for (i = 0; i < iters; i++)
+		rtt[i] *= per_tick;
 	if (!ret && me == 0) {
 		for (i = 0; i < iters; i++)
 			sum += rtt[i];

@@ -213,8 +213,12 @@ static int verbs_put(struct hetsgd_tp *tp, int peer, struct tp_tx *tx, size_t le
 	slot = (uint32_t)(p->sent % tp->attr.slots);
 	if (len <= st->poll_max)
 		return put_polled(tp, st, peer, tx, len, kind, slot);
-	/* The pipeline's depth (verbs_pipeline): the send window binds, not the credits. */
-	if (p->data_inflight && p->data_inflight + len > (uint64_t)st->window * WINDOW_UNIT)
+	/*
+	 * The pipeline's depth (verbs_pipeline): the send window binds, not
+	 * the credits.  Two writes may always be in flight, so that blocks
+	 * larger than the window still queue one behind the other.
+	 */
+	if (p->data_writes >= 2 && p->data_inflight + len > (uint64_t)st->window * WINDOW_UNIT)
 		return tp_wait(tp, peer, TP_WAIT_QUEUE);
 	wr.opcode = IBV_WR_RDMA_WRITE_WITH_IMM;
 	if (len <= p->max_inline)
@@ -229,6 +233,7 @@ static int verbs_put(struct hetsgd_tp *tp, int peer, struct tp_tx *tx, size_t le
 		return ret;
 	p->sent++;
 	p->data_inflight += len;
+	p->data_writes++;
 	return 0;
 }
 
@@ -386,6 +391,7 @@ static void verbs_peer_down(struct hetsgd_tp *tp, struct verbs_state *st, int pe
 	}
 	p->sq_done = p->sq_posted;
 	p->data_inflight = 0;
+	p->data_writes = 0;
 	p->pend_len = 0;
 	p->established = 0;
 }
@@ -431,6 +437,7 @@ static int handle_wc(struct hetsgd_tp *tp, struct verbs_state *st, struct ibv_wc
 		if (rec->type != SIG_DATA)
 			return 0;
 		p->data_inflight -= rec->len;
+		p->data_writes--;
 		if (deliver) {
 			tp_put_completed(tp, peer, &tp->txs[rec->tx], rec->kind);
 		} else {
@@ -522,20 +529,18 @@ static int verbs_progress(struct hetsgd_tp *tp)
 	}
 	/*
 	 * Credits that waited long enough, or found the queue full, go out
-	 * now.  The clock is read once every CLOCK_EVERY calls: without a
-	 * stable TSC (virtual machines) it is a system call, and a spinning
-	 * caller would pay one per poll.
+	 * now.  The (coarse) clock is read once every CLOCK_EVERY calls.
 	 */
 	/* A peer's death is rare news: look for it far less often than for credits. */
 	if (++st->clock_countdown >= CLOCK_EVERY) {
 		st->clock_countdown = 0;
-		now = now_s();
+		now = coarse_s();
 		if (now - st->cm_last >= CM_S)
 			st->cm_countdown = CM_EVERY;
 	}
 	if (++st->cm_countdown >= CM_EVERY) {
 		st->cm_countdown = 0;
-		st->cm_last = now ? now : now_s();
+		st->cm_last = now ? now : coarse_s();
 		ret = check_cm_events(tp, st);
 		if (ret)
 			return ret;
@@ -685,7 +690,7 @@ static int verbs_release(struct hetsgd_tp *tp, int peer, uint32_t slot)
 		return (int)head;
 	/* When the batch started: the first release after a flush. */
 	if (!st->peers[peer].credit_since && (uint64_t)head != st->peers[peer].credit_sent)
-		st->peers[peer].credit_since = now_s();
+		st->peers[peer].credit_since = coarse_s();
 	st->peers[peer].credit_val = (uint64_t)head;
 	return flush_credit(st, peer, CREDIT_LAZY);
 }

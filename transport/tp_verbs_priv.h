@@ -11,6 +11,7 @@
 
 #include <netinet/in.h>
 #include <stdint.h>
+#include <time.h>
 
 #include <infiniband/verbs.h>
 #include <rdma/rdma_cma.h>
@@ -91,6 +92,7 @@ struct vpeer {
 	struct pend_imm *pend;		/* announced by immediate before older polled blocks landed */
 	uint32_t pend_head, pend_len;	/* FIFO of `slots` entries */
 	uint64_t data_inflight;		/* bytes of data writes posted, not yet completed */
+	uint32_t data_writes;		/* ... and how many writes */
 	size_t ll_rstride;		/* bytes per LL slot at the peer */
 	uint64_t credit_piggy;		/* releases it told us inside its polled blocks */
 };
@@ -144,6 +146,21 @@ struct verbs_state {
 };
 
 #define now_s hetsgd_clock_s
+
+/*
+ * The clock of the data path: CLOCK_MONOTONIC_COARSE, the last tick, read
+ * from the vDSO page without touching a clock device.  In a guest without
+ * a stable TSC the precise clock reads an emulated timer (under TCG, tens
+ * of microseconds); the data path only times the credit batch (1 ms) and
+ * the rdma_cm checks (0.25 s), for which a tick is precise enough.
+ */
+static inline double coarse_s(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
 
 /* Where rank p writes into this rank: its ring, then its credit line. */
 static inline char *region(struct verbs_state *st, int p)

@@ -62,7 +62,8 @@ for r in $(seq 1 "$rounds"); do
 		{ cat "$tmp/pt.$$"; echo "bench: ib_write_lat failed" >&2; exit 1; }
 	ref[lat]+="$v "
 
-	out=$(ours "$bw_sizes" bw "") || exit 1
+	# 64 slots: a window of 16 x 64 KiB, against ib_write_bw's 128 writes in flight
+	out=$(ours "$bw_sizes" bw "" --slots 64) || exit 1
 	for s in $bw_sizes; do
 		v=$(echo "$out" | pick "$s" 2); is_measure "$v" || { echo "bench: no bandwidth for $s B: $out" >&2; exit 1; }
 		ours_v[bw$s]+="$v "
