@@ -54,6 +54,37 @@ static inline uint64_t worker_stream(uint64_t seed, uint32_t worker)
 	return splitmix64(&s);
 }
 
+/* Little-endian fields of the files the room writes (model, checkpoint). */
+static inline void le_put32(unsigned char *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static inline void le_put64(unsigned char *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static inline uint32_t le_get32(const unsigned char *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static inline uint64_t le_get64(const unsigned char *p)
+{
+	return (uint64_t)le_get32(p) | (uint64_t)le_get32(p + 4) << 32;
+}
+
+/* zlib's CRC-32 continued over len bytes (zlib takes uInt lengths). */
+uint32_t algo_crc32(uint32_t crc, const void *p, uint64_t len);
+
+/* Skip `steps` batches of m from a worker's stream, as that many calls of
+ * worker_grad draw them: a resumed worker's sampler goes on where it was. */
+static inline void skip_batches(uint64_t *s, uint64_t n, uint32_t *idx, uint32_t m,
+				uint64_t steps);
+
 /* The SGD step; one definition so that the engine and the reference agree
  * to the bit. */
 static inline void sgd_step(float *x, const float *g, float gamma, size_t d)
@@ -67,6 +98,13 @@ static inline void draw_batch(uint64_t *s, uint64_t n, uint32_t *idx, uint32_t m
 {
 	for (uint32_t j = 0; j < m; j++)
 		idx[j] = (uint32_t)uniform_below(s, n);
+}
+
+static inline void skip_batches(uint64_t *s, uint64_t n, uint32_t *idx, uint32_t m,
+				uint64_t steps)
+{
+	for (uint64_t i = 0; m && i < steps; i++)
+		draw_batch(s, n, idx, m);
 }
 
 #endif

@@ -144,6 +144,14 @@ int hetsgd_engine_cfg_check(const struct hetsgd_engine_cfg *c, uint32_t n,
 				c->min_workers, n);
 	if (c->pin < -1 || c->pin > 1)
 		return algo_err(-EINVAL, "pin must be -1 (auto), 0 or 1, not %d", c->pin);
+	if (!finite_nonneg(c->checkpoint_every_s))
+		return algo_err(-EINVAL, "checkpoint interval %g s must be finite and >= 0 (0: none)",
+				c->checkpoint_every_s);
+	if (c->resume && (c->resume->method != (uint32_t)c->method || c->resume->n != n ||
+			  c->resume->d != d))
+		return algo_err(-EINVAL, "the checkpoint is of %s with %u workers and d = %llu; this run is %s with %u workers and d = %zu: resume with the run's own configuration",
+				hetsgd_method_name((enum hetsgd_method)c->resume->method), c->resume->n,
+				(unsigned long long)c->resume->d, m->name, n, d);
 	return 0;
 }
 
@@ -264,6 +272,7 @@ int hetsgd_engine_run(struct hetsgd_boot *boot,
 	e->size = hetsgd_boot_size(boot);
 	e->n = e->size > 0 ? (uint32_t)e->size - 1 : 0;
 	e->d = io->d;
+	e->t_base = cfg->resume ? cfg->resume->t : 0.0;
 	ret = hetsgd_engine_cfg_check(cfg, e->n, e->d);
 	if (ret)
 		return ret;

@@ -39,6 +39,9 @@ struct hetsgd_method_ops {
 	/* its worker writes GRAD after GRAD without waiting for a reply:
 	 * MODEL may land in COMPUTE or POSTED (worker_legal_streaming) */
 	int streams;
+	/* its server holds no model while training: a checkpoint waits for
+	 * the workers' snapshots (server_ckpt.c) */
+	int snapshots;
 	/* its own configuration checks (after the shared ones) */
 	int (*check)(const struct hetsgd_engine_cfg *c, uint32_t n, size_t d);
 	/* masked coordinates per round (LOSCAR's K); NULL: no mask */
@@ -81,7 +84,8 @@ struct eng {
 	size_t d;
 	uint32_t k;		/* masked coordinates per round; 0: no mask */
 	uint64_t mask_seed;
-	double t0;		/* start of training on this rank */
+	double t0;		/* start of training on this rank (this process) */
+	double t_base;		/* training seconds before t0 (a resumed run) */
 	double stall_s;
 	int abort_sent;		/* this rank already told its peers it failed */
 	size_t slot;
@@ -112,6 +116,24 @@ static inline void abs_deadline(struct timespec *ts, double t)
 		ts->tv_sec++;
 		ts->tv_nsec -= 1000000000L;
 	}
+}
+
+/* Seconds of training at time t, a resumed run's earlier time included. */
+static inline double train_time(const struct eng *e, double t)
+{
+	return t - e->t0 + e->t_base;
+}
+
+/* The model version (ASGD, SYNC, MALENIA, RINGLEADER) or the round
+ * (LOSCAR) a worker starts at: 0, or the checkpoint's. */
+static inline uint64_t eng_start_version(const struct eng *e)
+{
+	return e->cfg->resume ? e->cfg->resume->updates : 0;
+}
+
+static inline uint64_t eng_start_round(const struct eng *e)
+{
+	return e->cfg->resume ? e->cfg->resume->round : 0;
 }
 
 static inline int finite_nonneg(double v)

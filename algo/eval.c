@@ -200,7 +200,7 @@ void eval_submit(struct server *s, const float *x, double scale)
 	if (!busy) {
 		for (size_t j = 0; j < s->e->d; j++)
 			s->job.x[j] = (float)(x[j] * scale);
-		s->job.pt.t = now_s() - s->e->t0;
+		s->job.pt.t = train_time(s->e, now_s());
 		s->job.pt.grads = server_grads(s);
 		s->job.pt.updates = s->updates;
 		s->job.pt.idle_share = server_idle_share(s);

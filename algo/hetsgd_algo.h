@@ -20,7 +20,8 @@
 #include "hetsgd_data.h"		/* data sets and splits */
 #include "hetsgd_objective.h"		/* objectives */
 #include "hetsgd_engine.h"		/* profiles, tau, policies, merge, the engine */
-#include "hetsgd_model.h"		/* the model file */
+#include "hetsgd_sim.h"		/* the simulator */
+#include "hetsgd_model.h"		/* model files and checkpoints */
 
 #ifdef __cplusplus
 extern "C" {

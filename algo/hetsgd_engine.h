@@ -313,6 +313,7 @@ struct hetsgd_eval_point {
 typedef void (*hetsgd_eval_fn)(void *arg, const struct hetsgd_eval_point *pt);
 
 struct hetsgd_worker_stats;
+struct hetsgd_ckpt;		/* hetsgd_model.h */
 
 struct hetsgd_engine_cfg {
 	enum hetsgd_method method;
@@ -355,6 +356,29 @@ struct hetsgd_engine_cfg {
 	/* the server, as it drops a worker that died (may be NULL) */
 	void (*on_lost)(void *arg, const struct hetsgd_worker_stats *w);
 	void *on_lost_arg;
+	/*
+	 * Checkpoints (server): every checkpoint_every_s seconds of training,
+	 * and once more when the run stops (budget, target, signal, too few
+	 * workers), on_checkpoint gets the state (valid during the call: the
+	 * callee adds its configuration hash and texts and saves it).  A
+	 * nonzero return fails the run with hetsgd_errmsg(); the previous
+	 * checkpoint is untouched.  0: none.  What the state holds per method
+	 * (LOSCAR's is the average of the workers' models, taken as a
+	 * snapshot after a round's merge): algo/README.md.
+	 */
+	double checkpoint_every_s;
+	int (*on_checkpoint)(void *arg, struct hetsgd_ckpt *ck);
+	void *on_checkpoint_arg;
+	/*
+	 * Every rank: go on from this checkpoint (hetsgd_model.h) instead of
+	 * the start.  Its method, n and d must be this run's, and io->x0 its
+	 * model.  Every worker restarts from that model at the checkpoint's
+	 * version or round, with its step count (so its sampler, its profile
+	 * and the masks go on where they were) and its statistics; the server
+	 * from its state; the training clock from its time (budgets count
+	 * the time and gradients before it).  NULL: a fresh start.
+	 */
+	const struct hetsgd_ckpt *resume;
 };
 
 /* Defaults: rescaled ASGD, gamma 0.05, batch 32, LOSCAR delay-corrected
@@ -434,6 +458,8 @@ struct hetsgd_engine_result {
 	char placement[160];	/* where this rank's threads went */
 	uint32_t nplacements;	/* server: every rank's, "host: placement" */
 	char (*placements)[232];
+	uint64_t checkpoints;	/* server: checkpoints handed to on_checkpoint */
+	double checkpoint_t;	/* server: training seconds of the last one */
 };
 
 void hetsgd_engine_result_free(struct hetsgd_engine_result *res);

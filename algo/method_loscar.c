@@ -66,7 +66,7 @@ static int loscar_worker_loop(struct worker *w)
 {
 	struct eng *e = w->e;
 	const struct hetsgd_engine_cfg *c = e->cfg;
-	uint64_t r = 0;
+	uint64_t r = eng_start_round(e);
 	int inflight = 0, ret;
 	double round_start = now_s();
 
@@ -132,10 +132,12 @@ static int loscar_average(struct server *s, double t)
 	memset(s->sum, 0, (size_t)e->k * sizeof(float));
 	memset(s->got, 0, e->n);
 	s->acc_count = 0;
-	if (c->eval_interval_s > 0 && t >= s->next_eval && !s->snap_wanted) {
+	/* one snapshot serves an evaluation and a checkpoint that are due */
+	if (!s->snap_wanted && ((c->eval_interval_s > 0 && t >= s->next_eval) || s->ckpt_wanted)) {
 		fl = FLAG_SNAP;
 		s->snap_wanted = 1;
-		s->next_eval = t + c->eval_interval_s;
+		if (c->eval_interval_s > 0 && t >= s->next_eval)
+			s->next_eval = t + c->eval_interval_s;
 	}
 	for (uint32_t i = 0; i < e->n; i++)
 		if (!server_is_lost(s, i) &&
@@ -165,22 +167,26 @@ static int loscar_round(struct server *s, uint32_t wk, const struct hetsgd_ev *e
 	return server_all_live(s, s->got) ? loscar_average(s, t) : 0;
 }
 
-/* Every live worker's snapshot is in: evaluate their average. */
-static void loscar_snap_done(struct server *s)
+/* Every live worker's snapshot is in: evaluate their average, and make
+ * it a checkpoint when one asked for it. */
+static int loscar_snap_done(struct server *s, double t)
 {
 	struct eng *e = s->e;
+	int ret;
 
 	if (!s->snap_count || !server_all_live(s, s->have_snap))
-		return;
+		return 0;
 	eval_submit(s, s->snap, 1.0 / s->snap_count);
+	ret = ckpt_from_snapshot(s, t);
 	memset(s->snap, 0, e->d * sizeof(float));
 	memset(s->have_snap, 0, e->n);
 	s->snap_count = 0;
 	s->snap_wanted = 0;
+	return ret;
 }
 
-static int loscar_snap(struct server *s, uint32_t wk, const struct hetsgd_ev *ev,
-		       const struct hetsgd_block *b)
+static int loscar_snap(struct server *s, uint32_t wk, const struct eng_hdr *h,
+		       const struct hetsgd_ev *ev, const struct hetsgd_block *b, double t)
 {
 	struct eng *e = s->e;
 	int ret = want_full(ev, b, "a snapshot");
@@ -189,21 +195,27 @@ static int loscar_snap(struct server *s, uint32_t wk, const struct hetsgd_ev *ev
 		return ret;
 	if (!s->snap_wanted || s->have_snap[wk])
 		return algo_err(-EPROTO, "worker %u sent a snapshot the server did not ask for", wk);
+	if (h->round != s->round)
+		return algo_err(-EPROTO, "worker %u sent a snapshot for round %llu while the server is at round %llu",
+				wk, (unsigned long long)h->round, (unsigned long long)s->round);
 	ret = block_add(ev->peer, s->snap, b->val, e->d);
 	if (ret)
 		return ret;
 	s->have_snap[wk] = 1;
+	s->snap_steps[wk] = h->steps;
+	s->snap_round = h->round;
 	s->snap_count++;
-	loscar_snap_done(s);
-	return 0;
+	return loscar_snap_done(s, t);
 }
 
 /* Round and snapshot may have waited only for the worker just lost. */
 static int loscar_server_lost(struct server *s, uint32_t wk, double t)
 {
+	int ret;
+
 	(void)wk;
-	if (s->snap_wanted)
-		loscar_snap_done(s);
+	if (s->snap_wanted && (ret = loscar_snap_done(s, t)))
+		return ret;
 	if (s->state != S_TRAINING || !s->acc_count || !server_all_live(s, s->got))
 		return 0;
 	return loscar_average(s, t);
@@ -218,7 +230,7 @@ static int loscar_server_msg(struct server *s, uint32_t wk, const struct eng_hdr
 	case MSG_ROUND:
 		return loscar_round(s, wk, ev, b, t);
 	case MSG_SNAP:
-		return loscar_snap(s, wk, ev, b);
+		return loscar_snap(s, wk, h, ev, b, t);
 	default:	/* MSG_FINAL: once per worker, after STOP (server.c) */
 		ret = want_full(ev, b, "its final model");
 		if (ret)
@@ -280,6 +292,7 @@ const struct hetsgd_method_ops method_loscar = {
 	.to_server = MSG_BIT(MSG_ROUND) | MSG_BIT(MSG_SNAP) | MSG_BIT(MSG_FINAL),
 	.to_worker = MSG_BIT(MSG_AVG),
 	.delayable = 1,
+	.snapshots = 1,
 	.check = loscar_check,
 	.coords = loscar_coords,
 	.quiet_s = loscar_quiet_s,

@@ -30,7 +30,7 @@
 static int malenia_worker_loop(struct worker *w)
 {
 	struct eng *e = w->e;
-	uint64_t ver = 0;
+	uint64_t ver = eng_start_version(e);
 	int ret;
 
 	while (!atomic_load(&w->stop)) {

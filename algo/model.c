@@ -11,41 +11,23 @@
 
 #define HDR 64u
 
-static void put32(unsigned char *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static void put64(unsigned char *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint32_t get32(const unsigned char *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t get64(const unsigned char *p)
-{
-	return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
-}
-
-/* CRC-32 of the values as little-endian bytes (zlib takes uInt lengths). */
+/* CRC-32 of the values as little-endian bytes. */
 static uint32_t values_crc(const float *x, uint64_t d)
 {
-	uLong crc = crc32(0L, Z_NULL, 0);
-	const unsigned char *b = (const unsigned char *)x;
-	uint64_t left = d * 4;
+	return algo_crc32(0, x, d * 4);
+}
 
-	while (left) {
-		uInt n = left > (1u << 30) ? (1u << 30) : (uInt)left;
+uint32_t algo_crc32(uint32_t crc0, const void *p, uint64_t len)
+{
+	uLong crc = crc0;	/* zlib's initial value is 0 */
+	const unsigned char *b = p;
+
+	while (len) {
+		uInt n = len > (1u << 30) ? (1u << 30) : (uInt)len;
 
 		crc = crc32(crc, b, n);
 		b += n;
-		left -= n;
+		len -= n;
 	}
 	return (uint32_t)crc;
 }
@@ -63,16 +45,16 @@ int hetsgd_model_save(const char *path, const struct hetsgd_model_info *info,
 	if (__BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__)
 		return algo_err(-ENOTSUP, "model_save: the format is little-endian; this host is not");
 	memcpy(h, HETSGD_MODEL_MAGIC, 8);
-	put32(h + 8, HETSGD_MODEL_VERSION);
-	put32(h + 12, HDR);
-	put64(h + 16, info->d);
-	put32(h + 24, (uint32_t)info->kind);
-	put32(h + 28, info->p);
-	put32(h + 32, info->classes);
-	put32(h + 36, info->hidden);
-	put32(h + 40, info->flags);
-	put32(h + 44, values_crc(x, info->d));
-	put64(h + 48, info->config_hash);
+	le_put32(h + 8, HETSGD_MODEL_VERSION);
+	le_put32(h + 12, HDR);
+	le_put64(h + 16, info->d);
+	le_put32(h + 24, (uint32_t)info->kind);
+	le_put32(h + 28, info->p);
+	le_put32(h + 32, info->classes);
+	le_put32(h + 36, info->hidden);
+	le_put32(h + 40, info->flags);
+	le_put32(h + 44, values_crc(x, info->d));
+	le_put64(h + 48, info->config_hash);
 	tmp = malloc(strlen(path) + 5);
 	if (!tmp)
 		return algo_err(-ENOMEM, "model_save: out of memory");
@@ -122,19 +104,19 @@ int hetsgd_model_load(const char *path, struct hetsgd_model_info *info,
 		ret = algo_err(-EBADMSG, "%s is not a hetsgd model (no \"" HETSGD_MODEL_MAGIC "\" header)", path);
 		goto out;
 	}
-	if (get32(h + 8) != HETSGD_MODEL_VERSION || get32(h + 12) != HDR) {
+	if (le_get32(h + 8) != HETSGD_MODEL_VERSION || le_get32(h + 12) != HDR) {
 		ret = algo_err(-EPROTO, "%s is model format %u with a %u-byte header; this build reads format %u: use a matching hetsgd",
-			       path, get32(h + 8), get32(h + 12), HETSGD_MODEL_VERSION);
+			       path, le_get32(h + 8), le_get32(h + 12), HETSGD_MODEL_VERSION);
 		goto out;
 	}
 	memset(&in, 0, sizeof(in));
-	in.d = get64(h + 16);
-	in.kind = (enum hetsgd_obj_kind)get32(h + 24);
-	in.p = get32(h + 28);
-	in.classes = get32(h + 32);
-	in.hidden = get32(h + 36);
-	in.flags = get32(h + 40);
-	in.config_hash = get64(h + 48);
+	in.d = le_get64(h + 16);
+	in.kind = (enum hetsgd_obj_kind)le_get32(h + 24);
+	in.p = le_get32(h + 28);
+	in.classes = le_get32(h + 32);
+	in.hidden = le_get32(h + 36);
+	in.flags = le_get32(h + 40);
+	in.config_hash = le_get64(h + 48);
 	if (fseek(f, 0, SEEK_END) || (size = ftell(f)) < 0) {
 		ret = algo_err(-EIO, "cannot size %s", path);
 		goto out;
@@ -155,7 +137,7 @@ int hetsgd_model_load(const char *path, struct hetsgd_model_info *info,
 		ret = algo_err(-EIO, "cannot read the values of %s", path);
 		goto out;
 	}
-	if (values_crc(x, in.d) != get32(h + 44)) {
+	if (values_crc(x, in.d) != le_get32(h + 44)) {
 		ret = algo_err(-EBADMSG, "%s: checksum mismatch (the values are corrupt)", path);
 		goto out;
 	}

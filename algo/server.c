@@ -203,7 +203,7 @@ static int server_lost(void *ctx, const struct hetsgd_ev *ev)
 	(void)hetsgd_profile_mean(&e->cfg->profile, wk, e->n, &o->tau_target);
 	o->tau_est = hetsgd_tau_get(s->tau, wk);
 	o->lost = 1;
-	o->lost_at_s = t - e->t0;
+	o->lost_at_s = train_time(e, t);
 	snprintf(o->lost_why, sizeof(o->lost_why), "%s", ev->why ? ev->why : "its transport connection ended");
 	hetsgd_tau_leave(s->tau, wk);
 	if (e->cfg->on_lost)
@@ -300,7 +300,7 @@ static const char *server_should_stop(struct server *s, double t)
 		snprintf(why, sizeof(s->stop_why), "fewer than %u workers left", min);
 		return why;
 	}
-	if (c->budget_s > 0 && t - s->e->t0 >= c->budget_s)
+	if (c->budget_s > 0 && train_time(s->e, t) >= c->budget_s)
 		return "time budget";
 	if (c->budget_grads && server_grads(s) >= c->budget_grads)
 		return "gradient budget";
@@ -367,6 +367,7 @@ static int server_setup(struct server *s, struct eng *e)
 	s->sum = calloc((size_t)e->k + 1, sizeof(float));
 	s->xs = calloc(e->d, sizeof(float));
 	s->snap = calloc(e->d, sizeof(float));
+	s->snap_steps = calloc(e->n, sizeof(*s->snap_steps));
 	s->pend = calloc((size_t)e->n * MAX_PENDING, sizeof(*s->pend));
 	s->pend_len = calloc(e->n, sizeof(*s->pend_len));
 	s->job.x = malloc(e->d * sizeof(float));
@@ -376,9 +377,10 @@ static int server_setup(struct server *s, struct eng *e)
 		return ret;
 	if (!s->x || !s->wk_state || !s->acc || !s->got || !s->ws || !s->have_snap ||
 	    !s->compute || !s->steps || !s->idle || !s->wall || !s->sum || !s->xs || !s->snap ||
-	    !s->pend || !s->pend_len || !s->job.x || !s->eg)
+	    !s->snap_steps || !s->pend || !s->pend_len || !s->job.x || !s->eg)
 		return algo_err(-ENOMEM, "server: out of memory for a model of %zu floats", e->d);
 	memcpy(s->x, e->io->x0, e->d * sizeof(float));
+	ckpt_resume(s);
 	ret = eng_mask_init(e, &s->mask);
 	return !ret && e->ops->server_init ? e->ops->server_init(s) : ret;
 }
@@ -405,6 +407,7 @@ static void server_free(struct server *s)
 	free(s->sum);
 	free(s->xs);
 	free(s->snap);
+	free(s->snap_steps);
 	free(s->pend);
 	free(s->pend_len);
 	free(s->job.x);
@@ -463,10 +466,13 @@ static int server_loop(struct server *s, struct hetsgd_engine_result *res)
 		if (s->state == S_TRAINING) {
 			const char *why = server_should_stop(s, t);
 
-			if (why)
+			if (why) {
 				ret = server_stop(s, why, res);
-			else if (e->ops->server_tick)
-				e->ops->server_tick(s, t);
+			} else {
+				if (e->ops->server_tick)
+					e->ops->server_tick(s, t);
+				ret = ckpt_tick(s, t);
+			}
 		}
 		if (!ret)
 			ret = server_flush(s);
@@ -507,6 +513,7 @@ int server_run(struct eng *e, struct hetsgd_engine_result *res)
 		goto out;
 	e->t0 = now_s();
 	s->next_eval = e->t0 + c->eval_interval_s;
+	s->next_ckpt = e->t0 + c->checkpoint_every_s;
 	if (c->eval_interval_s > 0 || c->target_loss > 0 || c->target_acc > 0)
 		eval_submit(s, s->x, 1.0);	/* the starting point */
 	ret = server_loop(s, res);
@@ -519,7 +526,7 @@ int server_run(struct eng *e, struct hetsgd_engine_result *res)
 		algo_err(ret, "%s", reason);
 		goto out;
 	}
-	res->elapsed_s = now_s() - e->t0;
+	res->elapsed_s = train_time(e, now_s());
 	/* wait for the last evaluation, then evaluate the final model here */
 	eval_stop(s);
 	ret = eval_error(s);
@@ -527,8 +534,13 @@ int server_run(struct eng *e, struct hetsgd_engine_result *res)
 		ret = e->ops->server_finish(s);
 	if (!ret)
 		ret = eval_final(s, res);
+	/* the last checkpoint: the final model, which a resume goes on from */
+	if (!ret && c->checkpoint_every_s > 0 && c->on_checkpoint)
+		ret = ckpt_take(s, s->x, NULL, e->ops->snapshots ? s->round : s->version, now_s());
 	if (ret)
 		goto out;
+	res->checkpoints = s->nckpt;
+	res->checkpoint_t = s->ckpt_t;
 	if (e->io->x_out)
 		memcpy(e->io->x_out, s->x, e->d * sizeof(float));
 	res->updates = s->updates;

@@ -92,7 +92,14 @@ struct server {
 	uint8_t *have_snap;	/* per worker: its part of this snapshot came */
 	uint32_t snap_count;
 	int snap_wanted;
+	uint64_t *snap_steps;	/* per worker: its steps at its snapshot */
+	uint64_t snap_round;	/* the round the snapshot's workers go on with */
 	uint32_t finals;
+	/* checkpoints (server_ckpt.c) */
+	double next_ckpt;	/* absolute time the next one is due */
+	int ckpt_wanted;	/* LOSCAR: the next snapshot is a checkpoint's */
+	uint64_t nckpt;
+	double ckpt_t;		/* training seconds of the last one */
 	/* sends */
 	struct pending *pend;	/* n * MAX_PENDING */
 	uint32_t *pend_len;
@@ -136,6 +143,22 @@ static inline int server_is_lost(const struct server *s, uint32_t wk)
 {
 	return s->wk_state[wk] == WK_LOST;
 }
+
+/* ---- checkpoints (server_ckpt.c) ---- */
+
+/* The server's state from a checkpoint (after the shared set-up). */
+void ckpt_resume(struct server *s);
+/* A checkpoint when one is due (each pass of the loop while training). */
+int ckpt_tick(struct server *s, double t);
+/*
+ * Hand the state to on_checkpoint: x the model every worker restarts
+ * from, steps[i] each worker's step count (NULL: as last heard), round
+ * LOSCAR's next round.
+ */
+int ckpt_take(struct server *s, const float *x, const uint64_t *steps, uint64_t round,
+	      double t);
+/* LOSCAR's snapshot is complete: its average is the checkpoint's model. */
+int ckpt_from_snapshot(struct server *s, double t);
 
 /* ---- evaluation (eval.c) ---- */
 

@@ -146,7 +146,7 @@ void worker_post(struct worker *w, uint16_t type, uint64_t round, const float *v
 	w->out_hdr.steps = w->steps;
 	w->out_hdr.tau = w->last_send > 0 ? t1 - w->last_send : t1 - w->e->t0;
 	w->out_hdr.idle = w->idle_s;
-	w->out_hdr.elapsed = t1 - w->e->t0;
+	w->out_hdr.elapsed = train_time(w->e, t1);
 	w->out_hdr.compute = w->compute_s;
 	w->last_send = t1;
 	w->out_vec = vec;
@@ -345,6 +345,32 @@ static int worker_progress(struct worker *w)
 	return ret;
 }
 
+/*
+ * A resumed run: this worker's progress and statistics as the checkpoint
+ * has them, and its sampler moved past the batches of those steps (the
+ * profile's noise and the masks are indexed by step and round, so they
+ * follow by themselves).
+ */
+static void worker_resume(struct worker *w)
+{
+	struct eng *e = w->e;
+	const struct hetsgd_engine_cfg *c = e->cfg;
+	const struct hetsgd_ckpt_worker *cw;
+
+	if (!c->resume)
+		return;
+	cw = &c->resume->workers[w->id];
+	w->steps = cw->steps;
+	w->rounds = cw->rounds;
+	w->overlap_steps = cw->overlap_steps;
+	w->dropped = cw->dropped;
+	w->overruns = cw->overruns;
+	w->compute_s = cw->compute_s;
+	w->idle_s = cw->idle_s;
+	if (e->io->obj->kind != HETSGD_OBJ_QUAD)
+		skip_batches(&w->rng, e->io->data->n, w->bidx, c->batch, w->steps);
+}
+
 /* Buffers, team and mask; the state starts in COMPUTE. */
 static int worker_setup(struct worker *w, struct eng *e)
 {
@@ -376,6 +402,7 @@ static int worker_setup(struct worker *w, struct eng *e)
 		return algo_err(-ENOMEM, "worker %u: out of memory for a model of %zu floats",
 				w->id, e->d);
 	memcpy(w->x, e->io->x0, e->d * sizeof(float));
+	worker_resume(w);
 	{
 		int ret = team_init(&w->team, e, w->id,
 				    c->compute_threads > 1 ? c->compute_threads : 1, w->bidx, w->g);
@@ -514,7 +541,7 @@ static int worker_report(struct worker *w, struct hetsgd_engine_result *res)
 	ws.tau_target = w->tau_mean;
 	ws.compute_s = w->compute_s;
 	ws.idle_s = w->idle_s;
-	ws.elapsed_s = now_s() - e->t0;
+	ws.elapsed_s = train_time(e, now_s());
 	ws.sent = e->sent + 1;
 	ws.bytes_sent = e->bytes_sent + HDR_BYTES + sizeof(ws);
 	ws.bytes_recv = e->bytes_recv;

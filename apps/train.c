@@ -59,6 +59,20 @@ static int begin_out(struct job *j, char *err, size_t n)
 	for (int i = 0; i < j->nworkers; i++)
 		fprintf(f, ",loss_w%d", i);
 	fprintf(f, ",final\n");
+	/* a resumed run's rows so far, which its checkpoint kept */
+	if (j->resumed && j->ck.extra_len) {
+		fwrite(j->ck.extra, 1, j->ck.extra_len, f);
+		if (o->checkpoint_every > 0) {
+			j->rows = malloc(j->ck.extra_len + 1);
+			if (!j->rows) {
+				train_err(err, n, "out of memory for the checkpoint's rows");
+				return -1;
+			}
+			memcpy(j->rows, j->ck.extra, j->ck.extra_len + 1);
+			j->rows_len = j->ck.extra_len;
+			j->rows_cap = j->ck.extra_len + 1;
+		}
+	}
 	return outfile_flush(&j->metrics, err, n) ? -1 : 0;
 }
 
@@ -112,6 +126,8 @@ static void engine_cfg(const struct opts *o, const struct job *j, struct hetsgd_
 	c->compute_threads = o->threads;
 	c->pin = o->pin;
 	c->min_workers = o->min_workers;
+	c->checkpoint_every_s = o->checkpoint_every;
+	c->resume = j->resumed ? &j->ck : NULL;
 }
 
 
@@ -147,6 +163,10 @@ static int rank_prepare(struct job *j, int rank, struct hetsgd_engine_cfg *cfg,
 		cfg->on_eval_arg = j;
 		cfg->on_lost = on_lost;
 		cfg->on_lost_arg = j;
+		if (o->checkpoint_every > 0) {
+			cfg->on_checkpoint = on_checkpoint;
+			cfg->on_checkpoint_arg = j;
+		}
 		*x = malloc(j->d * sizeof(float));
 		io->x_out = *x;
 		io->eval = j->eval.n ? &j->eval : j->test.n ? &j->test : NULL;
@@ -415,10 +435,32 @@ static int join_job(struct opts *o, struct hetsgd_boot **boot, int *rank)
 
 /* The configuration hash, and what the data (and --init's model) came
  * out as: the same options can read different files on different nodes. */
+static uint64_t data_hash(const struct job *j)
+{
+	return (j->ntrain * 0x9e3779b97f4a7c15ull) ^ ((uint64_t)j->d << 20) ^ ((uint64_t)j->classes << 50);
+}
+
 static uint64_t job_hash(const struct job *j)
 {
-	return opts_hash(j->o, j->provider) ^ (j->ntrain * 0x9e3779b97f4a7c15ull) ^
-	       ((uint64_t)j->d << 20) ^ ((uint64_t)j->classes << 50) ^ j->init_hash;
+	return opts_hash(j->o, j->provider) ^ data_hash(j) ^ j->init_hash;
+}
+
+/*
+ * --resume: the checkpoint must come from this training configuration
+ * (only how long and where the run goes may change); the options that
+ * differ are named.  0, or 2 with the message printed.
+ */
+static int check_resume(struct job *j)
+{
+	char diff[1024];
+
+	if (!j->resumed || j->ck.config_hash == j->train_hash)
+		return 0;
+	if (!opts_train_diff(j->o, j->ck.config, diff, sizeof(diff)))
+		snprintf(diff, sizeof(diff), "the options are the same, so the data differ (samples, features or classes)");
+	fprintf(stderr, "hetsgd-train: --resume %s: the checkpoint was made by another training configuration (hash %016llx; this run's is %016llx): %s; resume with the checkpoint's options (only --time, --epochs, targets, --provider, --device, --pin, --min-workers, --eval-interval and --checkpoint-every may change)\n",
+		j->o->resume_dir, (unsigned long long)j->ck.config_hash, (unsigned long long)j->train_hash, diff);
+	return 2;
 }
 
 static void print_job(const struct job *j, int srun)
@@ -494,7 +536,7 @@ static int run(struct job *j, struct hetsgd_boot *boot, int srun, int rank)
 int main(int argc, char **argv)
 {
 	struct opts o;
-	struct job j = { .o = &o };
+	struct job j = { .o = &o, .rows_mu = PTHREAD_MUTEX_INITIALIZER };
 	char err[1024] = "";
 	int srun, ret, rc, rank = -1;
 	struct hetsgd_boot *boot = NULL;
@@ -558,6 +600,15 @@ int main(int argc, char **argv)
 		goto done;
 	}
 	j.hash = job_hash(&j);
+	j.train_hash = opts_train_hash(&o) ^ data_hash(&j);
+	rc = check_resume(&j);
+	if (rc) {
+		if (srun && !o.check_only) {
+			j.load_failed = 1;
+			rank_main(boot, &j);
+		}
+		goto done;
+	}
 	if (rank <= 0)
 		print_job(&j, srun);
 	rc = run(&j, boot, srun, rank);

@@ -328,6 +328,17 @@ static void shape_text(char *buf, size_t n, const struct hetsgd_model_info *m)
 		 (unsigned long long)m->d);
 }
 
+static uint64_t values_hash(const float *x, size_t d)
+{
+	uint64_t h = 0xcbf29ce484222325ull;	/* FNV-1a over the values */
+
+	for (size_t i = 0; i < d * sizeof(float); i++) {
+		h ^= ((const unsigned char *)x)[i];
+		h *= 0x100000001b3ull;
+	}
+	return h;
+}
+
 /*
  * --init: x0 from a saved model, which must be one this run could have
  * trained (same objective, features, classes, hidden units, bias, d).
@@ -367,11 +378,37 @@ static int init_from_model(struct job *j, char *err, size_t n)
 	}
 	memcpy(j->x0, x, j->d * sizeof(float));
 	free(x);
-	j->init_hash = 0xcbf29ce484222325ull;	/* FNV-1a over the values */
-	for (size_t i = 0; i < j->d * sizeof(float); i++) {
-		j->init_hash ^= ((const unsigned char *)j->x0)[i];
-		j->init_hash *= 0x100000001b3ull;
-	}
+	j->init_hash = values_hash(j->x0, j->d);
+	return 0;
+}
+
+/*
+ * --resume: x0 is the checkpoint's model.  Every rank loads the file (a
+ * resumed run needs the run's folder where every rank sees it, as HPC
+ * file systems give); its hash goes into the configuration hash, so
+ * ranks that read different checkpoints refuse.  Whether it was made by
+ * this configuration is checked by the caller (check_resume).
+ */
+static int init_from_checkpoint(struct job *j, char *err, size_t n)
+{
+	const struct opts *o = j->o;
+
+	if (hetsgd_ckpt_load(o->resume, &j->ck))
+		return train_err(err, n, "--resume %s: %s (a resumed run needs the run's folder on a file system every node sees)",
+				 o->resume_dir, hetsgd_algo_errmsg());
+	j->resumed = 1;
+	if (j->ck.d != j->d || j->ck.n != (uint32_t)j->nworkers || j->ck.method != (uint32_t)o->method)
+		return train_err(err, n, "--resume %s: the checkpoint is of %s with %u workers and d = %llu; this run would be %s with %d workers and d = %zu: resume with the run's own configuration",
+				 o->resume_dir, hetsgd_method_name((enum hetsgd_method)j->ck.method), j->ck.n,
+				 (unsigned long long)j->ck.d, hetsgd_method_name((enum hetsgd_method)o->method),
+				 j->nworkers, j->d);
+	/* its rows go into metrics.csv as they are: numbers, commas, lines */
+	if ((j->ck.extra_len && j->ck.extra[j->ck.extra_len - 1] != '\n') ||
+	    strspn(j->ck.extra, "0123456789.,-+eEinfa\n") != j->ck.extra_len)
+		return train_err(err, n, "--resume %s: the checkpoint's metrics rows hold something other than numbers: it was not written by hetsgd-train",
+				 o->resume_dir);
+	memcpy(j->x0, j->ck.x, j->d * sizeof(float));
+	j->init_hash = values_hash(j->x0, j->d) ^ (uint64_t)j->ck.round ^ j->ck.config_hash;
 	return 0;
 }
 
@@ -404,6 +441,9 @@ static int init_model(struct job *j, char *err, size_t n)
 			return train_algo_err(err, n, "initialising the MLP");
 		hetsgd_objective_destroy(obj);
 	}
+	/* a resumed run's model is the checkpoint's, whatever --init said */
+	if (o->resume[0])
+		return init_from_checkpoint(j, err, n);
 	return o->init[0] ? init_from_model(j, err, n) : 0;
 }
 
@@ -473,5 +513,7 @@ void job_free(struct job *j)
 	hetsgd_dataset_free(&j->test);
 	hetsgd_dataset_free(&j->eval);
 	free(j->x0);
+	hetsgd_ckpt_free(&j->ck);
+	free(j->rows);
 	memset(j, 0, sizeof(*j));
 }

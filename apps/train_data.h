@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <pthread.h>
 #include <stdio.h>
 
 #include "hetsgd_algo.h"
@@ -32,13 +33,21 @@ struct job {
 	uint64_t ntrain;
 	float **qa, **qb;		/* quad */
 	float *qavg_a, *qavg_b;		/* the average objective's a and its optimum x* */
-	float *x0;			/* the start: the default, or --init's model */
-	uint64_t init_hash;		/* --init: a hash of its values (0: none) */
+	float *x0;			/* the start: the default, --init's model or the checkpoint's */
+	uint64_t init_hash;		/* --init, --resume: a hash of its values (0: none) */
+	struct hetsgd_ckpt ck;		/* --resume: the checkpoint (every rank) */
+	int resumed;
+	uint64_t train_hash;		/* opts_train_hash and the data's identity */
 	const char *data_label;
 	/* rank 0's outputs */
 	struct outfile metrics;		/* metrics.csv.part while the run goes */
 	int out_begun;			/* the folder was cleared and the run's files begun */
 	char out_err[1024];		/* the first write that failed during the run */
+	/* --checkpoint-every: metrics.csv's rows so far, for the checkpoint
+	 * (the evaluation thread appends, the server's thread saves) */
+	pthread_mutex_t rows_mu;
+	char *rows;
+	size_t rows_len, rows_cap;
 	int tty;
 	double last_line;
 	int line_open;

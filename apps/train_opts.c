@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "quote.h"
 #include "train_opts.h"
@@ -33,6 +34,8 @@ enum {
 	F_HASH = 1,	/* part of the configuration (dumped, hashed) */
 	F_UNSET0 = 2,	/* zero or "" means not set: not dumped */
 	F_NODUMP = 4,	/* resolved into another option */
+	F_RUN = 8,	/* how long and where the run goes, not its trajectory:
+			 * left out of the training hash (--resume may change it) */
 };
 
 struct optdef {
@@ -216,7 +219,8 @@ static const struct optdef optdefs[O_COUNT] = {
 			     .help = "training samples the loss is measured on (default 5000; 0: all)" },
 	[O_WORKERS] = { "workers", T_INT, F(workers), 0, 1, 4096, .arg = "N", .flags = F_HASH,
 			.help = "workers (default 4 locally; under srun: tasks - 1)" },
-	[O_MIN_WORKERS] = { "min-workers", T_U32, F(min_workers), 0, 1, 4096, .arg = "N", .flags = F_HASH,
+	[O_MIN_WORKERS] = { "min-workers", T_U32, F(min_workers), 0, 1, 4096, .arg = "N",
+			    .flags = F_HASH | F_RUN,
 			    .help = "stop the run, every output written, when fewer workers are left "
 				    "(a worker whose process ends is dropped; default 1)" },
 	[O_PROFILE] = { "profile", LIB(profile), .off = F(profile), .arg = "P", .flags = F_HASH,
@@ -233,29 +237,32 @@ static const struct optdef optdefs[O_COUNT] = {
 		      .help = "step size (default 0.05; sync, malenia, ringleader: 0.2)" },
 	[O_BATCH] = { "batch", T_U32, F(batch), 0, 1, 1 << 24, .arg = "B", .flags = F_HASH,
 		      .help = "minibatch (default 32)" },
-	[O_PROVIDER] = { "provider", CHOICE(provider_names, 0), .off = F(provider), .arg = "P", .flags = F_HASH,
+	[O_PROVIDER] = { "provider", CHOICE(provider_names, 0), .off = F(provider), .arg = "P", .flags = F_HASH | F_RUN,
 			 .help = "auto | shm | verbs (default auto: verbs when an RDMA device exists)" },
-	[O_DEVICE] = { "device", STR(device), .arg = "DEV", .flags = F_HASH | F_UNSET0, .applies = uses_device,
+	[O_DEVICE] = { "device", STR(device), .arg = "DEV", .flags = F_HASH | F_UNSET0 | F_RUN, .applies = uses_device,
 		       .applies_to = "--provider verbs or auto; --provider shm uses no RDMA device",
 		       .help = "verbs: RDMA device (default: from the topology plan)" },
 	[O_SEED] = { "seed", T_U64, F(seed), 0, 0, 18446744073709551615.0, .arg = "S", .flags = F_HASH,
 		     .help = "seed of data split, sampling, masks, profile (default 1)" },
-	[O_INIT] = { "init", STR(init), .arg = "MODEL", .flags = F_HASH | F_UNSET0,
+	[O_INIT] = { "init", STR(init), .arg = "MODEL", .flags = F_HASH | F_UNSET0 | F_RUN,
 		     .help = "start from a saved model (a run's model.bin) instead of the default start" },
-	[O_TIME] = { "time", T_DBL, F(time_s), 0, 0.01, 1e7, .arg = "S", .flags = F_HASH | F_UNSET0,
+	[O_TIME] = { "time", T_DBL, F(time_s), 0, 0.01, 1e7, .arg = "S", .flags = F_HASH | F_UNSET0 | F_RUN,
 		     .help = "training time budget in seconds (default 30 when no other budget)" },
-	[O_EPOCHS] = { "epochs", T_DBL, F(epochs), 0, 1e-6, 1e6, .arg = "E", .flags = F_HASH | F_UNSET0,
+	[O_EPOCHS] = { "epochs", T_DBL, F(epochs), 0, 1e-6, 1e6, .arg = "E", .flags = F_HASH | F_UNSET0 | F_RUN,
 		       .applies = has_data, .applies_to = "data sets; quadratics have no data, use --time",
 		       .help = "budget in passes over the training data" },
 	[O_TARGET_LOSS] = { "target-loss", T_DBL, F(target_loss), 0, 1e-30, 1e30, .arg = "L",
-			    .flags = F_HASH | F_UNSET0, .help = "stop when the loss reaches L" },
-	[O_TARGET_ACC] = { "target-acc", T_DBL, F(target_acc), 0, 1e-9, 1, .arg = "A", .flags = F_HASH | F_UNSET0,
-			   .applies = has_data, .applies_to = "classification data",
+			    .flags = F_HASH | F_UNSET0 | F_RUN, .help = "stop when the loss reaches L" },
+	[O_TARGET_ACC] = { "target-acc", T_DBL, F(target_acc), 0, 1e-9, 1, .arg = "A",
+			   .flags = F_HASH | F_UNSET0 | F_RUN, .applies = has_data, .applies_to = "classification data",
 			   .help = "stop when the test accuracy reaches A (0 .. 1)" },
 	[O_EVAL_INTERVAL] = { "eval-interval", T_DBL, F(eval_interval), 0, 0.001, 1e6, .arg = "S",
-			      .flags = F_HASH, .help = "seconds between evaluations (default: budget / 40)" },
-	[O_PIN] = { "pin", CHOICE(pin_names, -1), .off = F(pin), .arg = "auto|yes|no", .flags = F_HASH,
+			      .flags = F_HASH | F_RUN, .help = "seconds between evaluations (default: budget / 40)" },
+	[O_PIN] = { "pin", CHOICE(pin_names, -1), .off = F(pin), .arg = "auto|yes|no", .flags = F_HASH | F_RUN,
 		    .help = "bind threads per the topology plan (default auto)" },
+	[O_CHECKPOINT_EVERY] = { "checkpoint-every", T_DBL, F(checkpoint_every), 0, 0.01, 1e7, .arg = "S",
+				 .flags = F_HASH | F_UNSET0 | F_RUN,
+				 .help = "write OUT/" CHECKPOINT_NAME " every S seconds of training and when the run stops (default: none)" },
 	[O_OUT] = { "out", STR(out), .arg = "DIR", .help = "output folder (default runs/NAME)" },
 	[O_NAME] = { "name", STR(name), .arg = "NAME", .check = check_name,
 		     .help = "run name (default: method-policy-or-merge)" },
@@ -269,6 +276,8 @@ static const struct optdef optdefs[O_COUNT] = {
 		      .help = "validate the configuration and the data, print it, exit" },
 	[O_CONFIG] = { "config", T_ACTION, .arg = "FILE",
 		       .help = "read options from FILE ('name = value' lines, # comments; what --check prints)" },
+	[O_RESUME] = { "resume", T_ACTION, .arg = "DIR",
+		       .help = "go on from DIR/" CHECKPOINT_NAME " (a stopped or killed run): its configuration, then the options after --resume; only how long and where it runs may change (output: DIR)" },
 	[O_HELP] = { "help", T_ACTION, .help = "this help (also -h)" },
 	[O_VERSION] = { "version", T_ACTION, .help = "the version of hetsgd" },
 };
@@ -411,6 +420,8 @@ static int set_text(const struct optdef *d, char *dst, const char *v, char *err,
 	return 0;
 }
 
+static int opts_read_resume(struct opts *o, const char *v, char *err, size_t n);
+
 static int set_opt(struct opts *o, int id, const char *v, char *err, size_t n)
 {
 	const struct optdef *d = &optdefs[id];
@@ -452,6 +463,8 @@ static int set_opt(struct opts *o, int id, const char *v, char *err, size_t n)
 			o->overlap = 0;
 		} else if (id == O_CONFIG) {
 			r = opts_read_config(o, v, err, n);
+		} else if (id == O_RESUME) {
+			r = opts_read_resume(o, v, err, n);
 		}
 		break;
 	}
@@ -497,7 +510,7 @@ static int config_line(struct opts *o, char *s, const char *path, unsigned linen
 			val = trim(val + 1);
 	}
 	id = find_opt(key);
-	if (id < 0 || id == O_CONFIG || id == O_HELP || id == O_VERSION)
+	if (id < 0 || id == O_CONFIG || id == O_RESUME || id == O_HELP || id == O_VERSION)
 		return train_err(err, n, "%s:%u: unknown option '%s' (hetsgd-train --help lists them)", path, lineno, key);
 	d = &optdefs[id];
 	if (d->arg && (!val || !*val))
@@ -514,18 +527,15 @@ static int config_line(struct opts *o, char *s, const char *path, unsigned linen
 	return 0;
 }
 
-int opts_read_config(struct opts *o, const char *path, char *err, size_t n)
+/* 'name = value' lines from f (named path in messages) over o. */
+static int read_config_stream(struct opts *o, FILE *f, const char *path, char *err, size_t n)
 {
 	char line[4096];
 	unsigned lineno = 0;
-	FILE *f;
 	int r = 0;
 
 	if (o->config_depth > 0)
 		return train_err(err, n, "%s: --config inside a config file is not allowed", path);
-	f = fopen(path, "r");
-	if (!f)
-		return train_err(err, n, "--config %s: %s", path, strerror(errno));
 	o->config_depth++;
 	while (!r && fgets(line, sizeof(line), f)) {
 		char *s, *hash;
@@ -543,8 +553,66 @@ int opts_read_config(struct opts *o, const char *path, char *err, size_t n)
 			r = config_line(o, s, path, lineno, err, n);
 	}
 	o->config_depth--;
+	return r;
+}
+
+int opts_read_config(struct opts *o, const char *path, char *err, size_t n)
+{
+	FILE *f = fopen(path, "r");
+	int r;
+
+	if (!f)
+		return train_err(err, n, "--config %s: %s", path, strerror(errno));
+	r = read_config_stream(o, f, path, err, n);
 	fclose(f);
 	return r;
+}
+
+/*
+ * --resume DIR (or the checkpoint file itself): the configuration the
+ * checkpoint was made with, over o, as --config reads a file; the
+ * checkpoint is loaded whole here, so that a damaged one is refused
+ * before anything starts.
+ */
+static int opts_read_resume(struct opts *o, const char *v, char *err, size_t n)
+{
+	struct hetsgd_ckpt ck;
+	struct stat st;
+	char path[PATH_MAX_LEN], dir[PATH_MAX_LEN];
+	int isdir = !stat(v, &st) && S_ISDIR(st.st_mode), r;
+	FILE *f;
+
+	if (o->resume[0])
+		return train_err(err, n, "--resume given twice: a run goes on from one checkpoint");
+	if ((size_t)snprintf(path, sizeof(path), isdir ? "%s/" CHECKPOINT_NAME : "%s", v) >= sizeof(path))
+		return train_err(err, n, "--resume %s: the path is too long", v);
+	snprintf(dir, sizeof(dir), "%s", v);
+	if (!isdir) {
+		char *slash = strrchr(dir, '/');
+
+		if (slash)
+			*slash = 0;
+		else
+			snprintf(dir, sizeof(dir), ".");
+	}
+	if (isdir && stat(path, &st) && errno == ENOENT)
+		return train_err(err, n, "--resume %s: the folder holds no %s: the run was made without --checkpoint-every, or it is not a run's folder",
+				 v, CHECKPOINT_NAME);
+	if (hetsgd_ckpt_load(path, &ck))
+		return train_err(err, n, "--resume %s: %s", v, hetsgd_algo_errmsg());
+	f = ck.config_len ? fmemopen(ck.config, ck.config_len, "r") : NULL;
+	if (!f) {
+		hetsgd_ckpt_free(&ck);
+		return train_err(err, n, "--resume %s: the checkpoint holds no configuration", v);
+	}
+	r = read_config_stream(o, f, path, err, n);
+	fclose(f);
+	hetsgd_ckpt_free(&ck);
+	if (r)
+		return r;
+	snprintf(o->resume, sizeof(o->resume), "%s", path);
+	snprintf(o->resume_dir, sizeof(o->resume_dir), "%s", dir);
+	return 0;
 }
 
 /* ---- the command line ---------------------------------------------------------------------- */
@@ -631,6 +699,8 @@ static void resolve_defaults(struct opts *o)
 		else
 			snprintf(o->name, sizeof(o->name), "%s", name_method(o->method));
 	}
+	if (!o->out[0] && o->resume[0])
+		snprintf(o->out, sizeof(o->out), "%s", o->resume_dir);
 	if (!o->out[0])
 		snprintf(o->out, sizeof(o->out), "runs/%s", o->name);
 }
@@ -732,7 +802,8 @@ static int is_unset(const struct optdef *d, const struct opts *o)
 	}
 }
 
-void opts_dump(const struct opts *o, const char *provider, FILE *f)
+/* The printed configuration without the options whose flags hit skip. */
+static void dump_without(const struct opts *o, const char *provider, unsigned skip, FILE *f)
 {
 	struct opts t = *o;
 
@@ -741,28 +812,132 @@ void opts_dump(const struct opts *o, const char *provider, FILE *f)
 	for (int i = 0; i < O_COUNT; i++) {
 		const struct optdef *d = &optdefs[i];
 
-		if (!(d->flags & F_HASH) || (d->flags & F_NODUMP) || (d->applies && !d->applies(&t)) ||
+		if (!(d->flags & F_HASH) || (d->flags & (F_NODUMP | skip)) || (d->applies && !d->applies(&t)) ||
 		    ((d->flags & F_UNSET0) && is_unset(d, &t)))
 			continue;
 		dump_one(d, &t, f);
 	}
 }
 
-uint64_t opts_hash(const struct opts *o, const char *provider)
+void opts_dump(const struct opts *o, const char *provider, FILE *f)
 {
-	char *buf = NULL;
-	size_t len = 0;
-	FILE *f = open_memstream(&buf, &len);
-	uint64_t h = 0xcbf29ce484222325ull;	/* FNV-1a */
+	dump_without(o, provider, 0, f);
+}
 
-	if (!f)
-		return 0;
-	opts_dump(o, provider, f);
-	fclose(f);
+static uint64_t fnv1a(const char *buf, size_t len)
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+
 	for (size_t i = 0; i < len; i++) {
 		h ^= (unsigned char)buf[i];
 		h *= 0x100000001b3ull;
 	}
+	return h;
+}
+
+/* The dump (skip as above) in a malloc()ed string; NULL when out of memory. */
+static char *dump_text(const struct opts *o, const char *provider, unsigned skip, size_t *len)
+{
+	char *buf = NULL;
+	FILE *f = open_memstream(&buf, len);
+
+	if (!f)
+		return NULL;
+	dump_without(o, provider, skip, f);
+	fclose(f);
+	return buf;
+}
+
+uint64_t opts_train_hash(const struct opts *o)
+{
+	size_t len = 0;
+	char *buf = dump_text(o, o->provider, F_RUN, &len);
+	uint64_t h = buf ? fnv1a(buf, len) : 0;
+
+	free(buf);
+	return h;
+}
+
+/* The key of a printed line ("name = value" or a flag "name"): its length. */
+static size_t line_key(const char *l, size_t len)
+{
+	size_t k = 0;
+
+	while (k < len && l[k] != ' ' && l[k] != '=')
+		k++;
+	return k;
+}
+
+/* Line of text (len bytes) whose key is key[0 .. klen); NULL when none. */
+static const char *find_line(const char *text, const char *key, size_t klen, size_t *llen)
+{
+	for (const char *l = text; *l;) {
+		const char *e = strchr(l, '\n');
+		size_t len = e ? (size_t)(e - l) : strlen(l);
+
+		if (line_key(l, len) == klen && !memcmp(l, key, klen)) {
+			*llen = len;
+			return l;
+		}
+		l += len + (e != NULL);
+	}
+	return NULL;
+}
+
+/* Whether the option named key[0 .. klen) is left out of the training hash. */
+static int key_is_run(const char *key, size_t klen)
+{
+	for (int i = 0; i < O_COUNT; i++)
+		if (strlen(optdefs[i].name) == klen && !memcmp(optdefs[i].name, key, klen))
+			return (optdefs[i].flags & F_RUN) != 0;
+	return 0;
+}
+
+/* The lines of a whose training option is missing or other in b, into buf. */
+static void diff_side(const char *a, const char *b, int a_here, char *buf, size_t n, int *count)
+{
+	for (const char *l = a; *l;) {
+		const char *e = strchr(l, '\n'), *m;
+		size_t len = e ? (size_t)(e - l) : strlen(l), k = line_key(l, len), mlen = 0;
+
+		m = find_line(b, l, k, &mlen);
+		if (k && !key_is_run(l, k) && (!m || mlen != len || memcmp(m, l, len)) && (a_here || !m)) {
+			size_t used = strlen(buf);
+			const char *here = a_here ? l : m, *there = a_here ? m : l;
+			int hl = (int)(a_here ? len : mlen), tl = (int)(a_here ? mlen : len);
+
+			if (used + 1 < n)
+				snprintf(buf + used, n - used, "%s%.*s (here: %.*s; checkpoint: %.*s)",
+					 *count ? "; " : "", (int)k, l, here ? hl : 5, here ? here : "unset",
+					 there ? tl : 5, there ? there : "unset");
+			(*count)++;
+		}
+		l += len + (e != NULL);
+	}
+}
+
+int opts_train_diff(const struct opts *o, const char *other, char *buf, size_t n)
+{
+	size_t len = 0;
+	char *mine = dump_text(o, o->provider, F_RUN, &len);
+	int count = 0;
+
+	if (n)
+		buf[0] = 0;
+	if (!mine)
+		return 0;
+	diff_side(mine, other, 1, buf, n, &count);
+	diff_side(other, mine, 0, buf, n, &count);
+	free(mine);
+	return count;
+}
+
+uint64_t opts_hash(const struct opts *o, const char *provider)
+{
+	size_t len = 0;
+	char *buf = dump_text(o, provider, 0, &len);
+	uint64_t h = buf ? fnv1a(buf, len) : 0;
+
 	free(buf);
 	return h;
 }

@@ -27,8 +27,8 @@ enum opt_id {
 	O_PER_WORKER, O_SPLIT, O_ALPHA, O_TEST_FRACTION, O_SYNTH_N, O_SYNTH_P, O_SYNTH_CLASSES,
 	O_EVAL_SAMPLES, O_WORKERS, O_MIN_WORKERS, O_PROFILE, O_TIME_UNIT, O_NOISE, O_SHUFFLE, O_THREADS, O_GAMMA,
 	O_BATCH, O_PROVIDER, O_DEVICE, O_SEED, O_INIT, O_TIME, O_EPOCHS, O_TARGET_LOSS, O_TARGET_ACC,
-	O_EVAL_INTERVAL, O_PIN, O_OUT, O_NAME, O_LAUNCH, O_PROGRESS, O_FORCE, O_NO_PLOTS, O_CHECK,
-	O_CONFIG, O_HELP, O_VERSION, O_COUNT
+	O_EVAL_INTERVAL, O_PIN, O_CHECKPOINT_EVERY, O_OUT, O_NAME, O_LAUNCH, O_PROGRESS, O_FORCE,
+	O_NO_PLOTS, O_CHECK, O_CONFIG, O_RESUME, O_HELP, O_VERSION, O_COUNT
 };
 
 /* Every option; the printed configuration of this struct is what ranks hash. */
@@ -75,7 +75,10 @@ struct opts {
 	double target_loss, target_acc;
 	double eval_interval;
 	int pin;			/* -1 auto, 0 no, 1 yes */
+	double checkpoint_every;	/* seconds of training; 0: none */
 	/* not hashed: where output goes and how it looks */
+	char resume[PATH_MAX_LEN];	/* the checkpoint file --resume goes on from */
+	char resume_dir[PATH_MAX_LEN];	/* its folder (the default --out) */
 	char out[PATH_MAX_LEN];
 	char name[128];
 	int launch;			/* enum launch_kind */
@@ -103,6 +106,22 @@ int opts_check(struct opts *o, char *err, size_t n);
  */
 void opts_dump(const struct opts *o, const char *provider, FILE *f);
 uint64_t opts_hash(const struct opts *o, const char *provider);
+/*
+ * The training configuration: the options that decide the run's
+ * trajectory, without those that say only how long and where it runs
+ * (provider, device, budgets, targets, evaluation interval, pinning,
+ * --min-workers, --init, --checkpoint-every), which a resumed run may
+ * change.  A checkpoint records its hash; --resume compares it.
+ */
+uint64_t opts_train_hash(const struct opts *o);
+/*
+ * The training options that differ between o and a printed configuration
+ * (a checkpoint's), as "name: VALUE here, VALUE there" joined by "; "
+ * into buf; 0 when none differ.
+ */
+int opts_train_diff(const struct opts *o, const char *other, char *buf, size_t n);
+/* The file name of a checkpoint in a run's folder. */
+#define CHECKPOINT_NAME "checkpoint.hck"
 /* One 'key = value' line, the value quoted so that it cannot forge a key. */
 void opts_kv(FILE *f, const char *key, const char *value);
 

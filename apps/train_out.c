@@ -45,6 +45,64 @@ static void csv_num(FILE *f, double v, int last)
 		fprintf(f, "%.6g%s", v, last ? "\n" : ",");
 }
 
+/* Append a row to the ones a checkpoint keeps: 0 or -ENOMEM. */
+static int keep_row(struct job *j, const char *row, size_t len)
+{
+	int ret = 0;
+
+	pthread_mutex_lock(&j->rows_mu);
+	if (j->rows_len + len + 1 > j->rows_cap) {
+		size_t cap = (j->rows_len + len + 1) * 2;
+		char *p = realloc(j->rows, cap);
+
+		if (p) {
+			j->rows = p;
+			j->rows_cap = cap;
+		} else {
+			ret = -ENOMEM;
+		}
+	}
+	if (!ret) {
+		memcpy(j->rows + j->rows_len, row, len);
+		j->rows_len += len;
+		j->rows[j->rows_len] = 0;
+	}
+	pthread_mutex_unlock(&j->rows_mu);
+	return ret;
+}
+
+/*
+ * The engine's checkpoint (its server thread): the training hash, the
+ * whole configuration (what --resume reads back) and the rows of
+ * metrics.csv so far, saved as OUT/checkpoint.hck.
+ */
+int on_checkpoint(void *arg, struct hetsgd_ckpt *ck)
+{
+	struct job *j = arg;
+	char path[PATH_MAX_LEN + 32];
+	char *cfg = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&cfg, &len);
+	int ret;
+
+	if (!f)
+		return hetsgd_error(-ENOMEM, "out of memory for the checkpoint's configuration");
+	opts_dump(j->o, j->provider, f);
+	fclose(f);
+	snprintf(path, sizeof(path), "%s/%s", j->o->out, CHECKPOINT_NAME);
+	ck->config_hash = j->train_hash;
+	ck->config = cfg;
+	ck->config_len = len;
+	pthread_mutex_lock(&j->rows_mu);
+	ck->extra = j->rows;
+	ck->extra_len = j->rows_len;
+	ret = hetsgd_ckpt_save(path, ck);
+	pthread_mutex_unlock(&j->rows_mu);
+	ck->extra = NULL;
+	free(cfg);
+	return ret;
+}
+
 void on_eval(void *arg, const struct hetsgd_eval_point *pt)
 {
 	struct job *j = arg;
@@ -59,18 +117,38 @@ void on_eval(void *arg, const struct hetsgd_eval_point *pt)
 	 * appears (renamed) only when the run has ended and its model and
 	 * workers.csv are written */
 	if (m) {
-		fprintf(m, "%.3f,%llu,%llu,", pt->t, (unsigned long long)pt->grads,
+		char *row = NULL;
+		size_t len = 0;
+		FILE *r = open_memstream(&row, &len);
+
+		if (!r) {
+			snprintf(j->out_err, sizeof(j->out_err), "out of memory for a row of metrics.csv");
+			hetsgd_engine_request_stop(SIGTERM);
+			return;
+		}
+		fprintf(r, "%.3f,%llu,%llu,", pt->t, (unsigned long long)pt->grads,
 			(unsigned long long)pt->updates);
-		csv_num(m, epochs, 0);
-		csv_num(m, pt->loss, 0);
-		csv_num(m, pt->acc, 0);
-		csv_num(m, pt->gnorm, 0);
-		csv_num(m, pt->idle_share, 0);
-		csv_num(m, dist, 0);
-		csv_num(m, pt->pooled_loss, 0);
+		csv_num(r, epochs, 0);
+		csv_num(r, pt->loss, 0);
+		csv_num(r, pt->acc, 0);
+		csv_num(r, pt->gnorm, 0);
+		csv_num(r, pt->idle_share, 0);
+		csv_num(r, dist, 0);
+		csv_num(r, pt->pooled_loss, 0);
 		for (int i = 0; i < j->nworkers; i++)
-			csv_num(m, pt->worker_loss ? pt->worker_loss[i] : NAN, 0);
-		fprintf(m, "%d\n", pt->final);
+			csv_num(r, pt->worker_loss ? pt->worker_loss[i] : NAN, 0);
+		fprintf(r, "%d\n", pt->final);
+		fclose(r);
+		fwrite(row, 1, len, m);
+		/* a checkpoint keeps the rows so far (not the final one: a
+		 * resumed run goes on past it) */
+		if (o->checkpoint_every > 0 && !pt->final && keep_row(j, row, len)) {
+			free(row);
+			snprintf(j->out_err, sizeof(j->out_err), "out of memory for the rows a checkpoint keeps");
+			hetsgd_engine_request_stop(SIGTERM);
+			return;
+		}
+		free(row);
 		if (outfile_flush(&j->metrics, j->out_err, sizeof(j->out_err))) {
 			/* a full disk: no more rows; the run stops through the
 			 * engine's one stop (as a signal would) and then fails
@@ -144,7 +222,17 @@ static int mkdir_p(const char *path)
  * folder) removes, with their temporary names (NAME.tmp, metrics.csv.part).
  */
 static const char *const out_names[] = { "metrics.csv", "workers.csv", "summary.txt", "model.bin",
-					 "plot.gp", "loss.png", "loss-work.png", "accuracy.png" };
+					 "plot.gp", "loss.png", "loss-work.png", "accuracy.png", CHECKPOINT_NAME };
+
+/* --resume into the folder it resumes from: the run there is the one
+ * that goes on, and its checkpoint stays until the next one replaces it. */
+static int resumes_here(const struct opts *o)
+{
+	struct stat a, b;
+
+	return o->resume[0] && !stat(o->out, &a) && !stat(o->resume_dir, &b) && a.st_dev == b.st_dev &&
+	       a.st_ino == b.st_ino;
+}
 
 /*
  * What marks a previous complete run: its summary.txt, written last, with
@@ -186,7 +274,10 @@ int prepare_out(const struct opts *o, char *err, size_t n)
 
 	if (r)
 		return train_err(err, n, "--out %s: cannot create it: %s", o->out, strerror(-r));
-	if (!o->force && out_holds_run(o, reason, sizeof(reason))) {
+	if (o->force && resumes_here(o))
+		return train_err(err, n, "--force would clear the run that --resume %s goes on from: drop --force (a resumed run replaces that folder's outputs as it ends)",
+				 o->resume_dir);
+	if (!o->force && !resumes_here(o) && out_holds_run(o, reason, sizeof(reason))) {
 		if (!strncmp(reason, "unfinished: ", 12))
 			return train_err(err, n, "--out %s holds a run that has not finished (its summary.txt says unfinished): it is still running, or its server was killed; choose another folder or pass --force",
 					 o->out);
@@ -214,6 +305,8 @@ int clear_out(const struct opts *o, char *err, size_t n)
 	for (size_t i = 0; i < sizeof(out_names) / sizeof(out_names[0]); i++)
 		for (int t = 0; t < 3; t++) {
 			if (t == 2 && strcmp(out_names[i], "metrics.csv"))
+				continue;
+			if (t == 0 && !strcmp(out_names[i], CHECKPOINT_NAME) && resumes_here(o))
 				continue;
 			snprintf(path, sizeof(path), "%s/%s%s", o->out, out_names[i],
 				 t == 0 ? "" : t == 1 ? ".tmp" : ".part");
@@ -304,6 +397,15 @@ static void write_summary(FILE *f, const struct job *j, const struct hetsgd_engi
 	}
 	summary_data(f, j);
 	opts_kv(f, "stop-reason", res->stop_reason);
+	if (j->resumed) {
+		char val[PATH_MAX_LEN + 64];
+
+		snprintf(val, sizeof(val), "%s at %.3f s", j->o->resume, j->ck.t);
+		opts_kv(f, "resumed-from", val);
+	}
+	if (res->checkpoints)
+		fprintf(f, "checkpoints = %llu\nlast-checkpoint-s = %.3f\n",
+			(unsigned long long)res->checkpoints, res->checkpoint_t);
 	fprintf(f, "lost-workers = %u\n", res->nlost);
 	for (uint32_t i = 0; i < res->nworkers; i++) {
 		const struct hetsgd_worker_stats *w = &res->workers[i];

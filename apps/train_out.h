@@ -15,6 +15,7 @@
 double dist_opt(const struct job *j, const float *x);
 void on_eval(void *arg, const struct hetsgd_eval_point *pt);
 void on_lost(void *arg, const struct hetsgd_worker_stats *w);
+int on_checkpoint(void *arg, struct hetsgd_ckpt *ck);
 int out_holds_run(const struct opts *o, char *reason, size_t n);
 int prepare_out(const struct opts *o, char *err, size_t n);
 int clear_out(const struct opts *o, char *err, size_t n);

@@ -16,7 +16,7 @@ ok() { echo "PASS: $*"; }
 ko() { echo "FAIL: $*"; fails=$((fails + 1)); }
 
 [ -n "$version" ] || { echo "FAIL: no PACKAGE_VERSION in $b/config.h"; exit 1; }
-for name in hetsgd-train hetsgd-bench hetsgd-topo hetsgd-plot hetsgd-eval hetsgd-model; do
+for name in hetsgd-train hetsgd-bench hetsgd-topo hetsgd-plot hetsgd-eval hetsgd-model hetsgd-sim; do
 	prog=$b/apps/$name
 	for h in -h --help; do
 		out=$("$prog" "$h" 2>/dev/null); rc=$?

@@ -83,7 +83,7 @@ else
 	echo "SKIP: no libhetsgd.a installed (configure --enable-static builds one): flags checked, not linked"
 fi
 
-for p in hetsgd-train hetsgd-bench hetsgd-topo hetsgd-plot hetsgd-eval hetsgd-model; do
+for p in hetsgd-train hetsgd-bench hetsgd-topo hetsgd-plot hetsgd-eval hetsgd-model hetsgd-sim; do
 	[ -x "$destdir$bindir/$p" ] || ko "$p not installed in $bindir"
 	[ -f "$destdir$mandir/man1/$p.1" ] || ko "$p.1 not installed in $mandir/man1"
 done

@@ -16,7 +16,9 @@
 # that folder is then reused without --force; --force clears a finished
 # run's files (and nothing else) and a refused --force run clears
 # nothing; --init continues from a model.bin and refuses a mismatched one;
-# a gnuplot that fails leaves and claims no PNG.
+# a gnuplot that fails leaves and claims no PNG; a disk that fills during
+# a run with --checkpoint-every stops it naming the file and leaves the
+# last checkpoint whole (the run resumes from it).
 set -u
 b=${HETSGD_BUILDDIR:-.}
 b=$(cd "$b" && pwd)
@@ -140,6 +142,27 @@ if "$train" "${small[@]}" --no-plots --out "$full/prev" > "$tmp/prev.log" 2>&1; 
 		ok "the failed run's folder is reused without --force"
 	else
 		ko "reusing the failed run's folder: $(tail -n 3 "$tmp/reuse.log")"
+	fi
+	# checkpoints: the disk fills while the run goes; the run stops naming
+	# the file, and the last checkpoint is whole: the run resumes from it
+	"$train" "${big[@]}" --time 8 --checkpoint-every 0.2 --out "$full/ck" > "$tmp/ck.log" 2>&1 &
+	pid=$!
+	sleep 2
+	dd if=/dev/zero of="$full/filler" bs=4k 2> /dev/null
+	wait $pid
+	rc=$?
+	if [ $rc -ne 0 ] && grep -q "cannot write .*$full/ck/.*is the disk full?" "$tmp/ck.log"; then
+		ok "a disk that fills during a checkpointed run -> exit $rc: $(grep -m1 -o 'cannot write [^:]*' "$tmp/ck.log")"
+	else
+		ko "a disk that fills during a checkpointed run -> exit $rc: $(tail -n 3 "$tmp/ck.log")"
+	fi
+	ls "$full/ck"/*.tmp > /dev/null 2>&1 && ko "a temporary file was left: $(ls "$full/ck"/*.tmp)"
+	rm -f "$full/filler"
+	if "$train" --resume "$full/ck" --progress none > "$tmp/ck-resume.log" 2>&1 &&
+		grep -q '^resumed-from = ' "$full/ck/summary.txt"; then
+		ok "the last checkpoint was whole: $(grep '^resumed-from' "$full/ck/summary.txt")"
+	else
+		ko "resuming after the full disk: $(tail -n 3 "$tmp/ck-resume.log")"
 	fi
 else
 	ko "a small run on the tmpfs failed: $(tail -n 3 "$tmp/prev.log")"

@@ -136,6 +136,33 @@ put('model', 'd-huge', model([1], d=1 << 61))
 put('model', 'bad-magic', b'HSGDMDL2' + model([1])[8:])
 put('model', 'short', b'HSGDMDL1\1\0\0\0')
 
+# ---- ckpt: the checkpoint file (format in algo/hetsgd_model.h)
+def ckpt(vals, n=2, config=b'method = asgd\nworkers = 2\n', extra=b'0.000,0,0,0,2.3,,,0,,,,,0\n',
+         method=1, version=1, hdrlen=128, total=None, crc=None, t=1.5, worker=None):
+    body = f32(*vals)
+    w = worker if worker is not None else struct.pack('<6Q4d', 10, 0, 0, 0, 0, 10, 0.5, 0.1, 1.5, 0.002)
+    payload = body + w * n + config + extra
+    total = 128 + len(payload) if total is None else total
+    h = b'HSGDCKP1' + struct.pack('<IIQIIIIQQdQQQQQQ', version, hdrlen, total, 0, method, n, 0, len(vals),
+                                  0x1234, t, 7, 7, 20, 0, len(config), len(extra)) + b'\0' * 16
+    f = h + payload
+    c = zlib.crc32(f) if crc is None else crc
+    return f[:24] + struct.pack('<I', c) + f[28:]
+
+
+put('ckpt', 'valid', ckpt([0.5, -1, 2, 0.125]))
+put('ckpt', 'one-worker', ckpt([1.0], n=1, config=b'method = loscar\n', extra=b'', method=3))
+put('ckpt', 'bad-crc', ckpt([1, 2], crc=1))
+put('ckpt', 'truncated', ckpt([1, 2, 3])[:-2])
+put('ckpt', 'over-long', ckpt([1, 2, 3]) + b'\0')
+put('ckpt', 'bad-version', ckpt([1], version=2))
+put('ckpt', 'bad-method', ckpt([1], method=9))
+put('ckpt', 'nan-time', ckpt([1], t=float('nan')))
+put('ckpt', 'negative-worker-time', ckpt([1], worker=struct.pack('<6Q4d', 1, 0, 0, 0, 0, 1, -1.0, 0, 0, 0)))
+put('ckpt', 'nul-in-config', ckpt([1], config=b'method\0 = asgd\n'))
+put('ckpt', 'bad-total', ckpt([1], total=1 << 62))
+put('ckpt', 'short', b'HSGDCKP1\1\0\0\0')
+
 # ---- config: the file
 put('config', 'loscar', '# a LOSCAR run\nmethod = loscar\nmerge = delay-corrected\noverlap = no\nk-fraction = 0.1\n'
     'round-time = 0.02\ndata = synth\nsynth-n = 5000\nsynth-p = 16\nworkers = 3\nprofile = sqrt\nseed = 42\n'

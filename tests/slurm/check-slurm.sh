@@ -7,7 +7,7 @@
 # when Slurm or a PMI flavour is missing: this is the test of that path.
 # Then the README's srun example trains on it, so does the one-node batch
 # script, and ranks started with different configurations must refuse to
-# train.
+# train; a checkpointed run resumes under another launcher.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 builddir=${HETSGD_BUILDDIR:-$PWD}
@@ -124,5 +124,39 @@ else
 	echo "FAIL: ranks on two hosts with --provider shm were not refused (exit $rc)"
 	fail=$((fail + 1))
 fi
+# A checkpointed run goes on under another launcher: a local run stopped
+# by SIGTERM resumes under srun (every rank reads the checkpoint), and an
+# srun run whose step is cancelled resumes locally.
+rs=$(mktemp -d "${TMPDIR:-/tmp}/hetsgd-resume.XXXXXX")
+args="--data synth --synth-n 4000 --time 6 --progress none --no-plots --provider shm --checkpoint-every 0.5"
+(cd "$builddir" && exec apps/hetsgd-train $args --workers 2 --method loscar --out "$rs/a" > "$rs/a.log" 2>&1) &
+lp=$!
+sleep 2.5
+pkill -TERM -f -- "--out $rs/a" 2>/dev/null
+wait $lp
+# resumed WHAT DIR RC: the resumed run reached its budget from a checkpoint
+resumed() {
+	if [ "$3" -eq 0 ] && grep -q '^stop-reason = time budget' "$2/summary.txt" &&
+	   grep -q '^resumed-from = ' "$2/summary.txt"; then
+		echo "PASS: $1 to its budget: $(grep '^resumed-from' "$2/summary.txt")"
+		pass=$((pass + 1))
+	else
+		echo "$out" | tail -n 5 | sed 's/^/  [resumed] /'
+		tail -n 3 "$2.log" | sed 's/^/  [first run] /'
+		echo "FAIL: $1: exit $3"
+		fail=$((fail + 1))
+	fi
+}
+out=$(cd "$builddir" && timeout 120 srun -n 3 --mpi=pmix apps/hetsgd-train --resume "$rs/a" --progress none --no-plots 2>&1)
+resumed "a local run stopped by SIGTERM resumed under srun --mpi=pmix" "$rs/a" $?
+(cd "$builddir" && exec timeout 120 srun -n 3 --mpi=pmi2 apps/hetsgd-train $args --method asgd --out "$rs/b" > "$rs/b.log" 2>&1) &
+sp=$!
+sleep 3
+scancel --signal=KILL --full "$(squeue -h -o %i | head -n 1)" 2>/dev/null || pkill -9 -f -- "--out $rs/b"
+wait $sp
+out=$(cd "$builddir" && timeout 120 apps/hetsgd-train --resume "$rs/b" --progress none --no-plots 2>&1)
+resumed "an srun run killed with scancel -s KILL resumed locally" "$rs/b" $?
+rm -rf "$rs"
+
 echo "check-slurm: $pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <criterion/criterion.h>
@@ -928,6 +929,80 @@ Test(data, model_file)
 	/* save refuses d = 0 */
 	in.d = 0;
 	cr_assert_eq(hetsgd_model_save(path, &in, x), -EINVAL);
+}
+
+/* ------------------------------------------------------------ checkpoint file */
+
+Test(data, checkpoint_file)
+{
+	struct hetsgd_ckpt_worker w[2] = {
+		{ .steps = 10, .rounds = 2, .overlap_steps = 3, .dropped = 1, .overruns = 4, .sent = 12,
+		  .compute_s = 1.5, .idle_s = 0.25, .elapsed_s = 2.0, .tau_est = 0.004 },
+		{ .steps = 7, .compute_s = 1.0, .elapsed_s = 2.0 },
+	};
+	float x[3] = { 1.5f, -2.0f, 0.125f };
+	char cfg[] = "method = asgd\nworkers = 2\n", rows[] = "0.000,0,0\n";
+	struct hetsgd_ckpt in = { .method = HETSGD_METHOD_ASGD, .n = 2, .d = 3, .config_hash = 0xabcdefull,
+				  .t = 3.25, .updates = 17, .round = 17, .grads = 17, .dropped = 1, .x = x,
+				  .workers = w, .config = cfg, .config_len = strlen(cfg), .extra = rows,
+				  .extra_len = strlen(rows) };
+	struct hetsgd_ckpt out;
+	char path[512], tmp[600];
+	size_t size = 128 + 3 * 4 + 2 * 80 + strlen(cfg) + strlen(rows);
+	struct stat st;
+	FILE *f;
+	unsigned char b;
+
+	snprintf(path, sizeof(path), "%s", tpath("c.hck"));
+	cr_assert_eq(hetsgd_ckpt_save(path, &in), 0, "%s", hetsgd_algo_errmsg());
+	/* renamed into place: no temporary file left */
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	cr_assert_neq(stat(tmp, &st), 0);
+	cr_assert_eq(stat(path, &st), 0);
+	cr_assert_eq((size_t)st.st_size, size);
+	cr_assert_eq(hetsgd_ckpt_load(path, &out), 0, "%s", hetsgd_algo_errmsg());
+	cr_assert_eq(out.method, HETSGD_METHOD_ASGD);
+	cr_assert_eq(out.n, 2);
+	cr_assert_eq(out.d, 3);
+	cr_assert_eq(out.config_hash, 0xabcdefull);
+	cr_assert_eq(out.t, 3.25);
+	cr_assert_eq(out.updates, 17);
+	cr_assert_eq(out.dropped, 1);
+	cr_assert_arr_eq(out.x, x, sizeof(x));
+	cr_assert_eq(out.workers[0].steps, 10);
+	cr_assert_eq(out.workers[0].overruns, 4);
+	cr_assert_eq(out.workers[0].tau_est, 0.004);
+	cr_assert_eq(out.workers[1].steps, 7);
+	cr_assert_str_eq(out.config, cfg);
+	cr_assert_str_eq(out.extra, rows);
+	hetsgd_ckpt_free(&out);
+	cr_assert_null(out.x);
+
+	/* one flipped bit anywhere (here in a worker's record): refused */
+	f = fopen(path, "r+b");
+	cr_assert(f);
+	fseek(f, 128 + 12 + 8, SEEK_SET);
+	cr_assert_eq(fread(&b, 1, 1, f), 1);
+	b ^= 0x01;
+	fseek(f, 128 + 12 + 8, SEEK_SET);
+	cr_assert_eq(fwrite(&b, 1, 1, f), 1);
+	fclose(f);
+	cr_assert_eq(hetsgd_ckpt_load(path, &out), -EBADMSG);
+	cr_assert(strstr(hetsgd_algo_errmsg(), "checksum"), "%s", hetsgd_algo_errmsg());
+	cr_assert_null(out.x);
+	/* truncated */
+	cr_assert_eq(truncate(path, 200), 0);
+	cr_assert_eq(hetsgd_ckpt_load(path, &out), -EBADMSG);
+	cr_assert(strstr(hetsgd_algo_errmsg(), "truncated"), "%s", hetsgd_algo_errmsg());
+	/* a model file is no checkpoint; no file names the cause */
+	cr_assert_eq(hetsgd_ckpt_load(write_text("notckpt.hck", "HSGDMDL1 is a model, not a checkpoint: no no no no no no no no no no no no no no no no no no no no no no no no no no no no no no no no no no no no no no no\n"), &out), -EBADMSG);
+	cr_assert_eq(hetsgd_ckpt_load(tpath("nothing-here.hck"), &out), -ENOENT);
+	/* a folder that cannot be written: the message says the previous one is intact */
+	in.n = 0;
+	cr_assert_eq(hetsgd_ckpt_save(path, &in), -EINVAL);
+	in.n = 2;
+	cr_assert_neq(hetsgd_ckpt_save("/proc/hetsgd-no/c.hck", &in), 0);
+	cr_assert(strstr(hetsgd_algo_errmsg(), "cannot write the checkpoint"), "%s", hetsgd_algo_errmsg());
 }
 
 /* ------------------------------------------------------------ gzip members and what follows them */
