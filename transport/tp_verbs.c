@@ -529,18 +529,21 @@ static int verbs_progress(struct hetsgd_tp *tp)
 	}
 	/*
 	 * Credits that waited long enough, or found the queue full, go out
-	 * now.  The (coarse) clock is read once every CLOCK_EVERY calls.
+	 * now.  The clock is read once every CLOCK_EVERY calls: without a
+	 * stable TSC (virtual machines) it is a system call, and a spinning
+	 * caller would pay one per poll.  (Releases stamp their batch with
+	 * the coarse clock, the same time base to within a tick.)
 	 */
 	/* A peer's death is rare news: look for it far less often than for credits. */
 	if (++st->clock_countdown >= CLOCK_EVERY) {
 		st->clock_countdown = 0;
-		now = coarse_s();
+		now = now_s();
 		if (now - st->cm_last >= CM_S)
 			st->cm_countdown = CM_EVERY;
 	}
 	if (++st->cm_countdown >= CM_EVERY) {
 		st->cm_countdown = 0;
-		st->cm_last = now ? now : coarse_s();
+		st->cm_last = now ? now : now_s();
 		ret = check_cm_events(tp, st);
 		if (ret)
 			return ret;

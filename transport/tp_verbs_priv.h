@@ -151,8 +151,9 @@ struct verbs_state {
  * The clock of the data path: CLOCK_MONOTONIC_COARSE, the last tick, read
  * from the vDSO page without touching a clock device.  In a guest without
  * a stable TSC the precise clock reads an emulated timer (under TCG, tens
- * of microseconds); the data path only times the credit batch (1 ms) and
- * the rdma_cm checks (0.25 s), for which a tick is precise enough.
+ * of microseconds); a release, once per block, only stamps when its
+ * credit batch began (flushed after 1 ms), for which a tick is precise
+ * enough.  Progress reads the precise clock, once every CLOCK_EVERY calls.
  */
 static inline double coarse_s(void)
 {
