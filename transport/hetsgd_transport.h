@@ -260,7 +260,9 @@ const char *hetsgd_provider_name(enum hetsgd_provider prov);
 struct hetsgd_tp_attr {
 	enum hetsgd_provider provider;
 	size_t slot_bytes;	/* bytes per staging slot (0: 64 KiB + 64) */
-	uint32_t slots;		/* ring depth per peer = credits (0: 8) */
+	uint32_t slots;		/* ring depth per peer = credits (0: 8 on shm,
+				 * 16 on verbs, where a quarter of the ring is
+				 * the send window, a quarter the credit batch) */
 	uint32_t tx_bufs;	/* send buffers (0: 2 * slots) */
 	int numa_node;		/* staging and send buffers live here (the
 				 * node of hetsgd_topo_plan()); -1: anywhere */
@@ -373,6 +375,23 @@ int hetsgd_tp_progress(struct hetsgd_tp *tp, struct hetsgd_ev *ev, int max);
 
 /* The caller is done with a received block: its slot goes back to peer. */
 int hetsgd_tp_release(struct hetsgd_tp *tp, int peer, uint32_t slot);
+
+/*
+ * Counters since open, summed over peers.  A wait is one stretch of puts
+ * to one peer refused with -EAGAIN for the same reason (however many
+ * retries it took), ended by the next put that goes through.
+ */
+struct hetsgd_tp_stats {
+	uint64_t puts;		/* puts posted */
+	uint64_t puts_polled;	/* ... of which by the polled small-block path (verbs) */
+	uint64_t recvs;		/* blocks handed out by progress */
+	uint64_t recvs_polled;	/* ... of which found by polling memory (verbs) */
+	uint64_t credit_waits;	/* the peer had no free slot */
+	uint64_t queue_waits;	/* the send queue (verbs) was full */
+};
+
+/* Fill *st; -EINVAL for NULL arguments. */
+int hetsgd_tp_get_stats(const struct hetsgd_tp *tp, struct hetsgd_tp_stats *st);
 
 #ifdef __cplusplus
 }

@@ -22,6 +22,13 @@
 
 #define DEFAULT_SLOT_BYTES ((size_t)64 * 1024 + 64)
 #define DEFAULT_SLOTS 8u
+/*
+ * verbs: the send window and the credit batch take a quarter of the ring
+ * each (tp_verbs.c), half is left for the receiver's lag; with 8 slots the
+ * soft-RoCE bed's receiver fell behind by more than that now and then
+ * (3 credit waits in 300 puts of 64 KiB), with 16 never.
+ */
+#define DEFAULT_SLOTS_VERBS 16u
 #define MAX_SLOTS 4096u		/* the immediate has 16 bits for the slot */
 #define MAX_SLOT_BYTES ((size_t)1 << 30)
 
@@ -66,8 +73,8 @@ void hetsgd_tp_attr_init(struct hetsgd_tp_attr *attr)
 	memset(attr, 0, sizeof(*attr));
 	attr->provider = HETSGD_PROV_SHM;
 	attr->slot_bytes = DEFAULT_SLOT_BYTES;
-	attr->slots = DEFAULT_SLOTS;
-	attr->tx_bufs = 2 * DEFAULT_SLOTS;
+	attr->slots = 0;	/* the provider's default, resolved at open */
+	attr->tx_bufs = 0;
 	attr->verbs.gid_index = -1;
 	attr->numa_node = -1;
 }
@@ -129,6 +136,7 @@ int tp_recv_landed(struct hetsgd_tp *tp, int peer, uint32_t slot,
 				  peer, len, tp->attr.slot_bytes);
 	tp->held[(size_t)peer * tp->attr.slots + slot] = 1;
 	tp->recvd[peer]++;
+	tp->stats.recvs++;
 	tp_evq_push(tp, &ev);
 	return 0;
 }
@@ -220,6 +228,7 @@ static int alloc_bookkeeping(struct hetsgd_tp *tp)
 	tp->rel_head = calloc((size_t)tp->size, sizeof(uint64_t));
 	tp->held = calloc((size_t)tp->size * tp->attr.slots, 1);
 	tp->down = calloc((size_t)tp->size, 1);
+	tp->waiting = calloc((size_t)tp->size, 1);
 	tp->down_why = calloc((size_t)tp->size, sizeof(*tp->down_why));
 	tp->bye = calloc((size_t)tp->size, 1);
 	/* Room for every block that can be outstanding plus every put,
@@ -227,7 +236,7 @@ static int alloc_bookkeeping(struct hetsgd_tp *tp)
 	tp->evq_cap = (uint32_t)tp->size * tp->attr.slots * 2 + tp->attr.tx_bufs + 16 + (uint32_t)tp->size;
 	tp->evq = calloc(tp->evq_cap, sizeof(*tp->evq));
 	if (!tp->txs || !tp->recvd || !tp->rel_head || !tp->held || !tp->evq || !tp->down ||
-	    !tp->down_why || !tp->bye)
+	    !tp->down_why || !tp->bye || !tp->waiting)
 		return hetsgd_err(-ENOMEM, "out of memory for the transport's bookkeeping (%d ranks, %u slots)",
 				  tp->size, tp->attr.slots);
 	for (i = tp->attr.tx_bufs; i-- > 0;) {
@@ -246,6 +255,7 @@ static void free_bookkeeping(struct hetsgd_tp *tp)
 	free(tp->evq);
 	free(tp->bye);
 	free(tp->down_why);
+	free(tp->waiting);
 	free(tp->down);
 	free(tp->held);
 	free(tp->rel_head);
@@ -264,15 +274,14 @@ int hetsgd_tp_open(struct hetsgd_boot *boot, const struct hetsgd_tp_attr *attr,
 	if (!boot || !out)
 		return hetsgd_err(-EINVAL, "hetsgd_tp_open: NULL bootstrap or output");
 	hetsgd_tp_attr_init(&a);
-	if (attr) {
+	if (attr)
 		a = *attr;
-		if (!a.slot_bytes)
-			a.slot_bytes = DEFAULT_SLOT_BYTES;
-		if (!a.slots)
-			a.slots = DEFAULT_SLOTS;
-		if (!a.tx_bufs)
-			a.tx_bufs = 2 * a.slots;
-	}
+	if (!a.slot_bytes)
+		a.slot_bytes = DEFAULT_SLOT_BYTES;
+	if (!a.slots)
+		a.slots = a.provider == HETSGD_PROV_VERBS ? DEFAULT_SLOTS_VERBS : DEFAULT_SLOTS;
+	if (!a.tx_bufs)
+		a.tx_bufs = 2 * a.slots;
 	ret = check_attr(&a);
 	if (ret)
 		return ret;
@@ -473,12 +482,15 @@ int hetsgd_tp_put(struct hetsgd_tp *tp, int peer, struct hetsgd_tx *pub,
 	 * may fill a RECV event: keep room for all of them plus this one.
 	 */
 	if (tp_evq_room(tp) < (uint32_t)tp->size * tp->attr.slots + tp->inflight_puts + 1)
-		return -EAGAIN;
+		return tp_wait(tp, peer, TP_WAIT_QUEUE);
 	tx->inflight++;
 	tp->inflight_puts++;
 	ret = tp->prov->put(tp, peer, tx, len, kind);
-	if (ret == 0)
+	if (ret == 0) {
+		tp->waiting[peer] = 0;
+		tp->stats.puts++;
 		return 0;
+	}
 	tx->inflight--;
 	tp->inflight_puts--;
 	if (ret != -EAGAIN)
@@ -525,6 +537,14 @@ int hetsgd_tp_release(struct hetsgd_tp *tp, int peer, uint32_t slot)
 	if (ret && ret != -EINVAL)
 		tp_fail(tp);
 	return ret;
+}
+
+int hetsgd_tp_get_stats(const struct hetsgd_tp *tp, struct hetsgd_tp_stats *st)
+{
+	if (!tp || !st)
+		return hetsgd_err(-EINVAL, "hetsgd_tp_get_stats: NULL endpoint or output");
+	*st = tp->stats;
+	return 0;
 }
 
 #ifdef HETSGD_TEST_HOOKS

@@ -416,7 +416,7 @@ static int shm_put(struct hetsgd_tp *tp, int peer, struct tp_tx *tx, size_t len,
 		return hetsgd_err(-EPROTO, "rank %d released %llu blocks of ours but we sent %llu",
 				  peer, (unsigned long long)rel, (unsigned long long)st->sent[peer]);
 	if (st->sent[peer] - rel >= tp->attr.slots)
-		return -EAGAIN;
+		return tp_wait(tp, peer, TP_WAIT_CREDIT);
 	slot = (uint32_t)(st->sent[peer] % tp->attr.slots);
 	memcpy(ring_slot(st, tp, r, slot), tx->pub.data, len);
 	ring_meta(st, r)[slot].len = (uint32_t)len;

@@ -2,6 +2,7 @@
 #ifndef HETSGD_TRANSPORT_PRIV_H
 #define HETSGD_TRANSPORT_PRIV_H
 
+#include <errno.h>
 #include <stdint.h>
 
 #include "hetsgd_topology.h"
@@ -159,10 +160,12 @@ struct hetsgd_tp;
  *                     there, without a credit for it
  *   TP_TEST_CREDIT    the word through which rank `victim` and peer keep
  *                     credit for each other, set to *(uint64_t *)data
+ *   TP_TEST_POLL      len bytes at offset off of LL slot `slot` of our
+ *                     polled ring at peer (verbs only)
  * 0 when written (verbs: posted; its completion may still fail), -EACCES
  * when this rank has no way to reach that memory.
  */
-enum tp_test_target { TP_TEST_SLOT = 1, TP_TEST_REPLAY, TP_TEST_CREDIT };
+enum tp_test_target { TP_TEST_SLOT = 1, TP_TEST_REPLAY, TP_TEST_CREDIT, TP_TEST_POLL };
 int hetsgd_tp_test_write(struct hetsgd_tp *tp, int peer, enum tp_test_target target, int victim,
 			 uint32_t slot, size_t off, const void *data, size_t len);
 #endif
@@ -206,7 +209,7 @@ struct hetsgd_tp {
 	int size;
 	int failed;			/* a fatal error happened: refuse work */
 	char fail_msg[256];		/* what it was, for every later call */
-	char desc[256];
+	char desc[384];
 
 	/* send buffers */
 	struct tp_tx *txs;
@@ -225,12 +228,32 @@ struct hetsgd_tp {
 	/* close's farewell, per peer: TP_BYE_* bits */
 	uint8_t *bye;
 
+	/* counters (hetsgd_tp_get_stats) and, per peer, the reason of the
+	 * wait in progress (TP_WAIT_*, 0: none) so that a wait counts once */
+	struct hetsgd_tp_stats stats;
+	uint8_t *waiting;
+
 	/* events waiting to be returned by hetsgd_tp_progress() */
 	struct hetsgd_ev *evq;
 	uint32_t evq_cap, evq_head, evq_len;
 
 	void *priv;			/* provider state */
 };
+
+/* Why a provider's put returned -EAGAIN: counted once per wait. */
+enum { TP_WAIT_CREDIT = 1, TP_WAIT_QUEUE = 2 };
+
+static inline int tp_wait(struct hetsgd_tp *tp, int peer, int why)
+{
+	if (tp->waiting[peer] != why) {
+		tp->waiting[peer] = (uint8_t)why;
+		if (why == TP_WAIT_CREDIT)
+			tp->stats.credit_waits++;
+		else
+			tp->stats.queue_waits++;
+	}
+	return -EAGAIN;
+}
 
 /* Room left in the event FIFO. */
 static inline uint32_t tp_evq_room(const struct hetsgd_tp *tp)
