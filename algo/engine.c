@@ -338,6 +338,10 @@ int hetsgd_engine_run(struct hetsgd_boot *boot,
 		ret = tp_error(ret, "opening the transport");
 		goto out;
 	}
+	/* No collective of the bootstrap follows (close is the transport's):
+	 * leaving PMIx now keeps Slurm from killing the step when a worker
+	 * dies (hetsgd_boot_leave). */
+	hetsgd_boot_leave(boot);
 	snprintf(res->provider, sizeof(res->provider), "%s", hetsgd_tp_describe(e->tp));
 	res->pattern = attr.pattern;
 	gather_footprints(e, boot, res);
@@ -359,12 +363,11 @@ int hetsgd_engine_run(struct hetsgd_boot *boot,
 		abort_peers(e, why);
 		algo_err(ret, "%s", why);
 	}
-	/* close is collective: a failed rank still closes so that the others
-	 * see it leave rather than hang */
+	/* close waits for the live ranks only (a lost worker does not hold
+	 * it); a failed rank still closes so that the others see it leave */
 	cret = hetsgd_tp_close(e->tp);
 	/* the server's results are complete once every worker is DONE or
-	 * LOST: a close whose barrier fails (the launcher died, and its ranks
-	 * were told with SIGTERM) must not throw them away */
+	 * LOST: a close that fails must not throw them away */
 	if (!ret && cret && e->rank != 0)
 		ret = tp_error(cret, "closing the transport");
 out:

@@ -535,7 +535,10 @@ int hetsgd_engine_stop_signal(void);
  * Run one training job on this rank (collective over boot).  tp_attr
  * chooses the provider and device; the engine sizes the slots for the
  * model.  Returns 0 on every rank when training finished; otherwise a
- * negative errno with the reason in hetsgd_errmsg().
+ * negative errno with the reason in hetsgd_errmsg().  Once the transport
+ * is open it leaves the bootstrap (hetsgd_boot_leave(): no collective of
+ * boot may follow), so that under srun a worker's death costs the job
+ * that worker only.
  */
 int hetsgd_engine_run(struct hetsgd_boot *boot,
 		      const struct hetsgd_tp_attr *tp_attr,

@@ -11,6 +11,9 @@
  *    each block as soon as it sees it; timed at rank 0 from the first put
  *    to the last local completion (as ib_write_bw times its sender).
  *    MB = 2^20 bytes, as in perftest.
+ *    The same run gives the message rate (blocks per second, printed in
+ *    Mpps = 10^6 blocks/s as ib_write_bw's MsgRate), the number that
+ *    matters for small blocks.
  *  - latency: ping-pong of one block each way; one-way latency = RTT/2,
  *    reported as the median ("typical", as ib_write_lat) and the mean.
  * For shm the anchor is memcpy of the same sizes into the same number of
@@ -57,26 +60,28 @@ struct opts {
 
 struct result {
 	double bw_MBps;
+	double msg_Mpps;	/* blocks per second / 10^6, as ib_write_bw's MsgRate */
 	double lat_us;		/* median one-way */
 	double lat_avg_us;
 	double memcpy_MBps;
 };
 
+#define now_s hetsgd_clock_s
+
 /*
- * A spinning receiver must not starve its neighbour: two vCPUs may be
- * hyperthreads of one host core, where a tight loop takes half of the
- * sender's execution resources.  PAUSE (YIELD on Arm) gives them back.
+ * Per-round-trip stamps, as perftest takes them: the cycle counter where
+ * there is one, scaled by the clock over the whole run.  In a guest
+ * without a stable TSC clock_gettime reads an emulated timer (under TCG,
+ * tens of microseconds), which would be timed into every round trip.
  */
-static inline void cpu_relax(void)
+static inline uint64_t ticks(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
-	__builtin_ia32_pause();
-#elif defined(__aarch64__)
-	__asm__ __volatile__("yield" ::: "memory");
+	return __builtin_ia32_rdtsc();
+#else
+	return (uint64_t)(now_s() * 1e9);
 #endif
 }
-
-#define now_s hetsgd_clock_s
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -85,16 +90,25 @@ static int cmp_double(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* Progress until an event of type `type` arrives (RECVs are released or returned). */
+/*
+ * Progress until an event of type `type` arrives (RECVs are released or
+ * returned).  It spins, and after SPIN_BEFORE_YIELD empty polls yields
+ * each time: a rank pinned to a CPU must not starve what else has to run
+ * there (on soft-RoCE, the kernel's side of the transfer, moved to
+ * ksoftirqd when the host is busy), or one round trip takes a time slice.
+ */
+#define SPIN_BEFORE_YIELD 256
 static int wait_event(struct hetsgd_tp *tp, enum hetsgd_ev_type type, struct hetsgd_ev *out)
 {
 	struct hetsgd_ev ev[16];
-	int n, i, found = 0;
+	int n, i, found = 0, idle = 0;
 
 	while (!found) {
 		n = hetsgd_tp_progress(tp, ev, 16);
 		if (n < 0)
 			return n;
+		if (n == 0 && ++idle > SPIN_BEFORE_YIELD)
+			sched_yield();
 		for (i = 0; i < n; i++) {
 			if (ev[i].type == type && !found) {
 				*out = ev[i];
@@ -110,8 +124,13 @@ static int wait_event(struct hetsgd_tp *tp, enum hetsgd_ev_type type, struct het
 	return 0;
 }
 
+/*
+ * yield: a bandwidth run, where a blocked sender gives its CPU to whatever
+ * else runs there (on soft-RoCE: the kernel's side of the transfer)
+ * rather than spin; perftest's waiting server sleeps the whole run.
+ */
 static int put_retry(struct hetsgd_tp *tp, int peer, struct hetsgd_tx *tx, size_t len,
-		     long *sent_events)
+		     long *sent_events, int yield)
 {
 	struct hetsgd_ev ev[32];
 	int ret, n, i;
@@ -120,6 +139,8 @@ static int put_retry(struct hetsgd_tp *tp, int peer, struct hetsgd_tx *tx, size_
 		n = hetsgd_tp_progress(tp, ev, 32);
 		if (n < 0)
 			return n;
+		if (n == 0 && yield)
+			sched_yield();
 		for (i = 0; i < n; i++) {
 			if (ev[i].type == HETSGD_EV_SENT)
 				(*sent_events)++;
@@ -144,7 +165,7 @@ static int bench_bw(struct hetsgd_tp *tp, int me, size_t size, long iters, doubl
 	if (me == 0) {
 		t0 = now_s();
 		for (i = 0; i < iters; i++) {
-			ret = put_retry(tp, 1, tx, size, &sent_events);
+			ret = put_retry(tp, 1, tx, size, &sent_events, 1);
 			if (ret)
 				return ret;
 		}
@@ -152,6 +173,8 @@ static int bench_bw(struct hetsgd_tp *tp, int me, size_t size, long iters, doubl
 			n = hetsgd_tp_progress(tp, ev, 32);
 			if (n < 0)
 				return n;
+			if (n == 0)
+				sched_yield();
 			for (k = 0; k < n; k++)
 				if (ev[k].type == HETSGD_EV_SENT)
 					sent_events++;
@@ -164,7 +187,7 @@ static int bench_bw(struct hetsgd_tp *tp, int me, size_t size, long iters, doubl
 			if (n < 0)
 				return n;
 			if (n == 0)
-				cpu_relax();
+				sched_yield();	/* idle: the CPU to the kernel's side of the transfer */
 
 			for (k = 0; k < n; k++) {
 				if (ev[k].type != HETSGD_EV_RECV)
@@ -184,7 +207,8 @@ static int bench_bw(struct hetsgd_tp *tp, int me, size_t size, long iters, doubl
 
 static int bench_lat(struct hetsgd_tp *tp, int me, size_t size, int iters, double *med, double *avg)
 {
-	double *rtt = calloc((size_t)iters, sizeof(double)), sum = 0, t_prev;
+	double *rtt = calloc((size_t)iters, sizeof(double)), sum = 0, s0, per_tick;
+	uint64_t t_prev, k0;
 	struct hetsgd_tx *tx;
 	struct hetsgd_ev ev;
 	long dummy = 0;
@@ -195,27 +219,32 @@ static int bench_lat(struct hetsgd_tp *tp, int me, size_t size, int iters, doubl
 		return -ENOMEM;
 	}
 	memset(tx->data, 0x3c, size);
-	/* One clock read per round trip, as perftest takes one cycle count. */
-	t_prev = now_s();
+	/* One cycle count per round trip, as perftest. */
+	s0 = now_s();
+	t_prev = k0 = ticks();
 	for (i = -warm; i < iters && !ret; i++) {
-		double t;
+		uint64_t t;
 
 		if (me == 0) {
-			ret = put_retry(tp, 1, tx, size, &dummy);
+			ret = put_retry(tp, 1, tx, size, &dummy, 0);
 			if (!ret)
 				ret = wait_event(tp, HETSGD_EV_RECV, &ev);
 		} else {
 			ret = wait_event(tp, HETSGD_EV_RECV, &ev);
 			if (!ret)
-				ret = put_retry(tp, 0, tx, size, &dummy);
+				ret = put_retry(tp, 0, tx, size, &dummy, 0);
 		}
 		if (!ret)
 			ret = hetsgd_tp_release(tp, ev.peer, ev.slot);
-		t = now_s();
+		t = ticks();
 		if (i >= 0)
-			rtt[i] = t - t_prev;
+			rtt[i] = (double)(t - t_prev);
 		t_prev = t;
 	}
+	/* seconds per tick, over the whole run */
+	per_tick = t_prev > k0 ? (now_s() - s0) / (double)(t_prev - k0) : 0;
+	for (i = 0; i < iters; i++)
+		rtt[i] *= per_tick;
 	if (!ret && me == 0) {
 		for (i = 0; i < iters; i++)
 			sum += rtt[i];
@@ -314,6 +343,7 @@ static int measure_size(struct hetsgd_boot *boot, struct hetsgd_tp *tp, const st
 		qsort(bw, (size_t)o->rounds, sizeof(double), cmp_double);
 		qsort(mc, (size_t)o->rounds, sizeof(double), cmp_double);
 		r->bw_MBps = bw[o->rounds / 2];
+		r->msg_Mpps = r->bw_MBps * MB / (double)size / 1e6;
 		r->memcpy_MBps = mc[o->rounds / 2];
 	}
 	if (!ret && hetsgd_boot_barrier(boot))
@@ -411,8 +441,8 @@ static void usage(FILE *f)
 		"  -p, --port  the TCP rendezvous port of --server / HOST (default 18515)\n"
 		"  -F          accepted for perftest's command lines; does nothing\n"
 		"  --csv       machine-readable rows: provider,size_bytes,bw_MBps (bw_Gbps with\n"
-		"              --report_gbits),lat_us; with shm, a row per size with provider\n"
-		"              memcpy (its anchor) and no latency\n"
+		"              --report_gbits),lat_us,msg_Mpps (blocks/s / 10^6); with shm, a row\n"
+		"              per size with provider memcpy (its anchor) and no latency\n"
 		"  --slots     staging slots per peer (default 16)\n"
 		"  --bytes     MB streamed per size for bandwidth (default 64; 200 to 20000 puts)\n"
 		"  --rounds    bandwidth rounds per size, alternating with the memcpy anchor;\n"
@@ -662,11 +692,11 @@ static int run_joined(struct opts *o, struct cli *c, struct shared *sh)
 static void print_results(const struct opts *o, const struct result *res)
 {
 	if (!o->csv) {
-		printf("#bytes      BW average[%s]   t_typical[usec]   t_avg[usec]%s\n",
+		printf("#bytes      BW average[%s]   MsgRate[Mpps]   t_typical[usec]   t_avg[usec]%s\n",
 		       o->gbits ? " Gb/sec" : "MB/sec",
 		       o->prov == HETSGD_PROV_SHM ? "   memcpy[MB/sec]   BW/memcpy" : "");
 	} else {
-		printf("provider,size_bytes,%s,lat_us\n", o->gbits ? "bw_Gbps" : "bw_MBps");
+		printf("provider,size_bytes,%s,lat_us,msg_Mpps\n", o->gbits ? "bw_Gbps" : "bw_MBps");
 	}
 	for (int s = 0; s < o->nsizes; s++) {
 		const struct result *r = &res[s];
@@ -675,13 +705,14 @@ static void print_results(const struct opts *o, const struct result *res)
 		if (o->csv) {
 			/* the one text column: quoted, so no provider name can shift the others */
 			quote_csv(stdout, hetsgd_provider_name(o->prov));
-			printf(",%zu,%.2f,%.3f\n", o->sizes[s], bw, r->lat_us);
+			printf(",%zu,%.2f,%.3f,%.4f\n", o->sizes[s], bw, r->lat_us, r->msg_Mpps);
 			/* The anchor is a row of its own, so every row has the same columns. */
 			if (o->prov == HETSGD_PROV_SHM && r->memcpy_MBps > 0)
-				printf("memcpy,%zu,%.2f,\n", o->sizes[s],
+				printf("memcpy,%zu,%.2f,,\n", o->sizes[s],
 				       o->gbits ? r->memcpy_MBps * MB * 8 / 1e9 : r->memcpy_MBps);
 		} else {
-			printf(" %-10zu %18.2f %17.2f %13.2f", o->sizes[s], bw, r->lat_us, r->lat_avg_us);
+			printf(" %-10zu %18.2f %15.4f %17.2f %13.2f", o->sizes[s], bw, r->msg_Mpps, r->lat_us,
+			       r->lat_avg_us);
 			if (o->prov == HETSGD_PROV_SHM && r->memcpy_MBps > 0)
 				printf(" %16.2f %11.2f", r->memcpy_MBps, r->bw_MBps / r->memcpy_MBps);
 			else if (o->prov == HETSGD_PROV_SHM)

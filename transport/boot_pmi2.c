@@ -114,15 +114,22 @@ static int pmi2_barrier(struct hetsgd_boot *boot)
 	return 0;
 }
 
-static void pmi2_close(struct hetsgd_boot *boot)
+static void pmi2_leave(struct hetsgd_boot *boot)
 {
 	(void)boot;
 	PMI2_Finalize();
 }
 
+static void pmi2_close(struct hetsgd_boot *boot)
+{
+	if (!boot->left)
+		PMI2_Finalize();
+}
+
 static const struct hetsgd_boot_ops pmi2_ops = {
 	.allgather = pmi2_allgather,
 	.barrier = pmi2_barrier,
+	.leave = pmi2_leave,
 	.close = pmi2_close,
 };
 

@@ -85,9 +85,18 @@ static int pmix_barrier(struct hetsgd_boot *boot)
 	return 0;
 }
 
+/* Slurm's PMIx plugin kills the step when a task that has not finalized
+ * dies: leaving early keeps the survivors of a rank's death running. */
+static void pmix_leave(struct hetsgd_boot *boot)
+{
+	(void)boot;
+	PMIx_Finalize(NULL, 0);
+}
+
 static void pmix_close(struct hetsgd_boot *boot)
 {
-	PMIx_Finalize(NULL, 0);
+	if (!boot->left)
+		PMIx_Finalize(NULL, 0);
 	free(boot->priv);
 	boot->priv = NULL;
 }
@@ -95,6 +104,7 @@ static void pmix_close(struct hetsgd_boot *boot)
 static const struct hetsgd_boot_ops pmix_ops = {
 	.allgather = pmix_allgather,
 	.barrier = pmix_barrier,
+	.leave = pmix_leave,
 	.close = pmix_close,
 };
 

@@ -7,9 +7,10 @@
  * allgather only when every rank has asked for the same thing, so a rank
  * that dies or disagrees fails the others instead of hanging them.
  *
- * A rank killed by a signal is lost, not a disagreement: the barriers
- * that follow (the transport's close) are served over the ranks left, so
- * that a job that survived the loss of a worker can end normally.  An
+ * A rank killed by a signal is lost, not a disagreement: barriers that
+ * follow are served over the ranks left, and ranks that then hang up
+ * together end the job normally (the transport's close is its own
+ * farewell among the live ranks and needs no collective here).  An
  * allgather still needs every rank.
  *
  * Signals: while the ranks run, SIGTERM, SIGINT and SIGHUP to the
@@ -132,9 +133,19 @@ int hetsgd_boot_open(enum hetsgd_boot_kind kind, struct hetsgd_boot **out)
 	return 0;
 }
 
+static int left_err(const struct hetsgd_boot *boot)
+{
+	return hetsgd_err(-ENOTCONN,
+			  "rank %d has left the %s bootstrap (hetsgd_boot_leave): no collective can follow; "
+			  "leave only once the transport is open",
+			  boot->rank, hetsgd_boot_kind_name(boot->kind));
+}
+
 int hetsgd_boot_allgather(struct hetsgd_boot *boot, const void *mine,
 			  void *all, size_t len)
 {
+	if (boot->left && boot->ops->leave)
+		return left_err(boot);
 	if (len > HETSGD_BOOT_MAX_LEN)
 		return hetsgd_err(-EMSGSIZE,
 				  "allgather of %zu bytes per rank exceeds the bootstrap limit of %u bytes: "
@@ -148,8 +159,21 @@ int hetsgd_boot_allgather(struct hetsgd_boot *boot, const void *mine,
 
 int hetsgd_boot_barrier(struct hetsgd_boot *boot)
 {
+	if (boot->left && boot->ops->leave)
+		return left_err(boot);
 	boot->seq++;
 	return boot->ops->barrier(boot);
+}
+
+void hetsgd_boot_leave(struct hetsgd_boot *boot)
+{
+	if (!boot || boot->left)
+		return;
+	boot->left = 1;
+	if (boot->ops && boot->ops->leave) {
+		boot->ops->leave(boot);
+		hetsgd_log(HETSGD_LOG_DEBUG, "boot", "left the %s bootstrap", hetsgd_boot_kind_name(boot->kind));
+	}
 }
 
 void hetsgd_boot_close(struct hetsgd_boot *boot)

@@ -62,6 +62,18 @@ int hetsgd_boot_allgather(struct hetsgd_boot *boot, const void *mine,
 			  void *all, size_t len);
 int hetsgd_boot_barrier(struct hetsgd_boot *boot);
 
+/*
+ * Leave the launcher's process-management interface early, once no more
+ * collectives are needed (the transport is open): PMIx_Finalize or
+ * PMI2_Finalize now rather than at close; a no-op for the TCP rendezvous
+ * and the local launcher.  Why: Slurm's PMIx plugin ends the whole step
+ * with SIGKILL when a task that has not finalized dies (its error handler
+ * sees the connection lost), so a job that is to survive a rank's death
+ * must have left PMIx before.  Afterwards rank and size still work;
+ * allgather and barrier fail with -ENOTCONN.  Idempotent; NULL accepted.
+ */
+void hetsgd_boot_leave(struct hetsgd_boot *boot);
+
 /* Leave the job and free the handle; NULL is accepted. */
 void hetsgd_boot_close(struct hetsgd_boot *boot);
 
@@ -233,7 +245,8 @@ void hetsgd_mask_fini(struct hetsgd_mask *mask);
  * with no credit gets -EAGAIN instead of overwriting an unconsumed slot.
  *
  * One thread drives an endpoint (put, progress, release); it is not
- * thread-safe.  open and close are collective over the bootstrap.
+ * thread-safe.  open is collective over the bootstrap, close over the
+ * live ranks of the endpoint.
  */
 enum hetsgd_provider {
 	HETSGD_PROV_SHM = 1,	/* processes on one host */
@@ -264,7 +277,9 @@ struct hetsgd_tp_attr {
 	enum hetsgd_provider provider;
 	enum hetsgd_tp_pattern pattern;	/* pairs to connect (0: all) */
 	size_t slot_bytes;	/* bytes per staging slot (0: 64 KiB + 64) */
-	uint32_t slots;		/* ring depth per peer = credits (0: 8) */
+	uint32_t slots;		/* ring depth per peer = credits (0: 8 on shm,
+				 * 16 on verbs, where a quarter of the ring is
+				 * the send window, a quarter the credit batch) */
 	uint32_t tx_bufs;	/* send buffers (0: 2 * slots) */
 	int numa_node;		/* staging and send buffers live here (the
 				 * node of hetsgd_topo_plan()); -1: anywhere */
@@ -328,10 +343,15 @@ int hetsgd_tp_open(struct hetsgd_boot *boot, const struct hetsgd_tp_attr *attr,
 		   struct hetsgd_tp **tp);
 
 /*
- * Collective.  Waits for this rank's own puts to complete, then for every
- * rank to arrive, then releases every resource.  NULL is accepted.  Ranks
- * that are down do not arrive: the local launcher's barrier leaves out a
- * rank killed by a signal.
+ * Collective among the live ranks, over the transport itself (no
+ * bootstrap collective, so it works the same under every launcher and
+ * after hetsgd_boot_leave()).  Waits for this rank's own puts to
+ * complete, tells every live peer "bye", then waits until every peer has
+ * said bye and taken ours or is down (HETSGD_EV_PEER_DOWN counts as
+ * arrived: a dead rank cannot hold it), then releases every resource.
+ * Events not taken before close are dropped, and so are blocks that land
+ * during it.  A peer that is alive but never closes holds it, as a
+ * barrier would.  NULL is accepted.
  */
 int hetsgd_tp_close(struct hetsgd_tp *tp);
 
@@ -394,6 +414,23 @@ int hetsgd_tp_progress(struct hetsgd_tp *tp, struct hetsgd_ev *ev, int max);
 
 /* The caller is done with a received block: its slot goes back to peer. */
 int hetsgd_tp_release(struct hetsgd_tp *tp, int peer, uint32_t slot);
+
+/*
+ * Counters since open, summed over peers.  A wait is one stretch of puts
+ * to one peer refused with -EAGAIN for the same reason (however many
+ * retries it took), ended by the next put that goes through.
+ */
+struct hetsgd_tp_stats {
+	uint64_t puts;		/* puts posted */
+	uint64_t puts_polled;	/* ... of which by the polled small-block path (verbs) */
+	uint64_t recvs;		/* blocks handed out by progress */
+	uint64_t recvs_polled;	/* ... of which found by polling memory (verbs) */
+	uint64_t credit_waits;	/* the peer had no free slot */
+	uint64_t queue_waits;	/* the send queue (verbs) was full */
+};
+
+/* Fill *st; -EINVAL for NULL arguments. */
+int hetsgd_tp_get_stats(const struct hetsgd_tp *tp, struct hetsgd_tp_stats *st);
 
 #ifdef __cplusplus
 }

@@ -22,6 +22,13 @@
 
 #define DEFAULT_SLOT_BYTES ((size_t)64 * 1024 + 64)
 #define DEFAULT_SLOTS 8u
+/*
+ * verbs: the send window and the credit batch take a quarter of the ring
+ * each (tp_verbs.c), half is left for the receiver's lag; with 8 slots the
+ * soft-RoCE bed's receiver fell behind by more than that now and then
+ * (3 credit waits in 300 puts of 64 KiB), with 16 never.
+ */
+#define DEFAULT_SLOTS_VERBS 16u
 #define MAX_SLOTS 4096u		/* the immediate has 16 bits for the slot */
 #define MAX_SLOT_BYTES ((size_t)1 << 30)
 
@@ -96,8 +103,8 @@ void hetsgd_tp_attr_init(struct hetsgd_tp_attr *attr)
 	memset(attr, 0, sizeof(*attr));
 	attr->provider = HETSGD_PROV_SHM;
 	attr->slot_bytes = DEFAULT_SLOT_BYTES;
-	attr->slots = DEFAULT_SLOTS;
-	attr->tx_bufs = 2 * DEFAULT_SLOTS;
+	attr->slots = 0;	/* the provider's default, resolved at open */
+	attr->tx_bufs = 0;
 	attr->verbs.gid_index = -1;
 	attr->numa_node = -1;
 }
@@ -175,6 +182,7 @@ int tp_recv_landed(struct hetsgd_tp *tp, int peer, uint32_t slot,
 				  peer, len, tp->attr.slot_bytes);
 	tp->held[(size_t)tp->pidx[peer] * tp->attr.slots + slot] = 1;
 	tp->recvd[peer]++;
+	tp->stats.recvs++;
 	tp_evq_push(tp, &ev);
 	return 0;
 }
@@ -275,13 +283,15 @@ static int alloc_bookkeeping(struct hetsgd_tp *tp)
 	tp->rel_head = calloc((size_t)tp->size, sizeof(uint64_t));
 	tp->held = calloc((size_t)tp->npeers * tp->attr.slots + 1, 1);
 	tp->down = calloc((size_t)tp->size, 1);
+	tp->waiting = calloc((size_t)tp->size, 1);
 	tp->down_why = calloc((size_t)tp->size, sizeof(*tp->down_why));
+	tp->bye = calloc((size_t)tp->size, 1);
 	/* Room for every block that can be outstanding plus every put,
 	 * plus one PEER_DOWN per peer. */
 	tp->evq_cap = (uint32_t)tp->npeers * tp->attr.slots * 2 + tp->attr.tx_bufs + 16 + (uint32_t)tp->npeers;
 	tp->evq = calloc(tp->evq_cap, sizeof(*tp->evq));
 	if (!tp->txs || !tp->recvd || !tp->rel_head || !tp->held || !tp->evq || !tp->down ||
-	    !tp->down_why)
+	    !tp->down_why || !tp->bye || !tp->waiting)
 		return hetsgd_err(-ENOMEM, "out of memory for the transport's bookkeeping (%d ranks, %u slots)",
 				  tp->size, tp->attr.slots);
 	for (i = tp->attr.tx_bufs; i-- > 0;) {
@@ -298,7 +308,9 @@ static int alloc_bookkeeping(struct hetsgd_tp *tp)
 static void free_bookkeeping(struct hetsgd_tp *tp)
 {
 	free(tp->evq);
+	free(tp->bye);
 	free(tp->down_why);
+	free(tp->waiting);
 	free(tp->down);
 	free(tp->held);
 	free(tp->rel_head);
@@ -341,15 +353,14 @@ int hetsgd_tp_open(struct hetsgd_boot *boot, const struct hetsgd_tp_attr *attr,
 	if (!boot || !out)
 		return hetsgd_err(-EINVAL, "hetsgd_tp_open: NULL bootstrap or output");
 	hetsgd_tp_attr_init(&a);
-	if (attr) {
+	if (attr)
 		a = *attr;
-		if (!a.slot_bytes)
-			a.slot_bytes = DEFAULT_SLOT_BYTES;
-		if (!a.slots)
-			a.slots = DEFAULT_SLOTS;
-		if (!a.tx_bufs)
-			a.tx_bufs = 2 * a.slots;
-	}
+	if (!a.slot_bytes)
+		a.slot_bytes = DEFAULT_SLOT_BYTES;
+	if (!a.slots)
+		a.slots = a.provider == HETSGD_PROV_VERBS ? DEFAULT_SLOTS_VERBS : DEFAULT_SLOTS;
+	if (!a.tx_bufs)
+		a.tx_bufs = 2 * a.slots;
 	ret = check_attr(&a);
 	if (ret)
 		return ret;
@@ -393,18 +404,67 @@ free_mem:
 	return ret;
 }
 
+/* Every peer has said bye and taken ours, or is down. */
+static int farewell_done(const struct hetsgd_tp *tp)
+{
+	for (int r = 0; r < tp->size; r++)
+		if (tp_is_peer(tp, r) && !tp->down[r] &&
+		    (tp->bye[r] & (TP_BYE_IN | TP_BYE_SENT)) != (TP_BYE_IN | TP_BYE_SENT))
+			return 0;
+	return 1;
+}
+
+/*
+ * Close's rendezvous, over the transport itself and among the live peers
+ * only, so that it is the same under every bootstrap and a dead peer
+ * cannot hold it (a bootstrap barrier waits for every rank: PMI2's and
+ * PMIx's fences hang on a rank killed by a signal, the TCP rendezvous
+ * fails every rank).  Each rank, once its own writes have completed,
+ * tells each live peer "bye" (nothing more will come from me), then
+ * waits until every peer has either said bye to it and taken its bye,
+ * or is down (PEER_DOWN counts as arrived).  Then no peer writes into
+ * this rank's memory any more, and none of this rank's writes is still
+ * on its way: the memory can go.  A peer that is alive but never closes
+ * holds this rank here, as a barrier would.
+ */
+static int tp_farewell(struct hetsgd_tp *tp)
+{
+	int r, ret, spins = 0;
+
+	/* the caller is closing: events it did not take are moot */
+	tp->evq_len = 0;
+	while (!farewell_done(tp)) {
+		for (r = 0; r < tp->size; r++) {
+			if (!tp_is_peer(tp, r) || tp->down[r] || (tp->bye[r] & TP_BYE_POSTED))
+				continue;
+			ret = tp->prov->bye(tp, r);
+			if (ret == 0)
+				tp->bye[r] |= TP_BYE_POSTED;
+			else if (ret != -EAGAIN)
+				return ret;
+		}
+		ret = tp->prov->farewell(tp);
+		if (ret)
+			return ret;
+		tp->evq_len = 0;	/* PEER_DOWN events: tp->down says it */
+		/* waiting on peers that still work: give them the CPU */
+		if (++spins > 64)
+			usleep(1000);
+	}
+	return 0;
+}
+
 int hetsgd_tp_close(struct hetsgd_tp *tp)
 {
-	int ret = 0, r;
+	int ret = 0;
 
 	if (!tp)
 		return 0;
+	/* A failed endpoint says no bye: its peers see it go down instead. */
 	if (!tp->failed)
 		ret = tp->prov->quiesce(tp);
-	/* Nobody frees memory a peer may still be writing into. */
-	r = hetsgd_boot_barrier(tp->boot);
-	if (!ret)
-		ret = r;
+	if (!tp->failed && !ret)
+		ret = tp_farewell(tp);
 	tp->prov->close(tp);
 	free_bookkeeping(tp);
 	free(tp);
@@ -510,12 +570,15 @@ int hetsgd_tp_put(struct hetsgd_tp *tp, int peer, struct hetsgd_tx *pub,
 	 * may fill a RECV event: keep room for all of them plus this one.
 	 */
 	if (tp_evq_room(tp) < (uint32_t)tp->npeers * tp->attr.slots + tp->inflight_puts + 1)
-		return -EAGAIN;
+		return tp_wait(tp, peer, TP_WAIT_QUEUE);
 	tx->inflight++;
 	tp->inflight_puts++;
 	ret = tp->prov->put(tp, peer, tx, len, kind);
-	if (ret == 0)
+	if (ret == 0) {
+		tp->waiting[peer] = 0;
+		tp->stats.puts++;
 		return 0;
+	}
 	tx->inflight--;
 	tp->inflight_puts--;
 	if (ret != -EAGAIN)
@@ -563,6 +626,14 @@ int hetsgd_tp_release(struct hetsgd_tp *tp, int peer, uint32_t slot)
 	if (ret && ret != -EINVAL)
 		tp_fail(tp);
 	return ret;
+}
+
+int hetsgd_tp_get_stats(const struct hetsgd_tp *tp, struct hetsgd_tp_stats *st)
+{
+	if (!tp || !st)
+		return hetsgd_err(-EINVAL, "hetsgd_tp_get_stats: NULL endpoint or output");
+	*st = tp->stats;
+	return 0;
 }
 
 #ifdef HETSGD_TEST_HOOKS

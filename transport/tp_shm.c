@@ -14,6 +14,13 @@
  * Segments are unlinked as soon as every rank has mapped them, so a crash
  * leaves nothing behind in /dev/shm.
  *
+ * Close: a sender says bye by a release-store of 1 into a word of its
+ * own in the header page of the segment it writes into (SEG_BYE_OFF);
+ * puts are completed copies, so nothing of its can follow.  Nothing in
+ * shm needs the farewell for safety (a segment outlives every mapping of
+ * it), but it keeps close's meaning the same on every provider: a rank
+ * leaves once every live peer is done with it.
+ *
  * A peer's death: there is no connection to break, so each rank watches
  * its peers' processes.  The pids are exchanged at open; each is held as
  * a pidfd (pidfd_open), which turns readable when that process ends (a
@@ -49,10 +56,11 @@
 #include "transport_priv.h"
 
 #define SHM_MAGIC 0x6865747367647368ull	/* "hetsgdsh" */
-#define SHM_VERSION 2u
+#define SHM_VERSION 3u		/* 3: the bye word */
 #define CACHELINE 64u
 #define PAGE 4096u
 #define SEG_HDR_BYTES PAGE
+#define SEG_BYE_OFF (2 * CACHELINE)	/* in the header page: the sender's bye */
 #define WATCH_S 0.1		/* seconds between looks at the peers' processes */
 #define WATCH_EVERY 32u		/* progress calls between looks at the clock */
 
@@ -414,7 +422,7 @@ static int shm_put(struct hetsgd_tp *tp, int peer, struct tp_tx *tx, size_t len,
 		return hetsgd_err(-EPROTO, "rank %d released %llu blocks of ours but we sent %llu",
 				  peer, (unsigned long long)rel, (unsigned long long)st->sent[peer]);
 	if (st->sent[peer] - rel >= tp->attr.slots)
-		return -EAGAIN;
+		return tp_wait(tp, peer, TP_WAIT_CREDIT);
 	slot = (uint32_t)(st->sent[peer] % tp->attr.slots);
 	memcpy(ring_slot(st, tp, r, slot), tx->pub.data, len);
 	ring_meta(st, r)[slot].len = (uint32_t)len;
@@ -483,6 +491,34 @@ static int shm_quiesce(struct hetsgd_tp *tp)
 	return 0;	/* every put is a completed copy */
 }
 
+static uint64_t *bye_word(char *seg)
+{
+	return (uint64_t *)(seg + SEG_BYE_OFF);
+}
+
+static int shm_bye(struct hetsgd_tp *tp, int peer)
+{
+	struct shm_state *st = tp->priv;
+
+	__atomic_store_n(bye_word(st->out[peer]), 1, __ATOMIC_RELEASE);
+	tp_bye_sent(tp, peer);
+	return 0;
+}
+
+static int shm_farewell(struct hetsgd_tp *tp)
+{
+	struct shm_state *st = tp->priv;
+
+	/* the farewell loop sleeps between calls: look at the peers each time */
+	st->watch_countdown = WATCH_EVERY;
+	st->next_watch = 0;
+	watch_peers(tp, st);
+	for (int s = 0; s < tp->size; s++)
+		if (tp_is_peer(tp, s) && !tp->down[s] && __atomic_load_n(bye_word(st->in[s]), __ATOMIC_ACQUIRE))
+			tp_bye_landed(tp, s);
+	return 0;
+}
+
 static void shm_close(struct hetsgd_tp *tp)
 {
 	struct shm_state *st = tp->priv;
@@ -527,6 +563,8 @@ const struct tp_provider hetsgd_tp_shm = {
 	.progress = shm_progress,
 	.release = shm_release,
 	.quiesce = shm_quiesce,
+	.bye = shm_bye,
+	.farewell = shm_farewell,
 	.close = shm_close,
 	.test_write = SHM_TEST_WRITE,
 };

@@ -21,6 +21,14 @@
  * mostly unsignalled; one in every sq_depth/2 is signalled so that the
  * send queue always drains.
  *
+ * Close: once its own writes have completed, a rank says bye to each live
+ * peer with a zero-length RDMA_WRITE_WITH_IMM whose immediate names no
+ * slot (BYE_SLOT): it needs no credit, only the one receive kept for it
+ * beyond the slots.  On a reliable connection it lands after every
+ * earlier write of that rank, and its local completion means the peer's
+ * NIC has it; after it the rank writes nothing more to that peer (no
+ * credit goes out while closing).
+ *
  * Queue pairs are created by us and moved to RTR/RTS by hand (not by
  * rdma_cm) so that the path MTU is the minimum of both ends' active MTU
  * and the RoCE GID is the one we chose; rnr_retry is 7 (infinite) since a
@@ -66,6 +74,7 @@ static int post_write(struct verbs_state *st, int peer, struct ibv_send_wr *wr,
 		rec->type = type;
 		rec->tx = tx;
 		rec->kind = kind;
+		rec->len = wr->num_sge ? wr->sg_list[0].length : 0;
 		wr->send_flags |= IBV_SEND_SIGNALED;
 	}
 	ret = ibv_post_send(p->qp, wr, &bad);
@@ -99,7 +108,7 @@ enum { CREDIT_LAZY, CREDIT_NOW, CREDIT_SIGNALLED };
  * from progress), so a sender blocked on credits the caller has already
  * released always learns of them, whatever the caller still holds.
  */
-static int flush_credit(struct hetsgd_tp *tp, struct verbs_state *st, int peer, int mode)
+static int flush_credit(struct verbs_state *st, int peer, int mode)
 {
 	struct vpeer *p = &st->peers[peer];
 	uint64_t *src = (uint64_t *)credit_src(st, peer);
@@ -109,13 +118,15 @@ static int flush_credit(struct hetsgd_tp *tp, struct verbs_state *st, int peer, 
 
 	if (p->credit_val == p->credit_sent && mode != CREDIT_SIGNALLED)
 		return 0;
-	if (mode == CREDIT_LAZY && p->credit_val - p->credit_sent < (tp->attr.slots + 1) / 2)
+	if (mode == CREDIT_LAZY && p->credit_val - p->credit_sent < st->credit_batch)
 		return 0;
 	if (sq_room(st, p) < 1)
 		return 0;	/* retried from progress once the queue drains */
 	/* The word only grows, so a NIC reading a newer value is still right. */
 	__atomic_store_n(src, p->credit_val, __ATOMIC_RELEASE);
 	wr.opcode = IBV_WR_RDMA_WRITE;
+	if (p->max_inline >= sizeof(uint64_t))
+		wr.send_flags = IBV_SEND_INLINE;	/* copied now: no key lookup, no DMA read */
 	wr.sg_list = &sge;
 	wr.num_sge = 1;
 	/* The credit line follows our ring in the region the peer gave us. */
@@ -128,6 +139,71 @@ static int flush_credit(struct hetsgd_tp *tp, struct verbs_state *st, int peer, 
 		p->credit_since = 0;
 	}
 	return ret;
+}
+
+/* Never 0, so that a ring's zeroed memory never reads as a landed block. */
+static inline uint32_t ll_flag(uint64_t n)
+{
+	return (uint32_t)(n % 0xffffffffu) + 1;
+}
+
+static inline uint64_t ll_word(uint32_t data, uint32_t flag)
+{
+	return (uint64_t)flag << 32 | data;
+}
+
+/*
+ * A small block as LL lines into the peer's LL ring: header words (length
+ * and kind; our credit for the peer) and data words, each carrying the
+ * block's flag in its upper half.  One unsignalled RDMA_WRITE; the block
+ * was copied, so its buffer is free at once (SENT now).  Our LL staging
+ * slot is reused only once the peer has released this block, that is
+ * after the NIC has read it.
+ *
+ * The credit rides along: how many of the peer's blocks we have released
+ * (its low 32 bits; the peer rebuilds the rest from what it sent), so a
+ * ping-pong never pays a credit write.  The peer reads it when it takes
+ * this block, as it would read a credit write that came with or after it.
+ */
+static int put_polled(struct hetsgd_tp *tp, struct verbs_state *st, int peer, struct tp_tx *tx, size_t len,
+		      uint8_t kind, uint32_t slot)
+{
+	struct vpeer *p = &st->peers[peer];
+	uint64_t *w = ll_src(st, tp->attr.slots, peer, slot);
+	const uint8_t *src = tx->pub.data;
+	uint32_t flag = ll_flag(p->sent), d;
+	size_t i, bytes = ll_bytes(len);
+	struct ibv_sge sge = { .addr = (uintptr_t)w, .length = (uint32_t)bytes, .lkey = p->llsrc_mr->lkey };
+	struct ibv_send_wr wr = { 0 };
+	int ret;
+
+	w[0] = ll_word((uint32_t)len | (uint32_t)kind << 24, flag);
+	w[1] = ll_word((uint32_t)p->credit_val, flag);
+	for (i = 0; i < len / 4; i++) {
+		memcpy(&d, src + 4 * i, 4);
+		w[2 + i] = ll_word(d, flag);
+	}
+	if (len % 4) {
+		d = 0;
+		memcpy(&d, src + 4 * i, len % 4);
+		w[2 + i] = ll_word(d, flag);
+	}
+	wr.opcode = IBV_WR_RDMA_WRITE;
+	if (bytes <= p->max_inline)
+		wr.send_flags = IBV_SEND_INLINE;
+	wr.sg_list = &sge;
+	wr.num_sge = 1;
+	wr.wr.rdma.remote_addr = p->ring + st->ll_off + (uint64_t)slot * p->ll_rstride;
+	wr.wr.rdma.rkey = p->rkey;
+	ret = post_write(st, peer, &wr, p->unsig + 1 >= st->sq_depth / 2, SIG_POLLED, 0, 0);
+	if (ret)
+		return ret;
+	p->sent++;
+	p->credit_sent = p->credit_val;
+	p->credit_since = 0;
+	tp->stats.puts_polled++;
+	tp_put_completed(tp, peer, tx, kind);
+	return 0;
 }
 
 static int verbs_put(struct hetsgd_tp *tp, int peer, struct tp_tx *tx, size_t len, uint8_t kind)
@@ -143,9 +219,22 @@ static int verbs_put(struct hetsgd_tp *tp, int peer, struct tp_tx *tx, size_t le
 	if (rel > p->sent)
 		return hetsgd_err(-EPROTO, "rank %d says it released %llu of our blocks, but we sent %llu",
 				  peer, (unsigned long long)rel, (unsigned long long)p->sent);
-	if (p->sent - rel >= tp->attr.slots || sq_room(st, p) < 2)
-		return -EAGAIN;
+	if (p->credit_piggy > rel)
+		rel = p->credit_piggy;
+	if (p->sent - rel >= tp->attr.slots)
+		return tp_wait(tp, peer, TP_WAIT_CREDIT);
+	if (sq_room(st, p) < 2)
+		return tp_wait(tp, peer, TP_WAIT_QUEUE);
 	slot = (uint32_t)(p->sent % tp->attr.slots);
+	if (len <= st->poll_max)
+		return put_polled(tp, st, peer, tx, len, kind, slot);
+	/*
+	 * The pipeline's depth (verbs_pipeline): the send window binds, not
+	 * the credits.  Two writes may always be in flight, so that blocks
+	 * larger than the window still queue one behind the other.
+	 */
+	if (p->data_writes >= 2 && p->data_inflight + len > (uint64_t)st->window * WINDOW_UNIT)
+		return tp_wait(tp, peer, TP_WAIT_QUEUE);
 	wr.opcode = IBV_WR_RDMA_WRITE_WITH_IMM;
 	if (len <= p->max_inline)
 		wr.send_flags = IBV_SEND_INLINE;
@@ -158,7 +247,120 @@ static int verbs_put(struct hetsgd_tp *tp, int peer, struct tp_tx *tx, size_t le
 	if (ret)
 		return ret;
 	p->sent++;
+	p->data_inflight += len;
+	p->data_writes++;
 	return 0;
+}
+
+/*
+ * The polled path's receive side: is block recvd[peer] in its LL slot?
+ * Each 8-byte word is read once and counts only if its flag is this
+ * block's; its data half goes into the block's slot of the ordinary ring,
+ * where the caller finds it.  1: a block was handed out; 0: none (yet);
+ * negative: the peer broke the protocol.
+ */
+static int poll_one(struct hetsgd_tp *tp, struct verbs_state *st, int peer)
+{
+	uint32_t S = tp->attr.slots, slot = (uint32_t)(tp->recvd[peer] % S), flag = ll_flag(tp->recvd[peer]);
+	const uint64_t *w = ll_in(st, peer, slot);
+	uint32_t *out = (uint32_t *)(region(st, peer) + (size_t)slot * tp->attr.slot_bytes);
+	uint64_t v = __atomic_load_n(&w[0], __ATOMIC_ACQUIRE), d, c;
+	struct vpeer *p = &st->peers[peer];
+	uint32_t len, i;
+	int ret;
+
+	if ((uint32_t)(v >> 32) != flag || !tp_evq_room(tp))
+		return 0;
+	len = (uint32_t)v & 0xffffff;
+	if (len > st->poll_max)
+		return hetsgd_err(-EPROTO, "rank %d announced a polled block of %u bytes in slot %u, where at most %u "
+				  "go: the peers run incompatible transports or memory was corrupted",
+				  peer, len, slot, st->poll_max);
+	if (tp->held[(size_t)tp->pidx[peer] * S + slot])	/* refused before anything is copied */
+		return tp_recv_landed(tp, peer, slot, out, len, (uint8_t)(v >> 24));
+	c = __atomic_load_n(&w[1], __ATOMIC_ACQUIRE);
+	if ((uint32_t)(c >> 32) != flag)
+		return 0;		/* still landing: read it again next time */
+	for (i = 0; i < (len + 3) / 4; i++) {
+		d = __atomic_load_n(&w[2 + i], __ATOMIC_ACQUIRE);
+		if ((uint32_t)(d >> 32) != flag)
+			return 0;
+		out[i] = (uint32_t)d;
+	}
+	/* Its credit for us: the count whose low 32 bits it sent, at most what we sent. */
+	d = (uint32_t)((uint32_t)p->sent - (uint32_t)c);
+	if (d > p->sent)
+		return hetsgd_err(-EPROTO, "rank %d says it released a count of our blocks ending in 0x%08x, more "
+				  "than the %llu we sent", peer, (uint32_t)c, (unsigned long long)p->sent);
+	if (p->sent - d > p->credit_piggy)
+		p->credit_piggy = p->sent - d;
+	ret = tp_recv_landed(tp, peer, slot, out, len, (uint8_t)(v >> 24));
+	if (ret)
+		return ret;
+	tp->stats.recvs_polled++;
+	return 1;
+}
+
+/*
+ * Hand out, in order, every block of peer's that has landed: polled ones
+ * found in its LL ring, and those announced by immediate that had to wait
+ * for an older polled block (handle_wc).
+ */
+static int poll_drain(struct hetsgd_tp *tp, struct verbs_state *st, int peer)
+{
+	struct vpeer *p = &st->peers[peer];
+	int ret;
+
+	if (!st->poll_max)
+		return 0;
+	for (;;) {
+		ret = poll_one(tp, st, peer);
+		if (ret < 0)
+			return ret;
+		if (ret)
+			continue;
+		if (p->pend_len && p->pend[p->pend_head].slot == tp->recvd[peer] % tp->attr.slots) {
+			struct pend_imm *e = &p->pend[p->pend_head];
+
+			ret = tp_recv_landed(tp, peer, e->slot, region(st, peer) + (size_t)e->slot * tp->attr.slot_bytes,
+					     e->len, e->kind);
+			if (ret)
+				return ret;
+			p->pend_head = (p->pend_head + 1) % tp->attr.slots;
+			p->pend_len--;
+			continue;
+		}
+		return 0;
+	}
+}
+
+/*
+ * A block announced by immediate.  Both paths share one numbering per
+ * pair, so it may name a slot past the next one: the blocks before it
+ * went by the polled path and have not all landed in our view yet (the
+ * verbs ordering rules make an RDMA WRITE's data visible with its own
+ * immediate, a later SEND or a later atomic, not with a later write's
+ * immediate: see transport/README.md).  Then it waits in a FIFO until
+ * they have.  A slot the caller still holds is never announced by an
+ * honest peer: that fails at once, as does a FIFO overflow.
+ */
+static int imm_landed(struct hetsgd_tp *tp, struct verbs_state *st, int peer, uint32_t slot, uint32_t len,
+		      uint8_t kind)
+{
+	struct vpeer *p = &st->peers[peer];
+	uint32_t S = tp->attr.slots;
+	int ret = poll_drain(tp, st, peer);
+
+	if (ret)
+		return ret;
+	if (!st->poll_max || (!p->pend_len && slot == tp->recvd[peer] % S) || tp->held[(size_t)tp->pidx[peer] * S + slot])
+		return tp_recv_landed(tp, peer, slot, region(st, peer) + (size_t)slot * tp->attr.slot_bytes, len, kind);
+	if (p->pend_len == S)
+		return hetsgd_err(-EPROTO, "rank %d announced more blocks than its ring has slots (%u): the peers run "
+				  "incompatible transports or memory was corrupted", peer, S);
+	p->pend[(p->pend_head + p->pend_len) % S] = (struct pend_imm){ .slot = slot, .len = len, .kind = kind };
+	p->pend_len++;
+	return poll_drain(tp, st, peer);
 }
 
 static const char *wc_hint(enum ibv_wc_status s)
@@ -203,6 +405,9 @@ static void verbs_peer_down(struct hetsgd_tp *tp, struct verbs_state *st, int pe
 			tp_put_completed(tp, peer, &tp->txs[rec->tx], rec->kind);
 	}
 	p->sq_done = p->sq_posted;
+	p->data_inflight = 0;
+	p->data_writes = 0;
+	p->pend_len = 0;
 	p->established = 0;
 }
 
@@ -228,13 +433,19 @@ static int handle_wc(struct hetsgd_tp *tp, struct verbs_state *st, struct ibv_wc
 		uint32_t imm = ntohl(wc->imm_data), slot = imm & 0xffff;
 		int ret;
 
-		if (!(wc->wc_flags & IBV_WC_WITH_IMM) || imm >> 24 != IMM_TAG || slot >= tp->attr.slots)
+		if (!(wc->wc_flags & IBV_WC_WITH_IMM) || imm >> 24 != IMM_TAG ||
+		    (slot >= tp->attr.slots && slot != BYE_SLOT))
 			return hetsgd_err(-EPROTO, "rank %d sent immediate 0x%08x, not a hetsgd block "
 					  "(tag 0x%02x, slot < %u)", peer, imm, IMM_TAG, tp->attr.slots);
+		if (slot == BYE_SLOT) {
+			/* it may come before this rank closes: kept for close */
+			tp_bye_landed(tp, peer);
+			return verbs_post_recv(st, peer);
+		}
+		/* closing: the block is dropped, its receive put back for a bye */
 		if (!deliver)
-			return 0;
-		ret = tp_recv_landed(tp, peer, slot, region(st, peer) + (size_t)slot * tp->attr.slot_bytes,
-				     wc->byte_len, (uint8_t)(imm >> 16));
+			return verbs_post_recv(st, peer);
+		ret = imm_landed(tp, st, peer, slot, wc->byte_len, (uint8_t)(imm >> 16));
 		return ret ? ret : verbs_post_recv(st, peer);
 	}
 	if (wc->opcode == IBV_WC_RDMA_WRITE) {
@@ -245,8 +456,12 @@ static int handle_wc(struct hetsgd_tp *tp, struct verbs_state *st, struct ibv_wc
 			return hetsgd_err(-EPROTO, "unexpected send completion for rank %d", peer);
 		rec = &p->sig[p->sig_head++ % st->sq_depth];
 		p->sq_done = rec->sq_seq;
+		if (rec->type == SIG_BYE)
+			tp_bye_sent(tp, peer);
 		if (rec->type != SIG_DATA)
 			return 0;
+		p->data_inflight -= rec->len;
+		p->data_writes--;
 		if (deliver) {
 			tp_put_completed(tp, peer, &tp->txs[rec->tx], rec->kind);
 		} else {
@@ -290,7 +505,7 @@ static int check_cm_events(struct hetsgd_tp *tp, struct verbs_state *st)
 			continue;
 		}
 		rdma_ack_cm_event(ev);
-		if (peer < 0 || peer >= tp->size || peer == tp->rank)
+		if (!tp_is_peer(tp, peer))
 			continue;	/* a refused stranger's id, or a test's */
 		{
 			char why[192];
@@ -327,11 +542,21 @@ static int verbs_progress(struct hetsgd_tp *tp)
 		if (n < max)
 			break;
 	}
+	if (st->poll_max) {
+		for (j = 0; j < tp->size; j++) {
+			if (!tp_is_peer(tp, j) || tp->down[j])
+				continue;
+			ret = poll_drain(tp, st, j);
+			if (ret)
+				return ret;
+		}
+	}
 	/*
 	 * Credits that waited long enough, or found the queue full, go out
 	 * now.  The clock is read once every CLOCK_EVERY calls: without a
 	 * stable TSC (virtual machines) it is a system call, and a spinning
-	 * caller would pay one per poll.
+	 * caller would pay one per poll.  (Releases stamp their batch with
+	 * the coarse clock, the same time base to within a tick.)
 	 */
 	/* A peer's death is rare news: look for it far less often than for credits. */
 	if (++st->clock_countdown >= CLOCK_EVERY) {
@@ -351,14 +576,136 @@ static int verbs_progress(struct hetsgd_tp *tp)
 		for (j = 0; j < tp->size; j++) {
 			struct vpeer *p = &st->peers[j];
 
-			if (j == tp->rank || tp->down[j] || p->credit_val == p->credit_sent)
+			if (!tp_is_peer(tp, j) || tp->down[j] || p->credit_val == p->credit_sent)
 				continue;
-			ret = flush_credit(tp, st, j, now - p->credit_since >= CREDIT_MAX_DELAY_S ? CREDIT_NOW
+			ret = flush_credit(st, j, now - p->credit_since >= CREDIT_MAX_DELAY_S ? CREDIT_NOW
 												     : CREDIT_LAZY);
 			if (ret)
 				return ret;
 		}
 	}
+	return 0;
+}
+
+/* ---- the pipeline's depth ------------------------------------------------ */
+
+/* Gb/s of one lane for ibv_port_attr.active_speed, and lanes for active_width. */
+static double lane_gbps(uint32_t speed)
+{
+	switch (speed) {
+	case 1: return 2.5;		/* SDR */
+	case 2: return 5.0;		/* DDR */
+	case 4: return 10.0;		/* QDR (or 10 GbE on RoCE) */
+	case 8: return 10.3125;		/* FDR10 */
+	case 16: return 14.0625;	/* FDR */
+	case 32: return 25.78125;	/* EDR */
+	case 64: return 53.125;		/* HDR */
+	case 128: return 106.25;	/* NDR */
+	case 256: return 212.5;		/* XDR */
+	default: return 0;
+	}
+}
+
+static int lanes(uint8_t width)
+{
+	switch (width) {
+	case 1: return 1;
+	case 2: return 4;
+	case 4: return 8;
+	case 8: return 12;
+	case 16: return 2;
+	default: return 0;
+	}
+}
+
+#define RTT_PROBES 4
+
+/*
+ * How much data each pair keeps in flight, and how many releases go back
+ * in one credit write.  A sender stops when `window` 64 KiB blocks' worth
+ * of writes by immediate are unacknowledged (one write of any size may
+ * always go; small blocks are held back by credits alone).  The blocks it counts as taken are then at most window
+ * (unacknowledged) + credit_batch - 1 (released, not yet told) + what the
+ * receiver has not looked at yet + the releases of a credit in flight;
+ * with window and batch each at most slots/4, half the ring is left for
+ * those last two, so a stream waits on its window, never on a credit, as
+ * long as the receiver keeps pace (hetsgd-pipeline-check counts the
+ * waits).  What fills the link is its bandwidth-delay product in 64 KiB
+ * blocks (the smallest a bandwidth stream sends), plus one so that a write
+ * is queued when one completes; rate from the port's attributes, round
+ * trip measured here, the fastest of RTT_PROBES signalled 8-byte writes to
+ * the next rank (of the credit word's value at open, 0, so nothing
+ * changes).
+ * A ring whose quarter is less than that is said in the log, with the
+ * number of slots it takes.
+ */
+int verbs_pipeline(struct hetsgd_tp *tp, struct verbs_state *st)
+{
+	struct ibv_port_attr pa;
+	double bdp_blocks, worst = 0;
+	int j, k, ret;
+
+	uint32_t quarter = tp->attr.slots / 4 ? tp->attr.slots / 4 : 1, need;
+
+	/* Small rings (the engine uses 4) keep half-ring batches: a credit write per release would cost more. */
+	st->credit_batch = tp->attr.slots >= 8 ? quarter : (tp->attr.slots + 1) / 2;
+	if (!ibv_query_port(st->ctx, st->port, &pa))
+		st->link_MBps = lane_gbps(pa.active_speed) * lanes(pa.active_width) * 1e9 / 8 / (1024.0 * 1024.0);
+	/* One peer, the next of the pattern's: every pair shares the device, and the open must stay short. */
+	for (j = (tp->rank + 1) % tp->size; j != tp->rank && !tp_is_peer(tp, j); j = (j + 1) % tp->size)
+		;
+	if (j != tp->rank) {
+		struct vpeer *p = &st->peers[j];
+		double best = 1e9;
+
+		for (k = 0; k < RTT_PROBES; k++) {
+			uint64_t *src = (uint64_t *)credit_src(st, j);
+			struct ibv_sge sge = { .addr = (uintptr_t)src, .length = 8, .lkey = p->csrc_mr->lkey };
+			struct ibv_send_wr wr = { 0 };
+			double t0 = now_s(), deadline = t0 + 10;
+			struct ibv_wc wc;
+			int n;
+
+			*src = 0;
+			wr.opcode = IBV_WR_RDMA_WRITE;
+			wr.sg_list = &sge;
+			wr.num_sge = 1;
+			wr.wr.rdma.remote_addr = p->ring + st->ring_bytes;
+			wr.wr.rdma.rkey = p->rkey;
+			ret = post_write(st, j, &wr, 1, SIG_TEST, 0, 0);
+			if (ret)
+				return ret;
+			while ((n = ibv_poll_cq(st->cq, 1, &wc)) == 0 && now_s() < deadline)
+				;
+			if (n != 1 || wc.status != IBV_WC_SUCCESS || wc.wr_id != (uint64_t)j)
+				return hetsgd_err(-EIO, "rank %d: the round-trip probe to rank %d failed: %s", tp->rank, j,
+						  n < 0 ? "ibv_poll_cq failed" : n == 0 ? "no completion within 10 s"
+						  : ibv_wc_status_str(wc.status));
+			ret = handle_wc(tp, st, &wc, 0);
+			if (ret)
+				return ret;
+			if (now_s() - t0 < best)
+				best = now_s() - t0;
+		}
+		if (best > worst)
+			worst = best;
+	}
+	st->rtt_us = worst * 1e6;
+	bdp_blocks = st->link_MBps * 1024.0 * 1024.0 * worst / WINDOW_UNIT;
+	need = (uint32_t)bdp_blocks + 2;	/* ceil + 1 */
+	/*
+	 * The whole quarter, not just `need`: a deeper window keeps the
+	 * device busy while this process is descheduled (a loaded host; in
+	 * the bed, with two writes in flight, 0.42-0.68x ib_write_bw and its
+	 * 128), and the credit argument above holds for any window up to a
+	 * quarter.
+	 */
+	st->window = quarter;
+	if (need > quarter)
+		hetsgd_log(HETSGD_LOG_WARN, "transport", "verbs: rank %d: %u slots allow %u writes in flight; the link "
+			   "(%.0f MB/s, round trip %.1f us) needs %u for 64 KiB blocks: give %u or more slots for "
+			   "full bandwidth", tp->rank, tp->attr.slots, quarter, st->link_MBps, st->rtt_us, need,
+			   4 * need);
 	return 0;
 }
 
@@ -371,9 +718,9 @@ static int verbs_release(struct hetsgd_tp *tp, int peer, uint32_t slot)
 		return (int)head;
 	/* When the batch started: the first release after a flush. */
 	if (!st->peers[peer].credit_since && (uint64_t)head != st->peers[peer].credit_sent)
-		st->peers[peer].credit_since = now_s();
+		st->peers[peer].credit_since = coarse_s();
 	st->peers[peer].credit_val = (uint64_t)head;
-	return flush_credit(tp, st, peer, CREDIT_LAZY);
+	return flush_credit(st, peer, CREDIT_LAZY);
 }
 
 static int verbs_quiesce(struct hetsgd_tp *tp)
@@ -390,12 +737,12 @@ static int verbs_quiesce(struct hetsgd_tp *tp)
 		for (j = 0; j < tp->size; j++) {
 			struct vpeer *p = &st->peers[j];
 
-			if (j == tp->rank || tp->down[j])
+			if (!tp_is_peer(tp, j) || tp->down[j])
 				continue;
 			/* A signalled write at the tail proves all before it completed. */
 			if (p->credit_val != p->credit_sent || (p->unsig && p->sq_posted > p->sq_done &&
 								 p->sig_head == p->sig_tail)) {
-				ret = flush_credit(tp, st, j, CREDIT_SIGNALLED);
+				ret = flush_credit(st, j, CREDIT_SIGNALLED);
 				if (ret)
 					return ret;
 			}
@@ -418,6 +765,43 @@ static int verbs_quiesce(struct hetsgd_tp *tp)
 		}
 	}
 	return 0;
+}
+
+static int verbs_bye(struct hetsgd_tp *tp, int peer)
+{
+	struct verbs_state *st = tp->priv;
+	struct vpeer *p = &st->peers[peer];
+	struct ibv_send_wr wr = { 0 };
+
+	if (sq_room(st, p) < 1)
+		return -EAGAIN;
+	wr.opcode = IBV_WR_RDMA_WRITE_WITH_IMM;
+	wr.imm_data = htonl(IMM_TAG << 24 | BYE_SLOT);
+	wr.num_sge = 0;
+	wr.wr.rdma.remote_addr = p->ring;
+	wr.wr.rdma.rkey = p->rkey;
+	return post_write(st, peer, &wr, 1, SIG_BYE, 0, 0);
+}
+
+/* Completions and connection events while closing: nothing delivered. */
+static int verbs_farewell(struct hetsgd_tp *tp)
+{
+	struct verbs_state *st = tp->priv;
+	struct ibv_wc wc[POLL_BATCH];
+	int n, i, ret;
+
+	do {
+		n = ibv_poll_cq(st->cq, POLL_BATCH, wc);
+		if (n < 0)
+			return hetsgd_err(-EIO, "ibv_poll_cq on %s failed", st->dev);
+		for (i = 0; i < n; i++) {
+			ret = handle_wc(tp, st, &wc[i], 0);
+			if (ret)
+				return ret;
+		}
+	} while (n == POLL_BATCH);
+	/* the loop sleeps between calls: a peer's end is looked for each time */
+	return check_cm_events(tp, st);
 }
 
 static void verbs_close(struct hetsgd_tp *tp)
@@ -457,6 +841,12 @@ static int verbs_test_write(struct hetsgd_tp *tp, int peer, int target, int vict
 		wr.imm_data = htonl(IMM_TAG << 24 | 1u << 16 | slot);
 		wr.wr.rdma.remote_addr = p->ring + (uint64_t)slot * tp->attr.slot_bytes;
 		break;
+	case TP_TEST_POLL:
+		if (!p->ll_rstride || off + len > p->ll_rstride)
+			return hetsgd_err(-EACCES, "test write: rank %d has no polled ring for us, or %zu + %zu "
+					  "bytes pass its slot", peer, off, len);
+		wr.wr.rdma.remote_addr = p->ring + st->ll_off + (uint64_t)slot * p->ll_rstride + off;
+		break;
 	case TP_TEST_CREDIT:
 		wr.wr.rdma.remote_addr = p->ring + (uint64_t)((int64_t)(victim - tp->rank) *
 							       (int64_t)st->region_bytes) + st->ring_bytes;
@@ -479,6 +869,8 @@ const struct tp_provider hetsgd_tp_verbs = {
 	.progress = verbs_progress,
 	.release = verbs_release,
 	.quiesce = verbs_quiesce,
+	.bye = verbs_bye,
+	.farewell = verbs_farewell,
 	.close = verbs_close,
 	.test_write = VERBS_TEST_WRITE,
 };

@@ -33,7 +33,8 @@ static int create_qp(struct hetsgd_tp *tp, struct verbs_state *st, int peer, str
 	ia.qp_type = IBV_QPT_RC;
 	ia.sq_sig_all = 0;
 	ia.cap.max_send_wr = st->sq_depth;
-	ia.cap.max_recv_wr = tp->attr.slots;
+	/* one receive per slot, and one for close's bye, which takes no slot */
+	ia.cap.max_recv_wr = tp->attr.slots + 1;
 	ia.cap.max_send_sge = 1;
 	ia.cap.max_recv_sge = 1;
 	/* Small blocks go inline: no memory-key lookup on the send side. */
@@ -47,7 +48,7 @@ static int create_qp(struct hetsgd_tp *tp, struct verbs_state *st, int peer, str
 		st->peers[peer].max_inline = ia.cap.max_inline_data;
 	if (!st->peers[peer].qp)
 		return hetsgd_err(-errno, "ibv_create_qp for rank %d (send %u, recv %u WRs): %s",
-				  peer, st->sq_depth, tp->attr.slots, strerror(errno));
+				  peer, st->sq_depth, tp->attr.slots + 1, strerror(errno));
 	st->peers[peer].id = id;
 	id->context = (void *)(intptr_t)peer;
 
@@ -60,7 +61,7 @@ static int create_qp(struct hetsgd_tp *tp, struct verbs_state *st, int peer, str
 	if (ret)
 		return hetsgd_err(-ret, "QP to INIT for rank %d: %s", peer, strerror(ret));
 	/* Receives go up before RTR: a write may arrive right after. */
-	for (i = 0; i < tp->attr.slots; i++) {
+	for (i = 0; i < tp->attr.slots + 1; i++) {
 		ret = verbs_post_recv(st, peer);
 		if (ret)
 			return ret;

@@ -119,11 +119,14 @@ void verbs_teardown(struct hetsgd_tp *tp, struct verbs_state *st)
 			ibv_dereg_mr(p->tx_mr);
 		if (p->csrc_mr)
 			ibv_dereg_mr(p->csrc_mr);
+		if (p->llsrc_mr)
+			ibv_dereg_mr(p->llsrc_mr);
 		if (p->region_mr)
 			ibv_dereg_mr(p->region_mr);
 		if (p->pd)
 			ibv_dealloc_pd(p->pd);
 		free(p->sig);
+		free(p->pend);
 	}
 	if (st->cq)
 		ibv_destroy_cq(st->cq);
@@ -133,9 +136,40 @@ void verbs_teardown(struct hetsgd_tp *tp, struct verbs_state *st)
 		rdma_destroy_event_channel(st->ec);
 	tp_free(st->staging, st->staging_bytes);
 	tp_free(st->csrc, (size_t)tp->npeers * CREDIT_STRIDE + 1);
+	if (st->llsrc)
+		tp_free(st->llsrc, (size_t)tp->npeers * tp->attr.slots * st->ll_stride + 1);
 	free(st->peers);
 	free(st->info);
 	free(st);
+}
+
+/*
+ * The polled path's threshold, as this rank proposes it: $HETSGD_POLL_MAX
+ * bytes (0 turns the path off), else the largest block whose LL lines fit
+ * one packet of the active MTU (504 bytes at 1024, 2040 at 4096), which is
+ * where the path pays (measured in the soft-RoCE bed: at 1 KiB, two
+ * packets, its latency was twice the immediate path's); never more than a
+ * slot, which the block is unpacked into.  It sizes this rank's LL ring;
+ * the job uses the smallest proposal (verbs_open).
+ */
+static int choose_poll_max(struct hetsgd_tp *tp, struct verbs_state *st)
+{
+	const char *env = getenv("HETSGD_POLL_MAX");
+	unsigned long v = poll_max_for_mtu(128u << st->active_mtu);
+	char *end;
+
+	if (env && *env) {
+		errno = 0;
+		v = strtoul(env, &end, 10);
+		if (errno || *end || end == env || v > POLL_MAX_LIMIT)
+			return hetsgd_err(-EINVAL, "HETSGD_POLL_MAX=%s: give the largest block, in bytes, that goes by "
+					  "the polled path: 0 (off) to %u", env, POLL_MAX_LIMIT);
+	}
+	if (v > tp->attr.slot_bytes)
+		v = tp->attr.slot_bytes;
+	st->poll_max = (uint32_t)v;
+	st->ll_stride = ll_stride_for(st->poll_max);
+	return 0;
 }
 
 /* Long: one rank's device state built in teardown's reverse order, a message per step; moved byte for byte, untested outside the soft-RoCE bed. */
@@ -178,19 +212,24 @@ static int verbs_setup_local(struct hetsgd_tp *tp, struct verbs_state *st, struc
 	st->sq_depth = 2 * tp->attr.slots + 8;
 	if (ibv_query_device(st->ctx, &da))
 		return hetsgd_err(-EIO, "ibv_query_device(%s) failed", st->dev);
-	cqe = (int)(nb * (st->sq_depth + S) + 1);
-	if ((int)st->sq_depth > da.max_qp_wr || (int)S > da.max_qp_wr || cqe > da.max_cqe)
+	cqe = (int)(nb * (st->sq_depth + S + 1) + 1);
+	if ((int)st->sq_depth > da.max_qp_wr || (int)S + 1 > da.max_qp_wr || cqe > da.max_cqe)
 		return hetsgd_err(-EINVAL, "%s allows %d WRs per queue and %d CQ entries; %u slots with %d ranks need "
 				  "%u and %d: use fewer slots", st->dev, da.max_qp_wr, da.max_cqe, tp->attr.slots,
 				  tp->size, st->sq_depth, cqe);
 
-	/* Region p: p's ring, then p's credit line, on pages of their own. */
+	/* Region p: p's ring, p's credit line, p's LL ring, on pages of their own. */
+	ret = choose_poll_max(tp, st);
+	if (ret)
+		return ret;
 	st->ring_bytes = S * tp->attr.slot_bytes;
-	st->region_bytes = (st->ring_bytes + CREDIT_STRIDE + 4095) / 4096 * 4096;
+	st->ll_off = st->ring_bytes + CREDIT_STRIDE;
+	st->region_bytes = (st->ll_off + S * st->ll_stride + 4095) / 4096 * 4096;
 	st->staging_bytes = nb * st->region_bytes + 1;
 	tx_bytes = (size_t)tp->attr.tx_bufs * tp->attr.slot_bytes;
 	/* The send buffers are pinned once per peer's domain, and counted so. */
-	ret = check_memlock(tp, st->staging_bytes + nb * (tx_bytes + 4096) + nb * CREDIT_STRIDE + 4096);
+	ret = check_memlock(tp, st->staging_bytes + nb * (tx_bytes + 4096) + nb * CREDIT_STRIDE + 4096 +
+				nb * S * st->ll_stride);
 	if (ret)
 		return ret;
 	st->cq = ibv_create_cq(st->ctx, cqe, NULL, NULL, 0);
@@ -198,7 +237,8 @@ static int verbs_setup_local(struct hetsgd_tp *tp, struct verbs_state *st, struc
 		return hetsgd_err(-errno, "ibv_create_cq(%d entries) on %s: %s", cqe, st->dev, strerror(errno));
 	st->staging = tp_alloc(tp, st->staging_bytes);
 	st->csrc = tp_alloc(tp, nb * CREDIT_STRIDE + 1);
-	if (!st->staging || !st->csrc)
+	st->llsrc = st->ll_stride ? tp_alloc(tp, nb * S * st->ll_stride + 1) : NULL;
+	if (!st->staging || !st->csrc || (st->ll_stride && !st->llsrc))
 		return hetsgd_err(-ENOMEM, "cannot allocate %zu KiB of staging rings: %s", st->staging_bytes >> 10,
 				  hetsgd_topo_errmsg());
 	for (j = 0; j < tp->size; j++) {
@@ -207,12 +247,13 @@ static int verbs_setup_local(struct hetsgd_tp *tp, struct verbs_state *st, struc
 		if (!tp_is_peer(tp, j))
 			continue;	/* no domain, memory or queue pair */
 		p->sig = calloc(st->sq_depth, sizeof(struct sig_rec));
-		if (!p->sig)
+		p->pend = calloc(S, sizeof(struct pend_imm));
+		if (!p->sig || !p->pend)
 			return hetsgd_err(-ENOMEM, "out of memory");
 		p->pd = ibv_alloc_pd(st->ctx);
 		if (!p->pd)
 			return hetsgd_err(-errno, "ibv_alloc_pd(%s) for rank %d: %s", st->dev, j, strerror(errno));
-		p->region_mr = reg(st, p->pd, region(st, j), st->ring_bytes + CREDIT_STRIDE,
+		p->region_mr = reg(st, p->pd, region(st, j), st->ll_off + S * st->ll_stride,
 				   IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE, "staging ring", j);
 		p->csrc_mr = p->region_mr ? reg(st, p->pd, credit_src(st, j), CREDIT_STRIDE,
 						IBV_ACCESS_LOCAL_WRITE, "credit source", j) : NULL;
@@ -220,6 +261,12 @@ static int verbs_setup_local(struct hetsgd_tp *tp, struct verbs_state *st, struc
 					    "send buffers", j) : NULL;
 		if (!p->tx_mr)
 			return -ENOMEM;
+		if (st->ll_stride) {
+			p->llsrc_mr = reg(st, p->pd, ll_src(st, tp->attr.slots, j, 0), S * st->ll_stride,
+					  IBV_ACCESS_LOCAL_WRITE, "polled-block staging", j);
+			if (!p->llsrc_mr)
+				return -ENOMEM;
+		}
 	}
 
 	memset(mine, 0, sizeof(*mine));
@@ -232,6 +279,7 @@ static int verbs_setup_local(struct hetsgd_tp *tp, struct verbs_state *st, struc
 	mine->slot_bytes = tp->attr.slot_bytes;
 	mine->slots = tp->attr.slots;
 	mine->active_mtu = (uint32_t)st->active_mtu;
+	mine->poll_max = st->poll_max;
 	snprintf(mine->dev, sizeof(mine->dev), "%s", st->dev);
 	return 0;
 }
@@ -288,6 +336,15 @@ int verbs_open(struct hetsgd_tp *tp)
 					 "every rank must use the same transport settings",
 					 r, in->slots, (unsigned long long)in->slot_bytes, tp->attr.slots,
 					 tp->attr.slot_bytes);
+		else if (in->poll_max > POLL_MAX_LIMIT)
+			ret = hetsgd_err(-EPROTO, "rank %d proposes a polled-block limit of %u bytes, above %u: it runs an "
+					 "incompatible hetsgd", r, in->poll_max, POLL_MAX_LIMIT);
+	}
+	/* Polled blocks: the smallest proposal; each peer's LL ring as it sized it. */
+	for (r = 0; r < tp->size && !ret; r++) {
+		if (st->info[r].poll_max < st->poll_max)
+			st->poll_max = st->info[r].poll_max;
+		st->peers[r].ll_rstride = ll_stride_for(st->info[r].poll_max);
 	}
 	if (!ret)
 		ret = derive_job_key(tp, st);
@@ -296,6 +353,9 @@ int verbs_open(struct hetsgd_tp *tp)
 		if (ret)
 			verbs_abort_connects(tp, st);
 	}
+	/* Our pairs are connected; no data flows before the barrier at the end. */
+	if (!ret && tp->size > 1)
+		ret = verbs_pipeline(tp, st);
 	/* From now on the CM channel is polled from progress, never waited on. */
 	if (!ret && fcntl(st->ec->fd, F_SETFL, fcntl(st->ec->fd, F_GETFL) | O_NONBLOCK))
 		ret = hetsgd_err(-errno, "fcntl on the rdma_cm channel: %s", strerror(errno));
@@ -308,17 +368,21 @@ int verbs_open(struct hetsgd_tp *tp)
 		tp->fp_conns += st->peers[r].qp != NULL;
 		if (st->peers[r].region_mr)
 			tp->fp_registered += st->peers[r].region_mr->length + st->peers[r].csrc_mr->length +
-					     st->peers[r].tx_mr->length;
+					     st->peers[r].tx_mr->length +
+					     (st->peers[r].llsrc_mr ? st->peers[r].llsrc_mr->length : 0);
 	}
 	{
 		char ip[INET_ADDRSTRLEN];
 
 		inet_ntop(AF_INET, &st->addr.sin_addr, ip, sizeof(ip));
 		snprintf(tp->desc, sizeof(tp->desc),
-			 "verbs: %s port %u, %s, %s %d, active MTU %d, %d ranks, %d peers (%s), %u slots of %zu bytes per peer",
+			 "verbs: %s port %u, %s, %s %d, active MTU %d, %d ranks, %d peers (%s), %u slots of %zu bytes per peer; "
+			 "polled up to %u bytes; window %u x 64 KiB (link %.0f MB/s x RTT %.1f us = %.0f KiB)",
 			 st->dev, st->port, ip, st->link_ethernet ? "RoCE v2 GID index" : "InfiniBand, GID index",
 			 st->gid_index, 128 << st->active_mtu, tp->size, tp->npeers,
-			 hetsgd_tp_pattern_name(tp->attr.pattern), tp->attr.slots, tp->attr.slot_bytes);
+			 hetsgd_tp_pattern_name(tp->attr.pattern), tp->attr.slots, tp->attr.slot_bytes,
+			 st->poll_max, st->window, st->link_MBps, st->rtt_us,
+			 st->link_MBps * st->rtt_us / 1024);
 	}
 	return hetsgd_boot_barrier(tp->boot) ? -EIO : 0;
 

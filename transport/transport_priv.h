@@ -2,6 +2,7 @@
 #ifndef HETSGD_TRANSPORT_PRIV_H
 #define HETSGD_TRANSPORT_PRIV_H
 
+#include <errno.h>
 #include <stdint.h>
 
 #include "hetsgd_topology.h"
@@ -16,6 +17,9 @@ struct hetsgd_boot_ops {
 	int (*allgather)(struct hetsgd_boot *boot, const void *mine, void *all,
 			 size_t len);
 	int (*barrier)(struct hetsgd_boot *boot);
+	/* hetsgd_boot_leave(): finalize the PMI now (NULL: nothing to
+	 * do, collectives still work); close then finalizes no more */
+	void (*leave)(struct hetsgd_boot *boot);
 	void (*close)(struct hetsgd_boot *boot);
 };
 
@@ -25,6 +29,7 @@ struct hetsgd_boot {
 	int rank;
 	int size;
 	uint32_t seq;		/* collectives so far: makes KVS keys unique */
+	int left;		/* hetsgd_boot_leave() was called */
 	int fd;			/* local launcher: socket to the parent */
 	char jobid[256];	/* PMI2 KVS name */
 	void *priv;		/* backend state */
@@ -155,10 +160,12 @@ struct hetsgd_tp;
  *                     there, without a credit for it
  *   TP_TEST_CREDIT    the word through which rank `victim` and peer keep
  *                     credit for each other, set to *(uint64_t *)data
+ *   TP_TEST_POLL      len bytes at offset off of LL slot `slot` of our
+ *                     polled ring at peer (verbs only)
  * 0 when written (verbs: posted; its completion may still fail), -EACCES
  * when this rank has no way to reach that memory.
  */
-enum tp_test_target { TP_TEST_SLOT = 1, TP_TEST_REPLAY, TP_TEST_CREDIT };
+enum tp_test_target { TP_TEST_SLOT = 1, TP_TEST_REPLAY, TP_TEST_CREDIT, TP_TEST_POLL };
 int hetsgd_tp_test_write(struct hetsgd_tp *tp, int peer, enum tp_test_target target, int victim,
 			 uint32_t slot, size_t off, const void *data, size_t len);
 #endif
@@ -176,6 +183,16 @@ struct tp_provider {
 	int (*release)(struct hetsgd_tp *tp, int peer, uint32_t slot);
 	/* Wait until this rank's own writes have completed. */
 	int (*quiesce)(struct hetsgd_tp *tp);
+	/*
+	 * Close's farewell (tp.c, tp_farewell): bye tells peer that this
+	 * rank will write nothing more to it (0, -EAGAIN to retry, or
+	 * -errno); it needs no slot or credit.  farewell moves what came
+	 * in: byes (tp_bye_landed), the local completion of our own
+	 * (tp_bye_sent), peers that died (tp_peer_down); blocks that land
+	 * now are dropped, never delivered, and no credit goes out.
+	 */
+	int (*bye)(struct hetsgd_tp *tp, int peer);
+	int (*farewell)(struct hetsgd_tp *tp);
 	void (*close)(struct hetsgd_tp *tp);
 	/* HETSGD_TEST_HOOKS builds only; NULL otherwise. */
 	int (*test_write)(struct hetsgd_tp *tp, int peer, int target, int victim, uint32_t slot,
@@ -193,7 +210,7 @@ struct hetsgd_tp {
 	int size;
 	int failed;			/* a fatal error happened: refuse work */
 	char fail_msg[256];		/* what it was, for every later call */
-	char desc[256];
+	char desc[384];
 
 	/* send buffers */
 	struct tp_tx *txs;
@@ -209,6 +226,8 @@ struct hetsgd_tp {
 	/* peers reported by HETSGD_EV_PEER_DOWN, and why (until close) */
 	uint8_t *down;
 	char (*down_why)[192];
+	/* close's farewell, per peer: TP_BYE_* bits */
+	uint8_t *bye;
 
 	/* the pattern's peers: pidx[r] is r's index among them, -1 when r is
 	 * not a peer (n ints of bookkeeping; everything else per peer) */
@@ -218,6 +237,10 @@ struct hetsgd_tp {
 	uint32_t fp_conns;
 	uint64_t fp_registered;
 	double connect_s;
+	/* counters (hetsgd_tp_get_stats) and, per peer, the reason of the
+	 * wait in progress (TP_WAIT_*, 0: none) so that a wait counts once */
+	struct hetsgd_tp_stats stats;
+	uint8_t *waiting;
 
 	/* events waiting to be returned by hetsgd_tp_progress() */
 	struct hetsgd_ev *evq;
@@ -230,6 +253,21 @@ struct hetsgd_tp {
 static inline int tp_is_peer(const struct hetsgd_tp *tp, int r)
 {
 	return r >= 0 && r < tp->size && tp->pidx[r] >= 0;
+}
+
+/* Why a provider's put returned -EAGAIN: counted once per wait. */
+enum { TP_WAIT_CREDIT = 1, TP_WAIT_QUEUE = 2 };
+
+static inline int tp_wait(struct hetsgd_tp *tp, int peer, int why)
+{
+	if (tp->waiting[peer] != why) {
+		tp->waiting[peer] = (uint8_t)why;
+		if (why == TP_WAIT_CREDIT)
+			tp->stats.credit_waits++;
+		else
+			tp->stats.queue_waits++;
+	}
+	return -EAGAIN;
 }
 
 /* Room left in the event FIFO. */
@@ -248,6 +286,19 @@ void tp_evq_push(struct hetsgd_tp *tp, const struct hetsgd_ev *ev);
  * The FIFO keeps room for one per peer.
  */
 void tp_peer_down(struct hetsgd_tp *tp, int peer, const char *fmt, ...) HETSGD_PRINTF(3, 4);
+
+/* Close's farewell, per peer (tp->bye). */
+enum { TP_BYE_IN = 1, TP_BYE_POSTED = 2, TP_BYE_SENT = 4 };
+/* peer said bye (it writes nothing more here); may come before our close. */
+static inline void tp_bye_landed(struct hetsgd_tp *tp, int peer)
+{
+	tp->bye[peer] |= TP_BYE_IN;
+}
+/* Our bye to peer completed locally (verbs: acknowledged by its NIC). */
+static inline void tp_bye_sent(struct hetsgd_tp *tp, int peer)
+{
+	tp->bye[peer] |= TP_BYE_SENT;
+}
 
 /* A block from peer landed in slot: queue the RECV event, mark it held. */
 int tp_recv_landed(struct hetsgd_tp *tp, int peer, uint32_t slot,

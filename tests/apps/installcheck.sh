@@ -93,7 +93,7 @@ grep -q "$pkgdatadir/slurm" "$destdir$mandir/man1/hetsgd-train.1" 2>/dev/null ||
 for f in slurm/hetsgd-1node.sbatch slurm/hetsgd-multinode.sbatch; do
 	[ -f "$destdir$pkgdatadir/$f" ] || ko "$f not installed in $pkgdatadir"
 done
-for f in README.md algo/README.md apps/README.md topology/README.md; do
+for f in README.md algo/README.md apps/README.md topology/README.md transport/README.md; do
 	[ -f "$destdir$docdir/$f" ] || ko "$f not installed in $docdir"
 done
 [ $fails -eq 0 ] && ok "programs, man pages, sbatch scripts and docs installed"

@@ -1,8 +1,11 @@
 /*
  * Credit liveness: the receiver releases fewer blocks than a credit batch
- * and keeps holding the rest, waiting for more data from the same sender.
- * The sender, whose ring is full, must still learn of the released slots
- * and send the next block; otherwise both wait forever.
+ * (slots/4 on verbs) and keeps holding the rest, waiting for more data
+ * from the same sender.  The sender, whose ring is full, must still learn
+ * of the released slot and send the next block; otherwise both wait
+ * forever.  The receiver holds the full ring 50 ms first, so the sender
+ * surely waits: its counters must show exactly one wait for a credit (one
+ * stretch of refusals, however many retries) and none for anything else.
  *
  *   hetsgd-credit-check --provider shm|verbs
  */
@@ -49,7 +52,7 @@ static int rank_main(struct hetsgd_boot *b, void *arg)
 		while (sent < SLOTS + 1) {
 			if (now_s() - t0 > 10) {
 				fprintf(stderr, "credit-check: FAIL: sent %d blocks; block %d never got a credit "
-					"although the receiver released 3 slots\n", sent, sent);
+					"although the receiver released a slot\n", sent, sent);
 				return 1;
 			}
 			n = hetsgd_tp_progress(tp, ev, 16);
@@ -66,6 +69,18 @@ static int rank_main(struct hetsgd_boot *b, void *arg)
 			}
 		}
 		printf("credit-check: the sender got its credit after %.3f s\n", now_s() - t0);
+		{
+			struct hetsgd_tp_stats st;
+
+			/* The receiver held the full ring 50 ms: one wait, however many retries. */
+			if (hetsgd_tp_get_stats(tp, &st) || st.credit_waits != 1 || st.queue_waits != 0 ||
+			    st.puts != SLOTS + 1) {
+				fprintf(stderr, "credit-check: FAIL: the counters say %llu puts, %llu credit waits, %llu "
+					"queue waits; expected %d, 1 and 0\n", (unsigned long long)st.puts,
+					(unsigned long long)st.credit_waits, (unsigned long long)st.queue_waits, SLOTS + 1);
+				return 1;
+			}
+		}
 	} else {
 		t0 = now_s();
 		while (got < SLOTS + 1) {
@@ -86,12 +101,21 @@ static int rank_main(struct hetsgd_boot *b, void *arg)
 					return 1;
 				}
 				slots[got++] = ev[i].slot;
-				/* Release the first three only: fewer than a batch of 4. */
-				if (got <= 3 && hetsgd_tp_release(tp, 1 - me, ev[i].slot))
-					return 1;
+				/*
+				 * The ring is full: hold it 50 ms, so that the
+				 * sender surely waits, then release the first
+				 * block only, fewer than a batch (2 of 8 slots).
+				 */
+				if (got == SLOTS) {
+					struct timespec hold = { 0, 50 * 1000 * 1000 };
+
+					nanosleep(&hold, NULL);
+					if (hetsgd_tp_release(tp, 1 - me, slots[0]))
+						return 1;
+				}
 			}
 		}
-		for (i = 3; i < SLOTS + 1; i++)
+		for (i = 1; i < SLOTS + 1; i++)
 			if (hetsgd_tp_release(tp, 1 - me, slots[i]))
 				return 1;
 	}
@@ -114,7 +138,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "credit-check: FAIL: %s\n", hetsgd_errmsg());
 		return 1;
 	}
-	printf("credit-check: PASS (%s): a sender blocked on a full ring learned of 3 released slots "
-	       "while the receiver held the other 5\n", argv[2]);
+	printf("credit-check: PASS (%s): a sender blocked on a full ring learned of 1 released slot "
+	       "while the receiver held the other 7, and counted one credit wait\n", argv[2]);
 	return 0;
 }

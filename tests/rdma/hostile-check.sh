@@ -1,8 +1,9 @@
 #!/bin/sh
 # Hostile peers (tests/rdma/hostile_peer.c): a rank that rewrites its slot
 # after delivery, replays a held slot and forges another rank's credit
-# word; over verbs also strangers' connection requests and a rank claimed
-# twice.  Each scenario must end as described there, within its time.
+# word; over verbs also lies in the polled ring (a length past the limit,
+# credits for blocks never sent), strangers' connection requests and a
+# rank claimed twice.  Each scenario must end as described there, within its time.
 #
 #   hostile-check.sh [--provider shm|verbs]
 set -u
@@ -29,6 +30,8 @@ run() {	# scenario, seconds allowed
 run rewrite 20
 run forge 20
 if [ "$prov" = verbs ]; then
+	run poll-len 20
+	run poll-credit 20
 	run connect-bogus 30
 	# One line per source, whatever the number of refused requests.
 	n=$(grep -c 'refused a connection request from' "$tmp/err")

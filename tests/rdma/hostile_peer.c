@@ -17,6 +17,13 @@
  *                  rank 0 keep for each other.  Its write must not land:
  *                  rank 0 must not overwrite the blocks rank 2 still holds,
  *                  and must never blame rank 2.
+ *   poll-len       (verbs) rank 1 writes into its polled ring at rank 0 a
+ *                  block header with the right flag and a length far past
+ *                  the polled path's limit: rank 0 must fail naming rank 1,
+ *                  having copied nothing.
+ *   poll-credit    (verbs) rank 1 writes a whole polled block whose credit
+ *                  word says it released blocks rank 0 never sent: rank 0
+ *                  must fail naming rank 1.
  *   connect-bogus  (verbs) rank 2 first sends rank 0 three connection
  *                  requests without a valid proof of the job key; they are
  *                  refused and the job connects and runs.
@@ -261,6 +268,42 @@ static int forge(struct hetsgd_boot *b, struct hetsgd_tp *tp, int me)
 	return 0;
 }
 
+/* Word i of an LL line: data in the low half, block 0's flag (1) in the high. */
+static uint64_t ll_line(uint32_t data)
+{
+	return (uint64_t)1 << 32 | data;
+}
+
+static int poll_lie(struct hetsgd_boot *b, struct hetsgd_tp *tp, int me, int credit)
+{
+	if (me == 1) {
+		uint64_t w[3];
+		int ret;
+
+		if (credit) {	/* 4 bytes, kind 1; credit 0x7fffffff; data */
+			w[0] = ll_line(4u | 1u << 24);
+			w[1] = ll_line(0x7fffffffu);
+			w[2] = ll_line(0xdeadbeefu);
+		} else {	/* 0xffffff bytes announced */
+			w[0] = ll_line(0xffffffu | 1u << 24);
+		}
+		ret = hetsgd_tp_test_write(tp, 0, TP_TEST_POLL, 0, 0, 0, w, credit ? sizeof(w) : 8);
+		if (ret)
+			FAIL("the polled-ring write was refused (%d): %s", ret, hetsgd_errmsg());
+		(void)spin(tp, 0.5);
+	} else if (me == 0) {
+		int ret = spin(tp, 5);
+
+		if (!ret)
+			FAIL("rank 1 wrote a %s into its polled ring here and nothing noticed",
+			     credit ? "credit for blocks never sent" : "length past the limit");
+		if (!strstr(hetsgd_errmsg(), "rank 1"))
+			FAIL("the lie was caught, but the message does not name rank 1: %s", hetsgd_errmsg());
+		printf("hostile-check: %s: %s\n", credit ? "poll-credit" : "poll-len", hetsgd_errmsg());
+	}
+	return hetsgd_boot_barrier(b) ? 1 : 0;
+}
+
 static int rank_main(struct hetsgd_boot *b, void *arg)
 {
 	const struct opts *o = arg;
@@ -290,6 +333,8 @@ static int rank_main(struct hetsgd_boot *b, void *arg)
 		ret = rewrite(b, tp, me);
 	else if (!strcmp(o->scenario, "forge"))
 		ret = forge(b, tp, me);
+	else if (!strncmp(o->scenario, "poll-", 5))
+		ret = poll_lie(b, tp, me, !strcmp(o->scenario, "poll-credit"));
 	else {
 		/* connect-bogus: the job runs; one block each way proves it. */
 		uint32_t idx[1] = { 1 };
@@ -323,8 +368,13 @@ int main(int argc, char **argv)
 			o.scenario = argv[i + 1];
 			continue;
 		}
-		fprintf(stderr, "usage: %s --provider shm|verbs --scenario rewrite|forge|connect-bogus|connect-dup\n",
+		fprintf(stderr, "usage: %s --provider shm|verbs --scenario rewrite|forge|poll-len|poll-credit|"
+			"connect-bogus|connect-dup\n",
 			argv[0]);
+		return 2;
+	}
+	if (!strncmp(o.scenario, "poll-", 5) && o.prov != HETSGD_PROV_VERBS) {
+		fprintf(stderr, "hostile-check: %s needs --provider verbs\n", o.scenario);
 		return 2;
 	}
 	if (!strncmp(o.scenario, "connect-", 8)) {
@@ -334,7 +384,7 @@ int main(int argc, char **argv)
 		}
 		setenv("HETSGD_TEST_CONNECT", o.scenario + 8, 1);
 	}
-	n = !strcmp(o.scenario, "rewrite") ? 2 : 3;
+	n = !strcmp(o.scenario, "rewrite") || !strncmp(o.scenario, "poll-", 5) ? 2 : 3;
 	if (hetsgd_boot_local_run(n, rank_main, &o, NULL)) {
 		fprintf(stderr, "hostile-check: %s: %s\n", o.scenario, hetsgd_errmsg());
 		return 1;

@@ -3,8 +3,8 @@
  * (SIGKILL, no close).  Rank 0 keeps putting; its transport must report
  * HETSGD_EV_PEER_DOWN for rank 1, with the reason, within 2 s of the
  * death, refuse later puts to it with -EPIPE naming it, stay usable
- * (progress goes on), and close without hanging: the local launcher's
- * barrier leaves out the rank that a signal killed.
+ * (progress goes on), and close without hanging: close waits for the live
+ * peers only (a rank that is down counts as arrived).
  *
  *   hetsgd-peer-death-check --provider shm|verbs
  *

@@ -52,23 +52,29 @@ perftest_row() { awk -v s="$1" '$1 == s { print; exit }'; }
 # ib_write_bw: BW average [MB/sec] is field 4; ib_write_lat: t_typical is field 5.
 perftest_bw() { perftest_row "$1" | awk '{ print $4 }'; }
 perftest_lat() { perftest_row "$1" | awk '{ print $5 }'; }
+# ib_write_bw: MsgRate [Mpps] is field 5.
+perftest_rate() { perftest_row "$1" | awk '{ print $5 }'; }
 is_number() { case $1 in ''|*[!0-9.]*) return 1;; esac; }
 # A measurement: a number above zero.  When its cycle-counter calibration
 # fails under TCG ("Correlation coefficient r^2 ... < 0.9"), perftest
 # prints 0.00 MB/s as readily as inf.
 is_measure() { is_number "$1" && awk -v v="$1" 'BEGIN { exit !(v > 0) }'; }
 
-# perftest_value bw|lat PORT SIZE ARGS...: run the pair and print the one
+# perftest_value bw|rate|lat PORT SIZE ARGS... (rate: ib_write_bw's MsgRate): run the pair and print the one
 # number; the full output goes to stderr.  Under emulation perftest now and
 # then reports "inf" or 0 (its cycle counter calibration failed): retry then.
 perftest_value() {
 	local what=$1 port=$2 size=$3 out v try prog
 	shift 3
-	prog=$([ "$what" = bw ] && echo ib_write_bw || echo ib_write_lat)
+	prog=$([ "$what" = lat ] && echo ib_write_lat || echo ib_write_bw)
 	for try in 1 2 3; do
 		out=$(perftest_pair "$prog" "$port" -s "$size" "$@") || { echo "$out" >&2; return 1; }
 		echo "$out" >&2
-		if [ "$what" = bw ]; then v=$(echo "$out" | perftest_bw "$size"); else v=$(echo "$out" | perftest_lat "$size"); fi
+		case $what in
+		bw) v=$(echo "$out" | perftest_bw "$size") ;;
+		rate) v=$(echo "$out" | perftest_rate "$size") ;;
+		*) v=$(echo "$out" | perftest_lat "$size") ;;
+		esac
 		if is_measure "$v"; then echo "$v"; return 0; fi
 		echo "perftest: $prog -s $size gave no number (try $try of 3)" >&2
 	done

@@ -321,6 +321,30 @@ static int rank_main(struct hetsgd_boot *boot, void *arg)
 	}
 	if (tx)
 		hetsgd_tp_tx_put(tp, tx);
+	{
+		/*
+		 * Over verbs both paths must have carried blocks: the polled one
+		 * (up to HETSGD_POLL_MAX, default 1024 bytes; 0 turns it off)
+		 * and the one by immediate; interleaved on one pair, they test
+		 * that the receiver keeps their order.
+		 */
+		struct hetsgd_tp_stats st;
+		const char *pm = getenv("HETSGD_POLL_MAX");
+		int off = pm && !strcmp(pm, "0");
+
+		hetsgd_tp_get_stats(tp, &st);
+		if (!c->quiet)
+			printf("tp-check: rank %d: %" PRIu64 " puts (%" PRIu64 " polled), %" PRIu64 " received (%"
+			       PRIu64 " polled)\n", me, st.puts, st.puts_polled, st.recvs, st.recvs_polled);
+		if (c->prov == HETSGD_PROV_VERBS && c->slot_bytes > 1024 &&
+		    (off ? st.puts_polled || st.recvs_polled
+			 : !st.puts_polled || !st.recvs_polled || st.puts_polled == st.puts)) {
+			fprintf(stderr, "tp-check: rank %d: HETSGD_POLL_MAX=%s, yet %" PRIu64 " of %" PRIu64
+				" puts and %" PRIu64 " of %" PRIu64 " receives went by the polled path\n", me,
+				pm ? pm : "(unset)", st.puts_polled, st.puts, st.recvs_polled, st.recvs);
+			return 1;
+		}
+	}
 	ret = hetsgd_tp_close(tp);
 	if (ret) {
 		fprintf(stderr, "tp-check: rank %d: close: %s\n", me, hetsgd_errmsg());

@@ -5,6 +5,7 @@
  *
  *   hetsgd-boot-check KIND EXPECTED_SIZE      KIND = pmix | pmi2 | tcp | auto
  */
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,6 +77,24 @@ int main(int argc, char **argv)
 	if (hetsgd_boot_barrier(b)) {
 		fprintf(stderr, "boot-check: rank %d: %s\n", rank, hetsgd_errmsg());
 		return 1;
+	}
+	/* once left, PMIx and PMI2 refuse collectives by name; the TCP
+	 * rendezvous keeps serving them (its leave is nothing) */
+	hetsgd_boot_leave(b);
+	{
+		enum hetsgd_boot_kind k = hetsgd_boot_get_kind(b);
+		int lr = hetsgd_boot_barrier(b);
+
+		if ((k == HETSGD_BOOT_PMIX || k == HETSGD_BOOT_PMI2) &&
+		    (lr != -ENOTCONN || !strstr(hetsgd_errmsg(), "has left"))) {
+			fprintf(stderr, "boot-check: rank %d: a barrier after hetsgd_boot_leave returned %d (%s), expected -ENOTCONN\n",
+				rank, lr, hetsgd_errmsg());
+			return 1;
+		}
+		if (k == HETSGD_BOOT_TCP && lr) {
+			fprintf(stderr, "boot-check: rank %d: tcp barrier after leave: %s\n", rank, hetsgd_errmsg());
+			return 1;
+		}
 	}
 	printf("boot-check: %s rank %d of %d on %s: exchanged with all %d ranks, "
 	       "%zu + %zu bytes each, all verified\n",

@@ -6,8 +6,10 @@
 # rank; check that every rank reported, stop the daemons.  Fails, never skips,
 # when Slurm or a PMI flavour is missing: this is the test of that path.
 # Then the README's srun example trains on it, so does the one-node batch
-# script, and ranks started with different configurations must refuse to
-# train; a checkpointed run resumes under another launcher.
+# script, ranks started with different configurations must refuse to
+# train, a checkpointed run resumes under another launcher, and a worker
+# killed with kill -9 costs the job that worker only (slurm-faults.sh,
+# under each bootstrap).
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 builddir=${HETSGD_BUILDDIR:-$PWD}
@@ -158,5 +160,13 @@ out=$(cd "$builddir" && timeout 120 apps/hetsgd-train --resume "$rs/b" --progres
 resumed "an srun run killed with scancel -s KILL resumed locally" "$rs/b" $?
 rm -rf "$rs"
 
+# A worker killed with kill -9 under each bootstrap, ASGD and LOSCAR: the
+# survivors finish at their budget with every output (slurm-faults.sh).
+out=$(bash "$here/slurm-faults.sh" 2>&1)
+echo "$out"
+fp=$(echo "$out" | grep -c '^PASS: ')
+ff=$(echo "$out" | grep -c '^FAIL: ')
+[ "$fp" -gt 0 ] || { echo "FAIL: slurm-faults.sh ran no case"; ff=$((ff + 1)); }
+pass=$((pass + fp)) fail=$((fail + ff))
 echo "check-slurm: $pass passed, $fail failed"
 [ $fail -eq 0 ]
