@@ -288,7 +288,7 @@ static int alloc_bookkeeping(struct hetsgd_tp *tp)
 	tp->bye = calloc((size_t)tp->size, 1);
 	/* Room for every block that can be outstanding plus every put,
 	 * plus one PEER_DOWN per peer. */
-	tp->evq_cap = (uint32_t)tp->npeers * tp->attr.slots * 2 + tp->attr.tx_bufs + 16 + (uint32_t)tp->npeers;
+	tp->evq_cap = tp_ev_ranks(tp) * tp->attr.slots * 2 + tp->attr.tx_bufs + 16 + tp_ev_ranks(tp);
 	tp->evq = calloc(tp->evq_cap, sizeof(*tp->evq));
 	if (!tp->txs || !tp->recvd || !tp->rel_head || !tp->held || !tp->evq || !tp->down ||
 	    !tp->down_why || !tp->bye || !tp->waiting)
@@ -569,7 +569,7 @@ int hetsgd_tp_put(struct hetsgd_tp *tp, int peer, struct hetsgd_tx *pub,
 	 * Every in-flight put will queue a SENT event, and every slot a peer
 	 * may fill a RECV event: keep room for all of them plus this one.
 	 */
-	if (tp_evq_room(tp) < (uint32_t)tp->npeers * tp->attr.slots + tp->inflight_puts + 1)
+	if (tp_evq_room(tp) < tp_ev_ranks(tp) * tp->attr.slots + tp->inflight_puts + 1)
 		return tp_wait(tp, peer, TP_WAIT_QUEUE);
 	tx->inflight++;
 	tp->inflight_puts++;

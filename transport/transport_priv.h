@@ -270,6 +270,16 @@ static inline int tp_wait(struct hetsgd_tp *tp, int peer, int why)
 	return -EAGAIN;
 }
 
+/*
+ * What the event FIFO is sized by: the peers plus this rank, which under
+ * the all pattern is n, as the FIFO and put's room check always were,
+ * so that a put meets -EAGAIN exactly when it did before the patterns.
+ */
+static inline uint32_t tp_ev_ranks(const struct hetsgd_tp *tp)
+{
+	return (uint32_t)tp->npeers + 1;
+}
+
 /* Room left in the event FIFO. */
 static inline uint32_t tp_evq_room(const struct hetsgd_tp *tp)
 {
