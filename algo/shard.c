@@ -23,6 +23,8 @@ struct item {
 				 * NOTICE: the first round sent */
 	double due;
 	struct eng_hdr h;	/* TICK: the posted header */
+	float *copy;		/* SHARD: its values, once its table slot was
+				 * reused before it went out (else NULL) */
 };
 
 /* One round of one shard at its owner. */
@@ -151,6 +153,7 @@ static int queue(struct shard *sh, int peer, uint16_t type, uint32_t s, uint64_t
 	it->shard = s;
 	it->round = round;
 	it->due = due;
+	it->copy = NULL;
 	if (h)
 		it->h = *h;
 	return 0;
@@ -170,6 +173,25 @@ static void inbox_check(struct worker *w)
 	}
 	worker_reply_in(w, sh->await, fl);
 	sh->await = NONE;
+}
+
+/* Queued sends of slot t's result get their own copy of it: 0 or -ENOMEM. */
+static int detach_pending(struct shard *sh, uint32_t s, const struct tab *t, size_t len)
+{
+	if (t->res_round == NONE)
+		return 0;
+	for (size_t i = 0; i < sh->nq; i++) {
+		struct item *it = &sh->q[i];
+
+		if (it->type != MSG_SHARD || it->shard != s || it->round != t->res_round || it->copy)
+			continue;
+		it->copy = malloc((len + 1) * sizeof(float));
+		if (!it->copy)
+			return algo_err(-ENOMEM, "worker %u: out of memory for a result of shard %u waiting to go",
+					sh->me, s);
+		memcpy(it->copy, t->res, len * sizeof(float));
+	}
+	return 0;
 }
 
 /*
@@ -197,6 +219,11 @@ static int tab_check(struct worker *w, uint32_t s, struct own *o, struct tab *t)
 		else if (sh->alive[i] && (o->cut[i] == NONE || o->cut[i] <= r))
 			return 0;
 	}
+	/* a slow destination (rank 0 descheduled, out of credits) may still
+	 * owe a send of the result this slot held: those sends keep a copy */
+	ret = detach_pending(sh, s, t, len);
+	if (ret)
+		return ret;
 	/* summed in worker order, as the server path sums its blocks */
 	memset(sum, 0, len * sizeof(float));
 	for (uint32_t i = 0; i < sh->n; i++) {
@@ -364,6 +391,8 @@ static int item_values(struct shard *sh, const struct item *it, const float **va
 	shard_bounds(sh->L, sh->n, it->shard, &lo, &hi);
 	if (it->type == MSG_PART) {
 		*val = sh->src + lo;
+	} else if (it->copy) {
+		*val = it->copy;
 	} else {
 		const struct tab *t = &sh->own[it->shard].tab[it->round % SHARD_ROUNDS];
 
@@ -440,10 +469,12 @@ int shard_flush(struct worker *w, int *did)
 			else if (!sent)
 				sh->blocked[it.peer] = 1;
 		}
-		if (sent > 0)
+		if (sent > 0) {
 			*did = 1;
-		else
+			free(it.copy);
+		} else {
 			sh->q[keep++] = it;
+		}
 	}
 	sh->nq = keep;
 	return ret;
@@ -603,6 +634,8 @@ void shard_fini(struct worker *w)
 	free(sh->before);
 	free(sh->have);
 	free(sh->blocked);
+	for (size_t i = 0; i < sh->nq; i++)
+		free(sh->q[i].copy);
 	free(sh->q);
 	free(sh);
 	w->sh = NULL;
