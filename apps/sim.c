@@ -189,30 +189,6 @@ static void sim_cfg(const struct opts *o, const struct job *j, struct hetsgd_eng
 	c->eval_interval_s = o->eval_interval;
 }
 
-/* train.c's begin_out: the folder cleared, summary.txt "unfinished",
- * metrics.csv.part begun with hetsgd-train's header. */
-static int begin_out(struct job *j, char *err, size_t n)
-{
-	const struct opts *o = j->o;
-	char path[PATH_MAX_LEN + 32];
-	FILE *f;
-
-	if (clear_out(o, err, n))
-		return -1;
-	if (write_text_file(o, "summary.txt", err, n, unfinished_fn, j, NULL, NULL))
-		return -1;
-	j->out_begun = 1;
-	snprintf(path, sizeof(path), "%s/metrics.csv", o->out);
-	if (outfile_open(&j->metrics, path, ".part", err, n))
-		return -1;
-	f = j->metrics.f;
-	fprintf(f, "time_s,grads,updates,epochs,loss,accuracy,grad_norm,wait_share,dist_opt,pooled_loss");
-	for (int i = 0; i < j->nworkers; i++)
-		fprintf(f, ",loss_w%d", i);
-	fprintf(f, ",final\n");
-	return outfile_flush(&j->metrics, err, n) ? -1 : 0;
-}
-
 /* summary.txt's arguments: hetsgd-train's, and the network. */
 struct sum_args {
 	const struct job *j;
@@ -284,6 +260,8 @@ static int check_refused(const struct opts *o, char *err, size_t n)
 		if (GIVEN(o, refused[i].id))
 			return train_err(err, n, "--%s has no meaning in a simulation (no transport, threads, checkpoints or lost workers): drop it",
 				       refused[i].name);
+	if (GIVEN(o, O_ROUND_STEPS))
+		return train_err(err, n, "--round-steps is not simulated: hetsgd-sim's LOSCAR rounds end by --round-time; drop it");
 	return 0;
 }
 

@@ -34,47 +34,6 @@
 
 /* ---- the ranks ---- */
 
-/*
- * Rank 0, just before the agreement: the previous run's files removed
- * (prepare_out allowed it: --force, a failed run, or none), summary.txt
- * saying "unfinished", metrics.csv.part begun.  From here on a failure
- * is recorded in summary.txt.
- */
-static int begin_out(struct job *j, char *err, size_t n)
-{
-	const struct opts *o = j->o;
-	char path[PATH_MAX_LEN + 32];
-	FILE *f;
-
-	if (clear_out(o, err, n))
-		return -1;
-	if (write_text_file(o, "summary.txt", err, n, unfinished_fn, j, NULL, NULL))
-		return -1;
-	j->out_begun = 1;
-	snprintf(path, sizeof(path), "%s/metrics.csv", o->out);
-	if (outfile_open(&j->metrics, path, ".part", err, n))
-		return -1;
-	f = j->metrics.f;
-	fprintf(f, "time_s,grads,updates,epochs,loss,accuracy,grad_norm,wait_share,dist_opt,pooled_loss");
-	for (int i = 0; i < j->nworkers; i++)
-		fprintf(f, ",loss_w%d", i);
-	fprintf(f, ",final\n");
-	/* a resumed run's rows so far, which its checkpoint kept */
-	if (j->resumed && j->ck.extra_len) {
-		fwrite(j->ck.extra, 1, j->ck.extra_len, f);
-		if (o->checkpoint_every > 0) {
-			j->rows = malloc(j->ck.extra_len + 1);
-			if (!j->rows) {
-				train_err(err, n, "out of memory for the checkpoint's rows");
-				return -1;
-			}
-			memcpy(j->rows, j->ck.extra, j->ck.extra_len + 1);
-			j->rows_len = j->ck.extra_len;
-			j->rows_cap = j->ck.extra_len + 1;
-		}
-	}
-	return outfile_flush(&j->metrics, err, n) ? -1 : 0;
-}
 
 /* The server's objective (for evaluation), or worker rank-1's and one
  * more instance per extra compute thread. */

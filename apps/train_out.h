@@ -18,6 +18,10 @@ void on_lost(void *arg, const struct hetsgd_worker_stats *w);
 int on_checkpoint(void *arg, struct hetsgd_ckpt *ck);
 int out_holds_run(const struct opts *o, char *reason, size_t n);
 int prepare_out(const struct opts *o, char *err, size_t n);
+/* The run's folder begun: the previous run's files cleared, summary.txt
+ * "unfinished", metrics.csv.part with its header (and a resumed run's
+ * rows so far): 0, or -1 with err set. */
+int begin_out(struct job *j, char *err, size_t n);
 int clear_out(const struct opts *o, char *err, size_t n);
 int write_text_file(const struct opts *o, const char *name, char *err, size_t n,
 			   void (*fn)(FILE *f, const void *a, const void *b, const void *c),
