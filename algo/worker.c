@@ -509,10 +509,14 @@ static int worker_peer_down(void *ctx, const struct hetsgd_ev *ev)
 	struct worker *w = ctx;
 	int ret;
 
-	if (w->ps && ps_shard_of(w->e, ev->peer) > 0)
-		return algo_err(-EPIPE, "worker %u: shard server %d (rank %d) failed: %s; its part of the model is lost, the run stops",
+	if (w->ps && ps_shard_of(w->e, ev->peer) > 0) {
+		uint32_t lo, hi;
+
+		ps_bounds(w->e, (uint32_t)ps_shard_of(w->e, ev->peer), &lo, &hi);
+		return algo_err(-EPIPE, "worker %u: shard server %d (rank %d) failed: %s; coordinates [%u, %u) of the model were only there: resume from the last checkpoint (--checkpoint-every, --resume)",
 				w->id, ps_shard_of(w->e, ev->peer), ev->peer,
-				ev->why ? ev->why : "its connection ended");
+				ev->why ? ev->why : "its connection ended", lo, hi);
+	}
 	if (ev->peer != 0) {
 		if (!w->sh)
 			return 0;
