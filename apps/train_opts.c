@@ -240,7 +240,7 @@ static const struct optdef optdefs[O_COUNT] = {
 			     .flags = F_HASH, .applies = has_data, .applies_to = "data sets",
 			     .help = "training samples the loss is measured on (default 5000; 0: all)" },
 	[O_WORKERS] = { "workers", T_INT, F(workers), 0, 1, 4096, .arg = "N", .flags = F_HASH,
-			.help = "workers (default 4 locally; under srun: tasks - 1)" },
+			.help = "workers (default 4 locally; under srun: tasks - servers)" },
 	[O_MIN_WORKERS] = { "min-workers", T_U32, F(min_workers), 0, 1, 4096, .arg = "N",
 			    .flags = F_HASH | F_RUN,
 			    .help = "stop the run, every output written, when fewer workers are left "
