@@ -505,7 +505,9 @@ int ps0_pull(struct server *s, unsigned why)
 	int ret = 0;
 
 	if (q->pulling) {
-		q->pulling |= why;	/* the gather under way serves it */
+		/* the gather under way serves it: it is of a moment a little
+		 * earlier, whole (never PULL_FINAL: ps0_finish waits first) */
+		q->pulling |= why;
 		return 0;
 	}
 	q->pulling = why;
@@ -689,8 +691,13 @@ static int stats_done(const struct ps0 *q)
 int ps0_finish(struct server *s, struct hetsgd_engine_result *res)
 {
 	struct ps0 *q = s->ps;
-	int ret = ps0_pull(s, PULL_FINAL);
+	int ret;
 
+	/* a gather under way went out before the last steps: let it end,
+	 * then gather again behind every step */
+	ret = ps0_wait(s, pull_done, "shards");
+	if (!ret)
+		ret = ps0_pull(s, PULL_FINAL);
 	if (!ret)
 		ret = ps0_wait(s, pull_done, "final shards");
 	for (uint32_t j = 1; j < q->S && !ret; j++) {
