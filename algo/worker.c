@@ -581,8 +581,9 @@ static int worker_train(struct worker *w, int *werr)
 		if (worker_state(w) == W_AWAITING && now_s() - w->await_since > e->stall_s) {
 			ret = algo_err(-ETIMEDOUT, "worker %u has waited %.0f s for the %s: %s died or stalled (raise the stall time if that is expected)",
 				       w->id, e->stall_s,
-				       w->sh ? "results of its round's shards" : "server's reply",
-				       w->sh ? "a shard owner" : "the server");
+				       w->sh ? "results of its round's shards" :
+				       w->ps ? "shards of the model" : "server's reply",
+				       w->sh ? "a shard owner" : w->ps ? "a server" : "the server");
 			break;
 		}
 	}
