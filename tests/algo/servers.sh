@@ -8,8 +8,8 @@
 #      applying every step;
 #   2. four workers with Ringmaster (which drops gradients), 400
 #      gradients: every shard applied the same updates and dropped the
-#      same gradients as rank 0, the loss comes within a factor of 2 of
-#      S = 1's, and the transport
+#      same gradients as rank 0, the loss falls tenfold and comes within
+#      a factor of 3 of S = 1's, and the transport
 #      connected each worker to its S servers only (summary.txt's peers);
 #   3. kill -9 of the whole checkpointed run with S = 3, then --resume:
 #      bitwise equal to the uninterrupted run;
@@ -28,15 +28,7 @@ prog="$builddir/apps/hetsgd-train"
 [ -d /dev/shm ] || { echo "servers: SKIP: no /dev/shm"; exit 77; }
 command -v setsid >/dev/null || { echo "servers: SKIP: no setsid"; exit 77; }
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/hetsgd-servers.XXXXXX")
-fails=0
-pg=
-trap '[ -n "$pg" ] && kill -9 -"$pg" 2>/dev/null; rm -rf "$tmp"' EXIT
-
-ok() { echo "  ok: $*"; }
-ko() { echo "  FAIL: $*"; fails=$((fails + 1)); }
-val() { sed -n "s/^$2 = //p" "$1/summary.txt" | head -n 1; }
-values() { tail -c +65 "$1/model.bin"; }
-near() { awk -v a="$1" -v b="$2" -v f="$3" 'BEGIN { exit !(a > 0 && b > 0 && a <= b * f && b <= a * f) }'; }
+. "$(dirname "$0")/train-lib.sh"
 now() { date +%s.%N; }
 
 common=(--data synth --synth-n 4000 --provider "$provider" --pin no --no-plots --progress none --method asgd)
@@ -47,14 +39,6 @@ run() {
 	local name=$1
 	shift
 	"$prog" "${common[@]}" --out "$tmp/$name" "$@" >"$tmp/$name.log" 2>&1
-}
-
-# bg NAME ARGS...: a run in its own process group; $pg
-bg() {
-	local name=$1
-	shift
-	setsid "$prog" "${common[@]}" --out "$tmp/$name" "$@" >"$tmp/$name.log" 2>&1 &
-	pg=$!
 }
 
 # the launcher's ranks once N are up (it forks ranks 0 .. N-1 in order)
@@ -100,8 +84,13 @@ if run r1 "${four[@]}" && run r3 "${four[@]}" --servers 3; then
 	[ -n "$u" ] && [ "$same" -eq 3 ] && [ "${u#* }" -gt 0 ] &&
 		ok "every shard applied ${u% *} updates and dropped ${u#* } gradients, as rank 0" ||
 		ko "shards disagree: $(grep '^server-shard' "$tmp/r3/summary.txt" | tr '\n' ' ')"
+	# which gradients Ringmaster drops depends on the timing: the losses
+	# after 400 gradients are compared within a factor of 3, and each
+	# must be a tenth of the start's (2.3) or less
+	l0=$(awk -F, 'NR == 2 { print $5 }' "$tmp/r3/metrics.csv")
 	l1=$(val "$tmp/r1" final-loss) l3=$(val "$tmp/r3" final-loss)
-	near "$l1" "$l3" 2 && ok "loss $l3 with S = 3, $l1 with S = 1" || ko "loss $l3 with S = 3, $l1 with S = 1"
+	near "$l1" "$l3" 3 && awk -v a="$l0" -v b="$l3" -v c="$l1" 'BEGIN { exit !(b <= a / 10 && c <= a / 10) }' &&
+		ok "loss $l0 -> $l3 with S = 3, $l1 with S = 1" || ko "loss $l0 -> $l3 with S = 3, $l1 with S = 1"
 	[ "$(val "$tmp/r3" tp-peers-workers)" = "3 .. 3" ] && [ "$(val "$tmp/r3" tp-peers-server)" = 6 ] &&
 		ok "each worker connected to its 3 servers only; rank 0 to 4 workers and 2 shard servers" ||
 		ko "peers: workers $(val "$tmp/r3" tp-peers-workers), server $(val "$tmp/r3" tp-peers-server)"
@@ -175,17 +164,6 @@ else
 fi
 
 # ---- 6. refusals --------------------------------------------------------------------
-refuse() {
-	local what=$1 want=$2
-	shift 2
-	"$prog" "$@" >"$tmp/refuse.log" 2>&1
-	rc=$?
-	if [ "$rc" -eq 2 ] && grep -q -- "$want" "$tmp/refuse.log"; then
-		ok "$what: exit 2, says \"$want\""
-	else
-		ko "$what: exit $rc: $(cat "$tmp/refuse.log")"
-	fi
-}
 refuse "another method" "applies to --method asgd" --method loscar --servers 2 --objective quad --check
 refuse "more servers than coordinates" "every shard needs a coordinate" --method asgd --servers 3 --objective quad --dim 2 --check
 
