@@ -23,10 +23,12 @@
 #define DEFAULT_SLOT_BYTES ((size_t)64 * 1024 + 64)
 #define DEFAULT_SLOTS 8u
 /*
- * verbs: the send window and the credit batch take a quarter of the ring
- * each (tp_verbs.c), half is left for the receiver's lag; with 8 slots the
- * soft-RoCE bed's receiver fell behind by more than that now and then
- * (3 credit waits in 300 puts of 64 KiB), with 16 never.
+ * verbs: the ring left open is sized from the device at open
+ * (tp_verbs_depth.c, agree_depth() below); this is what checks see before
+ * that, and the rule's floor: the send window and the credit batch take a
+ * quarter of the ring each (tp_verbs.c), half is left for the receiver's
+ * lag; with 8 slots the soft-RoCE bed's receiver fell behind by more than
+ * that now and then (3 credit waits in 300 puts of 64 KiB), with 16 never.
  */
 #define DEFAULT_SLOTS_VERBS 16u
 #define MAX_SLOTS 4096u		/* the immediate has 16 bits for the slot */
