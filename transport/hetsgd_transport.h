@@ -280,9 +280,11 @@ struct hetsgd_tp_attr {
 	uint32_t hubs;		/* STAR: its centres, rank 0 and the last
 				 * hubs - 1 ranks (0 or 1: rank 0 only) */
 	size_t slot_bytes;	/* bytes per staging slot (0: 64 KiB + 64) */
-	uint32_t slots;		/* ring depth per peer = credits (0: 8 on shm,
-				 * 16 on verbs, where a quarter of the ring is
-				 * the send window, a quarter the credit batch) */
+	uint32_t slots;		/* ring depth per peer = credits (0: 8 on shm;
+				 * on verbs, from the device at open: four times
+				 * the writes that fill its bandwidth-delay
+				 * product, at least 16, within the device's and
+				 * memory's limits; see transport/README.md) */
 	uint32_t tx_bufs;	/* send buffers (0: 2 * slots) */
 	int numa_node;		/* staging and send buffers live here (the
 				 * node of hetsgd_topo_plan()); -1: anywhere */
@@ -361,6 +363,8 @@ int hetsgd_tp_close(struct hetsgd_tp *tp);
 int hetsgd_tp_rank(const struct hetsgd_tp *tp);
 int hetsgd_tp_size(const struct hetsgd_tp *tp);
 size_t hetsgd_tp_slot_bytes(const struct hetsgd_tp *tp);
+/* Slots per peer: the caller's attr.slots, or the depth chosen at open. */
+uint32_t hetsgd_tp_slots(const struct hetsgd_tp *tp);
 /* A line describing the endpoint (provider, device, GID, MTU). */
 const char *hetsgd_tp_describe(const struct hetsgd_tp *tp);
 
@@ -429,7 +433,14 @@ struct hetsgd_tp_stats {
 	uint64_t recvs;		/* blocks handed out by progress */
 	uint64_t recvs_polled;	/* ... of which found by polling memory (verbs) */
 	uint64_t credit_waits;	/* the peer had no free slot */
-	uint64_t queue_waits;	/* the send queue (verbs) was full */
+	uint64_t queue_waits;	/* the send queue (verbs) or the event queue was full */
+	/*
+	 * verbs: the send window (the pipeline's depth, bytes by immediate
+	 * in flight) was full.  This is the bound a bandwidth stream is meant
+	 * to meet; credit_waits and queue_waits there mean the ring or the
+	 * send queue is too shallow for the stream.
+	 */
+	uint64_t window_waits;
 };
 
 /* Fill *st; -EINVAL for NULL arguments. */

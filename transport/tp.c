@@ -23,10 +23,12 @@
 #define DEFAULT_SLOT_BYTES ((size_t)64 * 1024 + 64)
 #define DEFAULT_SLOTS 8u
 /*
- * verbs: the send window and the credit batch take a quarter of the ring
- * each (tp_verbs.c), half is left for the receiver's lag; with 8 slots the
- * soft-RoCE bed's receiver fell behind by more than that now and then
- * (3 credit waits in 300 puts of 64 KiB), with 16 never.
+ * verbs: the ring left open is sized from the device at open
+ * (tp_verbs_depth.c, agree_depth() below); this is what checks see before
+ * that, and the rule's floor: the send window and the credit batch take a
+ * quarter of the ring each (tp_verbs.c), half is left for the receiver's
+ * lag; with 8 slots the soft-RoCE bed's receiver fell behind by more than
+ * that now and then (3 credit waits in 300 puts of 64 KiB), with 16 never.
  */
 #define DEFAULT_SLOTS_VERBS 16u
 #define MAX_SLOTS 4096u		/* the immediate has 16 bits for the slot */
@@ -331,6 +333,72 @@ static void free_bookkeeping(struct hetsgd_tp *tp)
 	free(tp->txs);
 }
 
+/*
+ * The ring's depth (collective where the provider has a depth hook).
+ * Given (attr.slots), it is the caller's; every rank must give the same,
+ * which open checks.  Left open, each rank's provider proposes one from
+ * its device (verbs: the bandwidth-delay product, tp_verbs_depth.c) and
+ * says the most its device and memory take; the job takes the largest
+ * proposal, cut to the smallest cap, so that every rank's ring is the
+ * same and fits every device.
+ */
+static int agree_depth(struct hetsgd_tp *tp, uint32_t asked)
+{
+	struct { uint32_t asked, want, cap; } mine = { asked, 0, MAX_SLOTS }, *all;
+	uint32_t want = 0, cap = MAX_SLOTS, npeers = 0;
+	int r, rcap = 0, ret = 0;
+
+	if (!tp->prov->depth) {
+		snprintf(tp->depth_why, sizeof(tp->depth_why), "%s", asked ? "given" : "the provider's default");
+		return 0;
+	}
+	for (r = 0; r < tp->size; r++)
+		npeers += (uint32_t)pattern_pairs(tp->attr.pattern, tp->rank, r);
+	if (!asked)
+		ret = tp->prov->depth(tp, npeers, &mine.want, &mine.cap, tp->depth_why, sizeof(tp->depth_why));
+	if (ret)
+		mine.want = 0;	/* tells the others */
+	else if (asked)
+		snprintf(tp->depth_why, sizeof(tp->depth_why), "given");
+	all = calloc((size_t)tp->size, sizeof(*all));
+	if (!all)
+		return hetsgd_err(-ENOMEM, "out of memory");
+	if (hetsgd_boot_allgather(tp->boot, &mine, all, sizeof(mine))) {
+		free(all);
+		return -EIO;
+	}
+	for (r = 0; r < tp->size && !ret; r++)
+		if (!all[r].asked && !all[r].want)
+			ret = hetsgd_err(-EINVAL, "%s transport: rank %d failed to size its ring; see that rank's message",
+					 tp->prov->name, r);
+	for (r = 0; r < tp->size; r++) {
+		if (all[r].asked)
+			continue;	/* a rank that gave its own; open's checks compare them */
+		if (all[r].want > want)
+			want = all[r].want;
+		if (all[r].cap < cap) {
+			cap = all[r].cap;
+			rcap = r;
+		}
+	}
+	free(all);
+	if (ret || asked)
+		return ret;
+	if (want > cap) {
+		hetsgd_log(HETSGD_LOG_WARN, "transport", "rank %d: the device asks for %u slots per peer; rank %d's "
+			   "device or memory takes at most %u: the ring has %u (see transport/README.md, Pipeline depth)",
+			   tp->rank, want, rcap, cap, cap);
+		want = cap;
+	}
+	if (want < 1 || want > MAX_SLOTS)
+		want = DEFAULT_SLOTS_VERBS;
+	tp->attr.slots = want;
+	if (strlen(tp->depth_why) + 32 < sizeof(tp->depth_why))
+		snprintf(tp->depth_why + strlen(tp->depth_why), sizeof(tp->depth_why) - strlen(tp->depth_why),
+			 "; job: %u", want);
+	return 0;
+}
+
 /* Collective: every rank must declare the pattern rank 0 declared. */
 static int check_pattern(struct hetsgd_tp *tp)
 {
@@ -362,6 +430,7 @@ int hetsgd_tp_open(struct hetsgd_boot *boot, const struct hetsgd_tp_attr *attr,
 {
 	struct hetsgd_tp *tp;
 	struct hetsgd_tp_attr a;
+	uint32_t asked;
 	double t0;
 	int ret;
 
@@ -372,7 +441,8 @@ int hetsgd_tp_open(struct hetsgd_boot *boot, const struct hetsgd_tp_attr *attr,
 		a = *attr;
 	if (!a.slot_bytes)
 		a.slot_bytes = DEFAULT_SLOT_BYTES;
-	if (!a.slots)
+	asked = a.slots;
+	if (!a.slots)	/* for the checks; the depth is agreed below */
 		a.slots = a.provider == HETSGD_PROV_VERBS ? DEFAULT_SLOTS_VERBS : DEFAULT_SLOTS;
 	if (!a.tx_bufs)
 		a.tx_bufs = 2 * a.slots;
@@ -388,6 +458,14 @@ int hetsgd_tp_open(struct hetsgd_boot *boot, const struct hetsgd_tp_attr *attr,
 	tp->rank = hetsgd_boot_rank(boot);
 	tp->size = hetsgd_boot_size(boot);
 	tp->prov = provider_of(a.provider);
+	ret = agree_depth(tp, asked);
+	if (ret) {
+		free(tp);
+		return ret;
+	}
+	if (!(attr && attr->tx_bufs))
+		tp->attr.tx_bufs = 2 * tp->attr.slots;
+	a = tp->attr;
 
 	tp->tx_mem = tp_alloc(tp, a.tx_bufs * a.slot_bytes);
 	if (!tp->tx_mem) {
@@ -511,6 +589,11 @@ int hetsgd_tp_size(const struct hetsgd_tp *tp)
 size_t hetsgd_tp_slot_bytes(const struct hetsgd_tp *tp)
 {
 	return tp->attr.slot_bytes;
+}
+
+uint32_t hetsgd_tp_slots(const struct hetsgd_tp *tp)
+{
+	return tp->attr.slots;
 }
 
 const char *hetsgd_tp_describe(const struct hetsgd_tp *tp)

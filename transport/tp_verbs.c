@@ -234,7 +234,7 @@ static int verbs_put(struct hetsgd_tp *tp, int peer, struct tp_tx *tx, size_t le
 	 * larger than the window still queue one behind the other.
 	 */
 	if (p->data_writes >= 2 && p->data_inflight + len > (uint64_t)st->window * WINDOW_UNIT)
-		return tp_wait(tp, peer, TP_WAIT_QUEUE);
+		return tp_wait(tp, peer, TP_WAIT_WINDOW);
 	wr.opcode = IBV_WR_RDMA_WRITE_WITH_IMM;
 	if (len <= p->max_inline)
 		wr.send_flags = IBV_SEND_INLINE;
@@ -589,35 +589,6 @@ static int verbs_progress(struct hetsgd_tp *tp)
 
 /* ---- the pipeline's depth ------------------------------------------------ */
 
-/* Gb/s of one lane for ibv_port_attr.active_speed, and lanes for active_width. */
-static double lane_gbps(uint32_t speed)
-{
-	switch (speed) {
-	case 1: return 2.5;		/* SDR */
-	case 2: return 5.0;		/* DDR */
-	case 4: return 10.0;		/* QDR (or 10 GbE on RoCE) */
-	case 8: return 10.3125;		/* FDR10 */
-	case 16: return 14.0625;	/* FDR */
-	case 32: return 25.78125;	/* EDR */
-	case 64: return 53.125;		/* HDR */
-	case 128: return 106.25;	/* NDR */
-	case 256: return 212.5;		/* XDR */
-	default: return 0;
-	}
-}
-
-static int lanes(uint8_t width)
-{
-	switch (width) {
-	case 1: return 1;
-	case 2: return 4;
-	case 4: return 8;
-	case 8: return 12;
-	case 16: return 2;
-	default: return 0;
-	}
-}
-
 #define RTT_PROBES 4
 
 /*
@@ -650,7 +621,7 @@ int verbs_pipeline(struct hetsgd_tp *tp, struct verbs_state *st)
 	/* Small rings (the engine uses 4) keep half-ring batches: a credit write per release would cost more. */
 	st->credit_batch = tp->attr.slots >= 8 ? quarter : (tp->attr.slots + 1) / 2;
 	if (!ibv_query_port(st->ctx, st->port, &pa))
-		st->link_MBps = lane_gbps(pa.active_speed) * lanes(pa.active_width) * 1e9 / 8 / (1024.0 * 1024.0);
+		st->link_MBps = verbs_port_MBps(&pa);
 	/* One peer, the next of the pattern's: every pair shares the device, and the open must stay short. */
 	for (j = (tp->rank + 1) % tp->size; j != tp->rank && !tp_is_peer(tp, j); j = (j + 1) % tp->size)
 		;
@@ -870,6 +841,7 @@ const struct tp_provider hetsgd_tp_verbs = {
 	.name = "verbs",
 	.what = "InfiniBand, RoCE, rxe",
 	.open = verbs_open,
+	.depth = verbs_depth,
 	.put = verbs_put,
 	.progress = verbs_progress,
 	.release = verbs_release,

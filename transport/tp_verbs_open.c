@@ -215,7 +215,8 @@ static int verbs_setup_local(struct hetsgd_tp *tp, struct verbs_state *st, struc
 	cqe = (int)(nb * (st->sq_depth + S + 1) + 1);
 	if ((int)st->sq_depth > da.max_qp_wr || (int)S + 1 > da.max_qp_wr || cqe > da.max_cqe)
 		return hetsgd_err(-EINVAL, "%s allows %d WRs per queue and %d CQ entries; %u slots with %d ranks need "
-				  "%u and %d: use fewer slots", st->dev, da.max_qp_wr, da.max_cqe, tp->attr.slots,
+				  "%u and %d: give fewer slots (--slots), or none to size the ring from the device",
+				  st->dev, da.max_qp_wr, da.max_cqe, tp->attr.slots,
 				  tp->size, st->sq_depth, cqe);
 
 	/* Region p: p's ring, p's credit line, p's LL ring, on pages of their own. */
@@ -377,12 +378,13 @@ int verbs_open(struct hetsgd_tp *tp)
 		inet_ntop(AF_INET, &st->addr.sin_addr, ip, sizeof(ip));
 		snprintf(tp->desc, sizeof(tp->desc),
 			 "verbs: %s port %u, %s, %s %d, active MTU %d, %d ranks, %d peers (%s), %u slots of %zu bytes per peer; "
-			 "polled up to %u bytes; window %u x 64 KiB (link %.0f MB/s x RTT %.1f us = %.0f KiB)",
+			 "polled up to %u bytes; window %u x 64 KiB (link %.0f MB/s x RTT %.1f us to a peer = %.0f KiB); "
+			 "ring: %s",
 			 st->dev, st->port, ip, st->link_ethernet ? "RoCE v2 GID index" : "InfiniBand, GID index",
 			 st->gid_index, 128 << st->active_mtu, tp->size, tp->npeers,
 			 hetsgd_tp_pattern_name(tp->attr.pattern), tp->attr.slots, tp->attr.slot_bytes,
 			 st->poll_max, st->window, st->link_MBps, st->rtt_us,
-			 st->link_MBps * st->rtt_us / 1024);
+			 st->link_MBps * st->rtt_us / 1024, tp->depth_why);
 	}
 	return hetsgd_boot_barrier(tp->boot) ? -EIO : 0;
 

@@ -4,6 +4,7 @@
  *   tp_verbs_device.c   choosing device, port, GID and address
  *   tp_verbs_open.c     memory registration, open and close
  *   tp_verbs_connect.c  queue pairs and the rdma_cm handshake
+ *   tp_verbs_depth.c    the ring's depth from the device (before open)
  *   tp_verbs.c          the data path and the provider's table
  */
 #ifndef HETSGD_TP_VERBS_PRIV_H
@@ -201,6 +202,11 @@ int verbs_choose_endpoint(struct hetsgd_tp *tp, struct verbs_state *st);
 /* tp_verbs_open.c */
 int verbs_open(struct hetsgd_tp *tp);
 void verbs_teardown(struct hetsgd_tp *tp, struct verbs_state *st);
+
+/* tp_verbs_depth.c: the ring's depth from the device, before open; the port's rate */
+int verbs_depth(struct hetsgd_tp *tp, uint32_t npeers, uint32_t *want, uint32_t *cap, char *why,
+		 size_t why_len);
+double verbs_port_MBps(const struct ibv_port_attr *pa);
 
 /* tp_verbs.c: the pipeline's depth, from the measured round trip (open) */
 int verbs_pipeline(struct hetsgd_tp *tp, struct verbs_state *st);

@@ -194,6 +194,16 @@ struct tp_provider {
 	int (*bye)(struct hetsgd_tp *tp, int peer);
 	int (*farewell)(struct hetsgd_tp *tp);
 	void (*close)(struct hetsgd_tp *tp);
+	/*
+	 * The ring depth this rank proposes when the caller leaves it open
+	 * (attr.slots = 0), and the most its device and memory take, for
+	 * npeers peers of attr.slot_bytes slots (tp.c agrees on one over the
+	 * ranks).  A provider that cannot measure proposes its floor; it
+	 * fails (-errno, with a message) only for a bad setting.  NULL: the
+	 * provider has a fixed default.  *why: a line for hetsgd_tp_describe().
+	 */
+	int (*depth)(struct hetsgd_tp *tp, uint32_t npeers, uint32_t *want, uint32_t *cap,
+		      char *why, size_t why_len);
 	/* HETSGD_TEST_HOOKS builds only; NULL otherwise. */
 	int (*test_write)(struct hetsgd_tp *tp, int peer, int target, int victim, uint32_t slot,
 			  size_t off, const void *data, size_t len);
@@ -210,7 +220,8 @@ struct hetsgd_tp {
 	int size;
 	int failed;			/* a fatal error happened: refuse work */
 	char fail_msg[256];		/* what it was, for every later call */
-	char desc[384];
+	char desc[512];
+	char depth_why[192];		/* how the ring's depth was chosen (open) */
 
 	/* send buffers */
 	struct tp_tx *txs;
@@ -256,7 +267,7 @@ static inline int tp_is_peer(const struct hetsgd_tp *tp, int r)
 }
 
 /* Why a provider's put returned -EAGAIN: counted once per wait. */
-enum { TP_WAIT_CREDIT = 1, TP_WAIT_QUEUE = 2 };
+enum { TP_WAIT_CREDIT = 1, TP_WAIT_QUEUE = 2, TP_WAIT_WINDOW = 3 };
 
 static inline int tp_wait(struct hetsgd_tp *tp, int peer, int why)
 {
@@ -264,6 +275,8 @@ static inline int tp_wait(struct hetsgd_tp *tp, int peer, int why)
 		tp->waiting[peer] = (uint8_t)why;
 		if (why == TP_WAIT_CREDIT)
 			tp->stats.credit_waits++;
+		else if (why == TP_WAIT_WINDOW)
+			tp->stats.window_waits++;
 		else
 			tp->stats.queue_waits++;
 	}

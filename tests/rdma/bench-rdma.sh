@@ -36,7 +36,7 @@ for b in $(seq 1 "$reps"); do
 		"HETSGD_BENCH_ROUNDS=${HETSGD_BENCH_ROUNDS:-5} $src/tests/rdma/bench-vs-perftest.sh" \
 		>"$log/boot$b.log" 2>&1
 	rc=$?
-	grep -E '^(what|bw |rate |lat |hetsgd-bench vs|load average)' "$log/boot$b.log"
+	grep -E '^(what|bw |rate |lat |hetsgd-bench vs|load average)|credit waits from|credit-bound' "$log/boot$b.log"
 	if [ $rc -ne 0 ]; then
 		tail -40 "$log/boot$b.log"
 		echo "bench-rdma: boot $b failed (exit $rc); its log: $log/boot$b.log" >&2

@@ -10,8 +10,13 @@
 # perftest and hetsgd alternate, ROUNDS (at least 5) times, and each row
 # gives the ratio of the medians and the spread of the per-round ratios
 # (min..max; a round is one perftest run next to one of ours).  This is a
-# benchmark: it fails only if a program fails, and prints a missed target
-# as MISSED, since a noisy machine is not a bug.  Lines starting with
+# benchmark: it prints a missed target as MISSED, since a noisy machine is
+# not a bug, and fails only if a program fails or the bandwidth stream was
+# credit-bound: in every round, at 64 KiB and above, hetsgd-bench's sender
+# must never have waited for a credit or a send-queue entry (after the
+# first quarter of each run), with the ring at the depth the transport
+# chose from the device (credit-waits-lib.sh; credit-waits.sh shows the
+# check failing on a ring forced shallow).  Lines starting with
 # "bench-vs-perftest: ratio" are for scripts (make bench-rdma).
 #
 # Environment: HETSGD_BENCH_ROUNDS (5), HETSGD_BENCH_BW_SIZES ("65536 262144
@@ -19,6 +24,7 @@
 # HETSGD_BENCH_RATE_ITERS (20000 blocks per rate run, both programs).
 set -u
 . "$(dirname "$0")/perftest-lib.sh"
+. "$(dirname "$0")/credit-waits-lib.sh"
 bench="${HETSGD_BUILDDIR:-.}/apps/hetsgd-bench"
 bw_sizes=${HETSGD_BENCH_BW_SIZES:-"65536 262144 1048576"}
 rate_sizes=${HETSGD_BENCH_RATE_SIZES:-"8 64 256"}
@@ -33,19 +39,22 @@ echo "bench-vs-perftest: $rounds alternating rounds of perftest and hetsgd-bench
 echo "bench-vs-perftest: load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-# ours SIZES bw|lat ITERS [ARGS...] -> "size value rate" lines (the message rate: csv field 5)
+# ours SIZES bw|lat ITERS [ARGS...] -> "size value rate" lines (the message rate: csv field 5);
+# the CSV itself in $tmp/ours.csv.$$ (credit waits: field 6)
 ours() {
 	local csv sizes=${1// /,} what=$2 it=()
 	[ -n "$3" ] && it=(--iters "$3")
 	shift 3
 	csv=$("$bench" --provider verbs --device "$dev" --sizes "$sizes" --bytes "$mb" --rounds 1 \
 		--lat-iters $lat_iters --only "$what" "${it[@]}" "$@" --csv) || { echo "bench: hetsgd-bench failed" >&2; return 1; }
+	echo "$csv" > "$tmp/ours.csv.$$"
 	echo "$csv" | awk -F, -v w="$what" 'NR > 1 { print $2, (w == "bw" ? $3 : $4), $5 }'
 }
 # pick SIZE FIELD: from "size bw/lat rate" lines on stdin
 pick() { awk -v s="$1" -v f="$2" '$1 == s { print $f }'; }
 
 declare -A ref ours_v
+credit_bound=0
 for r in $(seq 1 "$rounds"); do
 	for s in $bw_sizes; do
 		n=$(( mb * 1048576 / s )); [ $n -ge 100 ] || n=100
@@ -62,8 +71,9 @@ for r in $(seq 1 "$rounds"); do
 		{ cat "$tmp/pt.$$"; echo "bench: ib_write_lat failed" >&2; exit 1; }
 	ref[lat]+="$v "
 
-	# 64 slots: a window of 16 x 64 KiB, against ib_write_bw's 128 writes in flight
-	out=$(ours "$bw_sizes" bw "" --slots 64) || exit 1
+	# the ring's depth as the transport chose it from the device
+	out=$(ours "$bw_sizes" bw "") || exit 1
+	credit_waits_check "bench-vs-perftest: round $r" < "$tmp/ours.csv.$$" || credit_bound=1
 	for s in $bw_sizes; do
 		v=$(echo "$out" | pick "$s" 2); is_measure "$v" || { echo "bench: no bandwidth for $s B: $out" >&2; exit 1; }
 		ours_v[bw$s]+="$v "
@@ -78,7 +88,7 @@ for r in $(seq 1 "$rounds"); do
 	v=$(echo "$out" | pick "$lat_size" 2); is_measure "$v" || { echo "bench: no latency: $out" >&2; exit 1; }
 	ours_v[lat]+="$v "
 done
-rm -f "$tmp/pt.$$"
+rm -f "$tmp/pt.$$" "$tmp/ours.csv.$$"
 
 # row KEY LABEL SIZE UNIT DIR TARGET: medians, their ratio, per-round spread, verdict
 row() {
@@ -110,3 +120,7 @@ table=$(
 echo "$table" | grep -v '^bench-vs-perftest: ratio'
 # for scripts: KEY median-ratio min max
 echo "$table" | grep '^bench-vs-perftest: ratio'
+if [ $credit_bound -ne 0 ]; then
+	echo "bench-vs-perftest: FAIL: a bandwidth stream waited for credits (the rounds above name the sizes): the ring the transport chose is too shallow for the device" >&2
+	exit 1
+fi

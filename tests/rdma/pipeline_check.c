@@ -130,15 +130,16 @@ static int rank_main(struct hetsgd_boot *boot, void *arg)
 			return fail(me, "stream");
 		hetsgd_tp_get_stats(tp, &s1);
 		if (me == 0) {
-			uint64_t cw = s1.credit_waits - s0.credit_waits, qw = s1.queue_waits - s0.queue_waits;
+			uint64_t cw = s1.credit_waits - s0.credit_waits + s1.queue_waits - s0.queue_waits;
+			uint64_t qw = s1.window_waits - s0.window_waits;
 
-			printf("pipeline-check: %7zu-byte blocks x %4d: %" PRIu64 " credit waits, %" PRIu64
+			printf("pipeline-check: %7zu-byte blocks x %4d: %" PRIu64 " credit or send-queue waits, %" PRIu64
 			       " send-window waits (after the first %d, the warm-up; in all %" PRIu64 " credit waits)\n",
 			       sizes[i], n, cw, qw, warm, s1.credit_waits - s_start.credit_waits);
 			fflush(stdout);
 			if (cw) {
-				fprintf(stderr, "pipeline-check: FAIL: the sender waited %" PRIu64 " times for a credit "
-					"streaming %zu-byte blocks: the pipeline is credit-bound\n", cw, sizes[i]);
+				fprintf(stderr, "pipeline-check: FAIL: the sender waited %" PRIu64 " times for a credit or a "
+					"send-queue entry streaming %zu-byte blocks: the pipeline is credit-bound\n", cw, sizes[i]);
 				bad = 1;
 			}
 			if (!qw) {

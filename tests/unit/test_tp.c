@@ -261,6 +261,38 @@ static int verbs_nodev_rank(struct hetsgd_boot *b, void *arg)
 	return 0;
 }
 
+/* A bad reaction-time setting (the ring's depth rule) fails open on every rank, naming it. */
+static int verbs_bad_sched_rank(struct hetsgd_boot *b, void *arg)
+{
+	struct hetsgd_tp_attr a;
+	struct hetsgd_tp *tp = NULL;
+
+	(void)arg;
+	hetsgd_tp_attr_init(&a);
+	a.provider = HETSGD_PROV_VERBS;
+	CHECK(hetsgd_tp_open(b, &a, &tp) == -EINVAL && !tp, 1);
+	CHECK(strstr(hetsgd_errmsg(), hetsgd_boot_rank(b) == 0 ? "HETSGD_SCHED_US" : "size its ring"), 2);
+	/* given slots skip the rule, and the setting with it */
+	a.slots = 4;
+	CHECK(hetsgd_tp_open(b, &a, &tp) != -EINVAL || !strstr(hetsgd_errmsg(), "HETSGD_SCHED_US"), 3);
+	if (tp)
+		hetsgd_tp_close(tp);
+	return 0;
+}
+
+static int verbs_bad_sched_setup(struct hetsgd_boot *b, void *arg)
+{
+	/* only rank 0 has the bad value: rank 1 must still fail, naming rank 0 */
+	if (hetsgd_boot_rank(b) == 0)
+		setenv("HETSGD_SCHED_US", "soon", 1);
+	return verbs_bad_sched_rank(b, arg);
+}
+
+Test(tp_verbs, a_bad_reaction_time_is_a_clear_error, .timeout = 30)
+{
+	cr_assert_eq(hetsgd_boot_local_run(2, verbs_bad_sched_setup, NULL, NULL), 0, "%s", hetsgd_errmsg());
+}
+
 Test(tp_verbs, no_device_is_a_clear_error)
 {
 	int n = 0;
