@@ -353,7 +353,7 @@ static int agree_depth(struct hetsgd_tp *tp, uint32_t asked)
 		return 0;
 	}
 	for (r = 0; r < tp->size; r++)
-		npeers += (uint32_t)pattern_pairs(tp->attr.pattern, tp->rank, r);
+		npeers += (uint32_t)pattern_pairs(&tp->attr, tp->size, tp->rank, r);
 	if (!asked)
 		ret = tp->prov->depth(tp, npeers, &mine.want, &mine.cap, tp->depth_why, sizeof(tp->depth_why));
 	if (ret)
