@@ -125,6 +125,8 @@ struct swk {
 	double wait_from;
 	int waiting, inflight, has_reply, snap_due;
 	double round_start;
+	uint64_t local;		/* LOSCAR: steps of this round before it went
+				 * out (--round-steps counts these) */
 	double up_free, dn_free;	/* its link, each way */
 	/* Malenia: the gradient in flight, the model that landed */
 	float *out, *in;
@@ -519,7 +521,9 @@ static int loscar_continue(struct sim *s, uint32_t i, double t)
 	int ret;
 
 	for (;;) {
-		if (!w->inflight && t - w->round_start >= s->c->round_s) {
+		/* method_loscar.c's test: round_steps local steps, or round_s */
+		if (!w->inflight && (s->c->round_steps ? w->local >= s->c->round_steps :
+							  t - w->round_start >= s->c->round_s)) {
 			ret = loscar_send(s, i, t);
 			if (ret)
 				return ret;
@@ -536,6 +540,7 @@ static int loscar_continue(struct sim *s, uint32_t i, double t)
 				w->ver++;
 				w->st.rounds++;
 				w->round_start = t;
+				w->local = 0;
 				if (w->snap_due) {
 					w->snap_due = 0;
 					for (size_t j = 0; j < s->d; j++)
@@ -612,6 +617,8 @@ static int on_step(struct sim *s, uint32_t i, double t)
 	sgd_step(w->x, w->g, s->c->gamma, s->d);
 	if (w->inflight)
 		w->st.overlap_steps++;
+	else
+		w->local++;
 	return loscar_continue(s, i, t);
 }
 

@@ -160,35 +160,6 @@ static int simopts_parse(struct simopts *so, int argc, char **argv, char **rest,
 	return 0;
 }
 
-/* train.c's engine_cfg: the engine's configuration from the options. */
-static void sim_cfg(const struct opts *o, const struct job *j, struct hetsgd_engine_cfg *c)
-{
-	hetsgd_engine_cfg_init(c);
-	c->method = o->method;
-	c->policy = o->policy;
-	c->ringmaster_r = o->ringmaster_r;
-	c->malenia_s = o->malenia_s;
-	c->merge = o->merge;
-	c->overlap = o->overlap;
-	c->k = o->k;
-	c->round_s = o->round_s;
-	c->comm_delay_s = o->comm_delay_s;
-	c->gamma = (float)o->gamma;
-	c->batch = o->batch;
-	c->seed = o->seed;
-	c->profile.kind = o->profile;
-	c->profile.unit_s = o->time_unit;
-	c->profile.noise = o->noise;
-	c->profile.shuffle = o->shuffle;
-	c->profile.seed = o->seed;
-	c->budget_s = o->time_s;
-	if (o->epochs > 0)
-		c->budget_grads = (uint64_t)ceil(o->epochs * (double)j->ntrain / o->batch);
-	c->target_loss = o->target_loss;
-	c->target_acc = o->target_acc;
-	c->eval_interval_s = o->eval_interval;
-}
-
 /* summary.txt's arguments: hetsgd-train's, and the network. */
 struct sum_args {
 	const struct job *j;
@@ -260,8 +231,6 @@ static int check_refused(const struct opts *o, char *err, size_t n)
 		if (GIVEN(o, refused[i].id))
 			return train_err(err, n, "--%s has no meaning in a simulation (no transport, threads, checkpoints or lost workers): drop it",
 				       refused[i].name);
-	if (GIVEN(o, O_ROUND_STEPS))
-		return train_err(err, n, "--round-steps is not simulated: hetsgd-sim's LOSCAR rounds end by --round-time; drop it");
 	return 0;
 }
 
@@ -295,7 +264,7 @@ static int simulate(struct job *j, const struct simopts *so, char *err, size_t n
 	int ret = -1, ran = 0;
 
 	sim_net(so, j->d, &net);
-	sim_cfg(o, j, &cfg);
+	job_engine_cfg(j, &cfg);
 	cfg.on_eval = on_eval;
 	cfg.on_eval_arg = j;
 	if (!x || make_objectives(j, &objs, &eval, err, n))
@@ -431,7 +400,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "hetsgd-sim: %s\n", err);
 		goto done;
 	}
-	sim_cfg(&o, &j, &c);
+	job_engine_cfg(&j, &c);
 	sim_net(&so, j.d, &net);
 	if (hetsgd_sim_cfg_check(&c, &net, (uint32_t)o.workers, j.d)) {
 		fprintf(stderr, "hetsgd-sim: %s\n", hetsgd_algo_errmsg());
