@@ -63,6 +63,11 @@ struct hetsgd_sim_net {
 	enum hetsgd_sim_averaging averaging;	/* 0: server */
 	double value_bytes;
 	uint32_t header_bytes;			/* per message; the engine's is 64 */
+	/* Not the network: what a real host adds to every compute step beyond
+	 * the profile's target (the engine pads a step with a sleep, which
+	 * overshoots by tens of microseconds); 0 for the ideal clock.
+	 * sim-validate measures it in a calibration run. */
+	double step_extra_s;
 };
 
 /* What the simulation brings.  Nothing of it is freed by the simulator. */

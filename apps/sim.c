@@ -31,6 +31,7 @@ struct simopts {
 	double server_gbps;	/* the server's link; 0: as the others */
 	enum hetsgd_sim_averaging averaging;
 	double model_bytes;	/* the model's bytes on the wire; 0: 4 d */
+	double step_overhead_us;	/* added to every compute step */
 	int workers;		/* 0: not given */
 };
 
@@ -42,6 +43,7 @@ static const struct simopt {
 	{ "bandwidth", "GBPS", "every link's rate each way, Gb/s (default 100; 0: infinite)", 0, 1e6 },
 	{ "server-bandwidth", "GBPS", "the server's link, Gb/s (default: --bandwidth)", 0, 1e6 },
 	{ "model-bytes", "B", "bytes of the whole model on the wire (default 4 d: the simulated model's); a message of v values costs v B / d", 0, 1e15 },
+	{ "step-overhead", "US", "added to every compute step, microseconds (default 0): a real host's padding overshoot, for comparing with real runs", 0, 1e7 },
 	{ "workers", "N", "workers, 1 .. 1048576 (hetsgd-train's --workers, without its bound)", 1, MAX_WORKERS },
 };
 #define NSIMOPT (sizeof(simopt_table) / sizeof(simopt_table[0]))
@@ -98,6 +100,8 @@ static int simopt_set(struct simopts *so, size_t i, const char *v, char *err, si
 		so->gbps = x;
 	} else if (!strcmp(d->name, "server-bandwidth")) {
 		so->server_gbps = x;
+	} else if (!strcmp(d->name, "step-overhead")) {
+		so->step_overhead_us = x;
 	} else {
 		so->model_bytes = x;
 	}
@@ -182,8 +186,8 @@ static void sum_fn(FILE *f, const void *a, const void *b, const void *c)
 	fprintf(f, "simulated = yes\nsim-latency-us = %g\nsim-bandwidth-gbps = %g\nsim-server-bandwidth-gbps = %g\n",
 		s->so->latency_us, s->so->gbps, s->so->server_gbps > 0 ? s->so->server_gbps : s->so->gbps);
 	opts_kv(f, "sim-averaging", hetsgd_sim_averaging_name(s->net->averaging));
-	fprintf(f, "sim-bytes-per-value = %g\nsim-model-bytes = %.0f\n", s->net->value_bytes,
-		s->net->value_bytes * d);
+	fprintf(f, "sim-bytes-per-value = %g\nsim-model-bytes = %.0f\nsim-step-overhead-us = %g\n",
+		s->net->value_bytes, s->net->value_bytes * d, s->so->step_overhead_us);
 	if (s->so->model_bytes > 0) {
 		snprintf(val, sizeof(val),
 			 "traffic costed for a model of %.0f bytes; the loss curve is the simulated d = %zu model's, a proxy",
@@ -245,6 +249,7 @@ static void sim_net(const struct simopts *so, size_t d, struct hetsgd_sim_net *n
 	net->averaging = so->averaging;
 	net->header_bytes = 64;
 	net->value_bytes = so->model_bytes > 0 ? so->model_bytes / (double)d : 4.0;
+	net->step_extra_s = so->step_overhead_us * 1e-6;
 }
 
 /* Simulate, then the outputs as hetsgd-train writes them. */

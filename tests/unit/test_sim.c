@@ -341,6 +341,35 @@ Test(sim, loscar_round_steps_independent_of_timing)
 }
 
 /*
+ * The host's step overhead: one ASGD worker, tau = 1 ms, 0.25 ms added to
+ * every step, 0.1 ms latency each way: it sends at 1.25, 2.7, 4.15 ms
+ * (a cycle of 1.25 + 0.2 ms), the server updates 0.1 ms later.
+ */
+Test(sim, step_overhead)
+{
+	struct quads q;
+	struct hetsgd_engine_cfg c;
+	struct hetsgd_sim_net net = { .latency_s = 1e-4, .step_extra_s = 0.25e-3 };
+	struct hetsgd_engine_result res;
+	const double t[] = { 1.35e-3, 2.8e-3, 4.25e-3 };
+
+	quads_make(&q, 1, 4);
+	cfg_plain(&c, HETSGD_METHOD_ASGD, HETSGD_PROFILE_CONST, 1e-3, 5e-3);
+	run(&c, &net, &q, &res);
+	cr_assert_eq(count(HETSGD_SIM_TR_UPDATE), 3);
+	for (size_t i = 0; i < 3; i++)
+		cr_assert(fabs(nth(HETSGD_SIM_TR_UPDATE, 0, 1, i)->t - t[i]) < EPS, "update %zu at %.9f", i,
+			  nth(HETSGD_SIM_TR_UPDATE, 0, 1, i)->t);
+	cr_assert(fabs(res.workers[0].compute_s - 3 * 1.25e-3) < EPS, "compute %.9f", res.workers[0].compute_s);
+	cr_assert(strstr(res.provider, "step overhead 250 us"), "%s", res.provider);
+	hetsgd_engine_result_free(&res);
+	net.step_extra_s = -1e-3;
+	cr_assert_eq(hetsgd_sim_run(&c, &net, 1, &q.io, NULL, NULL, &res), -EINVAL);
+	cr_assert(strstr(hetsgd_errmsg(), "step overhead"), "%s", hetsgd_errmsg());
+	quads_free(&q);
+}
+
+/*
  * Incast: 8 sync workers send a gradient of B = 64 + 4 d bytes at 1 ms
  * into the server's link of R bytes/s: the k-th lands at 1 ms + k B / R
  * (+ latency), the last after n B / R; the replies leave one after another
