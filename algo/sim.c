@@ -399,8 +399,11 @@ static int start_step(struct sim *s, uint32_t i, double t)
 	struct swk *w = &s->w[i];
 
 	w->step_t0 = t;
-	return push(s, EV_STEP,
-		    t + hetsgd_profile_step(&s->c->profile, w->tau_mean, i, w->st.steps) + s->net.step_extra_s, i);
+	double dt = hetsgd_profile_step(&s->c->profile, w->tau_mean, i, w->st.steps);
+
+	/* a padded step overshoots; an overrun one takes its compute time */
+	dt = dt > s->net.step_floor_s ? dt + s->net.step_extra_s : s->net.step_floor_s;
+	return push(s, EV_STEP, t + dt, i);
 }
 
 /* worker_grad's computation: a batch from the worker's stream, g at x. */
@@ -913,8 +916,9 @@ int hetsgd_sim_cfg_check(const struct hetsgd_engine_cfg *c, const struct hetsgd_
 		return algo_err(-EINVAL, "the simulator needs a budget (a time or a gradient count): a target alone may never be reached");
 	if (!isfinite(net->latency_s) || net->latency_s < 0 || !isfinite(net->link_Bps) || net->link_Bps < 0 ||
 	    !isfinite(net->server_Bps) || net->server_Bps < 0 || !isfinite(net->value_bytes) ||
-	    net->value_bytes < 0 || !isfinite(net->step_extra_s) || net->step_extra_s < 0)
-		return algo_err(-EINVAL, "simulator: latency, bandwidths, bytes per value and the step overhead must be finite and >= 0");
+	    net->value_bytes < 0 || !isfinite(net->step_extra_s) || net->step_extra_s < 0 ||
+	    !isfinite(net->step_floor_s) || net->step_floor_s < 0)
+		return algo_err(-EINVAL, "simulator: latency, bandwidths, bytes per value, the step overhead and the step floor must be finite and >= 0");
 	if (net->averaging == HETSGD_SIM_AVG_SHARDED && c->method != HETSGD_METHOD_LOSCAR &&
 	    c->method != HETSGD_METHOD_SYNC)
 		return algo_err(-EINVAL, "sharded averaging applies to loscar and sync; %s has one server here (a sharded parameter server is not simulated): use --averaging server",
@@ -1119,9 +1123,10 @@ static int sim_result(struct sim *s, const struct hetsgd_sim_net *net, struct he
 								      HETSGD_AVERAGING_SERVER;
 	snprintf(res->stop_reason, sizeof(res->stop_reason), "%s", s->why);
 	snprintf(res->provider, sizeof(res->provider),
-		 "simulated: latency %g us, links %g Gb/s, server link %g Gb/s, %s averaging, %g bytes per value, step overhead %g us",
+		 "simulated: latency %g us, links %g Gb/s, server link %g Gb/s, %s averaging, %g bytes per value, step overhead %g us, step floor %g us",
 		 net->latency_s * 1e6, s->net.link_Bps * 8e-9, s->net.server_Bps * 8e-9,
-		 hetsgd_sim_averaging_name(s->net.averaging), s->net.value_bytes, s->net.step_extra_s * 1e6);
+		 hetsgd_sim_averaging_name(s->net.averaging), s->net.value_bytes, s->net.step_extra_s * 1e6,
+		 s->net.step_floor_s * 1e6);
 	snprintf(res->placement, sizeof(res->placement), "simulated: one thread, no placement");
 	res->workers = calloc(s->n, sizeof(*res->workers));
 	if (!res->workers)

@@ -31,7 +31,8 @@ struct simopts {
 	double server_gbps;	/* the server's link; 0: as the others */
 	enum hetsgd_sim_averaging averaging;
 	double model_bytes;	/* the model's bytes on the wire; 0: 4 d */
-	double step_overhead_us;	/* added to every compute step */
+	double step_overhead_us;	/* added to every padded compute step */
+	double step_floor_us;		/* the least a compute step takes */
 	int workers;		/* 0: not given */
 };
 
@@ -43,7 +44,8 @@ static const struct simopt {
 	{ "bandwidth", "GBPS", "every link's rate each way, Gb/s (default 100; 0: infinite)", 0, 1e6 },
 	{ "server-bandwidth", "GBPS", "the server's link, Gb/s (default: --bandwidth)", 0, 1e6 },
 	{ "model-bytes", "B", "bytes of the whole model on the wire (default 4 d: the simulated model's); a message of v values costs v B / d", 0, 1e15 },
-	{ "step-overhead", "US", "added to every compute step, microseconds (default 0): a real host's padding overshoot, for comparing with real runs", 0, 1e7 },
+	{ "step-overhead", "US", "added to every padded compute step, microseconds (default 0): a real host's padding overshoot, for comparing with real runs", 0, 1e7 },
+	{ "step-floor", "US", "the least a compute step takes, microseconds (default 0): a real host's gradient compute time, which padding cannot shorten", 0, 1e9 },
 	{ "workers", "N", "workers, 1 .. 1048576 (hetsgd-train's --workers, without its bound)", 1, MAX_WORKERS },
 };
 #define NSIMOPT (sizeof(simopt_table) / sizeof(simopt_table[0]))
@@ -102,6 +104,8 @@ static int simopt_set(struct simopts *so, size_t i, const char *v, char *err, si
 		so->server_gbps = x;
 	} else if (!strcmp(d->name, "step-overhead")) {
 		so->step_overhead_us = x;
+	} else if (!strcmp(d->name, "step-floor")) {
+		so->step_floor_us = x;
 	} else {
 		so->model_bytes = x;
 	}
@@ -186,8 +190,8 @@ static void sum_fn(FILE *f, const void *a, const void *b, const void *c)
 	fprintf(f, "simulated = yes\nsim-latency-us = %g\nsim-bandwidth-gbps = %g\nsim-server-bandwidth-gbps = %g\n",
 		s->so->latency_us, s->so->gbps, s->so->server_gbps > 0 ? s->so->server_gbps : s->so->gbps);
 	opts_kv(f, "sim-averaging", hetsgd_sim_averaging_name(s->net->averaging));
-	fprintf(f, "sim-bytes-per-value = %g\nsim-model-bytes = %.0f\nsim-step-overhead-us = %g\n",
-		s->net->value_bytes, s->net->value_bytes * d, s->so->step_overhead_us);
+	fprintf(f, "sim-bytes-per-value = %g\nsim-model-bytes = %.0f\nsim-step-overhead-us = %g\nsim-step-floor-us = %g\n",
+		s->net->value_bytes, s->net->value_bytes * d, s->so->step_overhead_us, s->so->step_floor_us);
 	if (s->so->model_bytes > 0) {
 		snprintf(val, sizeof(val),
 			 "traffic costed for a model of %.0f bytes; the loss curve is the simulated d = %zu model's, a proxy",
@@ -250,6 +254,7 @@ static void sim_net(const struct simopts *so, size_t d, struct hetsgd_sim_net *n
 	net->header_bytes = 64;
 	net->value_bytes = so->model_bytes > 0 ? so->model_bytes / (double)d : 4.0;
 	net->step_extra_s = so->step_overhead_us * 1e-6;
+	net->step_floor_s = so->step_floor_us * 1e-6;
 }
 
 /* Simulate, then the outputs as hetsgd-train writes them. */

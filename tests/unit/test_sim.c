@@ -343,7 +343,8 @@ Test(sim, loscar_round_steps_independent_of_timing)
 /*
  * The host's step overhead: one ASGD worker, tau = 1 ms, 0.25 ms added to
  * every step, 0.1 ms latency each way: it sends at 1.25, 2.7, 4.15 ms
- * (a cycle of 1.25 + 0.2 ms), the server updates 0.1 ms later.
+ * (a cycle of 1.25 + 0.2 ms), the server updates 0.1 ms later.  A step
+ * floor above the profile replaces it, without the overhead.
  */
 Test(sim, step_overhead)
 {
@@ -363,6 +364,18 @@ Test(sim, step_overhead)
 	cr_assert(fabs(res.workers[0].compute_s - 3 * 1.25e-3) < EPS, "compute %.9f", res.workers[0].compute_s);
 	cr_assert(strstr(res.provider, "step overhead 250 us"), "%s", res.provider);
 	hetsgd_engine_result_free(&res);
+	/* a floor of 2 ms above the 1 ms profile: steps of 2 ms, not padded,
+	 * so no overhead: sends at 2, 4.2 ms, updates 0.1 ms later */
+	net.step_floor_s = 2e-3;
+	run(&c, &net, &q, &res);
+	cr_assert_eq(count(HETSGD_SIM_TR_UPDATE), 2);
+	cr_assert(fabs(nth(HETSGD_SIM_TR_UPDATE, 0, 1, 0)->t - 2.1e-3) < EPS);
+	cr_assert(fabs(nth(HETSGD_SIM_TR_UPDATE, 0, 1, 1)->t - 4.3e-3) < EPS);
+	hetsgd_engine_result_free(&res);
+	net.step_floor_s = -1;
+	cr_assert_eq(hetsgd_sim_run(&c, &net, 1, &q.io, NULL, NULL, &res), -EINVAL);
+	cr_assert(strstr(hetsgd_errmsg(), "step floor"), "%s", hetsgd_errmsg());
+	net.step_floor_s = 0;
 	net.step_extra_s = -1e-3;
 	cr_assert_eq(hetsgd_sim_run(&c, &net, 1, &q.io, NULL, NULL, &res), -EINVAL);
 	cr_assert(strstr(hetsgd_errmsg(), "step overhead"), "%s", hetsgd_errmsg());
