@@ -112,12 +112,6 @@ start=$(date +%s)
 
 # ---- real runs (and the calibration) ----
 if [ "$phase" != sim ]; then
-	d=$out/calibration
-	if [ "${HETSGD_VALIDATE_REUSE:-0}" != 1 ] || [ ! -f "$d/workers.csv" ]; then
-		"$train" --force --progress none --no-plots --time 5 --workers 4 --profile const --noise 0 \
-			--objective quad --dim 100 --method asgd --time-unit 0.002 --gamma 0.02 --policy vanilla \
-			--seed 1 --provider "$prov" --out "$d" >/dev/null
-	fi
 	d=$out/calibration-fmnist
 	if [ "${HETSGD_VALIDATE_REUSE:-0}" != 1 ] || [ ! -f "$d/workers.csv" ]; then
 		"$train" --force --progress none --no-plots --time 5 --workers 4 --profile const --noise 0 \
@@ -126,6 +120,17 @@ if [ "$phase" != sim ]; then
 	fi
 	floor=$(awk -F, 'NR > 1 && $4 > 0 { printf "%.2f\n", 1e6 * $9 / $4 }' "$d/workers.csv" | median_lines)
 	d=$out/calibration
+	# when and under what load the calibration ran (kept when reused)
+	when="$(date -u +%Y-%m-%dT%H:%MZ)"
+	load="$(cut -d' ' -f1-3 /proc/loadavg)"
+	if [ "${HETSGD_VALIDATE_REUSE:-0}" != 1 ] || [ ! -f "$d/workers.csv" ]; then
+		"$train" --force --progress none --no-plots --time 5 --workers 4 --profile const --noise 0 \
+			--objective quad --dim 100 --method asgd --time-unit 0.002 --gamma 0.02 --policy vanilla \
+			--seed 1 --provider "$prov" --out "$d" >/dev/null
+	elif [ -f "$cal" ]; then
+		when=$(awk '$1 == "date" { print $2 }' "$cal")
+		load=$(awk '$1 == "load" { print $2, $3, $4 }' "$cal")
+	fi
 	# workers.csv: steps $4, compute_s $9, idle_s $10, tau_target_s $2
 	lat=$(awk -F, 'NR > 1 && $4 > 0 { printf "%.2f\n", 1e6 * $10 / $4 / 2 }' "$d/workers.csv" | median_lines)
 	ovh=$(awk -F, 'NR > 1 && $4 > 0 { v = 1e6 * ($9 / $4 - $2); printf "%.2f\n", (v > 0 ? v : 0) }' "$d/workers.csv" | median_lines)
@@ -134,8 +139,8 @@ if [ "$phase" != sim ]; then
 		echo "latency_us $lat"
 		echo "step_overhead_us $ovh"
 		echo "step_floor_fmnist_us $floor"
-		echo "load $(cut -d' ' -f1-3 /proc/loadavg)"
-		echo "date $(date -u +%Y-%m-%dT%H:%MZ)"
+		echo "load $load"
+		echo "date $when"
 	} > "$cal"
 	echo "sim-validate: calibration over $prov: one-way latency $lat us, step overhead $ovh us, Fashion-MNIST step floor $floor us (in $cal)"
 	echo "$settings" | while IFS='|' read -r name opts; do
