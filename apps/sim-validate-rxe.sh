@@ -15,8 +15,9 @@
 #
 # Needs root (the bed does) and the beds' lock, which make takes:
 #   flock /tmp/hetsgd-bed.lock make sim-validate-rxe
-# About 3 minutes of boot, then 24 runs of HETSGD_BENCH_TIME s plus their
-# start in the guest.  Not in check-all.  Writes OUT/REPORT.txt,
+# About 7 minutes (411 s on 2026-11-30: the boot, two calibrations, 24
+# runs of HETSGD_BENCH_TIME s and their start in the guest, 24
+# simulations).  Not in check-all.  Writes OUT/REPORT.txt,
 # OUT/device.txt (the bed's measurements, the host's load) and the runs.
 set -eu
 src=$(cd "$(dirname "$0")/.." && pwd)
