@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "methods.h"
+#include "pserver.h"
 #include "server.h"
 #include "worker.h"
 
@@ -153,6 +154,15 @@ int hetsgd_engine_cfg_check(const struct hetsgd_engine_cfg *c, uint32_t n,
 	if (c->averaging == HETSGD_AVERAGING_SHARDED && !m->sharded_ops)
 		return algo_err(-EINVAL, "sharded averaging applies to loscar and sync, not %s: drop it (%s has no round to average)",
 				m->name, m->name);
+	if (c->servers > HETSGD_MAX_SERVERS)
+		return algo_err(-EINVAL, "%u servers: use 1 .. %u", c->servers, HETSGD_MAX_SERVERS);
+	if (c->servers > 1 && c->method != HETSGD_METHOD_ASGD)
+		return algo_err(-EINVAL, "a sharded parameter server (%u servers) applies to asgd, not %s: drop --servers (%s)",
+				c->servers, m->name, m->sharded_ops ? "it averages rounds: --averaging sharded spreads them" :
+				"its server keeps per-worker state");
+	if (c->servers > d)
+		return algo_err(-EINVAL, "%u servers for a model of d = %zu: every shard needs a coordinate; use at most %zu",
+				c->servers, d, d);
 	if (c->round_steps && c->method != HETSGD_METHOD_LOSCAR)
 		return algo_err(-EINVAL, "steps per round apply to loscar only, not %s", m->name);
 	if (!finite_nonneg(c->comm_delay_s) || c->comm_delay_s > 3600.0)
@@ -211,7 +221,9 @@ static int check_io(struct eng *e)
 	const struct hetsgd_engine_cfg *c = e->cfg;
 	const struct hetsgd_engine_io *io = e->io;
 
-	if (e->rank > 0) {
+	if (e->rank > (int)e->n) {
+		/* a shard server: its shard of x0 is all it needs */
+	} else if (e->rank > 0) {
 		if (!io->obj)
 			return algo_err(-EINVAL, "engine: worker rank %d has no objective", e->rank);
 		if (io->obj->d != e->d)
@@ -250,6 +262,7 @@ void hetsgd_engine_result_free(struct hetsgd_engine_result *res)
 	free(res->workers);
 	free(res->points);
 	free(res->placements);
+	free(res->servers);
 	memset(res, 0, sizeof(*res));
 }
 
@@ -287,6 +300,8 @@ static void eng_tp_attr(struct eng *e, const struct hetsgd_tp_attr *tp_attr,
 	/* Only the pairs the method talks over: sharded averaging writes
 	 * between workers; everything else goes through the server. */
 	attr->pattern = e->ops->sharded ? HETSGD_TP_ALL : HETSGD_TP_STAR;
+	/* a sharded parameter server: each shard server is a hub too */
+	attr->hubs = e->nservers;
 	e->slot = ((size_t)HDR_BYTES + hetsgd_block_bytes(HETSGD_ENC_DENSE, (uint32_t)e->d) +
 		   sizeof(struct wire_stats) + 63) & ~(size_t)63;
 	attr->slot_bytes = e->slot;
@@ -319,7 +334,8 @@ int hetsgd_engine_run(struct hetsgd_boot *boot,
 	e->io = io;
 	e->rank = hetsgd_boot_rank(boot);
 	e->size = hetsgd_boot_size(boot);
-	e->n = e->size > 0 ? (uint32_t)e->size - 1 : 0;
+	e->nservers = cfg->servers > 1 ? cfg->servers : 1;
+	e->n = e->size > (int)e->nservers ? (uint32_t)(e->size - (int)e->nservers) : 0;
 	e->d = io->d;
 	e->t_base = cfg->resume ? cfg->resume->t : 0.0;
 	ret = hetsgd_engine_cfg_check(cfg, e->n, e->d);
@@ -349,7 +365,8 @@ int hetsgd_engine_run(struct hetsgd_boot *boot,
 	e->lim.idx_copy = malloc(e->d * sizeof(uint32_t));
 	ret = e->lim.idx_copy ? check_io(e) : algo_err(-ENOMEM, "out of memory for a block's indices");
 	if (!ret)
-		ret = e->rank == 0 ? server_run(e, res) : worker_run(e, res);
+		ret = e->rank == 0 ? server_run(e, res) :
+		      e->rank > (int)e->n ? pserver_run(e, res) : worker_run(e, res);
 	res->bytes_sent = e->bytes_sent;
 	res->bytes_recv = e->bytes_recv;
 	res->bytes_recv_training = e->bytes_recv_train;

@@ -166,7 +166,8 @@ void gather_footprints(struct eng *e, struct hetsgd_boot *boot, struct hetsgd_en
 		return;
 	}
 	*lo = *hi = all[1];
-	for (int r = 2; r < e->size; r++) {
+	/* the workers only: a sharded parameter server's shard ranks come after */
+	for (int r = 2; r <= (int)e->n; r++) {
 		const struct hetsgd_tp_footprint *f = &all[r];
 
 		lo->peers = f->peers < lo->peers ? f->peers : lo->peers;

@@ -86,7 +86,10 @@ struct eng {
 	 * how many it has and how many threads it needs (0 otherwise) */
 	int short_cpus, short_need;
 	int rank, size;
-	uint32_t n;		/* workers */
+	uint32_t n;		/* workers: ranks 1 .. n */
+	uint32_t nservers;	/* shards of a sharded parameter server (ASGD,
+				 * pserver.h): rank 0 and ranks n + 1 ..
+				 * n + nservers - 1; 1: rank 0 holds the model */
 	size_t d;
 	uint32_t k;		/* masked coordinates per round; 0: no mask */
 	uint64_t mask_seed;

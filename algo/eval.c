@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pserver.h"
 #include "server.h"
 
 static double server_idle_share(const struct server *s)
@@ -228,7 +229,19 @@ void eval_model_tick(struct server *s, double t)
 	const struct hetsgd_engine_cfg *c = s->e->cfg;
 
 	if (c->eval_interval_s > 0 && t >= s->next_eval) {
-		eval_submit(s, s->x, 1.0);
+		/* a sharded parameter server gathers the model first (pserver.h) */
+		if (s->ps) {
+			int ret = ps0_pull(s, PULL_EVAL);
+
+			pthread_mutex_lock(&s->emu);
+			if (ret && !s->eval_err) {
+				s->eval_err = ret;
+				snprintf(s->eval_msg, sizeof(s->eval_msg), "%s", hetsgd_algo_errmsg());
+			}
+			pthread_mutex_unlock(&s->emu);
+		} else {
+			eval_submit(s, s->x, 1.0);
+		}
 		s->next_eval = t + c->eval_interval_s;
 	}
 }

@@ -355,6 +355,10 @@ struct hetsgd_engine_cfg {
 					 * with overlap 0 a run is then the same
 					 * step for step whatever the timing */
 	enum hetsgd_averaging averaging;	/* LOSCAR, SYNC (0: AUTO) */
+	uint32_t servers;		/* ASGD: the model's shards, each on its
+					 * own server rank (0 or 1: rank 0 holds
+					 * it all; algo/README.md, "Sharded
+					 * parameter server") */
 	double comm_delay_s;		/* LOSCAR: the server holds each average
 					 * this long (emulates a slow network) */
 	double malenia_s;		/* MALENIA: S, the step condition's
@@ -483,6 +487,19 @@ struct hetsgd_worker_stats {
 	char lost_why[192];
 };
 
+/* One shard of a sharded parameter server (cfg.servers > 1). */
+struct hetsgd_server_stats {
+	uint32_t shard;		/* 0 .. S - 1 */
+	int rank;		/* 0 for shard 0, else workers + shard */
+	uint32_t lo, hi;	/* its coordinates [lo, hi) */
+	uint64_t updates;	/* steps it applied */
+	uint64_t dropped;	/* steps the policy dropped */
+	uint64_t bytes_sent, bytes_recv;	/* its engine traffic */
+};
+
+/* The most shards cfg.servers may ask for. */
+#define HETSGD_MAX_SERVERS 256u
+
 struct hetsgd_engine_result {
 	double elapsed_s;
 	uint64_t updates;	/* server updates (ASGD, SYNC) or rounds (LOSCAR) */
@@ -516,6 +533,10 @@ struct hetsgd_engine_result {
 	char (*placements)[232];
 	uint64_t checkpoints;	/* server: checkpoints handed to on_checkpoint */
 	double checkpoint_t;	/* server: training seconds of the last one */
+	/* server, --servers S > 1: per shard of the model (shard 0 is rank
+	 * 0's own), its coordinates, updates and traffic; else NULL, 0 */
+	uint32_t nservers;
+	struct hetsgd_server_stats *servers;
 };
 
 void hetsgd_engine_result_free(struct hetsgd_engine_result *res);

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "methods.h"
+#include "pserver.h"
 #include "server.h"
 #include "worker.h"
 
@@ -67,6 +68,9 @@ static int asgd_server_msg(struct server *s, uint32_t wk, const struct eng_hdr *
 	if (b->encoding == HETSGD_ENC_MASKED)
 		return algo_err(-EPROTO, "worker %u sent a masked GRAD, which an asgd server does not expect: the ranks run different configurations",
 				wk);
+	/* a sharded parameter server: shard 0's coordinates only */
+	if (s->ps && (ret = ps_want_shard(e, ev, b, 0, 0, "a gradient")))
+		return ret;
 	if (h->round > s->version)
 		return algo_err(-EPROTO, "worker %u sent a gradient at model version %llu; the server is at %llu",
 				wk, (unsigned long long)h->round, (unsigned long long)s->version);
@@ -79,14 +83,17 @@ static int asgd_server_msg(struct server *s, uint32_t wk, const struct eng_hdr *
 	g_i = hetsgd_policy_gamma(c->policy, &in);
 	if (g_i == 0.0) {
 		s->dropped++;
-		return enqueue(s, wk, MSG_MODEL, s->version, FLAG_DROPPED, t);
+		ret = s->ps ? ps0_step(s, wk, 0.0, FLAG_DROPPED) : 0;
+		return ret ? ret : enqueue(s, wk, MSG_MODEL, s->version, FLAG_DROPPED, t);
 	}
 	ret = block_axpy(ev->peer, s->x, b, (float)g_i);
 	if (ret)
 		return ret;
 	s->version++;
 	s->updates++;
-	return enqueue(s, wk, MSG_MODEL, s->version, 0, t);
+	/* every shard server steps its shard with the same gamma_i, in this order */
+	ret = s->ps ? ps0_step(s, wk, g_i, 0) : 0;
+	return ret ? ret : enqueue(s, wk, MSG_MODEL, s->version, 0, t);
 }
 
 const struct hetsgd_method_ops method_asgd = {

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pserver.h"
 #include "server.h"
 
 static const char *const peer_state_names[WK_NSTATES] = {
@@ -106,7 +107,14 @@ static int server_flush(struct server *s)
 			h.flags = q[0].flags;
 			if (q[0].type == MSG_MODEL) {
 				h.round = s->version;	/* the freshest model */
-				ret = send_dense(e, (int)wk + 1, &h, s->x);
+				if (s->ps) {	/* shard 0 only (pserver.h) */
+					uint32_t lo, hi;
+
+					ps_bounds(e, 0, &lo, &hi);
+					ret = send_dense_range(e, (int)wk + 1, &h, s->x + lo, lo, hi - lo);
+				} else {
+					ret = send_dense(e, (int)wk + 1, &h, s->x);
+				}
 			} else if (q[0].type == MSG_AVG) {
 				ret = eng_send(e, (int)wk + 1, &h, fill_avg, s);
 			} else {
@@ -120,7 +128,7 @@ static int server_flush(struct server *s)
 			s->pend_len[wk]--;
 		}
 	}
-	return 0;
+	return s->ps ? ps0_flush(s) : 0;
 }
 
 /* Whether worker wk may send h's type now; a protocol error if not. */
@@ -189,7 +197,9 @@ static int server_lost(void *ctx, const struct hetsgd_ev *ev)
 	uint32_t wk;
 	double t = now_s();
 
-	if (ev->peer < 1 || ev->peer >= e->size)
+	if (ev->peer > (int)e->n)
+		return ps0_lost(s, ev);
+	if (ev->peer < 1)
 		return 0;
 	wk = (uint32_t)ev->peer - 1;
 	if (s->wk_state[wk] == WK_DONE || s->wk_state[wk] == WK_LOST)
@@ -226,7 +236,9 @@ static int server_recv(struct server *s, const struct hetsgd_ev *ev)
 	double t = now_s();
 	int ret;
 
-	if (ev->peer < 1 || ev->peer >= e->size)
+	if (ev->peer > (int)e->n)
+		return ps0_recv(s, ev);	/* a shard server (pserver.h), or an error */
+	if (ev->peer < 1)
 		return algo_err(-EPROTO, "a message from rank %d, which is not a worker", ev->peer);
 	wk = (uint32_t)ev->peer - 1;
 	ret = eng_parse(e, ev, &h, &b, ev->kind != MSG_STATS && ev->kind != MSG_ABORT &&
@@ -393,6 +405,8 @@ static int server_setup(struct server *s, struct eng *e)
 	memcpy(s->x, e->io->x0, e->d * sizeof(float));
 	ckpt_resume(s);
 	ret = eng_mask_init(e, &s->mask);
+	if (!ret)
+		ret = ps0_init(s);
 	return !ret && e->ops->server_init ? e->ops->server_init(s) : ret;
 }
 
@@ -401,6 +415,7 @@ static void server_free(struct server *s)
 	eval_stop(s);
 	if (s->e->ops->server_fini)
 		s->e->ops->server_fini(s);
+	ps0_fini(s);
 	hetsgd_tau_destroy(s->tau);
 	s->tau = NULL;
 	hetsgd_mask_fini(&s->mask);
@@ -530,6 +545,10 @@ int server_run(struct eng *e, struct hetsgd_engine_result *res)
 	if (c->eval_interval_s > 0 || c->target_loss > 0 || c->target_acc > 0)
 		eval_submit(s, s->x, 1.0);	/* the starting point */
 	ret = server_loop(s, res);
+	/* the shards of a sharded parameter server: the final model, and
+	 * their end */
+	if (!ret && s->ps)
+		ret = ps0_finish(s, res);
 	if (ret) {
 		/* tell every worker, so that none waits out its stall time */
 		char reason[ABORT_MAX + 1];

@@ -81,6 +81,7 @@ struct server {
 	 * values), summed in worker order once the round is complete: the
 	 * order that sharded averaging sums in too (shard.h) */
 	float *rows;
+	struct ps0 *ps;		/* ASGD with --servers > 1 (pserver.h); NULL */
 	struct hetsgd_grad_table table;	/* MALENIA, RINGLEADER: per-worker sums */
 	struct hetsgd_tau_est *tau;
 	struct hetsgd_worker_stats *ws;

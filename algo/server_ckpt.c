@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pserver.h"
 #include "server.h"
 
 void ckpt_resume(struct server *s)
@@ -107,6 +108,8 @@ int ckpt_tick(struct server *s, double t)
 		s->ckpt_wanted = 1;	/* with the next round's snapshot */
 		return 0;
 	}
+	if (s->ps)	/* a sharded parameter server gathers the model first */
+		return ps0_pull(s, PULL_CKPT);
 	return ckpt_take(s, s->x, NULL, s->version, t);
 }
 

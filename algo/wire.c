@@ -17,6 +17,7 @@ const char *const msg_names[MSG_MAX] = {
 	[MSG_STOP] = "STOP", [MSG_STATS] = "STATS", [MSG_ABORT] = "ABORT",
 	[MSG_STOPREQ] = "STOPREQ", [MSG_PART] = "PART", [MSG_SHARD] = "SHARD",
 	[MSG_NOTICE] = "NOTICE", [MSG_TICK] = "TICK", [MSG_SNAPREQ] = "SNAPREQ",
+	[MSG_STEP] = "STEP", [MSG_PULL] = "PULL",
 };
 
 const char *signal_name(int sig, char *buf, size_t len)
@@ -156,6 +157,7 @@ struct dense_arg {
 	uint16_t kind;
 	uint64_t round;
 	const float *x;
+	uint32_t first, count;
 };
 
 static int fill_dense(struct eng *e, void *buf, size_t cap, size_t *len, void *arg)
@@ -163,23 +165,32 @@ static int fill_dense(struct eng *e, void *buf, size_t cap, size_t *len, void *a
 	const struct dense_arg *a = arg;
 	struct hetsgd_block_hdr bh = { .kind = a->kind, .sender = (uint32_t)e->rank,
 				       .dim = (uint32_t)e->d, .round = a->round };
-	int ret = hetsgd_block_encode_dense(buf, cap, &bh, a->x, 0, (uint32_t)e->d, len);
+	int ret = hetsgd_block_encode_dense(buf, cap, &bh, a->x, a->first, a->count, len);
 
 	return ret ? algo_err(ret, "encoding a model block: %s", hetsgd_errmsg()) : 0;
 }
 
 int send_dense(struct eng *e, int peer, struct eng_hdr *h, const float *x)
 {
-	struct dense_arg a = { .kind = h->type, .round = h->round, .x = x };
+	struct dense_arg a = { .kind = h->type, .round = h->round, .x = x, .count = (uint32_t)e->d };
 
 	return eng_send(e, peer, h, fill_dense, &a);
 }
 
 int send_dense_blocking(struct eng *e, int peer, struct eng_hdr *h, const float *x)
 {
-	struct dense_arg a = { .kind = h->type, .round = h->round, .x = x };
+	struct dense_arg a = { .kind = h->type, .round = h->round, .x = x, .count = (uint32_t)e->d };
 
 	return send_blocking(e, peer, h, fill_dense, &a);
+}
+
+int send_dense_range(struct eng *e, int peer, struct eng_hdr *h, const float *x,
+		     uint32_t first, uint32_t count)
+{
+	struct dense_arg a = { .kind = h->type, .round = h->round, .x = x, .first = first,
+			       .count = count };
+
+	return eng_send(e, peer, h, fill_dense, &a);
 }
 
 int eng_poll(struct eng *e, struct hetsgd_ev *ev, int max, recv_fn on_recv, void *ctx)

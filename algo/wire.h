@@ -39,6 +39,12 @@ enum msg_type {
 			 * its steps and times, as ROUND carries them) */
 	MSG_SNAPREQ,	/* server -> worker: send a snapshot after the
 			 * merge of round `round` (LOSCAR, sharded) */
+	/* sharded parameter server (pserver.h); PART and SHARD above carry
+	 * a worker's gradient part and a shard of the model: */
+	MSG_STEP,	/* rank 0 -> shard server: apply a worker's part
+			 * (body: struct wire_step), in this order */
+	MSG_PULL,	/* rank 0 -> shard server: send me your shard, after
+			 * the steps before this */
 	MSG_MAX,
 };
 
@@ -65,6 +71,14 @@ struct eng_hdr {
 	double compute;		/* worker: seconds computing so far */
 };
 _Static_assert(sizeof(struct eng_hdr) == HDR_BYTES, "engine header is 64 bytes");
+
+/* STEP's body: rank 0's decision on worker `worker`'s gradient. */
+struct wire_step {
+	uint32_t worker;
+	uint32_t flags;		/* FLAG_DROPPED: the policy dropped it */
+	uint64_t version;	/* the model version after the step */
+	double gamma;		/* the step size gamma_i */
+};
 
 /* The statistics a worker sends at the end (host order: one host type). */
 struct wire_stats {
@@ -109,6 +123,10 @@ int send_blocking(struct eng *e, int peer, struct eng_hdr *h, body_fn fill, void
 /* The whole model x, dense, with h's type and round. */
 int send_dense(struct eng *e, int peer, struct eng_hdr *h, const float *x);
 int send_dense_blocking(struct eng *e, int peer, struct eng_hdr *h, const float *x);
+/* Coordinates [first, first + count) of the model, whose values are
+ * vals[0 .. count). */
+int send_dense_range(struct eng *e, int peer, struct eng_hdr *h, const float *vals,
+		     uint32_t first, uint32_t count);
 
 /* Body writer of STATS: arg is a struct wire_stats. */
 int fill_stats(struct eng *e, void *buf, size_t cap, size_t *len, void *arg);

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pserver.h"
 #include "shard.h"
 #include "worker.h"
 
@@ -244,12 +245,14 @@ static int worker_check_legal(struct worker *w, const struct eng_hdr *h, int pee
 	enum worker_state st = worker_state(w);
 	char who[32];
 
-	if (peer)
+	if (w->ps && ps_shard_of(w->e, peer) > 0)
+		snprintf(who, sizeof(who), "shard server %d", ps_shard_of(w->e, peer));
+	else if (peer)
 		snprintf(who, sizeof(who), "worker %d", peer - 1);
 	else
 		snprintf(who, sizeof(who), "the server");
 	if (h->type != MSG_STOP && h->type != MSG_ABORT &&
-	    !(w->e->ops->to_worker & MSG_BIT(h->type)))
+	    !(w->e->ops->to_worker & MSG_BIT(h->type)) && !(w->ps && h->type == MSG_SHARD))
 		return algo_err(-EPROTO, "%s sent %s, which a %s worker does not expect now: the ranks run different configurations",
 				who, msg_names[h->type], w->e->ops->name);
 	if (!(w->e->ops->streams ? worker_legal_streaming : worker_legal)[h->type][st])
@@ -266,6 +269,8 @@ static int worker_inbox(struct worker *w, const struct hetsgd_ev *ev,
 	struct eng *e = w->e;
 	int ret;
 
+	if (w->ps)	/* one shard of the model (pserver.h) */
+		return ps_worker_inbox(w, ev, h, b);
 	if (h->type == MSG_MODEL)
 		ret = want_full(ev, b, "a model");
 	else
@@ -310,10 +315,12 @@ static int worker_recv(void *ctx, const struct hetsgd_ev *ev)
 	if (worker_state(w) < W_STOPPING)
 		e->bytes_recv_train += ev->len;
 	if (ev->peer != 0 && !(w->sh && (ev->kind == MSG_PART || ev->kind == MSG_SHARD ||
-					  ev->kind == MSG_NOTICE)))
+					  ev->kind == MSG_NOTICE)) &&
+	    !(w->ps && ps_shard_of(e, ev->peer) > 0 && (ev->kind == MSG_SHARD || ev->kind == MSG_ABORT)))
 		return algo_err(-EPROTO, "rank %d wrote %s to worker rank %d; only the server (rank 0) does%s",
 				ev->peer, ev->kind < MSG_MAX && msg_names[ev->kind] ? msg_names[ev->kind] : "a message",
-				e->rank, w->sh ? ", and shard owners their shards" : "");
+				e->rank, w->sh ? ", and shard owners their shards" :
+				w->ps ? ", and shard servers their shards" : "");
 	ret = eng_parse(e, ev, &h, &b, ev->kind != MSG_STOP && ev->kind != MSG_ABORT &&
 			ev->kind != MSG_NOTICE && ev->kind != MSG_SNAPREQ);
 	if (ret)
@@ -332,7 +339,7 @@ static int worker_recv(void *ctx, const struct hetsgd_ev *ev)
 	if (!ret && h.type == MSG_STOP) {
 		atomic_store(&w->stop, 1);
 		worker_set(w, W_STOPPING);
-	} else if (!ret && (shard_msg(&h) || h.type == MSG_SNAPREQ)) {
+	} else if (!ret && w->sh && (shard_msg(&h) || h.type == MSG_SNAPREQ)) {
 		ret = shard_recv(w, ev, &h, &b);
 	} else if (!ret) {
 		ret = worker_inbox(w, ev, &h, &b);
@@ -347,6 +354,15 @@ static int worker_write(struct worker *w, int *did)
 	uint16_t type = w->out_hdr.type;
 	int ret;
 
+	if (w->ps && type == MSG_GRAD) {
+		/* a sharded parameter server: a part to each shard (pserver.h) */
+		ret = ps_worker_write(w, did);
+		if (ret || !*did)
+			return ret;
+		w->await_since = now_s();
+		worker_set(w, W_AWAITING);
+		return 0;
+	}
 	if (w->sh && (type == MSG_ROUND || type == MSG_GRAD)) {
 		/* sharded: the parts go to the shards' owners (shard_flush) */
 		*did = 1;
@@ -458,6 +474,8 @@ static int worker_setup(struct worker *w, struct eng *e)
 
 		if (!ret && e->ops->sharded)
 			ret = shard_init(w);
+		if (!ret)
+			ret = ps_worker_init(w);
 		return ret ? ret : eng_mask_init(e, &w->mask);
 	}
 }
@@ -467,6 +485,7 @@ static void worker_free(struct worker *w)
 	struct eng *e = w->e;
 
 	shard_fini(w);
+	ps_worker_fini(w);
 	hetsgd_mask_fini(&w->mask);
 	if (w->x)
 		hetsgd_topo_free(w->x, e->d * sizeof(float));
@@ -490,6 +509,14 @@ static int worker_peer_down(void *ctx, const struct hetsgd_ev *ev)
 	struct worker *w = ctx;
 	int ret;
 
+	if (w->ps && ps_shard_of(w->e, ev->peer) > 0) {
+		uint32_t lo, hi;
+
+		ps_bounds(w->e, (uint32_t)ps_shard_of(w->e, ev->peer), &lo, &hi);
+		return algo_err(-EPIPE, "worker %u: shard server %d (rank %d) failed: %s; coordinates [%u, %u) of the model were only there: resume from the last checkpoint (--checkpoint-every, --resume)",
+				w->id, ps_shard_of(w->e, ev->peer), ev->peer,
+				ev->why ? ev->why : "its connection ended", lo, hi);
+	}
 	if (ev->peer != 0) {
 		if (!w->sh)
 			return 0;
@@ -554,8 +581,9 @@ static int worker_train(struct worker *w, int *werr)
 		if (worker_state(w) == W_AWAITING && now_s() - w->await_since > e->stall_s) {
 			ret = algo_err(-ETIMEDOUT, "worker %u has waited %.0f s for the %s: %s died or stalled (raise the stall time if that is expected)",
 				       w->id, e->stall_s,
-				       w->sh ? "results of its round's shards" : "server's reply",
-				       w->sh ? "a shard owner" : "the server");
+				       w->sh ? "results of its round's shards" :
+				       w->ps ? "shards of the model" : "server's reply",
+				       w->sh ? "a shard owner" : w->ps ? "a server" : "the server");
 			break;
 		}
 	}

@@ -86,6 +86,7 @@ struct worker {
 
 	/* progress thread only */
 	struct shard *sh;	/* sharded averaging (shard.h); NULL: the server averages */
+	struct ps_worker *ps;	/* sharded parameter server (pserver.h); NULL */
 	double await_since;	/* entered W_AWAITING */
 	double stopreq_at;	/* STOPREQ went to the server (0: not yet) */
 

@@ -42,6 +42,8 @@ static int make_rank_objectives(const struct job *j, int rank, struct hetsgd_obj
 {
 	int threads = rank > 0 ? j->o->threads : 1;
 
+	if (rank > j->o->workers)
+		return 0;	/* a shard server (--servers) computes nothing */
 	if (job_objective(j, rank - 1, obj))
 		return train_algo_err(err, n, rank ? "the worker's objective" : "the server's objective");
 	if (threads > 1) {
@@ -113,7 +115,7 @@ static int rank_prepare(struct job *j, int rank, struct hetsgd_engine_cfg *cfg,
 			snprintf(err, n, "out of memory for a model of %zu values", j->d);
 			return -1;
 		}
-	} else {
+	} else if (rank <= o->workers) {
 		io->data = o->objective == HETSGD_OBJ_QUAD ? NULL : &j->shard[rank - 1];
 		io->thread_obj = *more;
 	}
@@ -360,13 +362,20 @@ static int join_job(struct opts *o, struct hetsgd_boot **boot, int *rank)
 		fprintf(stderr, "hetsgd-train: the job has 1 task; it needs a server and at least one worker: srun -n 2 or more (or run without srun for a local run)\n");
 		return 2;
 	}
-	if (o->workers && o->workers != size - 1) {
+	if (size <= (int)o->servers) {
 		if (*rank == 0)
-			fprintf(stderr, "hetsgd-train: --workers %d contradicts the job's %d tasks (one server + %d workers): drop --workers or change -n\n",
-				o->workers, size, size - 1);
+			fprintf(stderr, "hetsgd-train: --servers %u needs more than %u tasks (the servers and at least one worker); the job has %d: raise -n or lower --servers\n",
+				o->servers, o->servers, size);
 		return 2;
 	}
-	o->workers = size - 1;
+	if (o->workers && o->workers != size - (int)o->servers) {
+		if (*rank == 0)
+			fprintf(stderr, "hetsgd-train: --workers %d contradicts the job's %d tasks (%u server%s + %d workers): drop --workers or change -n\n",
+				o->workers, size, o->servers, o->servers == 1 ? "" : "s",
+				size - (int)o->servers);
+		return 2;
+	}
+	o->workers = size - (int)o->servers;
 	return 0;
 }
 
@@ -424,7 +433,8 @@ static void print_job(const struct job *j, int srun)
  */
 static int run_local(struct job *j)
 {
-	int n = j->o->workers + 1, *st = calloc((size_t)n, sizeof(int)), ret, r0, rc, sig;
+	int n = j->o->workers + (int)j->o->servers, *st = calloc((size_t)n, sizeof(int)), ret, r0, rc,
+	    sig;
 
 	if (!st) {
 		fprintf(stderr, "hetsgd-train: out of memory\n");
@@ -435,7 +445,7 @@ static int run_local(struct job *j)
 	r0 = WIFEXITED(st[0]) ? WEXITSTATUS(st[0]) : -1;
 	if (ret && r0 == 0) {
 		for (int r = 1; r < n; r++)
-			if (WIFSIGNALED(st[r]))
+			if (WIFSIGNALED(st[r]) && r <= j->o->workers)
 				fprintf(stderr, "hetsgd-train: rank %d (worker %d) was killed by signal %d (%s); the run finished without it\n",
 					r, r - 1, WTERMSIG(st[r]), strsignal(WTERMSIG(st[r])));
 	}
@@ -514,7 +524,7 @@ int main(int argc, char **argv)
 		j.out_ready = 1;
 	}
 	/* everything that needs the data is checked here, before training */
-	ret = job_load(&j, srun ? (rank > 0 ? rank - 1 : -2) : -1, !srun || rank == 0, err,
+	ret = job_load(&j, srun ? (rank > 0 && rank <= o.workers ? rank - 1 : -2) : -1, !srun || rank == 0, err,
 			sizeof(err));
 	if (ret) {
 		if (srun)

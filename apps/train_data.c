@@ -533,6 +533,7 @@ void job_engine_cfg(const struct job *j, struct hetsgd_engine_cfg *c)
 	c->round_s = o->round_s;
 	c->round_steps = o->round_steps;
 	c->averaging = (enum hetsgd_averaging)o->averaging;
+	c->servers = o->servers;
 	c->comm_delay_s = o->comm_delay_s;
 	c->gamma = (float)o->gamma;
 	c->batch = o->batch;

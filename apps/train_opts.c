@@ -190,6 +190,10 @@ static const struct optdef optdefs[O_COUNT] = {
 			  .help = "loscar, sync: server (rank 0 averages) | sharded (each worker averages a "
 				  "shard, writing straight to the others) | auto (default: sharded from "
 				  "16 workers on)" },
+	[O_SERVERS] = { "servers", T_U32, F(servers), 0, 1, HETSGD_MAX_SERVERS, .arg = "S",
+			.flags = F_HASH, .applies = is_asgd, .applies_to = "--method asgd",
+			.help = "asgd: split the model over S server ranks (rank 0 and S - 1 ranks after "
+				"the workers; default 1); each steps its shard with the same gamma_i" },
 	[O_COMM_DELAY] = { "comm-delay", T_DBL, F(comm_delay_s), 0, 0, 3600, .arg = "S", .flags = F_HASH,
 			   .applies = is_loscar, .applies_to = "--method loscar",
 			   .help = "loscar: emulated extra delay of each average (default 0)" },
@@ -236,7 +240,7 @@ static const struct optdef optdefs[O_COUNT] = {
 			     .flags = F_HASH, .applies = has_data, .applies_to = "data sets",
 			     .help = "training samples the loss is measured on (default 5000; 0: all)" },
 	[O_WORKERS] = { "workers", T_INT, F(workers), 0, 1, 4096, .arg = "N", .flags = F_HASH,
-			.help = "workers (default 4 locally; under srun: tasks - 1)" },
+			.help = "workers (default 4 locally; under srun: tasks - servers)" },
 	[O_MIN_WORKERS] = { "min-workers", T_U32, F(min_workers), 0, 1, 4096, .arg = "N",
 			    .flags = F_HASH | F_RUN,
 			    .help = "stop the run, every output written, when fewer workers are left "
@@ -359,6 +363,7 @@ void opts_default(struct opts *o)
 	o->noise = 0.1;
 	o->threads = 1;
 	o->min_workers = 1;
+	o->servers = 1;
 	o->gamma = -1;		/* per method */
 	o->batch = 32;
 	snprintf(o->provider, sizeof(o->provider), "auto");

@@ -23,7 +23,7 @@ enum prog_kind { PROG_AUTO = 1, PROG_BAR, PROG_PLAIN, PROG_NONE };
 /* Index of each option in the table; GIVEN() is by these. */
 enum opt_id {
 	O_METHOD, O_POLICY, O_RINGMASTER_R, O_MALENIA_S, O_MERGE, O_OVERLAP, O_NO_OVERLAP, O_K, O_K_FRACTION,
-	O_ROUND_TIME, O_ROUND_STEPS, O_AVERAGING, O_COMM_DELAY, O_OBJECTIVE, O_HIDDEN, O_LAMBDA, O_BIAS, O_DIM, O_DATA, O_TEST,
+	O_ROUND_TIME, O_ROUND_STEPS, O_AVERAGING, O_SERVERS, O_COMM_DELAY, O_OBJECTIVE, O_HIDDEN, O_LAMBDA, O_BIAS, O_DIM, O_DATA, O_TEST,
 	O_PER_WORKER, O_SPLIT, O_ALPHA, O_TEST_FRACTION, O_SYNTH_N, O_SYNTH_P, O_SYNTH_CLASSES,
 	O_EVAL_SAMPLES, O_WORKERS, O_MIN_WORKERS, O_PROFILE, O_TIME_UNIT, O_NOISE, O_SHUFFLE, O_THREADS, O_GAMMA,
 	O_BATCH, O_PROVIDER, O_DEVICE, O_SEED, O_INIT, O_TIME, O_EPOCHS, O_TARGET_LOSS, O_TARGET_ACC,
@@ -44,6 +44,7 @@ struct opts {
 	double round_s;
 	uint32_t round_steps;		/* 0: rounds by time */
 	int averaging;			/* enum hetsgd_averaging */
+	uint32_t servers;		/* asgd: shards of the model, one rank each */
 	double comm_delay_s;
 	int objective;			/* enum hetsgd_obj_kind */
 	uint32_t hidden;

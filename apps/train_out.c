@@ -471,6 +471,16 @@ static void summary_traffic(FILE *f, const struct job *j, const struct hetsgd_en
 		(unsigned long long)most, busiest);
 	fprintf(f, "bytes-received-training-busiest-per-update = %.0f\n",
 		res->updates ? (double)most / (double)res->updates : 0.0);
+	/* a sharded parameter server: each shard's share (shard 0 is rank 0) */
+	fprintf(f, "servers = %u\n", res->nservers ? res->nservers : 1);
+	for (uint32_t i = 0; i < res->nservers; i++) {
+		const struct hetsgd_server_stats *sv = &res->servers[i];
+
+		fprintf(f, "server-shard-%u = rank %d, coordinates [%u, %u), %llu updates, %llu dropped, %llu bytes received, %llu bytes sent\n",
+			sv->shard, sv->rank, sv->lo, sv->hi, (unsigned long long)sv->updates,
+			(unsigned long long)sv->dropped, (unsigned long long)sv->bytes_recv,
+			(unsigned long long)sv->bytes_sent);
+	}
 }
 
 /* summary.txt: the configuration, where it ran, how it ended, the final numbers. */

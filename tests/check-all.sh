@@ -12,17 +12,18 @@
 # Every stage runs even when an earlier one failed, so one CI log shows all.
 set -u
 make=${1:-make}
-pass=0 fail=0 skip=0 failed_stages=()
+pass=0 fail=0 skip=0 failed_stages=() times=()
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 
 count() { grep -cE "^$1: " "$log" || true; }
 
 stage() {
-	local name=$1 rc; shift
+	local name=$1 rc t0=$SECONDS; shift
 	echo "===== check-all: $name"
 	"$@" 2>&1 | tee "$log"
 	rc=${PIPESTATUS[0]}
+	times+=("$name $((SECONDS - t0)) s")
 	local p f s
 	case $name in
 	check|check-sanitizers)
@@ -60,5 +61,6 @@ stage check-2node $make check-2node
 if [ ${#failed_stages[@]} -gt 0 ]; then
 	echo "check-all: failed stages: ${failed_stages[*]}"
 fi
+echo "check-all: stage times: $(IFS=,; echo "${times[*]}" | sed 's/,/, /g'); $SECONDS s in all"
 echo "check-all: $pass passed, $fail failed, $skip skipped"
 [ "$fail" -eq 0 ] && [ ${#failed_stages[@]} -eq 0 ]

@@ -266,7 +266,8 @@ const char *hetsgd_provider_name(enum hetsgd_provider prov);
  */
 enum hetsgd_tp_pattern {
 	HETSGD_TP_ALL = 0,	/* every pair of ranks (the default) */
-	HETSGD_TP_STAR = 1,	/* rank 0 with every rank; no other pair */
+	HETSGD_TP_STAR = 1,	/* each hub with every rank; no other pair
+				 * (hubs: rank 0 and the last hubs - 1 ranks) */
 };
 
 /* "all" or "star"; -EINVAL otherwise. */
@@ -276,6 +277,8 @@ const char *hetsgd_tp_pattern_name(enum hetsgd_tp_pattern pat);
 struct hetsgd_tp_attr {
 	enum hetsgd_provider provider;
 	enum hetsgd_tp_pattern pattern;	/* pairs to connect (0: all) */
+	uint32_t hubs;		/* STAR: its centres, rank 0 and the last
+				 * hubs - 1 ranks (0 or 1: rank 0 only) */
 	size_t slot_bytes;	/* bytes per staging slot (0: 64 KiB + 64) */
 	uint32_t slots;		/* ring depth per peer = credits (0: 8 on shm,
 				 * 16 on verbs, where a quarter of the ring is

@@ -90,12 +90,18 @@ const char *hetsgd_tp_pattern_name(enum hetsgd_tp_pattern pat)
 	return (unsigned)pat < NPATTERN ? pattern_names[pat] : "invalid";
 }
 
+/* A centre of the star: rank 0 and the last hubs - 1 ranks. */
+static int pattern_hub(const struct hetsgd_tp_attr *a, int size, int r)
+{
+	return r == 0 || (a->hubs > 1 && r >= size - (int)(a->hubs - 1));
+}
+
 /* The pattern's rule: symmetric in (a, b), so both ends agree. */
-static int pattern_pairs(enum hetsgd_tp_pattern pat, int a, int b)
+static int pattern_pairs(const struct hetsgd_tp_attr *at, int size, int a, int b)
 {
 	if (a == b)
 		return 0;
-	return pat == HETSGD_TP_ALL || a == 0 || b == 0;
+	return at->pattern == HETSGD_TP_ALL || pattern_hub(at, size, a) || pattern_hub(at, size, b);
 }
 
 void hetsgd_tp_attr_init(struct hetsgd_tp_attr *attr)
@@ -260,6 +266,11 @@ static int check_attr(const struct hetsgd_tp_attr *a)
 	if ((unsigned)a->pattern >= NPATTERN)
 		return hetsgd_err(-EINVAL, "connection pattern %d is not one of hetsgd_tp_pattern_parse()'s",
 				  (int)a->pattern);
+	if (a->hubs > 65535)
+		return hetsgd_err(-EINVAL, "%u hubs: use 1 to 65535", a->hubs);
+	if (a->hubs > 1 && a->pattern != HETSGD_TP_STAR)
+		return hetsgd_err(-EINVAL, "%u hubs apply to the star pattern, not %s: drop hubs or open a star",
+				  a->hubs, hetsgd_tp_pattern_name(a->pattern));
 	if (a->numa_node < -1)
 		return hetsgd_err(-EINVAL, "NUMA node %d: use a node of hetsgd_topo_plan(), or -1 for anywhere",
 				  a->numa_node);
@@ -277,7 +288,7 @@ static int alloc_bookkeeping(struct hetsgd_tp *tp)
 	if (!tp->pidx)
 		return hetsgd_err(-ENOMEM, "out of memory");
 	for (r = 0; r < tp->size; r++)
-		tp->pidx[r] = pattern_pairs(tp->attr.pattern, tp->rank, r) ? tp->npeers++ : -1;
+		tp->pidx[r] = pattern_pairs(&tp->attr, tp->size, tp->rank, r) ? tp->npeers++ : -1;
 	tp->txs = calloc(tp->attr.tx_bufs, sizeof(*tp->txs));
 	tp->recvd = calloc((size_t)tp->size, sizeof(uint64_t));
 	tp->rel_head = calloc((size_t)tp->size, sizeof(uint64_t));
@@ -323,7 +334,9 @@ static void free_bookkeeping(struct hetsgd_tp *tp)
 /* Collective: every rank must declare the pattern rank 0 declared. */
 static int check_pattern(struct hetsgd_tp *tp)
 {
-	int32_t mine = (int32_t)tp->attr.pattern, *all = calloc((size_t)tp->size, sizeof(int32_t));
+	/* the pattern and its hubs in one word: both ends must agree on both */
+	int32_t mine = (int32_t)tp->attr.pattern | (int32_t)(tp->attr.hubs > 1 ? tp->attr.hubs << 8 : 0),
+		*all = calloc((size_t)tp->size, sizeof(int32_t));
 	int ret = 0;
 
 	if (hetsgd_boot_allgather(tp->boot, &mine, all ? all : &mine, all ? sizeof(mine) : 0)) {
@@ -334,10 +347,12 @@ static int check_pattern(struct hetsgd_tp *tp)
 		return hetsgd_err(-ENOMEM, "out of memory");
 	for (int r = 1; r < tp->size && !ret; r++)
 		if (all[r] != all[0])
-			ret = hetsgd_err(-EINVAL, "rank %d opened the transport with connection pattern %s, rank 0 "
-					 "with %s: every rank must declare the same pattern",
-					 r, hetsgd_tp_pattern_name((enum hetsgd_tp_pattern)all[r]),
-					 hetsgd_tp_pattern_name((enum hetsgd_tp_pattern)all[0]));
+			ret = hetsgd_err(-EINVAL, "rank %d opened the transport with connection pattern %s "
+					 "(%d hubs), rank 0 with %s (%d hubs): every rank must declare the same pattern",
+					 r, hetsgd_tp_pattern_name((enum hetsgd_tp_pattern)(all[r] & 0xff)),
+					 all[r] >> 8 ? all[r] >> 8 : 1,
+					 hetsgd_tp_pattern_name((enum hetsgd_tp_pattern)(all[0] & 0xff)),
+					 all[0] >> 8 ? all[0] >> 8 : 1);
 	free(all);
 	return ret;
 }

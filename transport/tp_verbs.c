@@ -733,6 +733,11 @@ static int verbs_quiesce(struct hetsgd_tp *tp)
 		struct ibv_wc wc[POLL_BATCH];
 		int n, i;
 
+		/* a peer that died meanwhile never acknowledges our writes to
+		 * it: learn it (DISCONNECTED) instead of waiting them out */
+		ret = check_cm_events(tp, st);
+		if (ret)
+			return ret;
 		busy = 0;
 		for (j = 0; j < tp->size; j++) {
 			struct vpeer *p = &st->peers[j];

@@ -25,27 +25,9 @@ prog="$builddir/apps/hetsgd-train"
 [ -d /dev/shm ] || { echo "resume: SKIP: no /dev/shm"; exit 77; }
 command -v setsid >/dev/null || { echo "resume: SKIP: no setsid"; exit 77; }
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/hetsgd-resume.XXXXXX")
-fails=0
-pg=
-trap '[ -n "$pg" ] && kill -9 -- -"$pg" 2>/dev/null; rm -rf "$tmp"' EXIT
-
-ok() { echo "  ok: $*"; }
-ko() { echo "  FAIL: $*"; fails=$((fails + 1)); }
-val() { sed -n "s/^$2 = //p" "$1/summary.txt" | head -n 1; }
-# the model's values, without the 64-byte header (its hash names the launch)
-values() { tail -c +65 "$1/model.bin"; }
-# is a within a factor f of b?
-near() { awk -v a="$1" -v b="$2" -v f="$3" 'BEGIN { exit !(a > 0 && b > 0 && a <= b * f && b <= a * f) }'; }
+. "$(dirname "$0")/train-lib.sh"
 
 common=(--data synth --synth-n 4000 --provider "$provider" --pin no --no-plots --progress none)
-
-# bg NAME ARGS...: a run in its own process group; $pg
-bg() {
-	local name=$1
-	shift
-	setsid "$prog" "${common[@]}" --out "$tmp/$name" "$@" >"$tmp/$name.log" 2>&1 &
-	pg=$!
-}
 
 # kill_all_at S: kill -9 every process of the run after S seconds
 kill_all_at() {
@@ -159,17 +141,6 @@ fi
 
 # ---- 5. refusals ------------------------------------------------------------
 echo "== refusals"
-refuse() {
-	local what=$1 want=$2
-	shift 2
-	"$prog" "$@" >"$tmp/refuse.log" 2>&1
-	rc=$?
-	if [ "$rc" -eq 2 ] && grep -q -- "$want" "$tmp/refuse.log"; then
-		ok "$what: exit 2, says \"$want\""
-	else
-		ko "$what: exit $rc: $(cat "$tmp/refuse.log")"
-	fi
-}
 refuse "another configuration" "gamma (here: gamma = 0.5" --resume "$tmp/server" --gamma 0.5
 refuse "no checkpoint" "holds no checkpoint.hck" --resume "$tmp/asgd-full"
 cp "$tmp/server/checkpoint.hck" "$tmp/bad.hck"

@@ -126,6 +126,33 @@ else
 	echo "FAIL: ranks on two hosts with --provider shm were not refused (exit $rc)"
 	fail=$((fail + 1))
 fi
+# A sharded parameter server under srun: 5 tasks with --servers 2 are
+# rank 0, 3 workers and one shard server (rank 4); 2 tasks are refused.
+ps=$(mktemp -d "${TMPDIR:-/tmp}/hetsgd-servers.XXXXXX")
+out=$(cd "$builddir" && timeout 120 srun -n 5 --mpi=pmix apps/hetsgd-train --data synth --synth-n 4000 \
+	--method asgd --servers 2 --time 3 --progress none --no-plots --out "$ps/a" 2>&1)
+rc=$?
+if [ $rc -eq 0 ] && grep -q '^workers = 3$' "$ps/a/summary.txt" &&
+   grep -q '^server-shard-1 = rank 4, ' "$ps/a/summary.txt"; then
+	echo "PASS: srun -n 5 --servers 2: 3 workers and shard server rank 4 trained: $(grep '^server-shard-1' "$ps/a/summary.txt" | cut -c1-100)"
+	pass=$((pass + 1))
+else
+	echo "$out" | tail -n 5 | sed 's/^/  [servers] /'
+	echo "FAIL: srun -n 5 --servers 2: exit $rc, $(grep -E '^(workers|server-shard-1) = ' "$ps/a/summary.txt" 2>/dev/null | tr '\n' ' ')"
+	fail=$((fail + 1))
+fi
+out=$(cd "$builddir" && timeout 120 srun -n 2 --mpi=pmix apps/hetsgd-train --data synth --method asgd \
+	--servers 2 --time 3 --progress none --no-plots --out "$ps/b" 2>&1)
+rc=$?
+if [ $rc -eq 2 ] && echo "$out" | grep -q 'needs more than 2 tasks'; then
+	echo "PASS: srun -n 2 --servers 2 refused: $(echo "$out" | grep -m1 'needs more than' | cut -c1-120)"
+	pass=$((pass + 1))
+else
+	echo "$out" | tail -n 5 | sed 's/^/  [servers] /'
+	echo "FAIL: srun -n 2 --servers 2 was not refused with exit 2 (exit $rc)"
+	fail=$((fail + 1))
+fi
+rm -rf "$ps"
 # A checkpointed run goes on under another launcher: a local run stopped
 # by SIGTERM resumes under srun (every rank reads the checkpoint), and an
 # srun run whose step is cancelled resumes locally.
