@@ -63,6 +63,14 @@ struct hetsgd_sim_net {
 	enum hetsgd_sim_averaging averaging;	/* 0: server */
 	double value_bytes;
 	uint32_t header_bytes;			/* per message; the engine's is 64 */
+	/* Not the network: a real host's compute, for comparing with real
+	 * runs (sim-validate measures both in calibration runs; 0, 0 is the
+	 * ideal clock).  A step takes max(profile time, step_floor_s): the
+	 * gradient's own compute time on that host, which the engine's padding
+	 * cannot shorten; a padded step (profile time > floor) takes
+	 * step_extra_s more, the padding sleep's overshoot. */
+	double step_extra_s;
+	double step_floor_s;
 };
 
 /* What the simulation brings.  Nothing of it is freed by the simulator. */

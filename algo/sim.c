@@ -125,6 +125,8 @@ struct swk {
 	double wait_from;
 	int waiting, inflight, has_reply, snap_due;
 	double round_start;
+	uint64_t local;		/* LOSCAR: steps of this round before it went
+				 * out (--round-steps counts these) */
 	double up_free, dn_free;	/* its link, each way */
 	/* Malenia: the gradient in flight, the model that landed */
 	float *out, *in;
@@ -397,7 +399,11 @@ static int start_step(struct sim *s, uint32_t i, double t)
 	struct swk *w = &s->w[i];
 
 	w->step_t0 = t;
-	return push(s, EV_STEP, t + hetsgd_profile_step(&s->c->profile, w->tau_mean, i, w->st.steps), i);
+	double dt = hetsgd_profile_step(&s->c->profile, w->tau_mean, i, w->st.steps);
+
+	/* a padded step overshoots; an overrun one takes its compute time */
+	dt = dt > s->net.step_floor_s ? dt + s->net.step_extra_s : s->net.step_floor_s;
+	return push(s, EV_STEP, t + dt, i);
 }
 
 /* worker_grad's computation: a batch from the worker's stream, g at x. */
@@ -519,7 +525,9 @@ static int loscar_continue(struct sim *s, uint32_t i, double t)
 	int ret;
 
 	for (;;) {
-		if (!w->inflight && t - w->round_start >= s->c->round_s) {
+		/* method_loscar.c's test: round_steps local steps, or round_s */
+		if (!w->inflight && (s->c->round_steps ? w->local >= s->c->round_steps :
+							  t - w->round_start >= s->c->round_s)) {
 			ret = loscar_send(s, i, t);
 			if (ret)
 				return ret;
@@ -536,6 +544,7 @@ static int loscar_continue(struct sim *s, uint32_t i, double t)
 				w->ver++;
 				w->st.rounds++;
 				w->round_start = t;
+				w->local = 0;
 				if (w->snap_due) {
 					w->snap_due = 0;
 					for (size_t j = 0; j < s->d; j++)
@@ -612,6 +621,8 @@ static int on_step(struct sim *s, uint32_t i, double t)
 	sgd_step(w->x, w->g, s->c->gamma, s->d);
 	if (w->inflight)
 		w->st.overlap_steps++;
+	else
+		w->local++;
 	return loscar_continue(s, i, t);
 }
 
@@ -905,8 +916,9 @@ int hetsgd_sim_cfg_check(const struct hetsgd_engine_cfg *c, const struct hetsgd_
 		return algo_err(-EINVAL, "the simulator needs a budget (a time or a gradient count): a target alone may never be reached");
 	if (!isfinite(net->latency_s) || net->latency_s < 0 || !isfinite(net->link_Bps) || net->link_Bps < 0 ||
 	    !isfinite(net->server_Bps) || net->server_Bps < 0 || !isfinite(net->value_bytes) ||
-	    net->value_bytes < 0)
-		return algo_err(-EINVAL, "simulator: latency, bandwidths and bytes per value must be finite and >= 0");
+	    net->value_bytes < 0 || !isfinite(net->step_extra_s) || net->step_extra_s < 0 ||
+	    !isfinite(net->step_floor_s) || net->step_floor_s < 0)
+		return algo_err(-EINVAL, "simulator: latency, bandwidths, bytes per value, the step overhead and the step floor must be finite and >= 0");
 	if (net->averaging == HETSGD_SIM_AVG_SHARDED && c->method != HETSGD_METHOD_LOSCAR &&
 	    c->method != HETSGD_METHOD_SYNC)
 		return algo_err(-EINVAL, "sharded averaging applies to loscar and sync; %s has one server here (a sharded parameter server is not simulated): use --averaging server",
@@ -1111,9 +1123,10 @@ static int sim_result(struct sim *s, const struct hetsgd_sim_net *net, struct he
 								      HETSGD_AVERAGING_SERVER;
 	snprintf(res->stop_reason, sizeof(res->stop_reason), "%s", s->why);
 	snprintf(res->provider, sizeof(res->provider),
-		 "simulated: latency %g us, links %g Gb/s, server link %g Gb/s, %s averaging, %g bytes per value",
+		 "simulated: latency %g us, links %g Gb/s, server link %g Gb/s, %s averaging, %g bytes per value, step overhead %g us, step floor %g us",
 		 net->latency_s * 1e6, s->net.link_Bps * 8e-9, s->net.server_Bps * 8e-9,
-		 hetsgd_sim_averaging_name(s->net.averaging), s->net.value_bytes);
+		 hetsgd_sim_averaging_name(s->net.averaging), s->net.value_bytes, s->net.step_extra_s * 1e6,
+		 s->net.step_floor_s * 1e6);
 	snprintf(res->placement, sizeof(res->placement), "simulated: one thread, no placement");
 	res->workers = calloc(s->n, sizeof(*res->workers));
 	if (!res->workers)

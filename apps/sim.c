@@ -31,6 +31,8 @@ struct simopts {
 	double server_gbps;	/* the server's link; 0: as the others */
 	enum hetsgd_sim_averaging averaging;
 	double model_bytes;	/* the model's bytes on the wire; 0: 4 d */
+	double step_overhead_us;	/* added to every padded compute step */
+	double step_floor_us;		/* the least a compute step takes */
 	int workers;		/* 0: not given */
 };
 
@@ -42,6 +44,8 @@ static const struct simopt {
 	{ "bandwidth", "GBPS", "every link's rate each way, Gb/s (default 100; 0: infinite)", 0, 1e6 },
 	{ "server-bandwidth", "GBPS", "the server's link, Gb/s (default: --bandwidth)", 0, 1e6 },
 	{ "model-bytes", "B", "bytes of the whole model on the wire (default 4 d: the simulated model's); a message of v values costs v B / d", 0, 1e15 },
+	{ "step-overhead", "US", "added to every padded compute step, microseconds (default 0): a real host's padding overshoot, for comparing with real runs", 0, 1e7 },
+	{ "step-floor", "US", "the least a compute step takes, microseconds (default 0): a real host's gradient compute time, which padding cannot shorten", 0, 1e9 },
 	{ "workers", "N", "workers, 1 .. 1048576 (hetsgd-train's --workers, without its bound)", 1, MAX_WORKERS },
 };
 #define NSIMOPT (sizeof(simopt_table) / sizeof(simopt_table[0]))
@@ -98,6 +102,10 @@ static int simopt_set(struct simopts *so, size_t i, const char *v, char *err, si
 		so->gbps = x;
 	} else if (!strcmp(d->name, "server-bandwidth")) {
 		so->server_gbps = x;
+	} else if (!strcmp(d->name, "step-overhead")) {
+		so->step_overhead_us = x;
+	} else if (!strcmp(d->name, "step-floor")) {
+		so->step_floor_us = x;
 	} else {
 		so->model_bytes = x;
 	}
@@ -160,35 +168,6 @@ static int simopts_parse(struct simopts *so, int argc, char **argv, char **rest,
 	return 0;
 }
 
-/* train.c's engine_cfg: the engine's configuration from the options. */
-static void sim_cfg(const struct opts *o, const struct job *j, struct hetsgd_engine_cfg *c)
-{
-	hetsgd_engine_cfg_init(c);
-	c->method = o->method;
-	c->policy = o->policy;
-	c->ringmaster_r = o->ringmaster_r;
-	c->malenia_s = o->malenia_s;
-	c->merge = o->merge;
-	c->overlap = o->overlap;
-	c->k = o->k;
-	c->round_s = o->round_s;
-	c->comm_delay_s = o->comm_delay_s;
-	c->gamma = (float)o->gamma;
-	c->batch = o->batch;
-	c->seed = o->seed;
-	c->profile.kind = o->profile;
-	c->profile.unit_s = o->time_unit;
-	c->profile.noise = o->noise;
-	c->profile.shuffle = o->shuffle;
-	c->profile.seed = o->seed;
-	c->budget_s = o->time_s;
-	if (o->epochs > 0)
-		c->budget_grads = (uint64_t)ceil(o->epochs * (double)j->ntrain / o->batch);
-	c->target_loss = o->target_loss;
-	c->target_acc = o->target_acc;
-	c->eval_interval_s = o->eval_interval;
-}
-
 /* summary.txt's arguments: hetsgd-train's, and the network. */
 struct sum_args {
 	const struct job *j;
@@ -211,8 +190,8 @@ static void sum_fn(FILE *f, const void *a, const void *b, const void *c)
 	fprintf(f, "simulated = yes\nsim-latency-us = %g\nsim-bandwidth-gbps = %g\nsim-server-bandwidth-gbps = %g\n",
 		s->so->latency_us, s->so->gbps, s->so->server_gbps > 0 ? s->so->server_gbps : s->so->gbps);
 	opts_kv(f, "sim-averaging", hetsgd_sim_averaging_name(s->net->averaging));
-	fprintf(f, "sim-bytes-per-value = %g\nsim-model-bytes = %.0f\n", s->net->value_bytes,
-		s->net->value_bytes * d);
+	fprintf(f, "sim-bytes-per-value = %g\nsim-model-bytes = %.0f\nsim-step-overhead-us = %g\nsim-step-floor-us = %g\n",
+		s->net->value_bytes, s->net->value_bytes * d, s->so->step_overhead_us, s->so->step_floor_us);
 	if (s->so->model_bytes > 0) {
 		snprintf(val, sizeof(val),
 			 "traffic costed for a model of %.0f bytes; the loss curve is the simulated d = %zu model's, a proxy",
@@ -263,8 +242,6 @@ static int check_refused(const struct opts *o, char *err, size_t n)
 	if (GIVEN(o, O_SERVERS) && o->servers > 1)
 		return train_err(err, n, "--servers %u is not simulated: hetsgd-sim's ASGD has one server; drop it",
 				 o->servers);
-	if (GIVEN(o, O_ROUND_STEPS))
-		return train_err(err, n, "--round-steps is not simulated: hetsgd-sim's LOSCAR rounds end by --round-time; drop it");
 	return 0;
 }
 
@@ -279,6 +256,8 @@ static void sim_net(const struct simopts *so, size_t d, struct hetsgd_sim_net *n
 	net->averaging = so->averaging;
 	net->header_bytes = 64;
 	net->value_bytes = so->model_bytes > 0 ? so->model_bytes / (double)d : 4.0;
+	net->step_extra_s = so->step_overhead_us * 1e-6;
+	net->step_floor_s = so->step_floor_us * 1e-6;
 }
 
 /* Simulate, then the outputs as hetsgd-train writes them. */
@@ -298,7 +277,7 @@ static int simulate(struct job *j, const struct simopts *so, char *err, size_t n
 	int ret = -1, ran = 0;
 
 	sim_net(so, j->d, &net);
-	sim_cfg(o, j, &cfg);
+	job_engine_cfg(j, &cfg);
 	cfg.on_eval = on_eval;
 	cfg.on_eval_arg = j;
 	if (!x || make_objectives(j, &objs, &eval, err, n))
@@ -434,7 +413,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "hetsgd-sim: %s\n", err);
 		goto done;
 	}
-	sim_cfg(&o, &j, &c);
+	job_engine_cfg(&j, &c);
 	sim_net(&so, j.d, &net);
 	if (hetsgd_sim_cfg_check(&c, &net, (uint32_t)o.workers, j.d)) {
 		fprintf(stderr, "hetsgd-sim: %s\n", hetsgd_algo_errmsg());

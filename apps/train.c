@@ -57,36 +57,11 @@ static int make_rank_objectives(const struct job *j, int rank, struct hetsgd_obj
 	return 0;
 }
 
-/* The engine's configuration from the options (and the data's size). */
+/* The engine's configuration: the training's (job_engine_cfg, which
+ * hetsgd-sim shares) and a real run's. */
 static void engine_cfg(const struct opts *o, const struct job *j, struct hetsgd_engine_cfg *c)
 {
-	hetsgd_engine_cfg_init(c);
-	c->method = o->method;
-	c->policy = o->policy;
-	c->ringmaster_r = o->ringmaster_r;
-	c->malenia_s = o->malenia_s;
-	c->merge = o->merge;
-	c->overlap = o->overlap;
-	c->k = o->k;
-	c->round_s = o->round_s;
-	c->round_steps = o->round_steps;
-	c->averaging = (enum hetsgd_averaging)o->averaging;
-	c->servers = o->servers;
-	c->comm_delay_s = o->comm_delay_s;
-	c->gamma = (float)o->gamma;
-	c->batch = o->batch;
-	c->seed = o->seed;
-	c->profile.kind = o->profile;
-	c->profile.unit_s = o->time_unit;
-	c->profile.noise = o->noise;
-	c->profile.shuffle = o->shuffle;
-	c->profile.seed = o->seed;
-	c->budget_s = o->time_s;
-	if (o->epochs > 0)
-		c->budget_grads = (uint64_t)ceil(o->epochs * (double)j->ntrain / o->batch);
-	c->target_loss = o->target_loss;
-	c->target_acc = o->target_acc;
-	c->eval_interval_s = o->eval_interval;
+	job_engine_cfg(j, c);
 	c->compute_threads = o->threads;
 	c->pin = o->pin;
 	c->min_workers = o->min_workers;

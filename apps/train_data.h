@@ -67,5 +67,12 @@ int job_load(struct job *j, int keep, int server, char *err, size_t n);
 int job_objective(const struct job *j, int worker, struct hetsgd_objective **obj);
 /* Everything job_load() made (the ranks of a local run share it). */
 void job_free(struct job *j);
+/*
+ * The engine's configuration of the training itself from the options (and
+ * the data's size): what hetsgd-train and hetsgd-sim share.  The fields of
+ * a real run only (threads, pinning, min workers, checkpoints, resume)
+ * stay at hetsgd_engine_cfg_init's values; hetsgd-train sets them.
+ */
+void job_engine_cfg(const struct job *j, struct hetsgd_engine_cfg *c);
 
 #endif

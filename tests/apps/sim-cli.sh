@@ -39,6 +39,16 @@ last=$(tail -n 1 "$tmp/a/metrics.csv" | cut -d, -f1)
 cmp -s "$tmp/a/metrics.csv" "$tmp/b/metrics.csv" && cmp -s "$tmp/a/model.bin" "$tmp/b/model.bin" &&
 	ok "the same options give the same metrics.csv and model.bin" || ko "two identical simulations differ"
 
+# --round-steps: rounds of 4 local steps, no overlap: each worker's steps
+# are 4 x its rounds plus the steps of the round it was in (0 .. 4)
+if "$sim" "${q[@]}" --method loscar --k-fraction 0.5 --round-steps 4 --overlap no --out "$tmp/rs" >"$tmp/rs.out" 2>&1 &&
+	awk -F, 'NR > 1 { n++; if (!($5 > 0 && $4 - 4 * $5 >= 0 && $4 - 4 * $5 <= 4)) bad++ }
+		END { exit !(n == 3 && !bad) }' "$tmp/rs/workers.csv"; then
+	ok "--round-steps 4: steps = 4 x rounds (+ the open round) for every worker"
+else
+	ko "--round-steps 4: $(cat "$tmp/rs.out") $(cat "$tmp/rs/workers.csv" 2>/dev/null)"
+fi
+
 start=$(date +%s)
 if "$sim" --objective quad --dim 20 --workers 1024 --profile sqrt --time 5 --gamma 1e-4 --model-bytes 4e8 \
 	--bandwidth 10 --progress none --no-plots --out "$tmp/big" >"$tmp/big.out" 2>&1; then
@@ -65,6 +75,7 @@ refuse "use a number in" "${q[@]}" --bandwidth -1
 refuse "use auto, server or sharded" "${q[@]}" --averaging ring
 refuse "averaging applies to --method loscar or sync" "${q[@]}" --averaging sharded
 refuse "time unit > 0" "${q[@]}" --time-unit 0
+refuse "round-steps applies to --method loscar" "${q[@]}" --method sync --round-steps 4
 [ ! -e "$tmp/r/summary.txt" ] && ok "a refused run wrote nothing" || ko "a refused run wrote summary.txt"
 echo "sim-cli: $fails failure(s)"
 [ $fails -eq 0 ]

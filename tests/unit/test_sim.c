@@ -1,7 +1,7 @@
 /*
  * The simulator's event loop (algo/sim.c) on cases computed by hand:
  * ASGD's order of updates and their delays, LOSCAR's round timing with a
- * held average, overlap or not, the server's incast, sharded averaging's
+ * held average, overlap or not, rounds of round_steps steps, the server's incast, sharded averaging's
  * two phases, and the shared math (one worker reproduces the sequential
  * SGD reference bit for bit).
  */
@@ -234,6 +234,151 @@ Test(sim, loscar_round_timing)
 		cr_assert(fabs(res.workers[w].idle_s - 11.5e-3) < EPS, "idle %.9f", res.workers[w].idle_s);
 	}
 	hetsgd_engine_result_free(&res);
+	quads_free(&q);
+}
+
+/*
+ * LOSCAR rounds of round_steps = 3 local steps (method_loscar.c's
+ * `local`: steps taken while no block is in flight), tau_i = 1 and 2 ms,
+ * the average held 0.5 ms, an infinitely fast network, round_s = 1 s
+ * (ignored: the steps decide).  Worker 0 sends round 0 at 3 ms, worker 1
+ * at 6 ms; the average reaches both at 6.5 ms.  With overlap, worker 0
+ * keeps stepping (4, 5, 6, 7 ms: 4 overlap steps) and merges at 7 ms,
+ * worker 1 (8 ms: 1 overlap step) at 8 ms; round 1 goes out after 3 new
+ * local steps: 10 ms and 14 ms (worker 0 then overlaps 4 more steps to
+ * the 14.8 ms budget).  Without overlap, both merge at 6.5 ms (worker 0
+ * waited 3.5 ms, worker 1 0.5 ms), round 1 goes out at 9.5 and 12.5 ms
+ * and merges at 13 ms, after the same waits.
+ */
+Test(sim, loscar_round_steps)
+{
+	struct quads q;
+	struct hetsgd_engine_cfg c;
+	struct hetsgd_sim_net net = { 0 };
+	struct hetsgd_engine_result res;
+	const double send1[2][2] = { { 10e-3, 14e-3 }, { 9.5e-3, 12.5e-3 } };
+	const double merge0[2][2] = { { 7e-3, 8e-3 }, { 6.5e-3, 6.5e-3 } };
+
+	quads_make(&q, 2, 8);
+	cfg_plain(&c, HETSGD_METHOD_LOSCAR, HETSGD_PROFILE_LINEAR, 1e-3, 14.8e-3);
+	c.round_s = 1.0;
+	c.round_steps = 3;
+	c.comm_delay_s = 0.5e-3;
+	c.k = 4;
+	for (int ov = 0; ov < 2; ov++) {
+		c.overlap = !ov;
+		run(&c, &net, &q, &res);
+		for (uint32_t w = 0; w < 2; w++) {
+			double s0 = 3e-3 * (w + 1);
+
+			cr_assert(fabs(nth(HETSGD_SIM_TR_SEND, w, 0, 0)->t - s0) < EPS, "overlap %d worker %u sent round 0 at %.9f",
+				  !ov, w, nth(HETSGD_SIM_TR_SEND, w, 0, 0)->t);
+			cr_assert(fabs(nth(HETSGD_SIM_TR_REPLY, w, 0, 0)->t - 6.5e-3) < EPS);
+			cr_assert(fabs(nth(HETSGD_SIM_TR_MERGE, w, 0, 0)->t - merge0[ov][w]) < EPS,
+				  "overlap %d worker %u merged at %.9f", !ov, w, nth(HETSGD_SIM_TR_MERGE, w, 0, 0)->t);
+			cr_assert(fabs(nth(HETSGD_SIM_TR_SEND, w, 0, 1)->t - send1[ov][w]) < EPS,
+				  "overlap %d worker %u sent round 1 at %.9f", !ov, w, nth(HETSGD_SIM_TR_SEND, w, 0, 1)->t);
+		}
+		cr_assert(fabs(nth(HETSGD_SIM_TR_UPDATE, 0, 1, 0)->t - 6e-3) < EPS);
+		cr_assert(fabs(nth(HETSGD_SIM_TR_UPDATE, 0, 1, 1)->t - send1[ov][1]) < EPS);
+		if (!ov) {
+			cr_assert_eq(res.workers[0].overlap_steps, 4 + 4);	/* 11 .. 14 ms in round 1 */
+			cr_assert_eq(res.workers[1].overlap_steps, 1);
+		} else {
+			cr_assert_eq(res.workers[0].overlap_steps, 0);
+			/* round 1's average reaches both at 13 ms */
+			cr_assert(fabs(nth(HETSGD_SIM_TR_MERGE, 0, 0, 1)->t - 13e-3) < EPS);
+			cr_assert(fabs(res.workers[0].idle_s - 2 * 3.5e-3) < EPS, "idle %.9f", res.workers[0].idle_s);
+			cr_assert(fabs(res.workers[1].idle_s - 2 * 0.5e-3) < EPS, "idle %.9f", res.workers[1].idle_s);
+		}
+		hetsgd_engine_result_free(&res);
+	}
+	quads_free(&q);
+}
+
+/*
+ * With round_steps and no overlap a run is the same step for step
+ * whatever the timing (hetsgd_engine.h): a gradient budget of 4 rounds of
+ * 2 x 3 steps ends with the same model bit for bit under tau_i = 1, 2 ms
+ * and tau_i = 1, 1 ms.  Rounds by time (round_s = 2.5 ms) do not: there
+ * the slow worker takes fewer steps per round, and the models differ.
+ */
+Test(sim, loscar_round_steps_independent_of_timing)
+{
+	struct quads q;
+	struct hetsgd_engine_cfg c;
+	struct hetsgd_sim_net net = { .latency_s = 1e-5 };
+	struct hetsgd_engine_result res;
+	float xa[8], xb[8];
+
+	quads_make(&q, 2, 8);
+	for (int by_time = 0; by_time < 2; by_time++) {
+		for (int p = 0; p < 2; p++) {
+			cfg_plain(&c, HETSGD_METHOD_LOSCAR, p ? HETSGD_PROFILE_CONST : HETSGD_PROFILE_LINEAR, 1e-3, 1.0);
+			c.overlap = 0;
+			c.round_s = 2.5e-3;
+			c.round_steps = by_time ? 0 : 3;
+			c.budget_grads = 24;
+			c.k = 4;
+			c.gamma = 0.1f;
+			q.io.x_out = p ? xb : xa;
+			run(&c, &net, &q, &res);
+			cr_assert_str_eq(res.stop_reason, "gradient budget");
+			cr_assert_eq(res.grads, 24);
+			if (!by_time)
+				for (uint32_t w = 0; w < 2; w++)
+					cr_assert_eq(res.workers[w].rounds, 3, "worker %u merged %u rounds", w,
+						     (unsigned)res.workers[w].rounds);
+			hetsgd_engine_result_free(&res);
+		}
+		if (by_time)
+			cr_assert(memcmp(xa, xb, sizeof(xa)), "rounds by time gave the same model under both timings");
+		else
+			cr_assert(!memcmp(xa, xb, sizeof(xa)), "rounds of 3 steps gave different models under two timings");
+	}
+	q.io.x_out = NULL;
+	quads_free(&q);
+}
+
+/*
+ * The host's step overhead: one ASGD worker, tau = 1 ms, 0.25 ms added to
+ * every step, 0.1 ms latency each way: it sends at 1.25, 2.7, 4.15 ms
+ * (a cycle of 1.25 + 0.2 ms), the server updates 0.1 ms later.  A step
+ * floor above the profile replaces it, without the overhead.
+ */
+Test(sim, step_overhead)
+{
+	struct quads q;
+	struct hetsgd_engine_cfg c;
+	struct hetsgd_sim_net net = { .latency_s = 1e-4, .step_extra_s = 0.25e-3 };
+	struct hetsgd_engine_result res;
+	const double t[] = { 1.35e-3, 2.8e-3, 4.25e-3 };
+
+	quads_make(&q, 1, 4);
+	cfg_plain(&c, HETSGD_METHOD_ASGD, HETSGD_PROFILE_CONST, 1e-3, 5e-3);
+	run(&c, &net, &q, &res);
+	cr_assert_eq(count(HETSGD_SIM_TR_UPDATE), 3);
+	for (size_t i = 0; i < 3; i++)
+		cr_assert(fabs(nth(HETSGD_SIM_TR_UPDATE, 0, 1, i)->t - t[i]) < EPS, "update %zu at %.9f", i,
+			  nth(HETSGD_SIM_TR_UPDATE, 0, 1, i)->t);
+	cr_assert(fabs(res.workers[0].compute_s - 3 * 1.25e-3) < EPS, "compute %.9f", res.workers[0].compute_s);
+	cr_assert(strstr(res.provider, "step overhead 250 us"), "%s", res.provider);
+	hetsgd_engine_result_free(&res);
+	/* a floor of 2 ms above the 1 ms profile: steps of 2 ms, not padded,
+	 * so no overhead: sends at 2, 4.2 ms, updates 0.1 ms later */
+	net.step_floor_s = 2e-3;
+	run(&c, &net, &q, &res);
+	cr_assert_eq(count(HETSGD_SIM_TR_UPDATE), 2);
+	cr_assert(fabs(nth(HETSGD_SIM_TR_UPDATE, 0, 1, 0)->t - 2.1e-3) < EPS);
+	cr_assert(fabs(nth(HETSGD_SIM_TR_UPDATE, 0, 1, 1)->t - 4.3e-3) < EPS);
+	hetsgd_engine_result_free(&res);
+	net.step_floor_s = -1;
+	cr_assert_eq(hetsgd_sim_run(&c, &net, 1, &q.io, NULL, NULL, &res), -EINVAL);
+	cr_assert(strstr(hetsgd_errmsg(), "step floor"), "%s", hetsgd_errmsg());
+	net.step_floor_s = 0;
+	net.step_extra_s = -1e-3;
+	cr_assert_eq(hetsgd_sim_run(&c, &net, 1, &q.io, NULL, NULL, &res), -EINVAL);
+	cr_assert(strstr(hetsgd_errmsg(), "step overhead"), "%s", hetsgd_errmsg());
 	quads_free(&q);
 }
 
