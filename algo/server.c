@@ -90,11 +90,16 @@ static int fill_avg(struct eng *e, void *buf, size_t cap, size_t *len, void *arg
 	return ret ? algo_err(ret, "encoding an average: %s", hetsgd_errmsg()) : 0;
 }
 
-/* Write what is due, in order, per worker. */
+/* Write what is due, in order, per worker; a sharded parameter server's
+ * STEPs first (small, and each shard server's reply waits for its own). */
 static int server_flush(struct server *s)
 {
 	struct eng *e = s->e;
 	double t = now_s();
+	int pret = s->ps ? ps0_flush(s) : 0;
+
+	if (pret)
+		return pret;
 
 	for (uint32_t wk = 0; wk < e->n; wk++) {
 		struct pending *q = s->pend + (size_t)wk * MAX_PENDING;
@@ -128,7 +133,7 @@ static int server_flush(struct server *s)
 			s->pend_len[wk]--;
 		}
 	}
-	return s->ps ? ps0_flush(s) : 0;
+	return 0;
 }
 
 /* Whether worker wk may send h's type now; a protocol error if not. */

@@ -128,6 +128,7 @@ struct swk {
 	uint64_t local;		/* LOSCAR: steps of this round before it went
 				 * out (--round-steps counts these) */
 	double up_free, dn_free;	/* its link, each way */
+	double parts_in;	/* --servers: its gradient's last part at a shard server */
 	/* Malenia: the gradient in flight, the model that landed */
 	float *out, *in;
 	uint64_t in_ver;
@@ -163,6 +164,11 @@ struct sim {
 	int mask_ok[2];
 	uint64_t mask_seed;
 	double srv_in_free, srv_out_free;
+	/* --servers S > 1 (ASGD, pserver.h): shard j's server link, each way
+	 * (j = 0 is rank 0's, srv_*_free), and its bytes */
+	uint32_t ns;
+	double *ps_in_free, *ps_out_free, *ps_step;	/* ps_step: scratch */
+	struct hetsgd_server_stats *ps;
 	double sh_last;		/* sharded: the last block's uplink end */
 	double next_eval;
 	float *snap;		/* LOSCAR: the sum of the workers' snapshots */
@@ -223,6 +229,69 @@ static double net_to_server(struct sim *s, uint32_t i, double t, double bytes)
 	w->st.sent++;
 	w->st.bytes_sent += (uint64_t)bytes;
 	return fmax(up, in) + s->net.latency_s;
+}
+
+/* Shard j's length, and a part of worker i's gradient to shard server
+ * j (j >= 1) sent at t: the delivery time. */
+static uint32_t ps_len(const struct sim *s, uint32_t j)
+{
+	return (uint32_t)((uint64_t)(j + 1) * s->d / s->ns - (uint64_t)j * s->d / s->ns);
+}
+
+static double ps_part_up(struct sim *s, uint32_t i, uint32_t j, double t)
+{
+	struct swk *w = &s->w[i];
+	double bytes = msg_bytes(s, (double)ps_len(s, j));
+	double d0 = fmax(t, w->up_free), up = d0 + xfer(bytes, s->net.link_Bps);
+	double in = fmax(d0, s->ps_in_free[j]) + xfer(bytes, s->net.server_Bps);
+
+	w->up_free = up;
+	s->ps_in_free[j] = in;
+	s->ps[j].bytes_recv += (uint64_t)bytes;
+	w->st.sent++;
+	w->st.bytes_sent += (uint64_t)bytes;
+	return fmax(up, in) + s->net.latency_s;
+}
+
+/*
+ * ASGD over S shard servers: rank 0 decided on worker i's gradient at t.
+ * It writes a STEP (the engine's header and 24 bytes) to each shard
+ * server, then shard 0 of the model to the worker, on its own link (as
+ * server.c's flush: STEPs before replies); server j writes its shard once
+ * the STEP and the worker's part are in.  The worker's downlink takes
+ * the S shards in turn.  Returns when the last is in.
+ */
+static double ps_reply(struct sim *s, uint32_t i, double t)
+{
+	struct swk *w = &s->w[i];
+	double step = (double)s->net.header_bytes + 24.0, last = 0, *st = s->ps_step;
+
+	/* the STEPs first: small, and each shard server waits for its own */
+	for (uint32_t j = 1; j < s->ns; j++) {
+		s->srv_out_free = fmax(t, s->srv_out_free) + xfer(step, s->net.server_Bps);
+		st[j] = s->srv_out_free + s->net.latency_s;
+		s->ps[0].bytes_sent += (uint64_t)step;
+		s->ps[j].bytes_recv += (uint64_t)step;
+	}
+	for (uint32_t j = 0; j < s->ns; j++) {
+		double bytes = msg_bytes(s, (double)ps_len(s, j)), s0, out, dn;
+
+		if (j == 0) {
+			s0 = fmax(t, s->srv_out_free);
+			out = s0 + xfer(bytes, s->net.server_Bps);
+			s->srv_out_free = out;
+		} else {
+			s0 = fmax(fmax(st[j], w->parts_in), s->ps_out_free[j]);
+			out = s0 + xfer(bytes, s->net.server_Bps);
+			s->ps_out_free[j] = out;
+		}
+		s->ps[j].bytes_sent += (uint64_t)bytes;
+		dn = fmax(s0, w->dn_free) + xfer(bytes, s->net.link_Bps);
+		w->dn_free = dn;
+		w->st.bytes_recv += (uint64_t)bytes;
+		last = fmax(last, fmax(out, dn) + s->net.latency_s);
+	}
+	return last;
 }
 
 /* The server to worker i, sent at t: the delivery time. */
@@ -488,6 +557,14 @@ static int post_gradient(struct sim *s, uint32_t i, double t)
 		tr(s, HETSGD_SIM_TR_SEND, t, i, w->ver, 0, 0, shard_phase_bytes(s, (double)s->d));
 		return ++s->got == s->n ? sharded_all_sent(s) : 0;
 	}
+	if (s->ns > 1) {
+		/* --servers: a part to each shard server, shard 0 to rank 0 last */
+		w->parts_in = 0;
+		for (uint32_t j = 1; j < s->ns; j++)
+			w->parts_in = fmax(w->parts_in, ps_part_up(s, i, j, t));
+		b = msg_bytes(s, (double)ps_len(s, 0));
+		s->ps[0].bytes_recv += (uint64_t)b;
+	}
 	tr(s, HETSGD_SIM_TR_SEND, t, i, w->ver, 0, 0, b);
 	return push(s, EV_SRV_RECV, net_to_server(s, i, t, b), i);
 }
@@ -663,6 +740,8 @@ static int reply_model(struct sim *s, uint32_t i, double t)
 
 	memcpy(w->x, s->x, s->d * sizeof(float));
 	w->ver = s->version;
+	if (s->ns > 1)	/* every shard steps in rank 0's order: this model */
+		return push(s, EV_WRK_RECV, ps_reply(s, i, t), i);
 	return push(s, EV_WRK_RECV, net_to_worker(s, i, t, msg_bytes(s, (double)s->d)), i);
 }
 
@@ -957,6 +1036,10 @@ static void sim_free(struct sim *s)
 	if (s->have_table)
 		hetsgd_grad_table_fini(&s->table);
 	free(s->w);
+	free(s->ps_in_free);
+	free(s->ps_out_free);
+	free(s->ps_step);
+	free(s->ps);
 	free(s->h.a);
 	free(s->bidx);
 	free(s->x);
@@ -1004,6 +1087,21 @@ static int sim_init(struct sim *s, const struct hetsgd_engine_cfg *c, const stru
 	s->n = n;
 	s->d = d;
 	s->io = io;
+	s->ns = c->servers > 1 ? c->servers : 1;
+	if (s->ns > 1) {
+		s->ps_in_free = calloc(s->ns, sizeof(double));
+		s->ps_out_free = calloc(s->ns, sizeof(double));
+		s->ps_step = calloc(s->ns, sizeof(double));
+		s->ps = calloc(s->ns, sizeof(*s->ps));
+		if (!s->ps_in_free || !s->ps_out_free || !s->ps_step || !s->ps)
+			return algo_err(-ENOMEM, "simulator: out of memory for %u servers", s->ns);
+		for (uint32_t j = 0; j < s->ns; j++) {
+			s->ps[j].shard = j;
+			s->ps[j].rank = j ? (int)(n + j) : 0;
+			s->ps[j].lo = (uint32_t)((uint64_t)j * d / s->ns);
+			s->ps[j].hi = (uint32_t)((uint64_t)(j + 1) * d / s->ns);
+		}
+	}
 	s->k = loscar ? (c->k ? c->k : (uint32_t)d) : 0;
 	s->mask_seed = splitmix64(&seed);
 	s->w = calloc(n, sizeof(*s->w));
@@ -1119,6 +1217,15 @@ static int sim_result(struct sim *s, const struct hetsgd_sim_net *net, struct he
 	res->updates = s->updates;
 	res->dropped = s->dropped;
 	res->nworkers = s->n;
+	if (s->ps) {
+		for (uint32_t j = 0; j < s->ns; j++) {
+			s->ps[j].updates = s->updates;
+			s->ps[j].dropped = s->dropped;
+		}
+		res->servers = s->ps;
+		res->nservers = s->ns;
+		s->ps = NULL;
+	}
 	res->averaging = s->net.averaging == HETSGD_SIM_AVG_SHARDED ? HETSGD_AVERAGING_SHARDED :
 								      HETSGD_AVERAGING_SERVER;
 	snprintf(res->stop_reason, sizeof(res->stop_reason), "%s", s->why);

@@ -239,9 +239,6 @@ static int check_refused(const struct opts *o, char *err, size_t n)
 		if (GIVEN(o, refused[i].id))
 			return train_err(err, n, "--%s has no meaning in a simulation (no transport, threads, checkpoints or lost workers): drop it",
 				       refused[i].name);
-	if (GIVEN(o, O_SERVERS) && o->servers > 1)
-		return train_err(err, n, "--servers %u is not simulated: hetsgd-sim's ASGD has one server; drop it",
-				 o->servers);
 	return 0;
 }
 

@@ -424,6 +424,54 @@ Test(sim, incast_n_senders_take_n_b_over_r)
 }
 
 /*
+ * ASGD over 2 shard servers, one worker, d = 1000, 64-byte headers, the
+ * servers' links at R = 1 MB/s, the worker's r = 1000 R, no latency.
+ * The gradient (step at 1 ms) goes out as 2 parts of 2064 bytes, shard 1
+ * first, each on its own server's link: shard 0 starts after shard 1 left
+ * the worker's link, and rank 0 has it at 1 ms + 2064 / r + 2064 / R.  It
+ * writes an 88-byte STEP to server 1, then shard 0 back (2064 / R);
+ * server 1, its part (long in) and STEP in, writes shard 1 (2064 / R) on
+ * its own link: the model is back at 1 ms + 2064 / r + (2 * 2064 + 88) / R.
+ * One server: 1 ms + 2 * 4064 / R (cut through the worker's link).
+ */
+Test(sim, servers_split_the_server_links)
+{
+	struct quads q;
+	struct hetsgd_engine_cfg c;
+	const double R = 1e6;
+	struct hetsgd_sim_net net = { .link_Bps = 1000 * R, .server_Bps = R, .header_bytes = 64 };
+	struct hetsgd_engine_result res;
+	const double tol = 1e-8;
+
+	quads_make(&q, 1, 1000);
+	cfg_plain(&c, HETSGD_METHOD_ASGD, HETSGD_PROFILE_CONST, 1e-3, 20e-3);
+	c.servers = 2;
+	run(&c, &net, &q, &res);
+	cr_assert(fabs(nth(HETSGD_SIM_TR_ARRIVE, 0, 0, 0)->t - (1e-3 + 2064 / (1000 * R) + 2064 / R)) < tol,
+		  "arrival at %.9f",
+		  nth(HETSGD_SIM_TR_ARRIVE, 0, 0, 0)->t);
+	cr_assert(fabs(nth(HETSGD_SIM_TR_REPLY, 0, 0, 0)->t - (1e-3 + 2064 / (1000 * R) + (2 * 2064 + 88) / R)) < tol,
+		  "reply at %.9f", nth(HETSGD_SIM_TR_REPLY, 0, 0, 0)->t);
+	cr_assert_eq(res.nservers, 2);
+	cr_assert_eq(res.servers[1].rank, 2);
+	cr_assert_eq(res.servers[1].lo, 500);
+	cr_assert_eq(res.servers[1].hi, 1000);
+	cr_assert_eq(res.servers[1].updates, res.updates);
+	/* every gradient's part and STEP, and every reply's shard */
+	cr_assert_eq(res.servers[1].bytes_recv, res.grads * (2064 + 88));
+	cr_assert_eq(res.servers[1].bytes_sent, res.grads * 2064);
+	hetsgd_engine_result_free(&res);
+
+	c.servers = 1;
+	run(&c, &net, &q, &res);
+	cr_assert(fabs(nth(HETSGD_SIM_TR_REPLY, 0, 0, 0)->t - (1e-3 + 2 * 4064 / R)) < tol, "reply at %.9f",
+		  nth(HETSGD_SIM_TR_REPLY, 0, 0, 0)->t);
+	cr_assert_eq(res.nservers, 0);
+	hetsgd_engine_result_free(&res);
+	quads_free(&q);
+}
+
+/*
  * Sharded averaging, n = 4, K = 40 of d = 100: each phase writes 3 shards
  * of 64 + 4 * 10 bytes on a worker's own link: the average lands at
  * send + 2 (lat + 3 * 104 / R) + the held delay, whatever n's incast.
@@ -473,7 +521,8 @@ Test(sim, one_worker_is_the_sgd_reference)
 	struct hetsgd_sim_io io = { 0 };
 	struct hetsgd_engine_result res;
 	float x0[9] = { 0 }, ref[9], out[9];
-	enum hetsgd_method m[2] = { HETSGD_METHOD_ASGD, HETSGD_METHOD_LOSCAR };
+	/* ASGD on one server and on 3 (--servers: the same steps) */
+	enum hetsgd_method m[3] = { HETSGD_METHOD_ASGD, HETSGD_METHOD_LOSCAR, HETSGD_METHOD_ASGD };
 
 	cr_assert_eq(hetsgd_synth_regression(500, 9, 0.1f, 3, &ds, NULL), 0);
 	cr_assert_eq(hetsgd_objective_lsq_create(9, &obj), 0);
@@ -483,8 +532,9 @@ Test(sim, one_worker_is_the_sgd_reference)
 	io.x0 = x0;
 	io.d = 9;
 	io.x_out = out;
-	for (int k = 0; k < 2; k++) {
+	for (int k = 0; k < 3; k++) {
 		cfg_plain(&c, m[k], HETSGD_PROFILE_CONST, 1e-3, 0);
+		c.servers = k == 2 ? 3 : 1;
 		c.budget_grads = 57;
 		c.seed = 11;
 		c.batch = 8;
@@ -496,8 +546,9 @@ Test(sim, one_worker_is_the_sgd_reference)
 		cr_assert_str_eq(res.stop_reason, "gradient budget");
 		memcpy(ref, x0, sizeof(ref));
 		cr_assert_eq(hetsgd_sgd_reference(obj, &ds, ref, c.gamma, 8, 57, 11, 0), 0);
-		cr_assert_eq(memcmp(ref, out, sizeof(ref)), 0, "%s differs from the SGD reference",
-			     hetsgd_method_name(m[k]));
+		cr_assert_eq(memcmp(ref, out, sizeof(ref)), 0, "%s (%u servers) differs from the SGD reference",
+			     hetsgd_method_name(m[k]), c.servers);
+		cr_assert_eq(res.nservers, k == 2 ? 3u : 0u);
 		hetsgd_engine_result_free(&res);
 	}
 	hetsgd_objective_destroy(obj);
