@@ -52,7 +52,8 @@ stage() {
 	echo "===== check-all: $name: $p passed, $f failed, $s skipped"
 }
 
-stage check $make check
+# the test programs built on 2 cores, then the tests one at a time
+stage check bash -c "$make -j2 check TESTS= && $make check"
 stage check-sanitizers $make check-sanitizers
 stage check-rdma $make check-rdma
 stage check-slurm $make check-slurm
