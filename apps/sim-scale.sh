@@ -22,7 +22,7 @@
 # the starting loss; "-" when not reached within the budget of 15000 c
 # (30 s of simulated time for the 2 ms model, 1500 s for the 100M one).
 #
-#   sim-scale.sh [OUT]     writes OUT/TABLE.md; about 6 minutes on 2 cores
+#   sim-scale.sh [OUT]     writes OUT/TABLE.md; about 2 minutes on 2 cores (101 s quiet; 190 s at load 9 before the servers column)
 set -eu
 b=${HETSGD_BUILDDIR:-$(cd "$(dirname "$0")/.." && pwd)}
 sim=$b/apps/hetsgd-sim
