@@ -1289,10 +1289,8 @@ int hetsgd_sim_run(const struct hetsgd_engine_cfg *cfg, const struct hetsgd_sim_
 		ret = sim_loop(&s);
 	if (!ret)
 		ret = sim_result(&s, net, res);
-	if (ret) {
-		free(res->workers);
-		memset(res, 0, sizeof(*res));
-	}
+	if (ret)	/* what sim_result moved in (workers, servers) */
+		hetsgd_engine_result_free(res);
 	sim_free(&s);
 	return ret;
 }
