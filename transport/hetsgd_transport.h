@@ -411,6 +411,22 @@ int hetsgd_tp_put(struct hetsgd_tp *tp, int peer, struct hetsgd_tx *tx,
 		  size_t len, uint8_t kind);
 
 /*
+ * As hetsgd_tp_put(), for a caller with more blocks to put: the write may
+ * be held back and posted together with the ones after it, up to
+ * HETSGD_TP_CHAIN_MAX writes to the same peer per doorbell (verbs: one
+ * ibv_post_send of a list of work requests, as perftest's --post_list).
+ * Held writes go out at the next hetsgd_tp_put() to that peer, the next
+ * hetsgd_tp_progress(), or close, whichever comes first, and in the order
+ * they were put: a caller that drives progress (as every caller must, for
+ * its events) loses nothing.  Use it for a burst; a lone block that must
+ * leave now (a reply, a ping) goes by hetsgd_tp_put().  shm posts
+ * nothing, so it is hetsgd_tp_put() there.
+ */
+#define HETSGD_TP_CHAIN_MAX 16
+int hetsgd_tp_put_more(struct hetsgd_tp *tp, int peer, struct hetsgd_tx *tx,
+		       size_t len, uint8_t kind);
+
+/*
  * Drain completions into at most max events; returns how many (0 when
  * nothing happened) or a negative errno when the endpoint failed (a
  * malformed immediate, a broken credit protocol); the endpoint is then
@@ -441,6 +457,12 @@ struct hetsgd_tp_stats {
 	 * send queue is too shallow for the stream.
 	 */
 	uint64_t window_waits;
+	/*
+	 * verbs: ibv_post_send calls (doorbells) that carried blocks; puts
+	 * chained by hetsgd_tp_put_more() share one, so puts / doorbells is
+	 * the chain's mean length.  Credit writes are not counted.  0 on shm.
+	 */
+	uint64_t doorbells;
 };
 
 /* Fill *st; -EINVAL for NULL arguments. */

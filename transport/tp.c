@@ -642,8 +642,8 @@ void hetsgd_tp_tx_put(struct hetsgd_tp *tp, struct hetsgd_tx *pub)
 	tx_recycle(tp, tx);
 }
 
-int hetsgd_tp_put(struct hetsgd_tp *tp, int peer, struct hetsgd_tx *pub,
-		  size_t len, uint8_t kind)
+static int tp_put(struct hetsgd_tp *tp, int peer, struct hetsgd_tx *pub, size_t len, uint8_t kind,
+		  int more)
 {
 	struct tp_tx *tx = tx_of(tp, pub);
 	int ret;
@@ -671,7 +671,7 @@ int hetsgd_tp_put(struct hetsgd_tp *tp, int peer, struct hetsgd_tx *pub,
 		return tp_wait(tp, peer, TP_WAIT_QUEUE);
 	tx->inflight++;
 	tp->inflight_puts++;
-	ret = tp->prov->put(tp, peer, tx, len, kind);
+	ret = tp->prov->put(tp, peer, tx, len, kind, more);
 	if (ret == 0) {
 		tp->waiting[peer] = 0;
 		tp->stats.puts++;
@@ -682,6 +682,16 @@ int hetsgd_tp_put(struct hetsgd_tp *tp, int peer, struct hetsgd_tx *pub,
 	if (ret != -EAGAIN)
 		tp_fail(tp);
 	return ret;
+}
+
+int hetsgd_tp_put(struct hetsgd_tp *tp, int peer, struct hetsgd_tx *pub, size_t len, uint8_t kind)
+{
+	return tp_put(tp, peer, pub, len, kind, 0);
+}
+
+int hetsgd_tp_put_more(struct hetsgd_tp *tp, int peer, struct hetsgd_tx *pub, size_t len, uint8_t kind)
+{
+	return tp_put(tp, peer, pub, len, kind, 1);
 }
 
 int hetsgd_tp_progress(struct hetsgd_tp *tp, struct hetsgd_ev *ev, int max)

@@ -411,7 +411,8 @@ fail:
 	return ret;
 }
 
-static int shm_put(struct hetsgd_tp *tp, int peer, struct tp_tx *tx, size_t len, uint8_t kind)
+static int shm_put(struct hetsgd_tp *tp, int peer, struct tp_tx *tx, size_t len, uint8_t kind,
+		   int more __attribute__((unused)))
 {
 	struct shm_state *st = tp->priv;
 	char *r = ring(st->out[peer]);

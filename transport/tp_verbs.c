@@ -52,12 +52,57 @@ static uint32_t sq_room(struct verbs_state *st, struct vpeer *p)
 	return st->sq_depth - (uint32_t)(p->sq_posted - p->sq_done);
 }
 
-static int post_write(struct verbs_state *st, int peer, struct ibv_send_wr *wr,
-		      int signal, uint8_t type, uint32_t tx, uint8_t kind)
+/*
+ * Give peer's chain to the device: one ibv_post_send of the list, one
+ * doorbell (on rxe one system call, in which the kernel also moves the
+ * packets).  The writes were counted when appended; a failure here fails
+ * the endpoint, as a failed single post does.
+ */
+static int chain_flush(struct verbs_state *st, int peer)
 {
 	struct vpeer *p = &st->peers[peer];
 	struct ibv_send_wr *bad;
+	uint32_t n = p->chain_len;
 	int ret;
+
+	if (!n)
+		return 0;
+	p->chain[n - 1].next = NULL;
+	p->chain_len = 0;
+	st->chained--;
+	if (p->chain_puts)
+		(*st->doorbells)++;
+	p->chain_puts = 0;
+	ret = ibv_post_send(p->qp, p->chain, &bad);
+	if (ret)
+		return hetsgd_err(-ret, "ibv_post_send of %u write%s to rank %d: %s", n, n > 1 ? "s" : "", peer,
+				  strerror(ret));
+	return 0;
+}
+
+static int chains_flush(struct hetsgd_tp *tp, struct verbs_state *st)
+{
+	int j, ret;
+
+	for (j = 0; j < tp->size && st->chained; j++) {
+		ret = chain_flush(st, j);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+/*
+ * Append wr to peer's chain (copied, with its one scatter entry) and, unless
+ * more, post the chain; a full chain is posted too.  Every write goes
+ * through here, so the device sees them in the order they were appended,
+ * which is the order the send-queue records (sig) assume.
+ */
+static int queue_write(struct verbs_state *st, int peer, struct ibv_send_wr *wr,
+		       int signal, uint8_t type, uint32_t tx, uint8_t kind, int more)
+{
+	struct vpeer *p = &st->peers[peer];
+	struct ibv_send_wr *c;
 
 	/*
 	 * Every WR names its peer, signalled or not: an unsignalled one
@@ -77,9 +122,20 @@ static int post_write(struct verbs_state *st, int peer, struct ibv_send_wr *wr,
 		rec->len = wr->num_sge ? wr->sg_list[0].length : 0;
 		wr->send_flags |= IBV_SEND_SIGNALED;
 	}
-	ret = ibv_post_send(p->qp, wr, &bad);
-	if (ret)
-		return hetsgd_err(-ret, "ibv_post_send to rank %d: %s", peer, strerror(ret));
+	c = &p->chain[p->chain_len];
+	*c = *wr;
+	if (wr->num_sge) {
+		p->chain_sge[p->chain_len] = wr->sg_list[0];
+		c->sg_list = &p->chain_sge[p->chain_len];
+		c->num_sge = 1;
+	}
+	if (p->chain_len > 0)
+		p->chain[p->chain_len - 1].next = c;
+	else
+		st->chained++;
+	p->chain_len++;
+	if (type == SIG_DATA || type == SIG_POLLED)
+		p->chain_puts++;
 	p->sq_posted++;
 	if (signal) {
 		p->sig_tail++;
@@ -87,7 +143,13 @@ static int post_write(struct verbs_state *st, int peer, struct ibv_send_wr *wr,
 	} else {
 		p->unsig++;
 	}
-	return 0;
+	return more && p->chain_len < HETSGD_TP_CHAIN_MAX ? 0 : chain_flush(st, peer);
+}
+
+static int post_write(struct verbs_state *st, int peer, struct ibv_send_wr *wr,
+		      int signal, uint8_t type, uint32_t tx, uint8_t kind)
+{
+	return queue_write(st, peer, wr, signal, type, tx, kind, 0);
 }
 
 enum { CREDIT_LAZY, CREDIT_NOW, CREDIT_SIGNALLED };
@@ -166,7 +228,7 @@ static inline uint64_t ll_word(uint32_t data, uint32_t flag)
  * this block, as it would read a credit write that came with or after it.
  */
 static int put_polled(struct hetsgd_tp *tp, struct verbs_state *st, int peer, struct tp_tx *tx, size_t len,
-		      uint8_t kind, uint32_t slot)
+		      uint8_t kind, uint32_t slot, int more)
 {
 	struct vpeer *p = &st->peers[peer];
 	uint64_t *w = ll_src(st, tp->attr.slots, peer, slot);
@@ -195,7 +257,7 @@ static int put_polled(struct hetsgd_tp *tp, struct verbs_state *st, int peer, st
 	wr.num_sge = 1;
 	wr.wr.rdma.remote_addr = p->ring + st->ll_off + (uint64_t)slot * p->ll_rstride;
 	wr.wr.rdma.rkey = p->rkey;
-	ret = post_write(st, peer, &wr, p->unsig + 1 >= st->sq_depth / 2, SIG_POLLED, 0, 0);
+	ret = queue_write(st, peer, &wr, p->unsig + 1 >= st->sq_depth / 2, SIG_POLLED, 0, 0, more);
 	if (ret)
 		return ret;
 	p->sent++;
@@ -206,7 +268,7 @@ static int put_polled(struct hetsgd_tp *tp, struct verbs_state *st, int peer, st
 	return 0;
 }
 
-static int verbs_put(struct hetsgd_tp *tp, int peer, struct tp_tx *tx, size_t len, uint8_t kind)
+static int verbs_put(struct hetsgd_tp *tp, int peer, struct tp_tx *tx, size_t len, uint8_t kind, int more)
 {
 	struct verbs_state *st = tp->priv;
 	struct vpeer *p = &st->peers[peer];
@@ -227,7 +289,7 @@ static int verbs_put(struct hetsgd_tp *tp, int peer, struct tp_tx *tx, size_t le
 		return tp_wait(tp, peer, TP_WAIT_QUEUE);
 	slot = (uint32_t)(p->sent % tp->attr.slots);
 	if (len <= st->poll_max)
-		return put_polled(tp, st, peer, tx, len, kind, slot);
+		return put_polled(tp, st, peer, tx, len, kind, slot, more);
 	/*
 	 * The pipeline's depth (verbs_pipeline): the send window binds, not
 	 * the credits.  Two writes may always be in flight, so that blocks
@@ -243,7 +305,7 @@ static int verbs_put(struct hetsgd_tp *tp, int peer, struct tp_tx *tx, size_t le
 	wr.num_sge = 1;
 	wr.wr.rdma.remote_addr = p->ring + (uint64_t)slot * tp->attr.slot_bytes;
 	wr.wr.rdma.rkey = p->rkey;
-	ret = post_write(st, peer, &wr, 1, SIG_DATA, tx->index, kind);
+	ret = queue_write(st, peer, &wr, 1, SIG_DATA, tx->index, kind, more);
 	if (ret)
 		return ret;
 	p->sent++;
@@ -405,6 +467,11 @@ static void verbs_peer_down(struct hetsgd_tp *tp, struct verbs_state *st, int pe
 			tp_put_completed(tp, peer, &tp->txs[rec->tx], rec->kind);
 	}
 	p->sq_done = p->sq_posted;
+	if (p->chain_len) {		/* never posted: their records went back above */
+		p->chain_len = 0;
+		p->chain_puts = 0;
+		st->chained--;
+	}
 	p->data_inflight = 0;
 	p->data_writes = 0;
 	p->pend_len = 0;
@@ -524,6 +591,12 @@ static int verbs_progress(struct hetsgd_tp *tp)
 	double now = 0;
 	int j, n, i, ret;
 
+	/* what hetsgd_tp_put_more() held back goes first */
+	if (st->chained) {
+		ret = chains_flush(tp, st);
+		if (ret)
+			return ret;
+	}
 	for (;;) {
 		int max = (int)tp_evq_room(tp);
 
@@ -707,6 +780,8 @@ static int verbs_quiesce(struct hetsgd_tp *tp)
 		/* a peer that died meanwhile never acknowledges our writes to
 		 * it: learn it (DISCONNECTED) instead of waiting them out */
 		ret = check_cm_events(tp, st);
+		if (!ret)
+			ret = chains_flush(tp, st);
 		if (ret)
 			return ret;
 		busy = 0;

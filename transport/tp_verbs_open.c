@@ -127,6 +127,8 @@ void verbs_teardown(struct hetsgd_tp *tp, struct verbs_state *st)
 			ibv_dealloc_pd(p->pd);
 		free(p->sig);
 		free(p->pend);
+		free(p->chain);
+		free(p->chain_sge);
 	}
 	if (st->cq)
 		ibv_destroy_cq(st->cq);
@@ -249,7 +251,9 @@ static int verbs_setup_local(struct hetsgd_tp *tp, struct verbs_state *st, struc
 			continue;	/* no domain, memory or queue pair */
 		p->sig = calloc(st->sq_depth, sizeof(struct sig_rec));
 		p->pend = calloc(S, sizeof(struct pend_imm));
-		if (!p->sig || !p->pend)
+		p->chain = calloc(HETSGD_TP_CHAIN_MAX, sizeof(*p->chain));
+		p->chain_sge = calloc(HETSGD_TP_CHAIN_MAX, sizeof(*p->chain_sge));
+		if (!p->sig || !p->pend || !p->chain || !p->chain_sge)
 			return hetsgd_err(-ENOMEM, "out of memory");
 		p->pd = ibv_alloc_pd(st->ctx);
 		if (!p->pd)
@@ -315,6 +319,7 @@ int verbs_open(struct hetsgd_tp *tp)
 	st->peers = calloc((size_t)tp->size, sizeof(*st->peers));
 	st->info = calloc((size_t)tp->size, sizeof(*st->info));
 	st->pidx = tp->pidx;
+	st->doorbells = &tp->stats.doorbells;
 	ret = (!st->peers || !st->info) ? hetsgd_err(-ENOMEM, "out of memory") : 0;
 	memset(&mine, 0, sizeof(mine));
 	if (!ret)

@@ -99,6 +99,15 @@ struct vpeer {
 	uint32_t data_writes;		/* ... and how many writes */
 	size_t ll_rstride;		/* bytes per LL slot at the peer */
 	uint64_t credit_piggy;		/* releases it told us inside its polled blocks */
+	/*
+	 * Writes appended and counted (sq_posted, sig records) but not yet
+	 * given to the device: puts by hetsgd_tp_put_more(), posted as one
+	 * list by chain_flush() (tp_verbs.c).
+	 */
+	struct ibv_send_wr *chain;	/* HETSGD_TP_CHAIN_MAX */
+	struct ibv_sge *chain_sge;
+	uint32_t chain_len;
+	uint32_t chain_puts;		/* ... of which blocks (not credits or byes) */
 };
 
 /* What each rank advertises; fixed-size fields only (it crosses machines). */
@@ -128,6 +137,8 @@ struct verbs_state {
 	size_t staging_bytes, region_bytes, ring_bytes;
 	size_t ll_off, ll_stride;	/* the LL ring in a region; bytes per LL slot */
 	uint32_t poll_max;		/* largest block sent polled; 0 = every block by immediate */
+	uint32_t chained;		/* peers with writes in their chain */
+	uint64_t *doorbells;		/* &tp->stats.doorbells: posts that carried blocks */
 	uint32_t window;		/* 64 KiB blocks' worth of data in flight per peer (the pipeline depth) */
 	uint32_t credit_batch;		/* releases gathered into one credit write */
 	double rtt_us;			/* measured at open (the longest over peers) */

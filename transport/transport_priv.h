@@ -176,8 +176,12 @@ struct tp_provider {
 	/* Set up staging, connect the pattern's pairs (tp_is_peer()); sets
 	 * tp->fp_conns and tp->fp_registered; tp->rank/size/attr are set. */
 	int (*open)(struct hetsgd_tp *tp);
-	/* Post one put; 0 or -EAGAIN (no credit, queue full) or -errno. */
-	int (*put)(struct hetsgd_tp *tp, int peer, struct tp_tx *tx, size_t len, uint8_t kind);
+	/*
+	 * Post one put; 0 or -EAGAIN (no credit, queue full) or -errno.
+	 * more: the caller has more (hetsgd_tp_put_more()); the provider may
+	 * hold the write for the next put to peer or the next progress.
+	 */
+	int (*put)(struct hetsgd_tp *tp, int peer, struct tp_tx *tx, size_t len, uint8_t kind, int more);
 	/* Move completions into the event FIFO (never more than it can take). */
 	int (*progress)(struct hetsgd_tp *tp);
 	int (*release)(struct hetsgd_tp *tp, int peer, uint32_t slot);

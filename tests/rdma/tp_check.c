@@ -12,8 +12,14 @@
  * outside the pattern is refused with -EINVAL, and on shm that the only
  * segments mapped in its address space are those of its pairs.
  *
+ * With --more a put is a burst of 1 to 24 blocks to one peer by
+ * hetsgd_tp_put_more(), the last of them sometimes by hetsgd_tp_put(), and
+ * on verbs the check asserts that bursts shared doorbells (fewer
+ * ibv_post_send calls than puts) and that no block was lost, duplicated
+ * or reordered on the way.
+ *
  *   hetsgd-tp-check --provider shm|verbs [--ranks N] [--puts P] [--seed S]
- *                   [--slots K] [--slot-bytes B] [--pattern all|star]
+ *                   [--slots K] [--slot-bytes B] [--pattern all|star] [--more]
  */
 #include <errno.h>
 #include <getopt.h>
@@ -34,6 +40,7 @@ struct cfg {
 	uint32_t slots;
 	size_t slot_bytes;
 	int quiet;
+	int more;		/* bursts by hetsgd_tp_put_more() */
 };
 
 struct blk_hdr {
@@ -253,19 +260,27 @@ static int rank_main(struct hetsgd_boot *boot, void *arg)
 		if (r % 3 == 0 && total_sent < want_total) {
 			/* Put to a random peer that still has blocks to get. */
 			int peer = (int)((r >> 8) % (uint64_t)n), tries;
+			/* --more: a burst, held by the transport until its last put or the next progress */
+			int burst = c->more ? 1 + (int)((r >> 40) % 24) : 1, b;
+			int last_plain = (r >> 48) & 1;
 
 			for (tries = 0; tries < n && (!paired(c, me, peer) || sent[peer] >= (uint64_t)c->puts); tries++)
 				peer = (peer + 1) % n;
-			if (paired(c, me, peer) && sent[peer] < (uint64_t)c->puts) {
+			for (b = 0; b < burst && paired(c, me, peer) && sent[peer] < (uint64_t)c->puts; b++) {
 				struct blk_hdr h = { (uint32_t)me, (uint32_t)peer, sent[peer] };
 				size_t len = blk_len(c, h.src, h.dst, h.seq);
+				uint8_t kind = blk_kind(c, h.src, h.dst, h.seq);
 
 				if (!tx && hetsgd_tp_tx_get(tp, &tx) == -EAGAIN)
 					tx = NULL;
-				if (tx) {
+				if (!tx)
+					break;	/* every buffer in flight: progress gives them back */
+				{
 					memcpy(tx->data, &h, sizeof(h));
 					fill(c, tx->data, len, key(c, h.src, h.dst, h.seq));
-					ret = hetsgd_tp_put(tp, peer, tx, len, blk_kind(c, h.src, h.dst, h.seq));
+					ret = c->more && !(last_plain && b == burst - 1)
+					      ? hetsgd_tp_put_more(tp, peer, tx, len, kind)
+					      : hetsgd_tp_put(tp, peer, tx, len, kind);
 					if (ret == 0) {
 						hetsgd_tp_tx_put(tp, tx);
 						tx = NULL;
@@ -273,6 +288,7 @@ static int rank_main(struct hetsgd_boot *boot, void *arg)
 						total_sent++;
 					} else if (ret == -EAGAIN) {
 						eagain++;
+						break;
 					} else {
 						fprintf(stderr, "tp-check: rank %d: put: %s\n", me, hetsgd_errmsg());
 						return 1;
@@ -344,6 +360,15 @@ static int rank_main(struct hetsgd_boot *boot, void *arg)
 				pm ? pm : "(unset)", st.puts_polled, st.puts, st.recvs_polled, st.recvs);
 			return 1;
 		}
+		/* bursts shared doorbells: on verbs fewer posts than puts; shm has none */
+		if (c->more && (c->prov == HETSGD_PROV_VERBS ? !(st.doorbells < st.puts) : st.doorbells != 0)) {
+			fprintf(stderr, "tp-check: rank %d: %" PRIu64 " puts in bursts took %" PRIu64
+				" doorbells: the chains of hetsgd_tp_put_more did not form\n", me, st.puts, st.doorbells);
+			return 1;
+		}
+		if (!c->quiet && c->more)
+			printf("tp-check: rank %d: %" PRIu64 " puts in %" PRIu64 " doorbells\n", me, st.puts,
+			       st.doorbells);
 	}
 	ret = hetsgd_tp_close(tp);
 	if (ret) {
@@ -371,6 +396,7 @@ int main(int argc, char **argv)
 		{ "slot-bytes", required_argument, NULL, 'B' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "pattern", required_argument, NULL, 'P' },
+		{ "more", no_argument, NULL, 'm' },
 		{ 0 }
 	};
 	struct cfg c = { .prov = HETSGD_PROV_SHM, .ranks = 4, .puts = 1000, .slots = 3,
@@ -379,7 +405,7 @@ int main(int argc, char **argv)
 	char *end;
 
 	c.seed = (uint64_t)time(NULL);
-	while ((opt = getopt_long(argc, argv, "p:n:k:s:S:B:qP:", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "p:n:k:s:S:B:qP:m", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'p':
 			if (hetsgd_provider_parse(optarg, &c.prov)) {
@@ -393,6 +419,7 @@ int main(int argc, char **argv)
 		case 'S': c.slots = (uint32_t)atoi(optarg); break;
 		case 'B': c.slot_bytes = (size_t)atol(optarg); break;
 		case 'q': c.quiet = 1; break;
+		case 'm': c.more = 1; break;
 		case 'P':
 			if (hetsgd_tp_pattern_parse(optarg, &c.pattern)) {
 				fprintf(stderr, "tp-check: %s\n", hetsgd_errmsg());
@@ -401,7 +428,7 @@ int main(int argc, char **argv)
 			break;
 		default:
 			fprintf(stderr, "usage: hetsgd-tp-check --provider shm|verbs [--ranks N] [--puts P] [--seed S] "
-				"[--slots K] [--slot-bytes B] [--pattern all|star]\n");
+				"[--slots K] [--slot-bytes B] [--pattern all|star] [--more]\n");
 			return 2;
 		}
 	}
@@ -409,9 +436,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "tp-check: need 2..64 ranks, puts >= 1, slot-bytes a multiple of 64 >= 64\n");
 		return 2;
 	}
-	printf("tp-check: provider %s, %d ranks, pattern %s, %d puts per pair, %u slots of %zu bytes, seed %" PRIu64 "\n",
-	       hetsgd_provider_name(c.prov), c.ranks, hetsgd_tp_pattern_name(c.pattern), c.puts, c.slots,
-	       c.slot_bytes, c.seed);
+	printf("tp-check: provider %s, %d ranks, pattern %s, %d puts per pair%s, %u slots of %zu bytes, seed %" PRIu64 "\n",
+	       hetsgd_provider_name(c.prov), c.ranks, hetsgd_tp_pattern_name(c.pattern), c.puts,
+	       c.more ? " in bursts (put_more)" : "", c.slots, c.slot_bytes, c.seed);
 	fflush(stdout);
 	ret = hetsgd_boot_local_run(c.ranks, rank_main, &c, NULL);
 	if (ret) {
