@@ -56,6 +56,7 @@ struct opts {
 	int gid_index;
 	int gbits;		/* --report_gbits */
 	int pin_index;		/* -1: this rank's number (both ranks on this host) */
+	int chain;		/* bandwidth sender: hetsgd_tp_put_more() (-l 16, the default) or put (-l 1) */
 };
 
 struct result {
@@ -72,6 +73,7 @@ struct result {
 	 * for the send window, the bound a stream is meant to meet.
 	 */
 	uint64_t credit_waits, window_waits;
+	uint64_t puts, doorbells;	/* bandwidth sender, all rounds: puts per doorbell */
 };
 
 #define now_s hetsgd_clock_s
@@ -138,12 +140,12 @@ static int wait_event(struct hetsgd_tp *tp, enum hetsgd_ev_type type, struct het
  * rather than spin; perftest's waiting server sleeps the whole run.
  */
 static int put_retry(struct hetsgd_tp *tp, int peer, struct hetsgd_tx *tx, size_t len,
-		     long *sent_events, int yield)
+		     long *sent_events, int yield, int more)
 {
 	struct hetsgd_ev ev[32];
 	int ret, n, i;
 
-	while ((ret = hetsgd_tp_put(tp, peer, tx, len, 1)) == -EAGAIN) {
+	while ((ret = (more ? hetsgd_tp_put_more : hetsgd_tp_put)(tp, peer, tx, len, 1)) == -EAGAIN) {
 		n = hetsgd_tp_progress(tp, ev, 32);
 		if (n < 0)
 			return n;
@@ -186,7 +188,8 @@ static void rx_idle(long *idle, size_t size)
 	}
 }
 
-static int bench_bw(struct hetsgd_tp *tp, int me, size_t size, long iters, double *mbps, struct result *r)
+static int bench_bw(struct hetsgd_tp *tp, int me, size_t size, long iters, int chain, double *mbps,
+		    struct result *r)
 {
 	long idle = 0;
 	struct hetsgd_tp_stats s0 = { 0 }, s1;
@@ -200,17 +203,23 @@ static int bench_bw(struct hetsgd_tp *tp, int me, size_t size, long iters, doubl
 		return -EIO;
 	memset(tx->data, 0x5a, size);
 	if (me == 0) {
+		struct hetsgd_tp_stats a;
+
+		hetsgd_tp_get_stats(tp, &a);
 		t0 = now_s();
 		for (i = 0; i < iters; i++) {
 			if (i == iters / 4)
 				hetsgd_tp_get_stats(tp, &s0);
-			ret = put_retry(tp, 1, tx, size, &sent_events, 1);
+			/* the last put is not held: nothing after it would carry it */
+			ret = put_retry(tp, 1, tx, size, &sent_events, 1, chain && i + 1 < iters);
 			if (ret)
 				return ret;
 		}
 		hetsgd_tp_get_stats(tp, &s1);
 		r->credit_waits += (s1.credit_waits - s0.credit_waits) + (s1.queue_waits - s0.queue_waits);
 		r->window_waits += s1.window_waits - s0.window_waits;
+		r->puts += s1.puts - a.puts;
+		r->doorbells += s1.doorbells - a.doorbells;
 		while (sent_events < iters) {
 			n = hetsgd_tp_progress(tp, ev, 32);
 			if (n < 0)
@@ -270,13 +279,13 @@ static int bench_lat(struct hetsgd_tp *tp, int me, size_t size, int iters, doubl
 		uint64_t t;
 
 		if (me == 0) {
-			ret = put_retry(tp, 1, tx, size, &dummy, 0);
+			ret = put_retry(tp, 1, tx, size, &dummy, 0, 0);
 			if (!ret)
 				ret = wait_event(tp, HETSGD_EV_RECV, &ev);
 		} else {
 			ret = wait_event(tp, HETSGD_EV_RECV, &ev);
 			if (!ret)
-				ret = put_retry(tp, 0, tx, size, &dummy, 0);
+				ret = put_retry(tp, 0, tx, size, &dummy, 0, 0);
 		}
 		if (!ret)
 			ret = hetsgd_tp_release(tp, ev.peer, ev.slot);
@@ -377,7 +386,7 @@ static int measure_size(struct hetsgd_boot *boot, struct hetsgd_tp *tp, const st
 	for (round = 0; round < o->rounds && o->do_bw && !ret; round++) {
 		if (hetsgd_boot_barrier(boot))
 			return -EIO;
-		ret = bench_bw(tp, me, size, iters, &bw[round], r);
+		ret = bench_bw(tp, me, size, iters, o->chain, &bw[round], r);
 		if (!ret && hetsgd_boot_barrier(boot))
 			ret = -EIO;
 		if (!ret && me == 0 && o->prov == HETSGD_PROV_SHM)
@@ -484,10 +493,12 @@ static void usage(FILE *f)
 		"  --report_gbits  bandwidth in Gb/s (10^9 bits), as perftest; MB/s otherwise\n"
 		"  -p, --port  the TCP rendezvous port of --server / HOST (default 18515)\n"
 		"  -F          accepted for perftest's command lines; does nothing\n"
+		"  -l, --post_list  bandwidth sender: 16 (default) puts by hetsgd_tp_put_more, up\n"
+		"              to 16 per doorbell; 1: each by hetsgd_tp_put, one doorbell each\n"
 		"  --csv       machine-readable rows: provider,size_bytes,bw_MBps (bw_Gbps with\n"
 		"              --report_gbits),lat_us,msg_Mpps (blocks/s / 10^6),credit_waits,\n"
-		"              window_waits; with shm, a row per size with provider memcpy (its\n"
-		"              anchor) and no latency\n"
+		"              window_waits,puts_per_doorbell (verbs; 0 on shm); with shm, a row\n"
+		"              per size with provider memcpy (its anchor) and no latency\n"
 		"  --slots     staging slots per peer (default: the transport's; verbs sizes the\n"
 		"              ring from the device's bandwidth-delay product)\n"
 		"  --bytes     MB streamed per size for bandwidth (default 64; 200 to 20000 puts)\n"
@@ -594,6 +605,16 @@ static int cli_option(int opt, const char *arg, struct opts *o, struct cli *c)
 		c->port = (int)v;
 		return -1;
 	case 'F': return -1;
+	case 'l':
+		/* the transport chains up to HETSGD_TP_CHAIN_MAX: 1 or that */
+		if (strcmp(arg, "1") && strcmp(arg, STR(HETSGD_TP_CHAIN_MAX))) {
+			fprintf(stderr, "hetsgd-bench: -l %s: use 1 (each put posted alone) or %d (puts chained by "
+				"hetsgd_tp_put_more, up to %d per doorbell; the default)\n", arg, HETSGD_TP_CHAIN_MAX,
+				HETSGD_TP_CHAIN_MAX);
+			return 2;
+		}
+		o->chain = strcmp(arg, "1") != 0;
+		return -1;
 	case O_GBITS: o->gbits = 1; return -1;
 	case O_CSV: o->csv = 1; return -1;
 	case O_SLOTS:
@@ -739,29 +760,31 @@ static void print_results(const struct opts *o, const struct result *res)
 {
 	if (!o->csv) {
 		printf("#bytes      BW average[%s]   MsgRate[Mpps]   t_typical[usec]   t_avg[usec]   credit waits   "
-		       "window waits%s\n", o->gbits ? " Gb/sec" : "MB/sec",
+		       "window waits   puts/doorbell%s\n", o->gbits ? " Gb/sec" : "MB/sec",
 		       o->prov == HETSGD_PROV_SHM ? "   memcpy[MB/sec]   BW/memcpy" : "");
 	} else {
-		printf("provider,size_bytes,%s,lat_us,msg_Mpps,credit_waits,window_waits\n",
+		printf("provider,size_bytes,%s,lat_us,msg_Mpps,credit_waits,window_waits,puts_per_doorbell\n",
 		       o->gbits ? "bw_Gbps" : "bw_MBps");
 	}
 	for (int s = 0; s < o->nsizes; s++) {
 		const struct result *r = &res[s];
 		double bw = o->gbits ? r->bw_MBps * MB * 8 / 1e9 : r->bw_MBps;
+		/* shm rings no doorbell: 0 */
+		double ppd = r->doorbells ? (double)r->puts / (double)r->doorbells : 0;
 
 		if (o->csv) {
 			/* the one text column: quoted, so no provider name can shift the others */
 			quote_csv(stdout, hetsgd_provider_name(o->prov));
-			printf(",%zu,%.2f,%.3f,%.4f,%llu,%llu\n", o->sizes[s], bw, r->lat_us, r->msg_Mpps,
-			       (unsigned long long)r->credit_waits, (unsigned long long)r->window_waits);
+			printf(",%zu,%.2f,%.3f,%.4f,%llu,%llu,%.2f\n", o->sizes[s], bw, r->lat_us, r->msg_Mpps,
+			       (unsigned long long)r->credit_waits, (unsigned long long)r->window_waits, ppd);
 			/* The anchor is a row of its own, so every row has the same columns. */
 			if (o->prov == HETSGD_PROV_SHM && r->memcpy_MBps > 0)
-				printf("memcpy,%zu,%.2f,,,,\n", o->sizes[s],
+				printf("memcpy,%zu,%.2f,,,,,\n", o->sizes[s],
 				       o->gbits ? r->memcpy_MBps * MB * 8 / 1e9 : r->memcpy_MBps);
 		} else {
-			printf(" %-10zu %18.2f %15.4f %17.2f %13.2f %14llu %14llu", o->sizes[s], bw, r->msg_Mpps,
+			printf(" %-10zu %18.2f %15.4f %17.2f %13.2f %14llu %14llu %15.2f", o->sizes[s], bw, r->msg_Mpps,
 			       r->lat_us, r->lat_avg_us, (unsigned long long)r->credit_waits,
-			       (unsigned long long)r->window_waits);
+			       (unsigned long long)r->window_waits, ppd);
 			if (o->prov == HETSGD_PROV_SHM && r->memcpy_MBps > 0)
 				printf(" %16.2f %11.2f", r->memcpy_MBps, r->bw_MBps / r->memcpy_MBps);
 			else if (o->prov == HETSGD_PROV_SHM)
@@ -783,6 +806,7 @@ int main(int argc, char **argv)
 		{ "all", no_argument, NULL, 'a' },
 		{ "iters", required_argument, NULL, 'n' },
 		{ "port", required_argument, NULL, 'p' },
+		{ "post_list", required_argument, NULL, 'l' },
 		{ "report_gbits", no_argument, NULL, O_GBITS },
 		{ "csv", no_argument, NULL, O_CSV },
 		{ "slots", required_argument, NULL, O_SLOTS },
@@ -798,12 +822,12 @@ int main(int argc, char **argv)
 	};
 	struct opts o = { .prov = HETSGD_PROV_SHM, .slots = 0, .bw_bytes = 64 * MB, .lat_iters = 1000,
 			 .max_iters = 20000, .do_bw = 1, .do_lat = 1, .rounds = 3, .gid_index = -1,
-			 .pin_index = -1 };
+			 .pin_index = -1, .chain = 1 };
 	struct cli c = { .sizes = "8,64,512,4K,64K,256K,1M", .port = 18515, .kind = HETSGD_BOOT_LOCAL };
 	struct shared sh = { .o = &o };
 	int opt, ret;
 
-	while ((opt = getopt_long(argc, argv, "d:x:s:an:p:Fh", lopts, NULL)) != -1)
+	while ((opt = getopt_long(argc, argv, "d:x:s:an:p:l:Fh", lopts, NULL)) != -1)
 		if ((ret = cli_option(opt, optarg, &o, &c)) >= 0)
 			return ret;
 	if (optind < argc)

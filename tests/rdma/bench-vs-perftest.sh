@@ -19,9 +19,17 @@
 # check failing on a ring forced shallow).  Lines starting with
 # "bench-vs-perftest: ratio" are for scripts (make bench-rdma).
 #
+# hetsgd-bench's sender chains its puts (hetsgd_tp_put_more, up to 16 per
+# doorbell, its -l 16 default); perftest runs with its defaults (one post
+# per write).  With HETSGD_BENCH_AA=1 each round also runs ib_write_bw a
+# second time at the bandwidth sizes, and "aa" rows give perftest against
+# itself, the same ratio and spread: the noise floor a device-bound
+# comparison cannot get below (make bench-rdma sets it).
+#
 # Environment: HETSGD_BENCH_ROUNDS (5), HETSGD_BENCH_BW_SIZES ("65536 262144
 # 1048576"), HETSGD_BENCH_RATE_SIZES ("8 64 256"), HETSGD_BENCH_MB (24),
-# HETSGD_BENCH_RATE_ITERS (20000 blocks per rate run, both programs).
+# HETSGD_BENCH_RATE_ITERS (20000 blocks per rate run, both programs),
+# HETSGD_BENCH_AA (0).
 set -u
 . "$(dirname "$0")/perftest-lib.sh"
 . "$(dirname "$0")/credit-waits-lib.sh"
@@ -32,6 +40,7 @@ lat_size=8
 mb=${HETSGD_BENCH_MB:-24}
 rounds=${HETSGD_BENCH_ROUNDS:-5}
 rate_iters=${HETSGD_BENCH_RATE_ITERS:-20000}
+aa=${HETSGD_BENCH_AA:-0}
 lat_iters=2000
 [ "$rounds" -ge 1 ] 2>/dev/null || { echo "bench: HETSGD_BENCH_ROUNDS=$rounds: use a whole number >= 1 (5 or more for steady numbers)" >&2; exit 2; }
 # it prints its table at the end: say up front how long the quiet lasts
@@ -61,6 +70,14 @@ for r in $(seq 1 "$rounds"); do
 		v=$(perftest_value bw 18520 "$s" -n "$n" 2>"$tmp/pt.$$") ||
 			{ cat "$tmp/pt.$$"; echo "bench: ib_write_bw -s $s failed" >&2; exit 1; }
 		ref[bw$s]+="$v "
+	done
+	for s in $bw_sizes; do
+		[ "$aa" = 1 ] || break
+		n=$(( mb * 1048576 / s )); [ $n -ge 100 ] || n=100
+		v=$(perftest_value bw 18520 "$s" -n "$n" 2>"$tmp/pt.$$") ||
+			{ cat "$tmp/pt.$$"; echo "bench: ib_write_bw -s $s failed" >&2; exit 1; }
+		ours_v[aa$s]+="$v "
+		ref[aa$s]=${ref[bw$s]}
 	done
 	for s in $rate_sizes; do
 		v=$(perftest_value rate 18520 "$s" -n "$rate_iters" 2>"$tmp/pt.$$") ||
@@ -109,11 +126,13 @@ row() {
 }
 
 echo "hetsgd-bench vs perftest on $dev, same boot, medians of $rounds alternating rounds"
-echo "(bw: MB/s, MB = 2^20 bytes; rate: Mpps, 10^6 blocks/s vs ib_write_bw MsgRate; lat: us, vs ib_write_lat t_typical)"
+echo "(bw: MB/s, MB = 2^20 bytes; rate: Mpps, 10^6 blocks/s vs ib_write_bw MsgRate; lat: us, vs ib_write_lat t_typical;"
+echo " aa: ib_write_bw's second run of each round against its first, the noise floor)"
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%-6s %-8s %12s %12s %6s  %-12s  %-16s %s\n' what bytes hetsgd perftest ratio "min..max" target "rounds (hetsgd/ perftest)"
 table=$(
 	for s in $bw_sizes; do row "bw$s" bw "$s" MB/s ge 1.0; done
+	if [ "$aa" = 1 ]; then for s in $bw_sizes; do row "aa$s" aa "$s" MB/s ge ""; done; fi
 	for s in $rate_sizes; do row "rate$s" rate "$s" Mpps ge "$([ "$s" = 64 ] && echo 0.9)"; done
 	row lat lat $lat_size us le 1.1
 )
