@@ -155,7 +155,9 @@ static int post_write(struct verbs_state *st, int peer, struct ibv_send_wr *wr,
 enum { CREDIT_LAZY, CREDIT_NOW, CREDIT_SIGNALLED };
 
 /*
- * Credits not sent for this long go out even below the batch size.  Only
+ * Credits not sent for this long go out even below the batch size (to
+ * within a tick of the coarse clock, which both the stamp and progress
+ * read).  Only
  * a sender whose receiver holds more than half of the ring ever waits for
  * this; shorter, and every ping-pong (idle longer than its round trip
  * between blocks) would pay a credit write per block again.
@@ -626,21 +628,26 @@ static int verbs_progress(struct hetsgd_tp *tp)
 	}
 	/*
 	 * Credits that waited long enough, or found the queue full, go out
-	 * now.  The clock is read once every CLOCK_EVERY calls: without a
-	 * stable TSC (virtual machines) it is a system call, and a spinning
-	 * caller would pay one per poll.  (Releases stamp their batch with
-	 * the coarse clock, the same time base to within a tick.)
+	 * now.  The clock is read once every CLOCK_EVERY calls, and it is
+	 * the coarse one (coarse_s(), the vDSO's last tick): the precise
+	 * clock, without a stable TSC (virtual machines), is a system call
+	 * that reads an emulated timer, tens of microseconds under TCG, and
+	 * one in every CLOCK_EVERY polls of a ping-pong's spinning receiver
+	 * landed inside its round trip.  A tick is precise enough for both
+	 * deadlines: releases stamp their batch with the same clock (the
+	 * 1 ms flush then comes within a tick of it), and the rdma_cm check
+	 * is every CM_S.
 	 */
 	/* A peer's death is rare news: look for it far less often than for credits. */
 	if (++st->clock_countdown >= CLOCK_EVERY) {
 		st->clock_countdown = 0;
-		now = now_s();
+		now = coarse_s();
 		if (now - st->cm_last >= CM_S)
 			st->cm_countdown = CM_EVERY;
 	}
 	if (++st->cm_countdown >= CM_EVERY) {
 		st->cm_countdown = 0;
-		st->cm_last = now ? now : now_s();
+		st->cm_last = now ? now : coarse_s();
 		ret = check_cm_events(tp, st);
 		if (ret)
 			return ret;
