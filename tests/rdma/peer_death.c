@@ -4,7 +4,10 @@
  * HETSGD_EV_PEER_DOWN for rank 1, with the reason, within 2 s of the
  * death, refuse later puts to it with -EPIPE naming it, stay usable
  * (progress goes on), and close without hanging: close waits for the live
- * peers only (a rank that is down counts as arrived).
+ * peers only (a rank that is down counts as arrived).  Rank 0 streams in
+ * bursts by hetsgd_tp_put_more() (every fourth put a plain one), so writes
+ * held in a chain meet the death too, and a put_more to the dead rank is
+ * refused like a put.
  *
  *   hetsgd-peer-death-check --provider shm|verbs
  *
@@ -39,6 +42,7 @@ static int rank_main(struct hetsgd_boot *b, void *arg)
 	struct hetsgd_ev ev[16];
 	struct hetsgd_tx *tx;
 	int me = hetsgd_boot_rank(b), got = 0, n, i, ret = 0, down = 0;
+	unsigned puts = 0;
 	double t0 = now_s(), t_down = 0, t_death = 0;
 	char why[512] = "";
 
@@ -83,7 +87,7 @@ static int rank_main(struct hetsgd_boot *b, void *arg)
 			}
 		if (down || hetsgd_tp_tx_get(tp, &tx))
 			continue;
-		ret = hetsgd_tp_put(tp, 1, tx, 1000, 1);
+		ret = (++puts % 4 ? hetsgd_tp_put_more : hetsgd_tp_put)(tp, 1, tx, 1000, 1);
 		hetsgd_tp_tx_put(tp, tx);
 		if (ret && ret != -EAGAIN) {
 			fprintf(stderr, "peer-death: FAIL: a put failed before PEER_DOWN: %s\n", hetsgd_errmsg());
@@ -114,6 +118,17 @@ static int rank_main(struct hetsgd_boot *b, void *arg)
 	hetsgd_tp_tx_put(tp, tx);
 	if (ret != -EPIPE || !strstr(hetsgd_errmsg(), "rank 1") || hetsgd_tp_peer_up(tp, 1)) {
 		fprintf(stderr, "peer-death: FAIL: a put to the dead rank returned %d (%s)\n", ret,
+			hetsgd_errmsg());
+		return 1;
+	}
+	if (hetsgd_tp_tx_get(tp, &tx)) {
+		fprintf(stderr, "peer-death: FAIL: no send buffer after the death: %s\n", hetsgd_errmsg());
+		return 1;
+	}
+	ret = hetsgd_tp_put_more(tp, 1, tx, 100, 1);
+	hetsgd_tp_tx_put(tp, tx);
+	if (ret != -EPIPE || !strstr(hetsgd_errmsg(), "rank 1")) {
+		fprintf(stderr, "peer-death: FAIL: a put_more to the dead rank returned %d (%s)\n", ret,
 			hetsgd_errmsg());
 		return 1;
 	}
